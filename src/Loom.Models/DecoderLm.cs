@@ -1,0 +1,98 @@
+using Loom.Models.Layers;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Loom.Models;
+
+/// <summary>Cross-entropy, z-loss and their weighted sum, each a scalar tensor (no host sync).</summary>
+/// <param name="Total">Cross-entropy + z-loss weight · z-loss: what is differentiated.</param>
+/// <param name="CrossEntropy">Mean negative log-likelihood per target token, in nats.</param>
+/// <param name="ZLoss">Mean log²Z of the softmax normaliser (PaLM keeps it near 0 for stability).</param>
+public sealed record LmLoss(Tensor Total, Tensor CrossEntropy, Tensor ZLoss);
+
+/// <summary>
+/// A decoder-only Transformer language model (PaLM family): token embedding, a stack of
+/// <see cref="DecoderBlock"/>s, a final norm and an output projection (the transposed embedding
+/// when shared). The model holds no generation state: callers pass a <see cref="KvCache"/>.
+/// </summary>
+public sealed class DecoderLm : nn.Module<Tensor, Tensor>
+{
+    private readonly Parameter embed;      // (V, D)
+    private readonly Parameter? pos_embed; // (maxLen, D), learned positions only
+    private readonly Rotary? rotary;
+    private readonly ModuleList<DecoderBlock> blocks;
+    private readonly nn.Module<Tensor, Tensor> final_norm;
+    private readonly Dense? lm_head;       // (V, D), unshared embeddings only
+
+    /// <summary>Builds the model with PaLM's initialisation on <paramref name="device"/> (meta: shapes only).</summary>
+    public DecoderLm(DecoderLmOptions options, Device? device = null) : base(nameof(DecoderLm))
+    {
+        Options = (options ?? throw new ArgumentNullException(nameof(options))).Validate();
+        var o = Options;
+        embed = new Parameter(empty(o.VocabSize, o.ModelDim, device: device));
+        using (no_grad()) embed.normal_(0, 1); // PaLM: N(0, 1), since no norm follows the embedding
+        if (o.Positions == PositionEncoding.Learned)
+        {
+            pos_embed = new Parameter(empty(o.MaxSequenceLength, o.ModelDim, device: device));
+            using (no_grad()) pos_embed.normal_(0, 1);
+        }
+        else
+        {
+            rotary = new Rotary(o.HeadDim, o.MaxSequenceLength, o.RopeBase, device);
+        }
+        blocks = new ModuleList<DecoderBlock>(Enumerable.Range(0, o.NumLayers).Select(l => new DecoderBlock(o, l, rotary, device)).ToArray());
+        final_norm = Norms.Create(o, device);
+        lm_head = o.SharedEmbeddings ? null : new Dense(o.ModelDim, o.VocabSize, useBias: false, device);
+        RegisterComponents();
+    }
+
+    /// <summary>The validated options the model was built from.</summary>
+    public DecoderLmOptions Options { get; }
+
+    /// <summary>Logits for every position of <paramref name="tokens"/>, (B, T) -> (B, T, V).</summary>
+    public override Tensor forward(Tensor tokens) => Forward(tokens, null);
+
+    /// <summary>
+    /// Logits, (B, T, V), for <paramref name="tokens"/>, (B, T), at positions cache.Length.. (0 without a
+    /// cache). With a cache the tokens' keys and values are appended to it: a prefill is one call with
+    /// the prompt, a decode step one call with the newest token.
+    /// </summary>
+    public Tensor Forward(Tensor tokens, KvCache? cache)
+    {
+        long t = tokens.shape[1];
+        int start = cache?.Length ?? 0;
+        if (start + t > Options.MaxSequenceLength)
+            throw new ArgumentException($"sequence of {start + t} tokens exceeds model.max_sequence_length = {Options.MaxSequenceLength}");
+        var x = embed.index_select(0, tokens.reshape(-1)).view(tokens.shape[0], t, -1); // (B, T, D)
+        if (pos_embed is not null) x = x + pos_embed.narrow(0, start, t); // (B, T, D)
+        foreach (var block in blocks) x = block.Forward(x, cache);       // (B, T, D)
+        cache?.Advance((int)t);
+        x = final_norm.forward(x);                                       // (B, T, D)
+        return lm_head is not null
+            ? lm_head.forward(x)                                         // (B, T, V)
+            : nn.functional.linear(x, embed) / Math.Sqrt(Options.ModelDim); // (B, T, V), shared: scaled by 1/√D
+    }
+
+    /// <summary>
+    /// Next-token loss of <paramref name="inputs"/> against <paramref name="targets"/>, both (B, T);
+    /// targets equal to <paramref name="ignoreId"/> do not count.
+    /// </summary>
+    public LmLoss Loss(Tensor inputs, Tensor targets, double zLossWeight, long ignoreId = -1)
+    {
+        var logits = forward(inputs).to(float32);                             // (B, T, V)
+        var logZ = logits.logsumexp(-1);                                      // (B, T)
+        var targetLogit = logits.gather(-1, targets.clamp_min(0).unsqueeze(-1)).squeeze(-1); // (B, T)
+        var weight = targets.ne(ignoreId).to(float32);                        // (B, T)
+        var count = weight.sum().clamp_min(1);
+        var ce = ((logZ - targetLogit) * weight).sum() / count;
+        var z = (logZ.pow(2) * weight).sum() / count;
+        return new LmLoss(ce + zLossWeight * z, ce, z);
+    }
+
+    /// <summary>Total number of parameters (shared embeddings counted once).</summary>
+    public long ParameterCount => parameters().Sum(p => p.NumberOfElements);
+
+    /// <summary>Parameters outside the token and position embeddings (the N of Kaplan et al.).</summary>
+    public long NonEmbeddingParameterCount =>
+        ParameterCount - embed.NumberOfElements - (pos_embed?.NumberOfElements ?? 0);
+}

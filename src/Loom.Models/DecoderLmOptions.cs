@@ -1,0 +1,116 @@
+using System.Text.Json.Serialization;
+
+namespace Loom.Models;
+
+/// <summary>Feed-forward nonlinearity of a decoder block.</summary>
+public enum MlpActivation
+{
+    /// <summary>SwiGLU (PaLM): down(Swish(x W_gate) · (x W_up)); three kernels.</summary>
+    [JsonStringEnumMemberName("swiglu")]
+    SwiGlu,
+
+    /// <summary>GELU (GPT): down(GELU(x W_up)); two kernels.</summary>
+    Gelu,
+}
+
+/// <summary>How token positions enter the model.</summary>
+public enum PositionEncoding
+{
+    /// <summary>Rotary position embeddings applied to queries and keys (PaLM).</summary>
+    Rotary,
+
+    /// <summary>A learned absolute position embedding added to the token embedding (GPT-2).</summary>
+    Learned,
+}
+
+/// <summary>Normalisation layer.</summary>
+public enum NormKind
+{
+    /// <summary>Root-mean-square norm (scale only).</summary>
+    RmsNorm,
+
+    /// <summary>Layer norm (mean and variance); with a bias only when <see cref="DecoderLmOptions.UseBias"/>.</summary>
+    LayerNorm,
+}
+
+/// <summary>
+/// Shape and architectural switches of a decoder-only Transformer. Each PaLM choice is one switch:
+/// SwiGLU, parallel block, multi-query attention (<see cref="NumKvHeads"/> = 1), rotary positions,
+/// shared input/output embeddings, no biases. Validate with <see cref="Validate"/>; every model
+/// constructor does.
+/// </summary>
+public sealed record DecoderLmOptions
+{
+    /// <summary>Number of token ids the embedding holds (at least the vocabulary's size).</summary>
+    public int VocabSize { get; init; } = 258;
+
+    /// <summary>Width of the residual stream (d_model).</summary>
+    public int ModelDim { get; init; } = 256;
+
+    /// <summary>Number of decoder blocks.</summary>
+    public int NumLayers { get; init; } = 4;
+
+    /// <summary>Number of query heads.</summary>
+    public int NumHeads { get; init; } = 4;
+
+    /// <summary>Number of key/value heads: 1 = multi-query, fewer than <see cref="NumHeads"/> = grouped, equal = multi-head.</summary>
+    public int NumKvHeads { get; init; } = 1;
+
+    /// <summary>Width of each attention head.</summary>
+    public int HeadDim { get; init; } = 64;
+
+    /// <summary>Hidden width of the feed-forward layer (PaLM: 4 · d_model).</summary>
+    public int MlpDim { get; init; } = 1024;
+
+    /// <summary>Feed-forward nonlinearity.</summary>
+    public MlpActivation Activation { get; init; } = MlpActivation.SwiGlu;
+
+    /// <summary>Parallel block y = x + Attn(LN x) + MLP(LN x) (PaLM) instead of the serial block.</summary>
+    public bool ParallelBlock { get; init; } = true;
+
+    /// <summary>Position encoding.</summary>
+    public PositionEncoding Positions { get; init; } = PositionEncoding.Rotary;
+
+    /// <summary>Longest sequence the model accepts (sizes learned position tables and rotary caches).</summary>
+    public int MaxSequenceLength { get; init; } = 1024;
+
+    /// <summary>Share the input embedding with the output projection (logits scaled by 1/sqrt(d_model)).</summary>
+    public bool SharedEmbeddings { get; init; } = true;
+
+    /// <summary>Biases in dense kernels and norms (PaLM: none).</summary>
+    public bool UseBias { get; init; }
+
+    /// <summary>Normalisation layer.</summary>
+    public NormKind Norm { get; init; } = NormKind.RmsNorm;
+
+    /// <summary>Rotary base frequency.</summary>
+    public double RopeBase { get; init; } = 10000;
+
+    /// <summary>Epsilon of the norms.</summary>
+    public double NormEpsilon { get; init; } = 1e-6;
+
+    /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid field and the valid range.</summary>
+    public DecoderLmOptions Validate()
+    {
+        Positive(VocabSize, "vocab_size");
+        Positive(ModelDim, "model_dim");
+        Positive(NumLayers, "num_layers");
+        Positive(NumHeads, "num_heads");
+        Positive(NumKvHeads, "num_kv_heads");
+        Positive(HeadDim, "head_dim");
+        Positive(MlpDim, "mlp_dim");
+        Positive(MaxSequenceLength, "max_sequence_length");
+        if (NumKvHeads > NumHeads || NumHeads % NumKvHeads != 0)
+            throw new ArgumentException($"model.num_kv_heads = {NumKvHeads} must divide model.num_heads = {NumHeads} (1 = multi-query, num_heads = multi-head)");
+        if (Positions == PositionEncoding.Rotary && HeadDim % 2 != 0)
+            throw new ArgumentException($"model.head_dim = {HeadDim} must be even for rotary position embeddings");
+        if (!(RopeBase > 1)) throw new ArgumentException($"model.rope_base = {RopeBase} must be greater than 1");
+        if (!(NormEpsilon > 0)) throw new ArgumentException($"model.norm_epsilon = {NormEpsilon} must be positive");
+        return this;
+    }
+
+    private static void Positive(long value, string name)
+    {
+        if (value <= 0) throw new ArgumentException($"model.{name} = {value} must be a positive integer");
+    }
+}

@@ -1,0 +1,42 @@
+using static TorchSharp.torch;
+
+namespace Loom.Models.Layers;
+
+/// <summary>
+/// One decoder block. Parallel (PaLM): y = x + Attn(LN x) + MLP(LN x), one norm shared by both
+/// branches. Serial (GPT): h = x + Attn(LN₁ x); y = h + MLP(LN₂ h).
+/// </summary>
+public sealed class DecoderBlock : nn.Module<Tensor, Tensor>
+{
+    private readonly nn.Module<Tensor, Tensor> norm;
+    private readonly nn.Module<Tensor, Tensor>? mlp_norm;
+    private readonly Attention attn;
+    private readonly Mlp mlp;
+    private readonly int layer;
+
+    /// <summary>Creates block number <paramref name="layer"/>.</summary>
+    public DecoderBlock(DecoderLmOptions o, int layer, Rotary? rotary, Device? device = null) : base(nameof(DecoderBlock))
+    {
+        this.layer = layer;
+        norm = Norms.Create(o, device);
+        mlp_norm = o.ParallelBlock ? null : Norms.Create(o, device);
+        attn = new Attention(o, rotary, device);
+        mlp = new Mlp(o, device);
+        RegisterComponents();
+    }
+
+    /// <inheritdoc />
+    public override Tensor forward(Tensor x) => Forward(x, null);
+
+    /// <summary>Applies the block to x, (B, T, D), optionally against a KV cache.</summary>
+    public Tensor Forward(Tensor x, KvCache? cache)
+    {
+        if (mlp_norm is null)
+        {
+            var h = norm.forward(x);
+            return x + attn.Forward(h, cache, layer) + mlp.forward(h);
+        }
+        x = x + attn.Forward(norm.forward(x), cache, layer);
+        return x + mlp.forward(mlp_norm.forward(x));
+    }
+}

@@ -1,0 +1,29 @@
+using static TorchSharp.torch;
+
+namespace Loom.Models.Layers;
+
+/// <summary>Feed-forward layer: SwiGLU down(silu(x W_gate) · x W_up) or GELU down(gelu(x W_up)).</summary>
+public sealed class Mlp : nn.Module<Tensor, Tensor>
+{
+    private readonly Dense? gate; // (F, D), SwiGLU only
+    private readonly Dense up;    // (F, D)
+    private readonly Dense down;  // (D, F)
+
+    /// <summary>Creates the layer.</summary>
+    public Mlp(DecoderLmOptions o, Device? device = null) : base(nameof(Mlp))
+    {
+        gate = o.Activation == MlpActivation.SwiGlu ? new Dense(o.ModelDim, o.MlpDim, o.UseBias, device) : null;
+        up = new Dense(o.ModelDim, o.MlpDim, o.UseBias, device);
+        down = new Dense(o.MlpDim, o.ModelDim, o.UseBias, device);
+        RegisterComponents();
+    }
+
+    /// <inheritdoc />
+    public override Tensor forward(Tensor x) // (B, T, D)
+    {
+        var h = gate is null
+            ? nn.functional.gelu(up.forward(x))                      // (B, T, F)
+            : nn.functional.silu(gate.forward(x)) * up.forward(x);   // (B, T, F)
+        return down.forward(h);                                      // (B, T, D)
+    }
+}

@@ -1,0 +1,58 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Loom.Models.Layers;
+
+/// <summary>Root-mean-square norm: x / sqrt(mean(x²) + ε) · g.</summary>
+public sealed class RmsNorm : nn.Module<Tensor, Tensor>
+{
+    private readonly Parameter weight; // (D)
+    private readonly double eps;
+
+    /// <summary>Creates the norm with unit scale.</summary>
+    public RmsNorm(int dim, double eps, Device? device = null) : base(nameof(RmsNorm))
+    {
+        weight = new Parameter(ones(dim, device: device));
+        this.eps = eps;
+        RegisterComponents();
+    }
+
+    /// <inheritdoc />
+    public override Tensor forward(Tensor x) // (..., D)
+    {
+        var rms = x.pow(2).mean(new long[] { -1 }, keepdim: true).add_(eps).rsqrt_(); // (..., 1)
+        return x * rms * weight;
+    }
+}
+
+/// <summary>Layer norm with an optional bias (PaLM uses none).</summary>
+public sealed class LayerNorm : nn.Module<Tensor, Tensor>
+{
+    private readonly Parameter weight; // (D)
+    private readonly Parameter? bias;  // (D)
+    private readonly double eps;
+
+    /// <summary>Creates the norm with unit scale and zero bias.</summary>
+    public LayerNorm(int dim, double eps, bool useBias, Device? device = null) : base(nameof(LayerNorm))
+    {
+        weight = new Parameter(ones(dim, device: device));
+        bias = useBias ? new Parameter(zeros(dim, device: device)) : null;
+        this.eps = eps;
+        RegisterComponents();
+    }
+
+    /// <inheritdoc />
+    public override Tensor forward(Tensor x) =>
+        nn.functional.layer_norm(x, new[] { x.shape[^1] }, weight, bias, eps); // (..., D)
+}
+
+/// <summary>Builds the norm that <see cref="DecoderLmOptions.Norm"/> names.</summary>
+internal static class Norms
+{
+    public static nn.Module<Tensor, Tensor> Create(DecoderLmOptions o, Device? device) => o.Norm switch
+    {
+        NormKind.RmsNorm => new RmsNorm(o.ModelDim, o.NormEpsilon, device),
+        _ => new LayerNorm(o.ModelDim, o.NormEpsilon, o.UseBias, device),
+    };
+}

@@ -1,0 +1,37 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Loom.Models.Layers;
+
+/// <summary>
+/// Rotary position embeddings (Su et al. 2021), rotate-half form: each pair (x_i, x_{i+D/2}) of a
+/// head is rotated by the angle pos · base^(-2i/D), so q·k depends only on the positions' difference.
+/// </summary>
+public sealed class Rotary : nn.Module
+{
+    private readonly Tensor cos; // (maxLen, D/2)
+    private readonly Tensor sin; // (maxLen, D/2)
+
+    /// <summary>Precomputes the angles for positions 0..maxLength-1.</summary>
+    public Rotary(int headDim, int maxLength, double ropeBase, Device? device = null) : base(nameof(Rotary))
+    {
+        var compute = device?.type == DeviceType.META ? CPU : device ?? CPU;
+        var inv = pow(ropeBase, -arange(0, headDim, 2, dtype: float64, device: compute) / headDim); // (D/2)
+        var angles = outer(arange(maxLength, dtype: float64, device: compute), inv);                // (maxLen, D/2)
+        cos = angles.cos().to(float32).to(device ?? CPU);
+        sin = angles.sin().to(float32).to(device ?? CPU);
+        register_buffer(nameof(cos), cos, persistent: false);
+        register_buffer(nameof(sin), sin, persistent: false);
+    }
+
+    /// <summary>Rotates <paramref name="x"/>, (B, H, T, D), whose tokens sit at positions start..start+T-1.</summary>
+    public Tensor Apply(Tensor x, long start)
+    {
+        long t = x.shape[2], half = x.shape[3] / 2;
+        var c = cos.narrow(0, start, t).to(x.dtype); // (T, D/2)
+        var s = sin.narrow(0, start, t).to(x.dtype); // (T, D/2)
+        var x1 = x.narrow(-1, 0, half);              // (B, H, T, D/2)
+        var x2 = x.narrow(-1, half, half);           // (B, H, T, D/2)
+        return cat(new[] { x1 * c - x2 * s, x2 * c + x1 * s }, -1); // (B, H, T, D)
+    }
+}
