@@ -1,1 +1,3 @@
-return 0;
+using Loom.Cli;
+
+return LoomApp.Run(args);

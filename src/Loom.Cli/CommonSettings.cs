@@ -1,0 +1,55 @@
+using System.ComponentModel;
+using Spectre.Console.Cli;
+
+namespace Loom.Cli;
+
+/// <summary>Options shared by every command that runs a model.</summary>
+public class DeviceSettings : CommandSettings
+{
+    /// <summary>cpu, cuda, cuda:N or auto.</summary>
+    [CommandOption("--device <DEVICE>")]
+    [Description("cpu, cuda, cuda:N or auto (CUDA when libtorch sees a GPU). Default: auto.")]
+    public string? Device { get; init; }
+
+    /// <summary>CPU threads for libtorch.</summary>
+    [CommandOption("--threads <N>")]
+    [Description("CPU threads for libtorch (default: all cores).")]
+    public int? Threads { get; init; }
+}
+
+/// <summary>Options of commands that read a config.</summary>
+public class ConfigSettings : DeviceSettings
+{
+    /// <summary>Run config file or name in configs/runs.</summary>
+    [CommandOption("-c|--config <FILE>")]
+    [Description("Run config: a JSON file or the name of one in configs/runs (e.g. demo).")]
+    public string? Config { get; init; }
+
+    /// <summary>Model preset.</summary>
+    [CommandOption("-p|--preset <NAME>")]
+    [Description("Model preset: tiny, palm-8b, palm-62b, palm-540b, or a JSON file. Default: the run config's, else tiny.")]
+    public string? Preset { get; init; }
+
+    /// <summary>Text to train on.</summary>
+    [CommandOption("--data <FILE_OR_DIR>")]
+    [Description("Train on this text file or folder instead of the built-in Austen corpus.")]
+    public string? Data { get; init; }
+
+    /// <summary>Config overrides.</summary>
+    [CommandOption("--set <KEY=VALUE>")]
+    [Description("Override a config value, e.g. --set model.num_layers=4 --set training.steps=500 (repeatable).")]
+    public string[] Set { get; init; } = Array.Empty<string>();
+
+    /// <summary>Run folder.</summary>
+    [CommandOption("--run-dir <DIR>")]
+    [Description("Run folder for config.json, metrics.jsonl, tensorboard/, loss.png and checkpoints/. Default: runs/<preset>-<time>.")]
+    public string? RunDir { get; init; }
+
+    /// <summary>The overrides implied by the typed options plus --set.</summary>
+    public IEnumerable<string> Overrides()
+    {
+        if (Data is not null) yield return $"data.path={System.Text.Json.JsonSerializer.Serialize(Data)}";
+        if (Device is not null) yield return $"device={System.Text.Json.JsonSerializer.Serialize(Device)}";
+        foreach (var s in Set) yield return s;
+    }
+}

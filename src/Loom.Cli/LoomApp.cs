@@ -1,0 +1,49 @@
+using Loom.Core;
+using Loom.Data;
+using Spectre.Console;
+using Spectre.Console.Cli;
+
+namespace Loom.Cli;
+
+/// <summary>The <c>loom</c> command line: train, eval, generate, demo.</summary>
+public static class LoomApp
+{
+    /// <summary>Runs the command line and returns the process exit code (0 ok, 1 error, 130 interrupted).</summary>
+    public static int Run(string[] args)
+    {
+        var app = new CommandApp();
+        app.Configure(config =>
+        {
+            config.SetApplicationName("loom");
+            config.PropagateExceptions();
+            config.AddCommand<DemoCommand>("demo")
+                .WithDescription("Train the tiny preset on Jane Austen, report the held-out loss, then generate text.")
+                .WithExample("demo");
+            config.AddCommand<TrainCommand>("train")
+                .WithDescription("Train a model from a preset or run config; resume with --resume.")
+                .WithExample("train", "--preset", "tiny", "--data", "notes.txt", "--set", "training.steps=500");
+            config.AddCommand<EvalCommand>("eval")
+                .WithDescription("Score a checkpoint on held-out text: loss, perplexity, bits per byte.")
+                .WithExample("eval", "--checkpoint", "runs/demo");
+            config.AddCommand<GenerateCommand>("generate")
+                .WithDescription("Generate text from a checkpoint with a KV cache, streaming to the console.")
+                .WithExample("generate", "--checkpoint", "runs/demo", "--prompt", "It is a truth", "--temperature", "0.8", "--top-p", "0.95");
+        });
+        try
+        {
+            return app.Run(args);
+        }
+        catch (Exception e) when (IsUserError(e))
+        {
+            Console.Error.WriteLine($"loom: error: {OneLine(e)}");
+            return 1;
+        }
+    }
+
+    /// <summary>Errors caused by input (config, files, arguments) that are reported as one line, without a stack trace.</summary>
+    internal static bool IsUserError(Exception e) => e is ConfigException or InvalidDataException or FileNotFoundException
+        or DirectoryNotFoundException or ArgumentException or CorpusUnavailableException or CommandParseException
+        or CommandRuntimeException or UnauthorizedAccessException or IOException;
+
+    internal static string OneLine(Exception e) => e.Message.Split('\n')[0].Trim();
+}

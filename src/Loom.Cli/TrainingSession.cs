@@ -1,0 +1,88 @@
+using System.Globalization;
+using Loom.Core;
+using Loom.Training;
+using Spectre.Console;
+using TorchSharp;
+
+namespace Loom.Cli;
+
+/// <summary>A resolved training run: its config, folder and the checkpoint it resumes from.</summary>
+internal sealed record PreparedRun(RunConfig Config, string RunDirectory, string? ResumeFrom);
+
+/// <summary>Shared by <c>train</c> and <c>demo</c>: resolves the config and run folder, loads data, trains with progress and Ctrl-C handling.</summary>
+internal static class TrainingSession
+{
+    public static PreparedRun Prepare(ConfigSettings settings, bool resume)
+    {
+        if (settings.Threads is int threads)
+        {
+            if (threads <= 0) throw new ArgumentException($"--threads {threads} must be positive");
+            torch.set_num_threads(threads);
+        }
+        if (resume)
+        {
+            if (settings.RunDir is null) throw new ArgumentException("--resume needs --run-dir DIR: the run folder to continue");
+            string saved = Path.Combine(settings.RunDir, "config.json");
+            if (!File.Exists(saved)) throw new FileNotFoundException($"cannot resume: {saved} not found (is --run-dir a Loom run folder?)");
+            var checkpoint = TrainingCheckpoint.Resolve(settings.RunDir);
+            var config = RunConfigLoader.Load(saved, settings.Preset, settings.Overrides());
+            return new PreparedRun(config, settings.RunDir, checkpoint);
+        }
+        var fresh = RunConfigLoader.Load(settings.Config, settings.Preset, settings.Overrides());
+        string dir = settings.RunDir ?? Path.Combine("runs", $"{Path.GetFileNameWithoutExtension(fresh.ModelPreset)}-{DateTime.Now.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture)}");
+        if (TrainingCheckpoint.List(dir).Count > 0)
+            throw new ArgumentException($"{dir} already holds checkpoints: pass --resume to continue it, or choose another --run-dir");
+        return new PreparedRun(fresh, dir, null);
+    }
+
+    public static TrainingResult Train(PreparedRun run, CancellationToken cancellationToken)
+    {
+        var config = run.Config;
+        var device = Devices.Resolve(config.Device);
+        Console.WriteLine($"device: {Devices.Describe(device)}");
+        var data = TrainingDataLoader.Load(config.Data, config.Training, new Progress<string>(m => Console.WriteLine(m)));
+        Console.WriteLine($"data: {data.Description}");
+
+        Directory.CreateDirectory(run.RunDirectory);
+        File.WriteAllText(Path.Combine(run.RunDirectory, "config.json"), RunConfigLoader.ToJson(config));
+        using var trainer = new Trainer(config, data, run.RunDirectory, device);
+        if (run.ResumeFrom is not null)
+        {
+            trainer.Resume(run.ResumeFrom);
+            Console.WriteLine($"resumed from {run.ResumeFrom} (step {trainer.State.Step})");
+        }
+        Console.WriteLine(FormattableString.Invariant(
+            $"model: {config.ModelPreset}, {trainer.Model.ParameterCount / 1e6:F2}M parameters; MFU against {trainer.Peak.FlopsPerSecond / 1e12:G3} TFLOP/s ({trainer.Peak.Source})"));
+        Console.WriteLine($"run folder: {run.RunDirectory}");
+
+        using var interrupt = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        ConsoleCancelEventHandler onCancel = (_, e) =>
+        {
+            if (interrupt.IsCancellationRequested) return; // a second Ctrl-C kills the process
+            e.Cancel = true;
+            interrupt.Cancel();
+            Console.Error.WriteLine("loom: stopping after this step and writing a checkpoint (Ctrl-C again to abort)");
+        };
+        Console.CancelKeyPress += onCancel;
+        try
+        {
+            var result = ConsoleProgress.Show(progress => Run(trainer, progress, interrupt.Token));
+            Console.WriteLine(result.Interrupted
+                ? $"interrupted at step {result.Step}; resume with: ./loom train --resume --run-dir {run.RunDirectory}"
+                : FormattableString.Invariant($"done: {result.Step} steps in {result.ElapsedSeconds:F0}s, held-out loss {result.ValidationLoss:F4} nats/token"));
+            Console.WriteLine($"checkpoint: {result.Checkpoint}");
+            Console.WriteLine($"metrics: {Path.Combine(run.RunDirectory, "metrics.jsonl")}, plot: {Path.Combine(run.RunDirectory, "loss.png")}, TensorBoard: {Path.Combine(run.RunDirectory, "tensorboard")}");
+            return result;
+        }
+        finally
+        {
+            Console.CancelKeyPress -= onCancel;
+        }
+    }
+
+    private static TrainingResult Run(Trainer trainer, ConsoleProgress progress, CancellationToken token)
+    {
+        trainer.Observer = progress;
+        return trainer.Run(token);
+    }
+}

@@ -1,0 +1,32 @@
+using static TorchSharp.torch;
+
+namespace Loom.Inference;
+
+/// <summary>Chooses next tokens from logits: greedy, or temperature sampling restricted by top-k and top-p.</summary>
+public static class Sampler
+{
+    /// <summary>Next token ids, (B), for the last-position logits, (B, V).</summary>
+    public static Tensor Sample(Tensor logits, SamplingOptions options, Generator? generator)
+    {
+        ArgumentNullException.ThrowIfNull(logits);
+        ArgumentNullException.ThrowIfNull(options);
+        if (options.Temperature == 0) return logits.argmax(-1); // (B)
+
+        var scaled = logits.to(float32) / options.Temperature;  // (B, V)
+        if (options.TopK > 0 && options.TopK < scaled.shape[^1])
+        {
+            var kth = scaled.topk(options.TopK, dim: -1).values.narrow(-1, options.TopK - 1, 1); // (B, 1)
+            scaled = scaled.masked_fill(scaled < kth, double.NegativeInfinity);
+        }
+        if (options.TopP < 1)
+        {
+            var (sorted, order) = scaled.sort(-1, descending: true);            // (B, V)
+            var cumulative = sorted.softmax(-1).cumsum(-1);                     // (B, V)
+            // Drop a token when the tokens before it already reach p; the most likely one always stays.
+            var drop = (cumulative - sorted.softmax(-1)) >= options.TopP;        // (B, V)
+            var dropInVocabOrder = zeros_like(drop).scatter(-1, order, drop);  // (B, V)
+            scaled = scaled.masked_fill(dropInVocabOrder, double.NegativeInfinity);
+        }
+        return multinomial(scaled.softmax(-1), 1, generator: generator).squeeze(-1); // (B)
+    }
+}

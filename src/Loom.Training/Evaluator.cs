@@ -1,0 +1,34 @@
+using Loom.Data;
+using Loom.Models;
+using static TorchSharp.torch;
+
+namespace Loom.Training;
+
+/// <summary>Scores a model on held-out batches: loss (nats/token), perplexity and bits per byte.</summary>
+public static class Evaluator
+{
+    /// <summary>Mean cross-entropy over up to <paramref name="maxBatches"/> fixed held-out batches.</summary>
+    public static EvaluationResult Evaluate(DecoderLm model, LmBatcher batches, int maxBatches, double bytesPerToken, Device device)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(batches);
+        bool wasTraining = model.training;
+        model.eval();
+        double nats = 0;
+        long tokens = 0;
+        using (no_grad())
+        {
+            foreach (var (inputs, targets) in batches.EvaluationBatches(maxBatches))
+            {
+                using var scope = NewDisposeScope();
+                var loss = model.Loss(inputs.to(device), targets.to(device), zLossWeight: 0);
+                long n = targets.NumberOfElements;
+                nats += loss.CrossEntropy.item<float>() * n;
+                tokens += n;
+            }
+        }
+        if (wasTraining) model.train();
+        double mean = nats / Math.Max(1, tokens);
+        return new EvaluationResult(mean, Math.Exp(mean), mean / Math.Log(2) / bytesPerToken, tokens);
+    }
+}

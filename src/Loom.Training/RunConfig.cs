@@ -1,0 +1,158 @@
+using Loom.Models;
+
+namespace Loom.Training;
+
+/// <summary>Where the training text comes from and how it becomes token rows.</summary>
+public sealed record DataOptions
+{
+    /// <summary>Built-in corpus used when <see cref="Path"/> is not set (currently "austen").</summary>
+    public string Corpus { get; init; } = "austen";
+
+    /// <summary>A text file or folder to train on instead of the built-in corpus.</summary>
+    public string? Path { get; init; }
+
+    /// <summary>"byte" (lossless UTF-8 bytes) or the path of a SentencePiece .model file.</summary>
+    public string Vocabulary { get; init; } = "byte";
+
+    /// <summary>Tokens per training row.</summary>
+    public int SequenceLength { get; init; } = 256;
+
+    /// <summary>Fraction of a user corpus held out for validation (the Austen corpus holds out Persuasion).</summary>
+    public double ValidationFraction { get; init; } = 0.1;
+
+    /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid field.</summary>
+    public DataOptions Validate()
+    {
+        if (SequenceLength <= 0) throw new ArgumentException($"data.sequence_length = {SequenceLength} must be positive");
+        if (!(ValidationFraction > 0 && ValidationFraction < 1)) throw new ArgumentException($"data.validation_fraction = {ValidationFraction} must be between 0 and 1");
+        if (string.IsNullOrWhiteSpace(Path) && Corpus != "austen") throw new ArgumentException($"data.corpus = '{Corpus}' is unknown: use \"austen\" or set data.path (--data FILE_OR_DIR)");
+        return this;
+    }
+}
+
+/// <summary>The optimisation and bookkeeping of a training run.</summary>
+public sealed record TrainerOptions
+{
+    /// <summary>Number of optimizer updates.</summary>
+    public long Steps { get; init; } = 1000;
+
+    /// <summary>Rows per micro-batch.</summary>
+    public int BatchSize { get; init; } = 16;
+
+    /// <summary>Micro-batches whose gradients are summed per update.</summary>
+    public int GradientAccumulation { get; init; } = 1;
+
+    /// <summary>"adafactor" (PaLM) or "adamw".</summary>
+    public string Optimizer { get; init; } = "adafactor";
+
+    /// <summary>Peak learning rate.</summary>
+    public double LearningRate { get; init; } = 1e-2;
+
+    /// <summary>"rsqrt" (PaLM: warm-up then 1/sqrt(step)), "cosine" or "constant".</summary>
+    public string Schedule { get; init; } = "rsqrt";
+
+    /// <summary>Linear warm-up steps.</summary>
+    public long WarmupSteps { get; init; } = 100;
+
+    /// <summary>Final learning rate of the cosine schedule.</summary>
+    public double MinLearningRate { get; init; }
+
+    /// <summary>First-moment decay (Adafactor: 0 disables momentum).</summary>
+    public double Beta1 { get; init; } = 0.9;
+
+    /// <summary>AdamW second-moment decay (Adafactor uses 1 - step^-0.8).</summary>
+    public double Beta2 { get; init; } = 0.95;
+
+    /// <summary>Weight decay: AdamW's decoupled rate; for Adafactor any value above 0 enables PaLM's lr² decay.</summary>
+    public double WeightDecay { get; init; }
+
+    /// <summary>Adafactor: factor second moments of matrices (PaLM: false).</summary>
+    public bool Factored { get; init; }
+
+    /// <summary>Global gradient-norm clipping threshold (0 disables).</summary>
+    public double ClipNorm { get; init; } = 1.0;
+
+    /// <summary>Weight of the z-loss log²Z (PaLM: 1e-4).</summary>
+    public double ZLoss { get; init; } = 1e-4;
+
+    /// <summary>Seed of the initialisation and of the batch order.</summary>
+    public long Seed { get; init; }
+
+    /// <summary>Updates between training-loss log lines.</summary>
+    public long LogEvery { get; init; } = 10;
+
+    /// <summary>Updates between held-out evaluations (0 = only at the end).</summary>
+    public long EvalEvery { get; init; } = 200;
+
+    /// <summary>Batches per held-out evaluation.</summary>
+    public int EvalBatches { get; init; } = 16;
+
+    /// <summary>Updates between checkpoints (0 = only at the end).</summary>
+    public long CheckpointEvery { get; init; } = 500;
+
+    /// <summary>Checkpoints kept; older ones are deleted.</summary>
+    public int KeepCheckpoints { get; init; } = 3;
+
+    /// <summary>Peak FLOP/s of the device for MFU, in TFLOP/s; null = detect.</summary>
+    public double? PeakTflops { get; init; }
+
+    /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid field.</summary>
+    public TrainerOptions Validate()
+    {
+        Check(Steps > 0, "steps", Steps, "must be positive");
+        Check(BatchSize > 0, "batch_size", BatchSize, "must be positive");
+        Check(GradientAccumulation > 0, "gradient_accumulation", GradientAccumulation, "must be positive");
+        Check(Optimizer is "adafactor" or "adamw", "optimizer", Optimizer, "must be \"adafactor\" or \"adamw\"");
+        Check(Schedule is "rsqrt" or "cosine" or "constant", "schedule", Schedule, "must be \"rsqrt\", \"cosine\" or \"constant\"");
+        Check(LearningRate > 0, "learning_rate", LearningRate, "must be positive");
+        Check(WarmupSteps >= 0, "warmup_steps", WarmupSteps, "must be 0 or more");
+        Check(MinLearningRate >= 0 && MinLearningRate <= LearningRate, "min_learning_rate", MinLearningRate, "must be between 0 and learning_rate");
+        Check(Beta1 >= 0 && Beta1 < 1, "beta1", Beta1, "must be in [0, 1)");
+        Check(Beta2 > 0 && Beta2 < 1, "beta2", Beta2, "must be in (0, 1)");
+        Check(WeightDecay >= 0, "weight_decay", WeightDecay, "must be 0 or more");
+        Check(ClipNorm >= 0, "clip_norm", ClipNorm, "must be 0 or more");
+        Check(ZLoss >= 0, "z_loss", ZLoss, "must be 0 or more");
+        Check(LogEvery > 0, "log_every", LogEvery, "must be positive");
+        Check(EvalEvery >= 0, "eval_every", EvalEvery, "must be 0 or more");
+        Check(EvalBatches > 0, "eval_batches", EvalBatches, "must be positive");
+        Check(CheckpointEvery >= 0, "checkpoint_every", CheckpointEvery, "must be 0 or more");
+        Check(KeepCheckpoints > 0, "keep_checkpoints", KeepCheckpoints, "must be positive");
+        Check(PeakTflops is null || PeakTflops > 0, "peak_tflops", PeakTflops ?? 0, "must be positive");
+        return this;
+    }
+
+    private static void Check(bool ok, string name, object value, string rule)
+    {
+        if (!ok) throw new ArgumentException($"training.{name} = {value} {rule}");
+    }
+}
+
+/// <summary>A whole training run: model, data and trainer options, resolved from presets, run files and overrides.</summary>
+public sealed record RunConfig
+{
+    /// <summary>Name or path of the model preset the model options started from (informational once resolved).</summary>
+    public string ModelPreset { get; init; } = "tiny";
+
+    /// <summary>Model options.</summary>
+    public DecoderLmOptions Model { get; init; } = new();
+
+    /// <summary>Data options.</summary>
+    public DataOptions Data { get; init; } = new();
+
+    /// <summary>Trainer options.</summary>
+    public TrainerOptions Training { get; init; } = new();
+
+    /// <summary>Device: cpu, cuda, cuda:N or auto.</summary>
+    public string Device { get; init; } = "auto";
+
+    /// <summary>Validates every section; throws <see cref="ArgumentException"/> naming the first invalid field.</summary>
+    public RunConfig Validate()
+    {
+        Model.Validate();
+        Data.Validate();
+        Training.Validate();
+        if (Data.SequenceLength > Model.MaxSequenceLength)
+            throw new ArgumentException($"data.sequence_length = {Data.SequenceLength} exceeds model.max_sequence_length = {Model.MaxSequenceLength}");
+        return this;
+    }
+}

@@ -1,0 +1,217 @@
+using System.Diagnostics;
+using Loom.Models;
+using Loom.Training.Metrics;
+using Loom.Training.Optimization;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Loom.Training;
+
+/// <summary>How a call to <see cref="Trainer.Run"/> ended.</summary>
+/// <param name="Step">Completed updates.</param>
+/// <param name="Interrupted">True when cancellation stopped the run early (a checkpoint was written).</param>
+/// <param name="ValidationLoss">Held-out loss of the last evaluation (nats/token).</param>
+/// <param name="Checkpoint">Folder of the last checkpoint written.</param>
+/// <param name="ElapsedSeconds">Training wall time of this call.</param>
+public sealed record TrainingResult(long Step, bool Interrupted, double? ValidationLoss, string? Checkpoint, double ElapsedSeconds);
+
+/// <summary>Held-out metrics.</summary>
+/// <param name="Loss">Mean cross-entropy per token, nats.</param>
+/// <param name="Perplexity">exp(Loss).</param>
+/// <param name="BitsPerByte">Loss in bits per UTF-8 byte of text.</param>
+/// <param name="Tokens">Tokens scored.</param>
+public sealed record EvaluationResult(double Loss, double Perplexity, double BitsPerByte, long Tokens);
+
+/// <summary>
+/// Owns the training loop: each update draws <see cref="TrainerOptions.GradientAccumulation"/>
+/// micro-batches (a pure function of seed and index), sums their gradients, clips the global norm,
+/// and steps the optimizer at the scheduled learning rate. Losses are read back from the device
+/// only at logging points. Evaluates, checkpoints and logs on the configured intervals.
+/// </summary>
+public sealed class Trainer : IDisposable
+{
+    private readonly RunConfig config;
+    private readonly TrainingData data;
+    private readonly Device device;
+    private readonly IOptimizer optimizer;
+    private readonly ILearningRateSchedule schedule;
+    private readonly IMetricSink sink;
+    private readonly double flopsPerToken;
+    private readonly PeakFlopsEstimate peak;
+
+    /// <summary>Builds the model (seeded by training.seed) and optimizer on <paramref name="device"/>.</summary>
+    public Trainer(RunConfig config, TrainingData data, string runDirectory, Device device)
+    {
+        this.config = (config ?? throw new ArgumentNullException(nameof(config))).Validate();
+        this.data = data ?? throw new ArgumentNullException(nameof(data));
+        if (data.Vocabulary.Size > config.Model.VocabSize)
+            throw new ArgumentException($"model.vocab_size = {config.Model.VocabSize} is smaller than the vocabulary's {data.Vocabulary.Size} ids");
+        this.device = device;
+        RunDirectory = runDirectory;
+        Directory.CreateDirectory(runDirectory);
+
+        manual_seed(config.Training.Seed);
+        Model = new DecoderLm(config.Model, device);
+        var t = config.Training;
+        optimizer = Optimizers.Create(t.Optimizer, Model.named_parameters(), t);
+        schedule = LearningRateSchedules.Create(t);
+        var o = config.Model;
+        flopsPerToken = Mfu.FlopsPerToken(Model.ParameterCount, o.NumLayers, o.NumHeads, o.HeadDim, config.Data.SequenceLength);
+        peak = t.PeakTflops is double tf
+            ? new PeakFlopsEstimate(tf * 1e12, "training.peak_tflops")
+            : PeakFlops.Detect(device.type == DeviceType.CUDA ? "cuda" : "cpu", device.type == DeviceType.CUDA ? null : null);
+        sink = new CompositeMetricSink(
+            new JsonlMetricSink(Path.Combine(runDirectory, "metrics.jsonl"), append: true),
+            new TensorBoardMetricSink(Path.Combine(runDirectory, "tensorboard")));
+        State = new TrainerState { Seed = t.Seed };
+    }
+
+    /// <summary>Receives progress (optional).</summary>
+    public ITrainingObserver? Observer { get; set; }
+
+    /// <summary>The model being trained.</summary>
+    public DecoderLm Model { get; }
+
+    /// <summary>The run folder (config.json, metrics.jsonl, tensorboard/, loss.png, checkpoints/).</summary>
+    public string RunDirectory { get; }
+
+    /// <summary>Progress so far; replaced by <see cref="Resume"/>.</summary>
+    public TrainerState State { get; private set; }
+
+    /// <summary>The device's peak FLOP/s used for MFU, and where the figure comes from.</summary>
+    public PeakFlopsEstimate Peak => peak;
+
+    /// <summary>The optimizer (exposed for checkpoint tests).</summary>
+    public IOptimizer Optimizer => optimizer;
+
+    /// <summary>Restores weights, optimizer state, RNG and progress from a checkpoint folder.</summary>
+    public void Resume(string checkpoint)
+    {
+        State = TrainingCheckpoint.Restore(checkpoint, Model, optimizer);
+        if (State.Seed != config.Training.Seed)
+            throw new InvalidDataException($"{checkpoint} was trained with seed {State.Seed}, this run has training.seed = {config.Training.Seed}");
+    }
+
+    /// <summary>Trains until training.steps or until <paramref name="cancellation"/> fires (then checkpoints and returns).</summary>
+    public TrainingResult Run(CancellationToken cancellation = default)
+    {
+        var t = config.Training;
+        var clock = Stopwatch.StartNew();
+        double elapsedBefore = State.ElapsedSeconds;
+        Observer?.OnStart(State.Step, t.Steps);
+        var parameters = Model.parameters().ToList();
+        long tokensPerUpdate = (long)t.BatchSize * t.GradientAccumulation * config.Data.SequenceLength;
+
+        // Device-side accumulators for the logging interval: read back only when logging.
+        using var lossSum = zeros(1, device: device);
+        using var zLossSum = zeros(1, device: device);
+        using var gradNorm = zeros(1, device: device);
+        long intervalUpdates = 0;
+        var intervalClock = Stopwatch.StartNew();
+        string? lastCheckpoint = null;
+        double? lastValidation = State.LastValidationLoss;
+        bool interrupted = false;
+
+        Model.train();
+        while (State.Step < t.Steps)
+        {
+            double lr = schedule.At(State.Step);
+            using (var scope = NewDisposeScope())
+            {
+                optimizer.ZeroGrad();
+                for (int micro = 0; micro < t.GradientAccumulation; micro++)
+                {
+                    var (inputs, targets) = data.Train.GetBatch(State.MicroBatchesConsumed + micro);
+                    var loss = Model.Loss(inputs.to(device), targets.to(device), t.ZLoss);
+                    (loss.Total / t.GradientAccumulation).backward();
+                    using (no_grad())
+                    {
+                        lossSum.add_(loss.CrossEntropy.detach() / t.GradientAccumulation);
+                        zLossSum.add_(loss.ZLoss.detach() / t.GradientAccumulation);
+                    }
+                }
+                var norm = GradientClipping.ClipGlobalNorm(parameters, t.ClipNorm > 0 ? t.ClipNorm : double.PositiveInfinity);
+                using (no_grad()) gradNorm.copy_(norm.reshape(1));
+                optimizer.Step(lr);
+            }
+            intervalUpdates++;
+            State = State with
+            {
+                Step = State.Step + 1,
+                MicroBatchesConsumed = State.MicroBatchesConsumed + t.GradientAccumulation,
+                TokensSeen = State.TokensSeen + tokensPerUpdate,
+                ElapsedSeconds = elapsedBefore + clock.Elapsed.TotalSeconds,
+            };
+            Observer?.OnStep(State.Step);
+            bool last = State.Step == t.Steps;
+            interrupted = cancellation.IsCancellationRequested && !last;
+
+            if (State.Step % t.LogEvery == 0 || last || interrupted)
+            {
+                double seconds = intervalClock.Elapsed.TotalSeconds;
+                double tokensPerSecond = intervalUpdates * tokensPerUpdate / seconds;
+                var e = new MetricEvent
+                {
+                    Step = State.Step,
+                    Split = "train",
+                    Loss = lossSum.item<float>() / intervalUpdates,
+                    ZLoss = zLossSum.item<float>() / intervalUpdates,
+                    LearningRate = lr,
+                    GradNorm = gradNorm.item<float>(),
+                    TokensPerSecond = tokensPerSecond,
+                    Mfu = Mfu.Compute(flopsPerToken, tokensPerSecond, peak.FlopsPerSecond),
+                    ElapsedSeconds = State.ElapsedSeconds,
+                };
+                sink.Write(e);
+                Observer?.OnTrainMetrics(e);
+                lossSum.zero_();
+                zLossSum.zero_();
+                intervalUpdates = 0;
+                intervalClock.Restart();
+            }
+            if ((t.EvalEvery > 0 && State.Step % t.EvalEvery == 0) || last)
+            {
+                var eval = Evaluate();
+                lastValidation = eval.Loss;
+                State = State with { LastValidationLoss = eval.Loss };
+                var e = new MetricEvent
+                {
+                    Step = State.Step, Split = "validation", Loss = eval.Loss, Perplexity = eval.Perplexity,
+                    BitsPerByte = eval.BitsPerByte, ElapsedSeconds = State.ElapsedSeconds,
+                };
+                sink.Write(e);
+                Observer?.OnValidationMetrics(e);
+                SavePlot();
+                intervalClock.Restart(); // evaluation time is not training throughput
+            }
+            if ((t.CheckpointEvery > 0 && State.Step % t.CheckpointEvery == 0) || last || interrupted)
+            {
+                lastCheckpoint = TrainingCheckpoint.Save(RunDirectory, Model, optimizer, State, config, data.VocabularySpec, t.KeepCheckpoints);
+                Observer?.OnCheckpoint(lastCheckpoint);
+                intervalClock.Restart();
+            }
+            if (interrupted) break;
+        }
+        sink.Flush();
+        SavePlot();
+        return new TrainingResult(State.Step, interrupted, lastValidation, lastCheckpoint, clock.Elapsed.TotalSeconds);
+    }
+
+    /// <summary>Scores up to training.eval_batches held-out batches.</summary>
+    public EvaluationResult Evaluate() =>
+        Evaluator.Evaluate(Model, data.Validation, config.Training.EvalBatches, data.ValidationBytesPerToken, device);
+
+    private void SavePlot()
+    {
+        var events = JsonlMetricSink.ReadAll(Path.Combine(RunDirectory, "metrics.jsonl"));
+        if (events.Count > 0) LossCurvePlot.Save(Path.Combine(RunDirectory, "loss.png"), events, $"Loom: {config.ModelPreset} on {data.Description}");
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        sink.Dispose();
+        optimizer.Dispose();
+        Model.Dispose();
+    }
+}

@@ -1,0 +1,12 @@
+using Loom.Data;
+
+namespace Loom.Training;
+
+/// <summary>The vocabulary and batch sources of a run.</summary>
+/// <param name="Vocabulary">Tokenizer of the run.</param>
+/// <param name="VocabularySpec">How a checkpoint names the vocabulary ("byte" or a .model file name).</param>
+/// <param name="Train">Training batches, a pure function of (seed, index).</param>
+/// <param name="Validation">Held-out batches.</param>
+/// <param name="ValidationBytesPerToken">UTF-8 bytes per held-out token, to turn nats/token into bits/byte.</param>
+/// <param name="Description">One line saying what the data is.</param>
+public sealed record TrainingData(IVocabulary Vocabulary, string VocabularySpec, LmBatcher Train, LmBatcher Validation, double ValidationBytesPerToken, string Description);
