@@ -1,0 +1,78 @@
+using System.Text.Json.Serialization;
+
+namespace Loom.Training.Metrics;
+
+/// <summary>
+/// One logged measurement of a training run: the loss of a split at a step, plus whichever
+/// optional quantities were measured alongside it. Serialised as one JSON object with snake_case
+/// names, always in this order so that log lines line up for a reader (<c>step</c>, <c>split</c>,
+/// <c>loss</c>, <c>lr</c>, <c>grad_norm</c>, <c>tokens_per_s</c>, <c>mfu</c>, <c>perplexity</c>,
+/// <c>bits_per_byte</c>, <c>z_loss</c>, <c>elapsed_s</c>); null members are left out.
+/// </summary>
+/// <param name="Step">The optimiser step the measurement belongs to.</param>
+/// <param name="Split">Either <see cref="TrainSplit"/> or <see cref="ValidationSplit"/>.</param>
+/// <param name="Loss">Mean cross-entropy in nats per token (non-finite values are kept, not rejected, so a diverging run is still logged).</param>
+public sealed record MetricEvent(
+    [property: JsonPropertyName("step"), JsonPropertyOrder(0)] long Step,
+    string Split,
+    [property: JsonPropertyName("loss"), JsonPropertyOrder(2)] double Loss)
+{
+    /// <summary>The <see cref="Split"/> value of measurements on training batches.</summary>
+    public const string TrainSplit = "train";
+
+    /// <summary>The <see cref="Split"/> value of measurements on held-out data.</summary>
+    public const string ValidationSplit = "validation";
+
+    // Checked on construction and on `with`, so a typo such as "valid" fails where it is made rather
+    // than silently producing a third series in the logs and plots.
+    private readonly string _split = CheckSplit(Split);
+
+    /// <summary>Either <see cref="TrainSplit"/> or <see cref="ValidationSplit"/>.</summary>
+    /// <exception cref="ArgumentException">Set to any other value.</exception>
+    [JsonPropertyName("split"), JsonPropertyOrder(1)]
+    public string Split
+    {
+        get => _split;
+        init => _split = CheckSplit(value);
+    }
+
+    /// <summary>Learning rate in effect for the step.</summary>
+    [JsonPropertyName("lr"), JsonPropertyOrder(3)]
+    public double? LearningRate { get; init; }
+
+    /// <summary>Global L2 norm of the gradients before clipping.</summary>
+    [JsonPropertyName("grad_norm"), JsonPropertyOrder(4)]
+    public double? GradNorm { get; init; }
+
+    /// <summary>Training throughput in tokens per second.</summary>
+    [JsonPropertyName("tokens_per_s"), JsonPropertyOrder(5)]
+    public double? TokensPerSecond { get; init; }
+
+    /// <summary>Model FLOPs utilisation as a fraction of peak (0.5 means 50%); see <see cref="Metrics.Mfu"/>.</summary>
+    [JsonPropertyName("mfu"), JsonPropertyOrder(6)]
+    public double? Mfu { get; init; }
+
+    /// <summary>exp(loss), usually reported for validation.</summary>
+    [JsonPropertyName("perplexity"), JsonPropertyOrder(7)]
+    public double? Perplexity { get; init; }
+
+    /// <summary>Loss converted to bits per UTF-8 byte of text, which is comparable across tokenizers.</summary>
+    [JsonPropertyName("bits_per_byte"), JsonPropertyOrder(8)]
+    public double? BitsPerByte { get; init; }
+
+    /// <summary>The auxiliary z-loss term (PaLM's 1e-4·log²Z), when it is used.</summary>
+    [JsonPropertyName("z_loss"), JsonPropertyOrder(9)]
+    public double? ZLoss { get; init; }
+
+    /// <summary>Seconds since the run (or the resumed run) started.</summary>
+    [JsonPropertyName("elapsed_s"), JsonPropertyOrder(10)]
+    public double? ElapsedSeconds { get; init; }
+
+    private static string CheckSplit(string split)
+    {
+        ArgumentNullException.ThrowIfNull(split);
+        if (split != TrainSplit && split != ValidationSplit)
+            throw new ArgumentException($"split must be \"{TrainSplit}\" or \"{ValidationSplit}\", not \"{split}\"", nameof(split));
+        return split;
+    }
+}
