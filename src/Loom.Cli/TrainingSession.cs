@@ -51,8 +51,10 @@ internal static class TrainingSession
             trainer.Resume(run.ResumeFrom);
             Console.WriteLine($"resumed from {run.ResumeFrom} (step {trainer.State.Step})");
         }
-        Console.WriteLine(FormattableString.Invariant(
-            $"model: {config.ModelPreset}, {trainer.Model.ParameterCount / 1e6:F2}M parameters; MFU against {trainer.Peak.FlopsPerSecond / 1e12:G3} TFLOP/s ({trainer.Peak.Source})"));
+        string peak = trainer.Peak is { } p
+            ? FormattableString.Invariant($"MFU against {p.FlopsPerSecond / 1e12:G3} TFLOP/s ({p.Source})")
+            : "MFU not reported: peak FLOP/s unknown for this device (pass --set training.peak_tflops=N)";
+        Console.WriteLine(FormattableString.Invariant($"model: {config.ModelPreset}, {trainer.Model.ParameterCount / 1e6:F2}M parameters; {peak}"));
         Console.WriteLine($"run folder: {run.RunDirectory}");
 
         using var interrupt = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);

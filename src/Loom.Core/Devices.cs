@@ -40,12 +40,36 @@ public static class Devices
         }
     }
 
+    /// <summary>
+    /// The marketing name of CUDA device <paramref name="index"/> (e.g. "NVIDIA H100 80GB HBM3"), read
+    /// from nvidia-smi since TorchSharp exposes no device-properties call; null when unavailable.
+    /// </summary>
+    public static string? CudaDeviceName(int index)
+    {
+        try
+        {
+            var start = new System.Diagnostics.ProcessStartInfo("nvidia-smi", $"--query-gpu=name --format=csv,noheader --id={index}")
+            {
+                RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
+            };
+            using var process = System.Diagnostics.Process.Start(start);
+            if (process is null) return null;
+            string name = process.StandardOutput.ReadToEnd().Trim();
+            process.WaitForExit(5000);
+            return process.ExitCode == 0 && name.Length > 0 ? name : null;
+        }
+        catch (System.ComponentModel.Win32Exception)
+        {
+            return null; // nvidia-smi is not installed
+        }
+    }
+
     /// <summary>A short description of the device for logs (CPU thread count or GPU name).</summary>
     public static string Describe(torch.Device device)
     {
         ArgumentNullException.ThrowIfNull(device);
         return device.type == DeviceType.CUDA
-            ? $"cuda:{device.index} ({torch.cuda.device_count()} visible)"
+            ? $"cuda:{Math.Max(0, (int)device.index)} {CudaDeviceName(Math.Max(0, (int)device.index)) ?? ""} ({torch.cuda.device_count()} visible)"
             : $"cpu ({torch.get_num_threads()} threads)";
     }
 }

@@ -63,7 +63,8 @@ public sealed record TrainerOptions
     /// <summary>AdamW second-moment decay (Adafactor uses 1 - step^-0.8).</summary>
     public double Beta2 { get; init; } = 0.95;
 
-    /// <summary>Weight decay: AdamW's decoupled rate; for Adafactor any value above 0 enables PaLM's lr² decay.</summary>
+    /// <summary>Weight decay. AdamW: decoupled rate λ (p ← p·(1 − lr·λ)). Adafactor: PaLM's lr² decay scaled by
+    /// this value (p ← p·(1 − weight_decay·lr²); PaLM uses 1).</summary>
     public double WeightDecay { get; init; }
 
     /// <summary>Adafactor: factor second moments of matrices (PaLM: false).</summary>

@@ -37,7 +37,7 @@ public sealed class Trainer : IDisposable
     private readonly ILearningRateSchedule schedule;
     private readonly IMetricSink sink;
     private readonly double flopsPerToken;
-    private readonly PeakFlopsEstimate peak;
+    private readonly PeakFlops? peak;
 
     /// <summary>Builds the model (seeded by training.seed) and optimizer on <paramref name="device"/>.</summary>
     public Trainer(RunConfig config, TrainingData data, string runDirectory, Device device)
@@ -53,13 +53,21 @@ public sealed class Trainer : IDisposable
         manual_seed(config.Training.Seed);
         Model = new DecoderLm(config.Model, device);
         var t = config.Training;
-        optimizer = Optimizers.Create(t.Optimizer, Model.named_parameters(), t);
-        schedule = LearningRateSchedules.Create(t);
+        optimizer = Optimizers.Create(t.Optimizer, Model.named_parameters(),
+            new AdamWOptions { Beta1 = t.Beta1, Beta2 = t.Beta2, WeightDecay = t.WeightDecay },
+            AdafactorOptions.PaLM with
+            {
+                Beta1 = t.Beta1, Factored = t.Factored,
+                DecoupledWeightDecayFromLrSquared = t.WeightDecay > 0, WeightDecayRate = t.WeightDecay > 0 ? t.WeightDecay : null,
+            });
+        schedule = LearningRateSchedules.Create(t.Schedule, t.LearningRate, t.WarmupSteps, t.Steps, t.MinLearningRate);
         var o = config.Model;
         flopsPerToken = Mfu.FlopsPerToken(Model.ParameterCount, o.NumLayers, o.NumHeads, o.HeadDim, config.Data.SequenceLength);
         peak = t.PeakTflops is double tf
-            ? new PeakFlopsEstimate(tf * 1e12, "training.peak_tflops")
-            : PeakFlops.Detect(device.type == DeviceType.CUDA ? "cuda" : "cpu", device.type == DeviceType.CUDA ? null : null);
+            ? new PeakFlops(tf * 1e12, "training.peak_tflops")
+            : device.type == DeviceType.CUDA
+                ? PeakFlops.Detect("cuda", Loom.Core.Devices.CudaDeviceName(Math.Max(0, (int)device.index)))
+                : PeakFlops.Detect("cpu", null, get_num_threads());
         sink = new CompositeMetricSink(
             new JsonlMetricSink(Path.Combine(runDirectory, "metrics.jsonl"), append: true),
             new TensorBoardMetricSink(Path.Combine(runDirectory, "tensorboard")));
@@ -78,8 +86,8 @@ public sealed class Trainer : IDisposable
     /// <summary>Progress so far; replaced by <see cref="Resume"/>.</summary>
     public TrainerState State { get; private set; }
 
-    /// <summary>The device's peak FLOP/s used for MFU, and where the figure comes from.</summary>
-    public PeakFlopsEstimate Peak => peak;
+    /// <summary>The device's peak FLOP/s used for MFU and where the figure comes from; null when unknown (MFU is then not reported).</summary>
+    public PeakFlops? Peak => peak;
 
     /// <summary>The optimizer (exposed for checkpoint tests).</summary>
     public IOptimizer Optimizer => optimizer;
@@ -130,7 +138,7 @@ public sealed class Trainer : IDisposable
                         zLossSum.add_(loss.ZLoss.detach() / t.GradientAccumulation);
                     }
                 }
-                var norm = GradientClipping.ClipGlobalNorm(parameters, t.ClipNorm > 0 ? t.ClipNorm : double.PositiveInfinity);
+                var norm = GradientClipping.ClipGlobalNormOfParameters(parameters, t.ClipNorm > 0 ? t.ClipNorm : double.MaxValue);
                 using (no_grad()) gradNorm.copy_(norm.reshape(1));
                 optimizer.Step(lr);
             }
@@ -159,7 +167,7 @@ public sealed class Trainer : IDisposable
                     LearningRate = lr,
                     GradNorm = gradNorm.item<float>(),
                     TokensPerSecond = tokensPerSecond,
-                    Mfu = Mfu.Compute(flopsPerToken, tokensPerSecond, peak.FlopsPerSecond),
+                    Mfu = peak is null ? null : Mfu.Compute(flopsPerToken, tokensPerSecond, peak.FlopsPerSecond),
                     ElapsedSeconds = State.ElapsedSeconds,
                 };
                 sink.Write(e);
