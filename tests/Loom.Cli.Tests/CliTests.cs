@@ -1,0 +1,102 @@
+namespace Loom.Cli.Tests;
+
+public sealed class CliTests : IDisposable
+{
+    private readonly string dir = Path.Combine(Path.GetTempPath(), "loom-cli-" + Guid.NewGuid().ToString("N"));
+
+    public CliTests() => Directory.CreateDirectory(dir);
+
+    public void Dispose() => Directory.Delete(dir, recursive: true);
+
+    private static void AssertOneLineError(CliRunner.Result r, string expected)
+    {
+        Assert.NotEqual(0, r.ExitCode);
+        string err = r.Stderr.Trim();
+        Assert.Contains(expected, err);
+        Assert.Single(err.Split('\n'));
+        Assert.DoesNotContain("   at ", r.Stderr + r.Stdout); // no stack trace
+        Assert.StartsWith("loom: error:", err);
+    }
+
+    private string WriteText()
+    {
+        string file = Path.Combine(dir, "text.txt");
+        var words = "it is a truth universally acknowledged that a single man in possession of a good fortune must be in want of a wife".Split(' ');
+        File.WriteAllText(file, string.Join(' ', Enumerable.Range(0, 3000).Select(i => words[(i * 7 + i / 5) % words.Length])));
+        return file;
+    }
+
+    private static readonly string[] SmallModel =
+    {
+        "--set", "model.model_dim=32", "--set", "model.num_layers=1", "--set", "model.mlp_dim=64", "--set", "model.head_dim=16",
+        "--set", "model.num_heads=2", "--set", "data.sequence_length=32", "--set", "training.batch_size=4",
+        "--set", "training.log_every=2", "--set", "training.eval_batches=2", "--device", "cpu",
+    };
+
+    [Fact]
+    public void UnknownConfigKeyIsAOneLineError() =>
+        AssertOneLineError(CliRunner.Run(dir, "train", "--set", "model.num_layerz=2"), "model.num_layerz");
+
+    [Fact]
+    public void BadConfigValueIsAOneLineError() =>
+        AssertOneLineError(CliRunner.Run(dir, "train", "--set", "training.optimizer=sgd"), "training.optimizer");
+
+    [Fact]
+    public void MissingDataFileIsAOneLineError() =>
+        AssertOneLineError(CliRunner.Run(dir, "train", "--data", Path.Combine(dir, "missing.txt"), "--device", "cpu"), "missing.txt");
+
+    [Fact]
+    public void CorruptCheckpointIsAOneLineError()
+    {
+        string text = WriteText();
+        string run = Path.Combine(dir, "run");
+        var train = CliRunner.Run(dir, new[] { "train", "--data", text, "--run-dir", run, "--set", "training.steps=2" }.Concat(SmallModel).ToArray());
+        Assert.True(train.ExitCode == 0, train.Stderr + train.Stdout);
+        string weights = Directory.GetFiles(Path.Combine(run, "checkpoints"), "model.safetensors", SearchOption.AllDirectories).Single();
+        File.WriteAllBytes(weights, new byte[] { 1, 2, 3 });
+        AssertOneLineError(CliRunner.Run(dir, "generate", "--checkpoint", run, "--prompt", "it is"), "model.safetensors");
+        AssertOneLineError(CliRunner.Run(dir, "eval", "--checkpoint", run), "model.safetensors");
+        AssertOneLineError(CliRunner.Run(dir, "generate", "--checkpoint", dir), "no checkpoint");
+    }
+
+    [Fact]
+    public void TrainResumeEvalAndGenerateWorkEndToEnd()
+    {
+        string text = WriteText();
+        string run = Path.Combine(dir, "run");
+        var first = CliRunner.Run(dir, new[] { "train", "--data", text, "--run-dir", run, "--set", "training.steps=4" }.Concat(SmallModel).ToArray());
+        Assert.True(first.ExitCode == 0, first.Stderr + first.Stdout);
+        Assert.Contains("held-out loss", first.Stdout);
+        foreach (var file in new[] { "config.json", "metrics.jsonl", "loss.png" }) Assert.True(File.Exists(Path.Combine(run, file)), file);
+
+        // A fresh train into a run folder with checkpoints is refused rather than overwriting it.
+        AssertOneLineError(CliRunner.Run(dir, new[] { "train", "--data", text, "--run-dir", run }.Concat(SmallModel).ToArray()), "--resume");
+
+        var resumed = CliRunner.Run(dir, "train", "--resume", "--run-dir", run, "--set", "training.steps=6");
+        Assert.True(resumed.ExitCode == 0, resumed.Stderr + resumed.Stdout);
+        Assert.Contains("resumed from", resumed.Stdout);
+        Assert.True(Directory.Exists(Path.Combine(run, "checkpoints", "step_00000006")));
+
+        var eval = CliRunner.Run(dir, "eval", "--checkpoint", run, "--device", "cpu");
+        Assert.True(eval.ExitCode == 0, eval.Stderr);
+        Assert.Contains("bits/byte", eval.Stdout);
+
+        var generate = CliRunner.Run(dir, "generate", "--checkpoint", run, "--prompt", "it is a", "-n", "20", "--seed", "3", "--device", "cpu");
+        Assert.True(generate.ExitCode == 0, generate.Stderr);
+        Assert.StartsWith("it is a", generate.Stdout);
+        var again = CliRunner.Run(dir, "generate", "--checkpoint", run, "--prompt", "it is a", "-n", "20", "--seed", "3", "--device", "cpu");
+        Assert.Equal(generate.Stdout, again.Stdout); // seeded sampling is reproducible
+    }
+
+    [Theory]
+    [InlineData("train")]
+    [InlineData("eval")]
+    [InlineData("generate")]
+    [InlineData("demo")]
+    public void EveryCommandHasHelp(string command)
+    {
+        var r = CliRunner.Run(dir, command, "--help");
+        Assert.Equal(0, r.ExitCode);
+        Assert.Contains("--device", r.Stdout);
+    }
+}
