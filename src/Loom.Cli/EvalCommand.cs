@@ -34,7 +34,7 @@ public sealed class EvalCommand : Command<EvalCommand.Settings>
     }
 
     /// <inheritdoc />
-    protected override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
+    public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
     {
         string checkpoint = TrainingCheckpoint.Resolve(settings.Checkpoint);
         var config = RunConfigLoader.ReadResolved(Path.Combine(checkpoint, "config.json"));

@@ -61,7 +61,7 @@ public sealed class GenerateCommand : Command<GenerateCommand.Settings>
     }
 
     /// <inheritdoc />
-    protected override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
+    public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
     {
         var sampling = new SamplingOptions
         {

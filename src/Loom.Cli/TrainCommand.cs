@@ -18,7 +18,7 @@ public sealed class TrainCommand : Command<TrainCommand.Settings>
     }
 
     /// <inheritdoc />
-    protected override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
+    public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
     {
         var run = TrainingSession.Prepare(settings, settings.Resume);
         var result = TrainingSession.Train(run, cancellationToken);

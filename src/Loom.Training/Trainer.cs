@@ -158,11 +158,8 @@ public sealed class Trainer : IDisposable
             {
                 double seconds = intervalClock.Elapsed.TotalSeconds;
                 double tokensPerSecond = intervalUpdates * tokensPerUpdate / seconds;
-                var e = new MetricEvent
+                var e = new MetricEvent(State.Step, MetricEvent.TrainSplit, lossSum.item<float>() / intervalUpdates)
                 {
-                    Step = State.Step,
-                    Split = "train",
-                    Loss = lossSum.item<float>() / intervalUpdates,
                     ZLoss = zLossSum.item<float>() / intervalUpdates,
                     LearningRate = lr,
                     GradNorm = gradNorm.item<float>(),
@@ -182,9 +179,9 @@ public sealed class Trainer : IDisposable
                 var eval = Evaluate();
                 lastValidation = eval.Loss;
                 State = State with { LastValidationLoss = eval.Loss };
-                var e = new MetricEvent
+                var e = new MetricEvent(State.Step, MetricEvent.ValidationSplit, eval.Loss)
                 {
-                    Step = State.Step, Split = "validation", Loss = eval.Loss, Perplexity = eval.Perplexity,
+                    Perplexity = eval.Perplexity,
                     BitsPerByte = eval.BitsPerByte, ElapsedSeconds = State.ElapsedSeconds,
                 };
                 sink.Write(e);
