@@ -41,7 +41,7 @@ public sealed class GenerateCommand : Command<GenerateCommand.Settings>
 
         /// <summary>Top-p.</summary>
         [CommandOption("--top-p <P>")]
-        [Description("Nucleus sampling threshold in (0, 1]; 1 = off (default 0.95).")]
+        [Description("Nucleus sampling threshold, above 0 and at most 1; 1 = off (default 0.95).")]
         public double TopP { get; init; } = 0.95;
 
         /// <summary>Seed.</summary>

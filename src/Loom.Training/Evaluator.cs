@@ -16,6 +16,9 @@ public static class Evaluator
         model.eval();
         double nats = 0;
         long tokens = 0;
+        // The batcher hands out tensors in the scope that is current when it runs, so the whole
+        // evaluation sits in one scope; each batch's forward pass gets its own inside it.
+        using (var evaluation = NewDisposeScope())
         using (no_grad())
         {
             foreach (var (inputs, targets) in batches.EvaluationBatches(maxBatches))

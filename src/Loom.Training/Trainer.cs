@@ -58,7 +58,7 @@ public sealed class Trainer : IDisposable
             AdafactorOptions.PaLM with
             {
                 Beta1 = t.Beta1, Factored = t.Factored,
-                DecoupledWeightDecayFromLrSquared = t.WeightDecay > 0, WeightDecayRate = t.WeightDecay > 0 ? t.WeightDecay : null,
+                DecoupledWeightDecayFromLrSquared = t.WeightDecay > 0, WeightDecayRate = t.WeightDecay > 0 && t.WeightDecay != 1 ? t.WeightDecay : null,
             });
         schedule = LearningRateSchedules.Create(t.Schedule, t.LearningRate, t.WarmupSteps, t.Steps, t.MinLearningRate);
         var o = config.Model;
@@ -156,6 +156,7 @@ public sealed class Trainer : IDisposable
 
             if (State.Step % t.LogEvery == 0 || last || interrupted)
             {
+                using var logScope = NewDisposeScope(); // in-place ops hand back wrappers that must be freed too
                 double seconds = intervalClock.Elapsed.TotalSeconds;
                 double tokensPerSecond = intervalUpdates * tokensPerUpdate / seconds;
                 var e = new MetricEvent(State.Step, MetricEvent.TrainSplit, lossSum.item<float>() / intervalUpdates)

@@ -52,6 +52,7 @@ public static class TrainingCheckpoint
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(optimizer);
         ArgumentNullException.ThrowIfNull(state);
+        using var scope = NewDisposeScope();
         string root = Root(runDirectory);
         Directory.CreateDirectory(root);
         string final = Path.Combine(root, Prefix + state.Step.ToString("D8", CultureInfo.InvariantCulture));
