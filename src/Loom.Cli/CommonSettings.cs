@@ -53,3 +53,17 @@ public class ConfigSettings : DeviceSettings
         foreach (var s in Set) yield return s;
     }
 }
+
+/// <summary>Options of commands that load a checkpoint.</summary>
+public class CheckpointSettings : DeviceSettings
+{
+    /// <summary>Checkpoint or run folder.</summary>
+    [CommandOption("--checkpoint <DIR>")]
+    [Description("A run folder (its newest checkpoint is used) or a checkpoints/step_* folder.")]
+    public string Checkpoint { get; init; } = "";
+
+    /// <inheritdoc />
+    public override Spectre.Console.ValidationResult Validate() => string.IsNullOrWhiteSpace(Checkpoint)
+        ? Spectre.Console.ValidationResult.Error("--checkpoint DIR is required")
+        : base.Validate();
+}

@@ -10,12 +10,8 @@ namespace Loom.Cli;
 public sealed class EvalCommand : Command<EvalCommand.Settings>
 {
     /// <summary>Options of <c>loom eval</c>.</summary>
-    public sealed class Settings : DeviceSettings
+    public sealed class Settings : CheckpointSettings
     {
-        /// <summary>Checkpoint or run folder.</summary>
-        [CommandOption("--checkpoint <DIR>")]
-        [Description("A run folder (its newest checkpoint is used) or a checkpoints/step_* folder.")]
-        public string Checkpoint { get; init; } = "";
 
         /// <summary>Held-out text.</summary>
         [CommandOption("--data <FILE_OR_DIR>")]
@@ -26,11 +22,6 @@ public sealed class EvalCommand : Command<EvalCommand.Settings>
         [CommandOption("--batches <N>")]
         [Description("Most batches to score (default: the run's training.eval_batches).")]
         public int? Batches { get; init; }
-
-        /// <inheritdoc />
-        public override Spectre.Console.ValidationResult Validate() => string.IsNullOrWhiteSpace(Checkpoint)
-            ? Spectre.Console.ValidationResult.Error("--checkpoint DIR is required")
-            : base.Validate();
     }
 
     /// <inheritdoc />

@@ -12,12 +12,8 @@ namespace Loom.Cli;
 public sealed class GenerateCommand : Command<GenerateCommand.Settings>
 {
     /// <summary>Options of <c>loom generate</c>.</summary>
-    public sealed class Settings : DeviceSettings
+    public sealed class Settings : CheckpointSettings
     {
-        /// <summary>Checkpoint or run folder.</summary>
-        [CommandOption("--checkpoint <DIR>")]
-        [Description("A run folder (its newest checkpoint is used) or a checkpoints/step_* folder.")]
-        public string Checkpoint { get; init; } = "";
 
         /// <summary>Prompt text.</summary>
         [CommandOption("--prompt <TEXT>")]
@@ -53,11 +49,6 @@ public sealed class GenerateCommand : Command<GenerateCommand.Settings>
         [CommandOption("--ignore-eos")]
         [Description("Keep generating past the end-of-document token.")]
         public bool IgnoreEos { get; init; }
-
-        /// <inheritdoc />
-        public override Spectre.Console.ValidationResult Validate() => string.IsNullOrWhiteSpace(Checkpoint)
-            ? Spectre.Console.ValidationResult.Error("--checkpoint DIR is required")
-            : base.Validate();
     }
 
     /// <inheritdoc />

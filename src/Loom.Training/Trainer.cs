@@ -210,7 +210,7 @@ public sealed class Trainer : IDisposable
     private void SavePlot()
     {
         var events = JsonlMetricSink.ReadAll(Path.Combine(RunDirectory, "metrics.jsonl"));
-        if (events.Count > 0) LossCurvePlot.Save(Path.Combine(RunDirectory, "loss.png"), events, $"Loom: {config.ModelPreset} on {data.Description}");
+        if (events.Count > 0) LossCurvePlot.Save(Path.Combine(RunDirectory, "loss.png"), events, $"Loom: {config.ModelPreset} on {data.CorpusName}");
     }
 
     /// <inheritdoc />

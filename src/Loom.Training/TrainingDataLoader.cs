@@ -38,6 +38,6 @@ public static class TrainingDataLoader
         double bytesPerToken = validationBytes / (double)Math.Max(1, validation.Length);
         string description = string.Create(CultureInfo.InvariantCulture,
             $"{corpus.Name}: {train.Length:N0} training tokens in {corpus.Train.Count} documents, {validation.Length:N0} held-out tokens ({vocabulary.Name} vocabulary)");
-        return new TrainingData(vocabulary, vocabularySpec, trainBatcher, validationBatcher, bytesPerToken, description);
+        return new TrainingData(vocabulary, vocabularySpec, trainBatcher, validationBatcher, bytesPerToken, corpus.Name, description);
     }
 }
