@@ -56,6 +56,8 @@ internal static class TrainingSession
             : "MFU not reported: peak FLOP/s unknown for this device (pass --set training.peak_tflops=N)";
         Console.WriteLine(FormattableString.Invariant($"model: {config.ModelPreset}, {trainer.Model.ParameterCount / 1e6:F2}M parameters; {peak}"));
         Console.WriteLine($"run folder: {run.RunDirectory}");
+        if (trainer.State.Step >= config.Training.Steps)
+            throw new ArgumentException($"the run is already at step {trainer.State.Step} of training.steps = {config.Training.Steps}: pass --set training.steps=N with a larger N to continue");
 
         using var interrupt = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         ConsoleCancelEventHandler onCancel = (_, e) =>

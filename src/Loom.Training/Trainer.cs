@@ -124,24 +124,7 @@ public sealed class Trainer : IDisposable
         while (State.Step < t.Steps)
         {
             double lr = schedule.At(State.Step);
-            using (var scope = NewDisposeScope())
-            {
-                optimizer.ZeroGrad();
-                for (int micro = 0; micro < t.GradientAccumulation; micro++)
-                {
-                    var (inputs, targets) = data.Train.GetBatch(State.MicroBatchesConsumed + micro);
-                    var loss = Model.Loss(inputs.to(device), targets.to(device), t.ZLoss);
-                    (loss.Total / t.GradientAccumulation).backward();
-                    using (no_grad())
-                    {
-                        lossSum.add_(loss.CrossEntropy.detach() / t.GradientAccumulation);
-                        zLossSum.add_(loss.ZLoss.detach() / t.GradientAccumulation);
-                    }
-                }
-                var norm = GradientClipping.ClipGlobalNormOfParameters(parameters, t.ClipNorm > 0 ? t.ClipNorm : double.MaxValue);
-                using (no_grad()) gradNorm.copy_(norm.reshape(1));
-                optimizer.Step(lr);
-            }
+            Update(lr, parameters, lossSum, zLossSum, gradNorm);
             intervalUpdates++;
             State = State with
             {
@@ -156,38 +139,13 @@ public sealed class Trainer : IDisposable
 
             if (State.Step % t.LogEvery == 0 || last || interrupted)
             {
-                using var logScope = NewDisposeScope(); // in-place ops hand back wrappers that must be freed too
-                double seconds = intervalClock.Elapsed.TotalSeconds;
-                double tokensPerSecond = intervalUpdates * tokensPerUpdate / seconds;
-                var e = new MetricEvent(State.Step, MetricEvent.TrainSplit, lossSum.item<float>() / intervalUpdates)
-                {
-                    ZLoss = zLossSum.item<float>() / intervalUpdates,
-                    LearningRate = lr,
-                    GradNorm = gradNorm.item<float>(),
-                    TokensPerSecond = tokensPerSecond,
-                    Mfu = peak is null ? null : Mfu.Compute(flopsPerToken, tokensPerSecond, peak.FlopsPerSecond),
-                    ElapsedSeconds = State.ElapsedSeconds,
-                };
-                sink.Write(e);
-                Observer?.OnTrainMetrics(e);
-                lossSum.zero_();
-                zLossSum.zero_();
+                LogTraining(lr, intervalUpdates * tokensPerUpdate / intervalClock.Elapsed.TotalSeconds, intervalUpdates, lossSum, zLossSum, gradNorm);
                 intervalUpdates = 0;
                 intervalClock.Restart();
             }
             if ((t.EvalEvery > 0 && State.Step % t.EvalEvery == 0) || last)
             {
-                var eval = Evaluate();
-                lastValidation = eval.Loss;
-                State = State with { LastValidationLoss = eval.Loss };
-                var e = new MetricEvent(State.Step, MetricEvent.ValidationSplit, eval.Loss)
-                {
-                    Perplexity = eval.Perplexity,
-                    BitsPerByte = eval.BitsPerByte, ElapsedSeconds = State.ElapsedSeconds,
-                };
-                sink.Write(e);
-                Observer?.OnValidationMetrics(e);
-                SavePlot();
+                lastValidation = EvaluateAndLog();
                 intervalClock.Restart(); // evaluation time is not training throughput
             }
             if ((t.CheckpointEvery > 0 && State.Step % t.CheckpointEvery == 0) || last || interrupted)
@@ -201,6 +159,67 @@ public sealed class Trainer : IDisposable
         sink.Flush();
         SavePlot();
         return new TrainingResult(State.Step, interrupted, lastValidation, lastCheckpoint, clock.Elapsed.TotalSeconds);
+    }
+
+    /// <summary>
+    /// One optimizer update: sums the gradients of training.gradient_accumulation micro-batches, clips
+    /// their global norm and steps. Adds the mean losses and writes the pre-clip norm into the given
+    /// device tensors, so nothing is read back to the host here.
+    /// </summary>
+    private void Update(double lr, IReadOnlyList<TorchSharp.Modules.Parameter> parameters, Tensor lossSum, Tensor zLossSum, Tensor gradNorm)
+    {
+        var t = config.Training;
+        using var scope = NewDisposeScope();
+        optimizer.ZeroGrad();
+        for (int micro = 0; micro < t.GradientAccumulation; micro++)
+        {
+            var (inputs, targets) = data.Train.GetBatch(State.MicroBatchesConsumed + micro); // (B, T) each
+            var loss = Model.Loss(inputs.to(device), targets.to(device), t.ZLoss);
+            (loss.Total / t.GradientAccumulation).backward();
+            using (no_grad())
+            {
+                lossSum.add_(loss.CrossEntropy.detach() / t.GradientAccumulation);
+                zLossSum.add_(loss.ZLoss.detach() / t.GradientAccumulation);
+            }
+        }
+        // Clipping off (0) still measures the norm: clip at a bound no gradient reaches.
+        var norm = GradientClipping.ClipGlobalNormOfParameters(parameters, t.ClipNorm > 0 ? t.ClipNorm : double.MaxValue);
+        using (no_grad()) gradNorm.copy_(norm.reshape(1));
+        optimizer.Step(lr);
+    }
+
+    /// <summary>Reads the interval's device-side sums back (the only host sync of training), logs them and resets them.</summary>
+    private void LogTraining(double lr, double tokensPerSecond, long updates, Tensor lossSum, Tensor zLossSum, Tensor gradNorm)
+    {
+        using var scope = NewDisposeScope(); // in-place ops hand back wrappers that must be freed too
+        var e = new MetricEvent(State.Step, MetricEvent.TrainSplit, lossSum.item<float>() / updates)
+        {
+            ZLoss = zLossSum.item<float>() / updates,
+            LearningRate = lr,
+            GradNorm = gradNorm.item<float>(),
+            TokensPerSecond = tokensPerSecond,
+            Mfu = peak is null ? null : Mfu.Compute(flopsPerToken, tokensPerSecond, peak.FlopsPerSecond),
+            ElapsedSeconds = State.ElapsedSeconds,
+        };
+        sink.Write(e);
+        Observer?.OnTrainMetrics(e);
+        lossSum.zero_();
+        zLossSum.zero_();
+    }
+
+    /// <summary>Evaluates on the held-out split, logs it, redraws the loss plot; returns the loss.</summary>
+    private double EvaluateAndLog()
+    {
+        var eval = Evaluate();
+        State = State with { LastValidationLoss = eval.Loss };
+        var e = new MetricEvent(State.Step, MetricEvent.ValidationSplit, eval.Loss)
+        {
+            Perplexity = eval.Perplexity, BitsPerByte = eval.BitsPerByte, ElapsedSeconds = State.ElapsedSeconds,
+        };
+        sink.Write(e);
+        Observer?.OnValidationMetrics(e);
+        SavePlot();
+        return eval.Loss;
     }
 
     /// <summary>Scores up to training.eval_batches held-out batches.</summary>
