@@ -24,25 +24,29 @@ public sealed class DecoderLm : nn.Module<Tensor, Tensor>
     private readonly nn.Module<Tensor, Tensor> final_norm;
     private readonly Dense? lm_head;       // (V, D), unshared embeddings only
 
-    /// <summary>Builds the model with PaLM's initialisation on <paramref name="device"/> (meta: shapes only).</summary>
-    public DecoderLm(DecoderLmOptions options, Device? device = null) : base(nameof(DecoderLm))
+    /// <summary>
+    /// Builds the model with PaLM's initialisation on <paramref name="device"/> (meta: shapes only),
+    /// drawing from <paramref name="generator"/> (on the same device) so that the weights depend only on
+    /// its seed and not on anything else using torch's default generator; null uses the default.
+    /// </summary>
+    public DecoderLm(DecoderLmOptions options, Device? device = null, Generator? generator = null) : base(nameof(DecoderLm))
     {
         Options = (options ?? throw new ArgumentNullException(nameof(options))).Validate();
         var o = Options;
         embed = new Parameter(empty(o.VocabSize, o.ModelDim, device: device));
-        using (no_grad()) embed.normal_(0, 1); // PaLM: N(0, 1), since no norm follows the embedding
+        using (no_grad()) embed.normal_(0, 1, generator); // PaLM: N(0, 1), since no norm follows the embedding
         if (o.Positions == PositionEncoding.Learned)
         {
             pos_embed = new Parameter(empty(o.MaxSequenceLength, o.ModelDim, device: device));
-            using (no_grad()) pos_embed.normal_(0, 1);
+            using (no_grad()) pos_embed.normal_(0, 1, generator);
         }
         else
         {
             rotary = new Rotary(o.HeadDim, o.MaxSequenceLength, o.RopeBase, device);
         }
-        blocks = new ModuleList<DecoderBlock>(Enumerable.Range(0, o.NumLayers).Select(l => new DecoderBlock(o, l, rotary, device)).ToArray());
+        blocks = new ModuleList<DecoderBlock>(Enumerable.Range(0, o.NumLayers).Select(l => new DecoderBlock(o, l, rotary, device, generator)).ToArray());
         final_norm = Norms.Create(o, device);
-        lm_head = o.SharedEmbeddings ? null : new Dense(o.ModelDim, o.VocabSize, useBias: false, device);
+        lm_head = o.SharedEmbeddings ? null : new Dense(o.ModelDim, o.VocabSize, useBias: false, device, generator);
         RegisterComponents();
     }
 

@@ -38,6 +38,7 @@ public sealed class Trainer : IDisposable
     private readonly IMetricSink sink;
     private readonly double flopsPerToken;
     private readonly PeakFlops? peak;
+    private readonly Generator random;
 
     /// <summary>Builds the model (seeded by training.seed) and optimizer on <paramref name="device"/>.</summary>
     public Trainer(RunConfig config, TrainingData data, string runDirectory, Device device)
@@ -50,8 +51,11 @@ public sealed class Trainer : IDisposable
         RunDirectory = runDirectory;
         Directory.CreateDirectory(runDirectory);
 
-        manual_seed(config.Training.Seed);
-        Model = new DecoderLm(config.Model, device);
+        // The run's own generator (not torch's global one, which other code may draw from): the
+        // initial weights depend on training.seed alone, and its state is checkpointed for any
+        // stochastic step a run may add (training itself draws nothing: batches come from (seed, step)).
+        random = new Generator(unchecked((ulong)config.Training.Seed), device);
+        Model = new DecoderLm(config.Model, device, random);
         var t = config.Training;
         optimizer = Optimizers.Create(t.Optimizer, Model.named_parameters(),
             new AdamWOptions { Beta1 = t.Beta1, Beta2 = t.Beta2, WeightDecay = t.WeightDecay },
@@ -95,7 +99,7 @@ public sealed class Trainer : IDisposable
     /// <summary>Restores weights, optimizer state, RNG and progress from a checkpoint folder.</summary>
     public void Resume(string checkpoint)
     {
-        State = TrainingCheckpoint.Restore(checkpoint, Model, optimizer);
+        State = TrainingCheckpoint.Restore(checkpoint, Model, optimizer, random);
         if (State.Seed != config.Training.Seed)
             throw new InvalidDataException($"{checkpoint} was trained with seed {State.Seed}, this run has training.seed = {config.Training.Seed}");
     }
@@ -150,7 +154,7 @@ public sealed class Trainer : IDisposable
             }
             if ((t.CheckpointEvery > 0 && State.Step % t.CheckpointEvery == 0) || last || interrupted)
             {
-                lastCheckpoint = TrainingCheckpoint.Save(RunDirectory, Model, optimizer, State, config, data.VocabularySpec, t.KeepCheckpoints);
+                lastCheckpoint = TrainingCheckpoint.Save(RunDirectory, Model, optimizer, random, State, config, data.VocabularySpec, t.KeepCheckpoints);
                 Observer?.OnCheckpoint(lastCheckpoint);
                 intervalClock.Restart();
             }
@@ -238,5 +242,6 @@ public sealed class Trainer : IDisposable
         sink.Dispose();
         optimizer.Dispose();
         Model.Dispose();
+        random.Dispose();
     }
 }

@@ -31,7 +31,7 @@ public sealed record TrainerState
 
 /// <summary>
 /// Checkpoint folders of a run: <c>checkpoints/step_NNNNNNNN/</c> with the model (model.safetensors,
-/// model.json), the optimizer state and torch RNG (optimizer.safetensors), the trainer state
+/// model.json), the optimizer state and the run's RNG (optimizer.safetensors), the trainer state
 /// (trainer_state.json) and the resolved config. A folder is written under a temporary name and
 /// renamed when complete, so a crash never leaves a checkpoint that looks whole.
 /// </summary>
@@ -40,14 +40,14 @@ public static class TrainingCheckpoint
     private const string Prefix = "step_";
     private const string OptimizerFile = "optimizer.safetensors";
     private const string StateFile = "trainer_state.json";
-    private const string RngKey = "__torch_rng_state__";
+    private const string RngKey = "__rng_state__";
 
     /// <summary>The checkpoints folder of a run.</summary>
     public static string Root(string runDirectory) => Path.Combine(runDirectory, "checkpoints");
 
     /// <summary>Writes a checkpoint and deletes all but the newest <paramref name="keep"/>; returns its folder.
     /// <paramref name="vocabulary"/> is "byte" or the path of a SentencePiece model, which is copied in.</summary>
-    public static string Save(string runDirectory, DecoderLm model, IOptimizer optimizer, TrainerState state, RunConfig config, string vocabulary, int keep)
+    public static string Save(string runDirectory, DecoderLm model, IOptimizer optimizer, Generator random, TrainerState state, RunConfig config, string vocabulary, int keep)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(optimizer);
@@ -67,7 +67,7 @@ public static class TrainingCheckpoint
             vocabulary = Path.GetFileName(vocabulary);
         }
         ModelCheckpoint.Save(temp, model, new ModelManifest { Model = model.Options, Vocabulary = vocabulary, Step = state.Step });
-        var tensors = new Dictionary<string, Tensor>(optimizer.StateTensors()) { [RngKey] = get_rng_state() };
+        var tensors = new Dictionary<string, Tensor>(optimizer.StateTensors()) { [RngKey] = random.get_state() };
         SafeTensors.Save(Path.Combine(temp, OptimizerFile), tensors,
             new Dictionary<string, string> { ["optimizer_step_count"] = optimizer.StepCount.ToString(CultureInfo.InvariantCulture) });
         File.WriteAllText(Path.Combine(temp, StateFile), JsonSerializer.Serialize(state, LoomJson.Options));
@@ -103,9 +103,9 @@ public static class TrainingCheckpoint
         return all[^1];
     }
 
-    /// <summary>Restores weights, optimizer state and torch RNG from a checkpoint; returns the trainer state.</summary>
+    /// <summary>Restores weights, optimizer state and the run's RNG from a checkpoint; returns the trainer state.</summary>
     /// <exception cref="InvalidDataException">A file is missing or corrupt.</exception>
-    public static TrainerState Restore(string checkpoint, DecoderLm model, IOptimizer optimizer)
+    public static TrainerState Restore(string checkpoint, DecoderLm model, IOptimizer optimizer, Generator random)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(optimizer);
@@ -123,7 +123,7 @@ public static class TrainingCheckpoint
             if (!metadata.TryGetValue("optimizer_step_count", out var countText) || !long.TryParse(countText, CultureInfo.InvariantCulture, out long count))
                 throw new InvalidDataException($"{optimizerPath}: missing optimizer_step_count metadata");
             optimizer.LoadState(tensors, count);
-            set_rng_state(rng);
+            random.set_state(rng);
         }
 
         string statePath = Path.Combine(checkpoint, StateFile);

@@ -50,6 +50,22 @@ public class TrainerTests
     }
 
     [Fact]
+    public void InitialWeightsDependOnlyOnTheSeedNotOnTorchsGlobalGenerator()
+    {
+        using var dir = new TempDirectory();
+        var config = TrainerFixtures.Config(TrainerFixtures.WriteCorpus(dir), 2);
+        manual_seed(1);
+        using var a = NewTrainer(config, dir.File("a"));
+        manual_seed(2);
+        _ = randn(100); // someone else drawing from the global generator
+        using var b = NewTrainer(config, dir.File("b"));
+        using var c = NewTrainer(config with { Training = config.Training with { Seed = 6 } }, dir.File("c"));
+        var (sa, sb, sc) = (a.Model.state_dict(), b.Model.state_dict(), c.Model.state_dict());
+        foreach (var key in sa.Keys) Assert.True(sa[key].eq(sb[key]).all().item<bool>(), key);
+        Assert.False(sa["embed"].eq(sc["embed"]).all().item<bool>());
+    }
+
+    [Fact]
     public void LiveTensorCountDoesNotGrowAcrossSteps()
     {
         using var dir = new TempDirectory();

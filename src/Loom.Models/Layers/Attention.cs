@@ -16,16 +16,16 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
     private readonly int heads, kvHeads, headDim;
     private readonly Rotary? rotary;
 
-    /// <summary>Creates the layer; <paramref name="rotary"/> is shared by all layers (null for learned positions).</summary>
-    public Attention(DecoderLmOptions o, Rotary? rotary, Device? device = null) : base(nameof(Attention))
+    /// <summary>Creates the layer; <paramref name="rotary"/> is shared by all layers (null for learned positions); initial values come from <paramref name="generator"/> (torch's default when null).</summary>
+    public Attention(DecoderLmOptions o, Rotary? rotary, Device? device = null, Generator? generator = null) : base(nameof(Attention))
     {
         heads = o.NumHeads;
         kvHeads = o.NumKvHeads;
         headDim = o.HeadDim;
-        wq = new Dense(o.ModelDim, heads * headDim, o.UseBias, device);
-        wk = new Dense(o.ModelDim, kvHeads * headDim, o.UseBias, device);
-        wv = new Dense(o.ModelDim, kvHeads * headDim, o.UseBias, device);
-        wo = new Dense(heads * headDim, o.ModelDim, o.UseBias, device);
+        wq = new Dense(o.ModelDim, heads * headDim, o.UseBias, device, generator);
+        wk = new Dense(o.ModelDim, kvHeads * headDim, o.UseBias, device, generator);
+        wv = new Dense(o.ModelDim, kvHeads * headDim, o.UseBias, device, generator);
+        wo = new Dense(heads * headDim, o.ModelDim, o.UseBias, device, generator);
         RegisterComponents();
         this.rotary = rotary; // not a component of this layer: registered once by the model
     }

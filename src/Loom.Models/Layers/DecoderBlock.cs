@@ -14,14 +14,14 @@ public sealed class DecoderBlock : nn.Module<Tensor, Tensor>
     private readonly Mlp mlp;
     private readonly int layer;
 
-    /// <summary>Creates block number <paramref name="layer"/>.</summary>
-    public DecoderBlock(DecoderLmOptions o, int layer, Rotary? rotary, Device? device = null) : base(nameof(DecoderBlock))
+    /// <summary>Creates block number <paramref name="layer"/>; initial values come from <paramref name="generator"/> (torch's default when null).</summary>
+    public DecoderBlock(DecoderLmOptions o, int layer, Rotary? rotary, Device? device = null, Generator? generator = null) : base(nameof(DecoderBlock))
     {
         this.layer = layer;
         norm = Norms.Create(o, device);
         mlp_norm = o.ParallelBlock ? null : Norms.Create(o, device);
-        attn = new Attention(o, rotary, device);
-        mlp = new Mlp(o, device);
+        attn = new Attention(o, rotary, device, generator);
+        mlp = new Mlp(o, device, generator);
         RegisterComponents();
     }
 

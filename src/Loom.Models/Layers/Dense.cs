@@ -10,12 +10,13 @@ public sealed class Dense : nn.Module<Tensor, Tensor>
     private readonly Parameter weight; // (out, in)
     private readonly Parameter? bias;  // (out)
 
-    /// <summary>Creates the kernel on <paramref name="device"/> (the meta device builds shapes only).</summary>
-    public Dense(int inFeatures, int outFeatures, bool useBias, Device? device = null) : base(nameof(Dense))
+    /// <summary>Creates the kernel on <paramref name="device"/> (the meta device builds shapes only);
+    /// initial values come from <paramref name="generator"/> (torch's default when null).</summary>
+    public Dense(int inFeatures, int outFeatures, bool useBias, Device? device = null, Generator? generator = null) : base(nameof(Dense))
     {
         weight = new Parameter(empty(outFeatures, inFeatures, device: device));
         bias = useBias ? new Parameter(zeros(outFeatures, device: device)) : null;
-        using (no_grad()) weight.normal_(0, 1.0 / Math.Sqrt(inFeatures));
+        using (no_grad()) weight.normal_(0, 1.0 / Math.Sqrt(inFeatures), generator);
         RegisterComponents();
     }
 

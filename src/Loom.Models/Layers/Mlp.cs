@@ -9,12 +9,12 @@ public sealed class Mlp : nn.Module<Tensor, Tensor>
     private readonly Dense up;    // (F, D)
     private readonly Dense down;  // (D, F)
 
-    /// <summary>Creates the layer.</summary>
-    public Mlp(DecoderLmOptions o, Device? device = null) : base(nameof(Mlp))
+    /// <summary>Creates the layer; initial values come from <paramref name="generator"/> (torch's default when null).</summary>
+    public Mlp(DecoderLmOptions o, Device? device = null, Generator? generator = null) : base(nameof(Mlp))
     {
-        gate = o.Activation == MlpActivation.SwiGlu ? new Dense(o.ModelDim, o.MlpDim, o.UseBias, device) : null;
-        up = new Dense(o.ModelDim, o.MlpDim, o.UseBias, device);
-        down = new Dense(o.MlpDim, o.ModelDim, o.UseBias, device);
+        gate = o.Activation == MlpActivation.SwiGlu ? new Dense(o.ModelDim, o.MlpDim, o.UseBias, device, generator) : null;
+        up = new Dense(o.ModelDim, o.MlpDim, o.UseBias, device, generator);
+        down = new Dense(o.MlpDim, o.ModelDim, o.UseBias, device, generator);
         RegisterComponents();
     }
 
