@@ -107,6 +107,7 @@ public sealed record TrainerOptions
         Check(Schedule is "rsqrt" or "cosine" or "constant", "schedule", Schedule, "must be \"rsqrt\", \"cosine\" or \"constant\"");
         Check(LearningRate > 0, "learning_rate", LearningRate, "must be positive");
         Check(WarmupSteps >= 0, "warmup_steps", WarmupSteps, "must be 0 or more");
+        Check(Schedule != "cosine" || WarmupSteps < Steps, "warmup_steps", WarmupSteps, $"must be less than training.steps = {Steps} for the cosine schedule");
         Check(MinLearningRate >= 0 && MinLearningRate <= LearningRate, "min_learning_rate", MinLearningRate, "must be between 0 and learning_rate");
         Check(Beta1 >= 0 && Beta1 < 1, "beta1", Beta1, "must be in [0, 1)");
         Check(Beta2 > 0 && Beta2 < 1, "beta2", Beta2, "must be in (0, 1)");
