@@ -54,22 +54,31 @@ public sealed class DecoderLm : nn.Module<Tensor, Tensor>
     public DecoderLmOptions Options { get; }
 
     /// <summary>Logits for every position of <paramref name="tokens"/>, (B, T) -> (B, T, V).</summary>
-    public override Tensor forward(Tensor tokens) => Forward(tokens, null);
+    public override Tensor forward(Tensor tokens) => Forward(tokens, (KvCache?)null);
 
     /// <summary>
     /// Logits, (B, T, V), for <paramref name="tokens"/>, (B, T), at positions cache.Length.. (0 without a
     /// cache). With a cache the tokens' keys and values are appended to it: a prefill is one call with
     /// the prompt, a decode step one call with the newest token.
     /// </summary>
-    public Tensor Forward(Tensor tokens, KvCache? cache)
+    public Tensor Forward(Tensor tokens, KvCache? cache) => Forward(tokens, cache, null);
+
+    /// <summary>Logits, (B, T, V), for rows of packed examples (see <see cref="PackedLayout"/>).</summary>
+    public Tensor Forward(Tensor tokens, PackedLayout packing) =>
+        Forward(tokens, null, packing ?? throw new ArgumentNullException(nameof(packing)));
+
+    private Tensor Forward(Tensor tokens, KvCache? cache, PackedLayout? packing)
     {
         long t = tokens.shape[1];
         int start = cache?.Length ?? 0;
         if (start + t > Options.MaxSequenceLength)
             throw new ArgumentException($"sequence of {start + t} tokens exceeds model.max_sequence_length = {Options.MaxSequenceLength}");
         var x = embed.index_select(0, tokens.reshape(-1)).view(tokens.shape[0], t, -1); // (B, T, D)
-        if (pos_embed is not null) x = x + pos_embed.narrow(0, start, t); // (B, T, D)
-        foreach (var block in blocks) x = block.Forward(x, cache);       // (B, T, D)
+        if (pos_embed is not null)
+            x = packing is null
+                ? x + pos_embed.narrow(0, start, t)                                                        // (B, T, D)
+                : x + pos_embed.index_select(0, packing.Positions.reshape(-1)).view(tokens.shape[0], t, -1); // (B, T, D)
+        foreach (var block in blocks) x = block.Forward(x, cache, packing); // (B, T, D)
         cache?.Advance((int)t);
         x = final_norm.forward(x);                                       // (B, T, D)
         return lm_head is not null
@@ -81,12 +90,22 @@ public sealed class DecoderLm : nn.Module<Tensor, Tensor>
     /// Next-token loss of <paramref name="inputs"/> against <paramref name="targets"/>, both (B, T);
     /// targets equal to <paramref name="ignoreId"/> do not count.
     /// </summary>
-    public LmLoss Loss(Tensor inputs, Tensor targets, double zLossWeight, long ignoreId = -1)
+    public LmLoss Loss(Tensor inputs, Tensor targets, double zLossWeight, long ignoreId = -1) =>
+        Loss(forward(inputs), targets, targets.ne(ignoreId).to(float32), zLossWeight);
+
+    /// <summary>
+    /// Next-token loss of packed rows: <paramref name="inputs"/>, <paramref name="targets"/> and
+    /// <paramref name="lossWeights"/> (1 for real targets, 0 for padding) are (B, T); each example
+    /// is scored as if it were alone (see <see cref="PackedLayout"/>).
+    /// </summary>
+    public LmLoss Loss(Tensor inputs, Tensor targets, Tensor lossWeights, PackedLayout packing, double zLossWeight) =>
+        Loss(Forward(inputs, packing), targets, lossWeights.to(float32), zLossWeight);
+
+    private static LmLoss Loss(Tensor logits, Tensor targets, Tensor weight, double zLossWeight)
     {
-        var logits = forward(inputs).to(float32);                             // (B, T, V)
+        logits = logits.to(float32);                                          // (B, T, V)
         var logZ = logits.logsumexp(-1);                                      // (B, T)
         var targetLogit = logits.gather(-1, targets.clamp_min(0).unsqueeze(-1)).squeeze(-1); // (B, T)
-        var weight = targets.ne(ignoreId).to(float32);                        // (B, T)
         var count = weight.sum().clamp_min(1);
         var ce = ((logZ - targetLogit) * weight).sum() / count;
         var z = (logZ.pow(2) * weight).sum() / count;

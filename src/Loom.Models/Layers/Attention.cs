@@ -37,7 +37,14 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
     /// Attends from <paramref name="x"/>, (B, T, D), at positions start..start+T-1. With a cache, the
     /// new keys and values are written to it and the queries attend to everything cached.
     /// </summary>
-    public Tensor Forward(Tensor x, KvCache? cache, int layer)
+    public Tensor Forward(Tensor x, KvCache? cache, int layer) => Forward(x, cache, layer, null);
+
+    /// <summary>
+    /// Attends within packed rows: <paramref name="packing"/> gives each token's position (for the
+    /// rotary angles) and a mask that lets a token see only earlier tokens of its own example.
+    /// Without packing it is <see cref="Forward(Tensor, KvCache?, int)"/>.
+    /// </summary>
+    public Tensor Forward(Tensor x, KvCache? cache, int layer, PackedLayout? packing)
     {
         long b = x.shape[0], t = x.shape[1];
         int start = cache?.Length ?? 0;
@@ -46,15 +53,17 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
         var v = wv.forward(x).view(b, t, kvHeads, headDim).transpose(1, 2); // (B, Hkv, T, Dh)
         if (rotary is not null)
         {
-            q = rotary.Apply(q, start);
-            k = rotary.Apply(k, start);
+            q = packing is null ? rotary.Apply(q, start) : rotary.Apply(q, packing.Positions);
+            k = packing is null ? rotary.Apply(k, start) : rotary.Apply(k, packing.Positions);
         }
         if (cache is not null) (k, v) = cache.Write(layer, k, v);          // (B, Hkv, S, Dh), S = start + T
         k = ExpandKvHeads(k, heads);                                       // (B, H, S, Dh)
         v = ExpandKvHeads(v, heads);                                       // (B, H, S, Dh)
 
         Tensor y;
-        if (start == 0)
+        if (packing is not null)
+            y = nn.functional.scaled_dot_product_attention(q, k, v, packing.Mask); // mask (B, 1, T, T)
+        else if (start == 0)
             y = nn.functional.scaled_dot_product_attention(q, k, v, is_casual: true);
         else if (t == 1)
             y = nn.functional.scaled_dot_product_attention(q, k, v);        // one new token sees every cached one

@@ -26,17 +26,17 @@ public sealed class DecoderBlock : nn.Module<Tensor, Tensor>
     }
 
     /// <inheritdoc />
-    public override Tensor forward(Tensor x) => Forward(x, null);
+    public override Tensor forward(Tensor x) => Forward(x, null, null);
 
-    /// <summary>Applies the block to x, (B, T, D), optionally against a KV cache.</summary>
-    public Tensor Forward(Tensor x, KvCache? cache)
+    /// <summary>Applies the block to x, (B, T, D), optionally against a KV cache or within packed rows.</summary>
+    public Tensor Forward(Tensor x, KvCache? cache, PackedLayout? packing = null)
     {
         if (mlp_norm is null)
         {
             var h = norm.forward(x);
-            return x + attn.Forward(h, cache, layer) + mlp.forward(h);
+            return x + attn.Forward(h, cache, layer, packing) + mlp.forward(h);
         }
-        x = x + attn.Forward(norm.forward(x), cache, layer);
+        x = x + attn.Forward(norm.forward(x), cache, layer, packing);
         return x + mlp.forward(mlp_norm.forward(x));
     }
 }

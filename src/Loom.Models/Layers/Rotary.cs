@@ -27,9 +27,24 @@ public sealed class Rotary : nn.Module
     /// <summary>Rotates <paramref name="x"/>, (B, H, T, D), whose tokens sit at positions start..start+T-1.</summary>
     public Tensor Apply(Tensor x, long start)
     {
-        long t = x.shape[2], half = x.shape[3] / 2;
-        var c = cos.narrow(0, start, t).to(x.dtype); // (T, D/2)
-        var s = sin.narrow(0, start, t).to(x.dtype); // (T, D/2)
+        long t = x.shape[2];
+        return Rotate(x, cos.narrow(0, start, t).to(x.dtype), sin.narrow(0, start, t).to(x.dtype)); // angles (T, D/2)
+    }
+
+    /// <summary>Rotates <paramref name="x"/>, (B, H, T, D), whose tokens sit at <paramref name="positions"/>, (B, T)
+    /// (packed rows restart positions at 0 for each example).</summary>
+    public Tensor Apply(Tensor x, Tensor positions)
+    {
+        long b = positions.shape[0], t = positions.shape[1];
+        var flat = positions.reshape(-1);
+        var c = cos.index_select(0, flat).view(b, 1, t, -1).to(x.dtype); // (B, 1, T, D/2)
+        var s = sin.index_select(0, flat).view(b, 1, t, -1).to(x.dtype); // (B, 1, T, D/2)
+        return Rotate(x, c, s);
+    }
+
+    private static Tensor Rotate(Tensor x, Tensor c, Tensor s)
+    {
+        long half = x.shape[3] / 2;
         var x1 = x.narrow(-1, 0, half);              // (B, H, T, D/2)
         var x2 = x.narrow(-1, half, half);           // (B, H, T, D/2)
         return cat(new[] { x1 * c - x2 * s, x2 * c + x1 * s }, -1); // (B, H, T, D)
