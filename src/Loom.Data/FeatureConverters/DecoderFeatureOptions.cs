@@ -18,6 +18,21 @@ public sealed record DecoderFeatureOptions
     /// <exception cref="ArgumentException"><paramref name="sequenceLength"/> is not positive.</exception>
     public DecoderFeatureOptions(int sequenceLength) => SequenceLength = sequenceLength;
 
+    /// <summary>
+    /// Options for a vocabulary whose id 0 may be a real token (Loom's byte vocabulary maps 0 to byte
+    /// 0x00): start and pad ids both become the vocabulary's pad id, which is seqio's convention (T5's
+    /// pad id 0 doubles as BOS) carried over to where the pad id lives.
+    /// </summary>
+    /// <param name="vocabulary">The vocabulary the examples were encoded with.</param>
+    /// <param name="sequenceLength">L: tokens per row, positive.</param>
+    /// <returns>Packing options with <see cref="StartId"/> = <see cref="PadId"/> = <see cref="IVocabulary.PadId"/>.</returns>
+    /// <exception cref="ArgumentException"><paramref name="sequenceLength"/> is not positive.</exception>
+    public static DecoderFeatureOptions ForVocabulary(IVocabulary vocabulary, int sequenceLength)
+    {
+        ArgumentNullException.ThrowIfNull(vocabulary);
+        return new DecoderFeatureOptions(sequenceLength) { StartId = vocabulary.PadId, PadId = vocabulary.PadId };
+    }
+
     /// <summary>L: tokens per row.</summary>
     public int SequenceLength
     {

@@ -47,6 +47,18 @@ public class DecoderFeatureConverterTests
     }
 
     [Fact]
+    public void Vocabulary_options_use_its_pad_id_to_start_segments_and_pad()
+    {
+        var vocabulary = new ByteVocabulary();
+        var options = DecoderFeatureOptions.ForVocabulary(vocabulary, 5);
+        int[] example = [.. vocabulary.Encode("\0a"), vocabulary.EosId]; // byte 0x00 is a real token here
+        var (rows, _) = new DecoderFeatureConverter(options).Convert([example]);
+        Assert.Equal([ByteVocabulary.Pad, 0, 97, ByteVocabulary.Pad, ByteVocabulary.Pad], rows[0].Tokens);
+        Assert.Equal([0, 97, ByteVocabulary.Eos, ByteVocabulary.Pad, ByteVocabulary.Pad], rows[0].Targets);
+        Assert.Equal([1, 1, 1, 0, 0], rows[0].LossWeights);
+    }
+
+    [Fact]
     public void Unpacked_mode_puts_one_padded_example_per_row()
     {
         var (rows, stats) = new DecoderFeatureConverter(new DecoderFeatureOptions(8) { Pack = false }).Convert(Examples);
