@@ -74,10 +74,11 @@ public sealed class GenerateCommand : Command<GenerateCommand.Settings>
     internal static string Generate(DecoderLm model, IVocabulary vocabulary, string prompt, SamplingOptions sampling, TextWriter output, CancellationToken cancellationToken)
     {
         var generator = new TextGenerator(model, vocabulary.EosId);
-        var detokenizer = new StreamingDetokenizer(vocabulary);
+        int[] promptIds = vocabulary.Encode(prompt);
+        var detokenizer = new StreamingDetokenizer(vocabulary, promptIds);
         var text = new System.Text.StringBuilder();
         output.Write(prompt);
-        foreach (int id in generator.Generate(vocabulary.Encode(prompt), sampling))
+        foreach (int id in generator.Generate(promptIds, sampling))
         {
             string delta = detokenizer.Push(id);
             output.Write(delta);

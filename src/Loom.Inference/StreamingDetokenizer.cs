@@ -13,7 +13,20 @@ public sealed class StreamingDetokenizer
     private int emitted;
 
     /// <summary>Creates a detokenizer over <paramref name="vocabulary"/>.</summary>
-    public StreamingDetokenizer(IVocabulary vocabulary) => this.vocabulary = vocabulary ?? throw new ArgumentNullException(nameof(vocabulary));
+    public StreamingDetokenizer(IVocabulary vocabulary) : this(vocabulary, Array.Empty<int>()) { }
+
+    /// <summary>
+    /// Creates a detokenizer whose text continues <paramref name="prompt"/>: tokens are decoded together
+    /// with the prompt's and only the text past the prompt is emitted, so that word-boundary pieces
+    /// (SentencePiece's "▁up") keep their space after the prompt.
+    /// </summary>
+    public StreamingDetokenizer(IVocabulary vocabulary, IReadOnlyList<int> prompt)
+    {
+        this.vocabulary = vocabulary ?? throw new ArgumentNullException(nameof(vocabulary));
+        ArgumentNullException.ThrowIfNull(prompt);
+        ids.AddRange(prompt);
+        emitted = vocabulary.Decode(ids.ToArray()).Length;
+    }
 
     /// <summary>Adds a token; returns the new text that is now final (possibly empty).</summary>
     public string Push(int id)

@@ -46,7 +46,7 @@ public sealed class Trainer : IDisposable
         this.config = (config ?? throw new ArgumentNullException(nameof(config))).Validate();
         this.data = data ?? throw new ArgumentNullException(nameof(data));
         if (data.Vocabulary.Size > config.Model.VocabSize)
-            throw new ArgumentException($"model.vocab_size = {config.Model.VocabSize} is smaller than the vocabulary's {data.Vocabulary.Size} ids");
+            throw new ArgumentException($"model.vocab_size = {config.Model.VocabSize} is smaller than the vocabulary's {data.Vocabulary.Size} ids: pass --set model.vocab_size={data.Vocabulary.Size} (or larger)");
         this.device = device;
         RunDirectory = runDirectory;
         Directory.CreateDirectory(runDirectory);

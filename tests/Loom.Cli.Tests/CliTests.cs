@@ -88,6 +88,23 @@ public sealed class CliTests : IDisposable
         Assert.Equal(generate.Stdout, again.Stdout); // seeded sampling is reproducible
     }
 
+    [Fact]
+    public void SentencePieceRunCarriesItsVocabularyIntoTheCheckpoint()
+    {
+        string repo = AppContext.BaseDirectory;
+        while (!File.Exists(Path.Combine(repo, "Loom.slnx"))) repo = Path.GetDirectoryName(repo)!;
+        string spm = Path.Combine(repo, "tests", "Loom.Data.Tests", "Fixtures", "unigram.model");
+        string run = Path.Combine(dir, "spm-run");
+        var train = CliRunner.Run(dir, new[] { "train", "--data", WriteText(), "--run-dir", run, "--set", "training.steps=2", "--set", $"data.vocabulary={spm}" }.Concat(SmallModel).ToArray());
+        AssertOneLineError(train, "model.vocab_size=800"); // the error says how to fix it
+        train = CliRunner.Run(dir, new[] { "train", "--data", WriteText(), "--run-dir", run, "--set", "training.steps=2", "--set", $"data.vocabulary={spm}", "--set", "model.vocab_size=800" }.Concat(SmallModel).ToArray());
+        Assert.True(train.ExitCode == 0, train.Stderr + train.Stdout);
+        Assert.True(File.Exists(Path.Combine(run, "checkpoints", "step_00000002", "unigram.model")));
+        var generate = CliRunner.Run(dir, "generate", "--checkpoint", run, "--prompt", "it is a", "-n", "5", "--seed", "1", "--device", "cpu");
+        Assert.True(generate.ExitCode == 0, generate.Stderr);
+        Assert.StartsWith("it is a", generate.Stdout);
+    }
+
     [Theory]
     [InlineData("train")]
     [InlineData("eval")]
