@@ -78,6 +78,8 @@ public sealed class TiktokenVocabulary : IVocabulary
     }
 
     /// <inheritdoc />
+    /// <remarks>Special tokens other than EOS render as their text (e.g. <c>&lt;|fim_prefix|&gt;</c>);
+    /// unused ids inside <c>[0, Size)</c> (cl100k_base's 100256, the gaps between special tokens) render as nothing.</remarks>
     public string Decode(ReadOnlySpan<int> ids)
     {
         var kept = new List<int>(ids.Length);

@@ -54,6 +54,14 @@ public class TiktokenVocabularyTests
     }
 
     [Fact]
+    public void DecodeRendersOtherSpecialTokensAsTextAndUnusedIdsAsNothing()
+    {
+        var v = new TiktokenVocabulary("cl100k_base");
+        Assert.Equal("hello world", v.Decode([15339, 100256, 1917])); // 100256 is unused in cl100k_base
+        Assert.Equal("<|fim_prefix|>", v.Decode([100258]));
+    }
+
+    [Fact]
     public void UnknownEncodingIsRefusedWithTheAcceptedNames()
     {
         var e = Assert.Throws<ArgumentException>(() => new TiktokenVocabulary("p50k_base"));
