@@ -87,7 +87,7 @@ public static class SpanCorruption
         int numSpans = (int)MathF.Round(numNoise / (float)options.MeanNoiseSpanLength, MidpointRounding.ToEven);
         int numKept = length - numNoise;
         // T5 fails (a reshape error) when there are more spans than kept tokens, which needs a density
-        // above about 1/(mean+1); here the span count is capped instead. At T5's 0.15/3 the cap never binds.
+        // above about mean/(mean+1); here the span count is capped instead. At T5's 0.15/3 it never binds.
         numSpans = Math.Min(Math.Max(numSpans, 1), numKept);
 
         int[] noiseLengths = RandomSegmentation(numNoise, numSpans, CounterRng.Key(seed, NoisePurpose, (ulong)exampleIndex));
