@@ -31,4 +31,21 @@ public static class Vocabularies
         throw new ArgumentException(
             $"unknown vocabulary '{spec}': use 'byte', 'tiktoken:NAME' (gpt2, cl100k_base, o200k_base) or the path of a SentencePiece .model file", nameof(spec));
     }
+
+    /// <summary>The SentencePiece model file a spec names (without any +extra_ids suffix), or null when it names none.</summary>
+    public static string? ModelFile(string spec)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        string s = spec.Trim();
+        int plus = s.LastIndexOf(ExtraIdsVocabulary.NameSuffix, StringComparison.OrdinalIgnoreCase);
+        string head = plus >= 0 ? s[..plus] : s;
+        return head.EndsWith(".model", StringComparison.OrdinalIgnoreCase) ? head : null;
+    }
+
+    /// <summary>The spec with its model file replaced by <paramref name="file"/> (any +extra_ids suffix kept).</summary>
+    public static string WithModelFile(string spec, string file)
+    {
+        string? current = ModelFile(spec) ?? throw new ArgumentException($"vocabulary '{spec}' names no .model file", nameof(spec));
+        return file + spec.Trim()[current.Length..];
+    }
 }

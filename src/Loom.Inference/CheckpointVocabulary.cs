@@ -6,14 +6,17 @@ namespace Loom.Inference;
 /// <summary>Loads the vocabulary a checkpoint was trained with.</summary>
 public static class CheckpointVocabulary
 {
-    /// <summary>"byte" gives the byte vocabulary; otherwise the SentencePiece model stored in the checkpoint folder.</summary>
+    /// <summary>
+    /// Builds the manifest's vocabulary spec (<see cref="Vocabularies.Create"/>); a SentencePiece model
+    /// it names is read from the checkpoint folder.
+    /// </summary>
     /// <exception cref="InvalidDataException">The stored vocabulary file is missing.</exception>
     public static IVocabulary Load(string checkpointDirectory, ModelManifest manifest)
     {
         ArgumentNullException.ThrowIfNull(manifest);
-        if (manifest.Vocabulary == "byte") return new ByteVocabulary();
-        string path = Path.Combine(checkpointDirectory, manifest.Vocabulary);
-        if (!File.Exists(path)) throw new InvalidDataException($"{checkpointDirectory}: vocabulary file {manifest.Vocabulary} is missing from the checkpoint");
-        return Vocabularies.Create(path);
+        if (Vocabularies.ModelFile(manifest.Vocabulary) is not { } file) return Vocabularies.Create(manifest.Vocabulary);
+        string path = Path.Combine(checkpointDirectory, file);
+        if (!File.Exists(path)) throw new InvalidDataException($"{checkpointDirectory}: vocabulary file {file} is missing from the checkpoint");
+        return Vocabularies.Create(Vocabularies.WithModelFile(manifest.Vocabulary, path));
     }
 }

@@ -16,7 +16,8 @@ public sealed record ModelManifest
     /// <summary>The model's options.</summary>
     public DecoderLmOptions Model { get; init; } = new();
 
-    /// <summary>Vocabulary: "byte", or the file name of a SentencePiece model stored beside the weights.</summary>
+    /// <summary>Vocabulary spec ("byte", "tiktoken:NAME", a SentencePiece model file name stored beside
+    /// the weights; any with "+extra_ids=N").</summary>
     public string Vocabulary { get; init; } = "byte";
 
     /// <summary>Training step at which the weights were saved.</summary>

@@ -11,7 +11,8 @@ public sealed record DataOptions
     /// <summary>A text file or folder to train on instead of the built-in corpus.</summary>
     public string? Path { get; init; }
 
-    /// <summary>"byte" (lossless UTF-8 bytes) or the path of a SentencePiece .model file.</summary>
+    /// <summary>"byte" (lossless UTF-8 bytes), "tiktoken:gpt2|cl100k_base|o200k_base", or the path of a
+    /// SentencePiece .model file; any of them with "+extra_ids=N" sentinels.</summary>
     public string Vocabulary { get; init; } = "byte";
 
     /// <summary>Tokens per training row.</summary>

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using Loom.Core;
+using Loom.Data;
 using Loom.Models;
 using Loom.Training.Optimization;
 using static TorchSharp.torch;
@@ -46,7 +47,8 @@ public static class TrainingCheckpoint
     public static string Root(string runDirectory) => Path.Combine(runDirectory, "checkpoints");
 
     /// <summary>Writes a checkpoint and deletes all but the newest <paramref name="keep"/>; returns its folder.
-    /// <paramref name="vocabulary"/> is "byte" or the path of a SentencePiece model, which is copied in.</summary>
+    /// <paramref name="vocabulary"/> is a vocabulary spec (<see cref="Vocabularies.Create"/>); a SentencePiece
+    /// model file it names is copied in.</summary>
     public static string Save(string runDirectory, DecoderLm model, IOptimizer optimizer, Generator random, TrainerState state, RunConfig config, string vocabulary, int keep)
     {
         ArgumentNullException.ThrowIfNull(model);
@@ -60,11 +62,11 @@ public static class TrainingCheckpoint
         if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
         Directory.CreateDirectory(temp);
 
-        if (vocabulary != "byte")
+        if (Vocabularies.ModelFile(vocabulary) is { } modelFile)
         {
-            // The checkpoint carries its own tokenizer so that inference needs nothing else.
-            File.Copy(vocabulary, Path.Combine(temp, Path.GetFileName(vocabulary)));
-            vocabulary = Path.GetFileName(vocabulary);
+            // The checkpoint carries its own tokenizer file so that inference needs nothing else.
+            File.Copy(modelFile, Path.Combine(temp, Path.GetFileName(modelFile)));
+            vocabulary = Vocabularies.WithModelFile(vocabulary, Path.GetFileName(modelFile));
         }
         ModelCheckpoint.Save(temp, model, new ModelManifest { Model = model.Options, Vocabulary = vocabulary, Step = state.Step });
         var tensors = new Dictionary<string, Tensor>(optimizer.StateTensors()) { [RngKey] = random.get_state() };

@@ -4,7 +4,7 @@ namespace Loom.Training;
 
 /// <summary>The vocabulary and batch sources of a run.</summary>
 /// <param name="Vocabulary">Tokenizer of the run.</param>
-/// <param name="VocabularySpec">How a checkpoint names the vocabulary ("byte" or a .model file name).</param>
+/// <param name="VocabularySpec">The vocabulary spec, with any SentencePiece model path made absolute.</param>
 /// <param name="Train">Training batches, a pure function of (seed, index).</param>
 /// <param name="Validation">Held-out batches.</param>
 /// <param name="ValidationBytesPerToken">UTF-8 bytes per held-out token, to turn nats/token into bits/byte.</param>

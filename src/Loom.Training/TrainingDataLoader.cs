@@ -27,7 +27,9 @@ public static class TrainingDataLoader
         if (evaluateAll) corpus = corpus with { Validation = corpus.Train.Concat(corpus.Validation).ToList() };
 
         var vocabulary = Vocabularies.Create(data.Vocabulary);
-        string vocabularySpec = data.Vocabulary == "byte" ? "byte" : Path.GetFullPath(data.Vocabulary);
+        string vocabularySpec = Vocabularies.ModelFile(data.Vocabulary) is { } file
+            ? Vocabularies.WithModelFile(data.Vocabulary, Path.GetFullPath(file))
+            : data.Vocabulary;
         var train = TokenStream.Encode(corpus.Train, vocabulary);
         var validation = TokenStream.Encode(corpus.Validation, vocabulary);
         ulong seed = unchecked((ulong)training.Seed);
