@@ -4,7 +4,7 @@ using System.Text.Json;
 namespace Loom.Data.Sources;
 
 /// <summary>Which JSON Lines file(s) to read and which fields to take from each line.</summary>
-public sealed record JsonLinesOptions
+public sealed record JsonLinesSourceOptions
 {
     private readonly string path = "";
     private readonly IReadOnlyList<string> fields = [];
@@ -47,7 +47,7 @@ public sealed class JsonLinesSource : IEnumerable<IReadOnlyDictionary<string, st
     /// <param name="options">The files, fields and error policy.</param>
     /// <exception cref="ArgumentException">The field selection or rename map is inconsistent.</exception>
     /// <exception cref="FileNotFoundException">The path does not exist or the folder holds no JSON Lines files.</exception>
-    public JsonLinesSource(JsonLinesOptions options)
+    public JsonLinesSource(JsonLinesSourceOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
         outputNames = SourceFiles.OutputNames(options.Fields, options.Rename, "JSON field");
@@ -57,7 +57,7 @@ public sealed class JsonLinesSource : IEnumerable<IReadOnlyDictionary<string, st
     }
 
     /// <summary>The options this source reads with.</summary>
-    public JsonLinesOptions Options { get; }
+    public JsonLinesSourceOptions Options { get; }
 
     /// <summary>The files read, in order.</summary>
     public IReadOnlyList<string> Files { get; }

@@ -5,7 +5,7 @@ namespace Loom.Data.Tests.Sources;
 public class JsonLinesSourceTests
 {
     private static JsonLinesSource Source(string path, ErrorPolicy onError = ErrorPolicy.Fail, params string[] fields) =>
-        new(new JsonLinesOptions { Path = path, Fields = fields.Length == 0 ? ["text"] : fields, OnError = onError });
+        new(new JsonLinesSourceOptions { Path = path, Fields = fields.Length == 0 ? ["text"] : fields, OnError = onError });
 
     [Fact]
     public void ReadsSelectedFieldsWithRenameAndNesting()
@@ -16,7 +16,7 @@ public class JsonLinesSourceTests
 
             {"label": "farewell", "text": "bye \u00e9", "meta": {"title": "T2"}}
             """);
-        var source = new JsonLinesSource(new JsonLinesOptions
+        var source = new JsonLinesSource(new JsonLinesSourceOptions
         {
             Path = file,
             Fields = ["text", "label", "meta.title"],
@@ -108,12 +108,12 @@ public class JsonLinesSourceTests
     {
         using var dir = new TempDirectory();
         string file = dir.Write("a.jsonl", "{}\n");
-        Assert.Throws<ArgumentException>(() => new JsonLinesOptions { Path = " ", Fields = ["text"] });
-        Assert.Throws<ArgumentException>(() => new JsonLinesOptions { Path = file, Fields = [] });
-        Assert.Throws<ArgumentException>(() => new JsonLinesSource(new JsonLinesOptions { Path = file, Fields = ["a", "a"] }));
-        var rename = Assert.Throws<ArgumentException>(() => new JsonLinesSource(new JsonLinesOptions { Path = file, Fields = ["a"], Rename = new Dictionary<string, string> { ["b"] = "c" } }));
+        Assert.Throws<ArgumentException>(() => new JsonLinesSourceOptions { Path = " ", Fields = ["text"] });
+        Assert.Throws<ArgumentException>(() => new JsonLinesSourceOptions { Path = file, Fields = [] });
+        Assert.Throws<ArgumentException>(() => new JsonLinesSource(new JsonLinesSourceOptions { Path = file, Fields = ["a", "a"] }));
+        var rename = Assert.Throws<ArgumentException>(() => new JsonLinesSource(new JsonLinesSourceOptions { Path = file, Fields = ["a"], Rename = new Dictionary<string, string> { ["b"] = "c" } }));
         Assert.Contains("'b'", rename.Message);
-        Assert.Throws<ArgumentException>(() => new JsonLinesSource(new JsonLinesOptions { Path = file, Fields = ["a", "b"], Rename = new Dictionary<string, string> { ["a"] = "b" } }));
+        Assert.Throws<ArgumentException>(() => new JsonLinesSource(new JsonLinesSourceOptions { Path = file, Fields = ["a", "b"], Rename = new Dictionary<string, string> { ["a"] = "b" } }));
         var missing = Assert.Throws<FileNotFoundException>(() => Source(Path.Combine(dir.Path, "nope.jsonl")));
         Assert.Contains("nope.jsonl", missing.Message);
         var empty = Directory.CreateDirectory(Path.Combine(dir.Path, "empty")).FullName;
