@@ -18,7 +18,8 @@ public sealed record JsonLinesSourceOptions
 
     /// <summary>
     /// The fields to take from each line's object, e.g. <c>["text"]</c>; each must hold a string. A
-    /// dotted name such as <c>meta.title</c> reaches into nested objects.
+    /// dotted name such as <c>meta.title</c> reaches into nested objects unless the object has a key
+    /// spelled exactly so.
     /// </summary>
     public required IReadOnlyList<string> Fields
     {
@@ -136,14 +137,11 @@ public sealed class JsonLinesSource : IEnumerable<IReadOnlyDictionary<string, st
             for (int i = 0; i < paths.Length; i++)
             {
                 string field = Options.Fields[i];
-                var element = root;
-                foreach (string part in paths[i])
+                // A key that itself contains dots wins over the nested reading of the same name.
+                if (!root.TryGetProperty(field, out var element) && !TryGetPath(root, paths[i], out element))
                 {
-                    if (element.ValueKind != JsonValueKind.Object || !element.TryGetProperty(part, out element))
-                    {
-                        problem = $"has no field '{field}' (fields here: {FieldList(root)})";
-                        return null;
-                    }
+                    problem = $"has no field '{field}' (fields here: {FieldList(root)})";
+                    return null;
                 }
                 if (element.ValueKind != JsonValueKind.String)
                 {
@@ -164,6 +162,14 @@ public sealed class JsonLinesSource : IEnumerable<IReadOnlyDictionary<string, st
             problem = null;
             return example;
         }
+    }
+
+    private static bool TryGetPath(JsonElement root, string[] path, out JsonElement element)
+    {
+        element = root;
+        foreach (string part in path)
+            if (element.ValueKind != JsonValueKind.Object || !element.TryGetProperty(part, out element)) return false;
+        return true;
     }
 
     private static string FieldList(JsonElement root)

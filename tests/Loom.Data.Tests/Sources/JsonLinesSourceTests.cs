@@ -33,6 +33,14 @@ public class JsonLinesSourceTests
     }
 
     [Fact]
+    public void AKeyWithADotWinsOverNesting()
+    {
+        using var dir = new TempDirectory();
+        string file = dir.Write("a.jsonl", "{\"a.b\": \"flat\", \"a\": {\"b\": \"nested\"}}\n{\"a\": {\"b\": \"only nested\"}}\n");
+        Assert.Equal(["flat", "only nested"], Source(file, ErrorPolicy.Fail, "a.b").Select(e => e["a.b"]));
+    }
+
+    [Fact]
     public void ReadsAFolderInPathOrderSkippingOtherFiles()
     {
         using var dir = new TempDirectory();
