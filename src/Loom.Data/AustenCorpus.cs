@@ -39,51 +39,15 @@ public static class AustenCorpus
     /// <param name="progress">Receives one line per step (cache hit, download, decode), or null.</param>
     /// <returns>Five training novels and <i>Persuasion</i> as validation.</returns>
     /// <exception cref="CorpusUnavailableException">The package could not be fetched or decoded.</exception>
-    public static TextCorpus Load(string? cacheRoot = null, IProgress<string>? progress = null)
-    {
-        string directory = Path.Combine(DataCache.ResolveRoot(cacheRoot), Name);
-        var cached = CorpusCache.TryRead(directory, Name, out string? problem);
-        if (cached is not null)
-        {
-            progress?.Report($"{Name}: reading cache {directory}");
-            return ToCorpus(cached);
-        }
-        if (problem is not null) progress?.Report($"{Name}: cache {directory} is unusable ({problem}); fetching again");
+    public static TextCorpus Load(string? cacheRoot = null, IProgress<string>? progress = null) =>
+        ToCorpus(Sources.BuiltInCorpus.Load(Name, "the Jane Austen corpus", "novels", cacheRoot, progress, Fetch));
 
-        var (documents, source) = Fetch(progress);
-        try
-        {
-            CorpusCache.Write(directory, Name, source, documents);
-            progress?.Report($"{Name}: cached {documents.Count} novels ({documents.Sum(d => (long)d.Text.Length):N0} characters) in {directory}");
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            // The text is already in hand; a read-only cache only costs a fetch next time.
-            progress?.Report($"{Name}: could not write the cache {directory} ({e.Message.ReplaceLineEndings(" ")}); it will be fetched again next time");
-        }
-        return ToCorpus(documents);
-    }
-
-    private static (IReadOnlyList<CachedDocument> Documents, string Source) Fetch(IProgress<string>? progress)
+    private static (IReadOnlyList<CachedDocument> Documents, string Source) Fetch(string work, IProgress<string>? progress)
     {
-        var work = Directory.CreateTempSubdirectory("loom-austen-");
-        try
-        {
-            string deb = DebianPackages.Download(PackageName, work.FullName, progress is null ? null : new Prefixed(progress));
-            progress?.Report($"{Name}: decoding {Path.GetFileName(deb)}");
-            var files = DebianPackages.ReadFiles(deb, [DataFolder + "Rdata.rdb", DataFolder + "Rdata.rdx"]);
-            return (Decode(files[DataFolder + "Rdata.rdx"], files[DataFolder + "Rdata.rdb"]), Path.GetFileName(deb));
-        }
-        catch (Exception e) when (e is InvalidOperationException or IOException or InvalidDataException or UnauthorizedAccessException or NotSupportedException)
-        {
-            throw new CorpusUnavailableException(
-                $"the Jane Austen corpus could not be fetched ({e.Message.ReplaceLineEndings(" ")}); pass --data FILE_OR_DIR to train on your own text instead", e);
-        }
-        finally
-        {
-            try { work.Delete(recursive: true); }
-            catch (IOException) { } // a leftover temp folder is harmless and the OS cleans it
-        }
+        string deb = DebianPackages.Download(PackageName, work, progress);
+        progress?.Report($"decoding {Path.GetFileName(deb)}");
+        var files = DebianPackages.ReadFiles(deb, [DataFolder + "Rdata.rdb", DataFolder + "Rdata.rdx"]);
+        return (Decode(files[DataFolder + "Rdata.rdx"], files[DataFolder + "Rdata.rdb"]), Path.GetFileName(deb));
     }
 
     /// <summary>Decodes janeaustenr's lazy-load database into the six novels, in publication order.</summary>
@@ -102,12 +66,6 @@ public static class AustenCorpus
 
     private static TextCorpus ToCorpus(IReadOnlyList<CachedDocument> documents) => new(
         Name,
-        [.. documents.Where(d => d.Split == CachedDocument.TrainSplit).Select(d => d.Text)],
-        [.. documents.Where(d => d.Split == CachedDocument.ValidationSplit).Select(d => d.Text)]);
-
-    /// <summary>Prefixes the corpus name to the package fetcher's progress lines.</summary>
-    private sealed class Prefixed(IProgress<string> inner) : IProgress<string>
-    {
-        public void Report(string value) => inner.Report($"{Name}: {value}");
-    }
+        Sources.BuiltInCorpus.Split(documents, CachedDocument.TrainSplit),
+        Sources.BuiltInCorpus.Split(documents, CachedDocument.ValidationSplit));
 }
