@@ -5,7 +5,7 @@ using Spectre.Console.Cli;
 
 namespace Loom.Cli;
 
-/// <summary>The <c>loom</c> command line: train, eval, generate, demo.</summary>
+/// <summary>The <c>loom</c> command line: demo, train, eval, generate, vocab train.</summary>
 public static class LoomApp
 {
     /// <summary>Runs the command line and returns the process exit code (0 ok, 1 error, 130 interrupted).</summary>
@@ -25,6 +25,13 @@ public static class LoomApp
             config.AddCommand<EvalCommand>("eval")
                 .WithDescription("Score a checkpoint on held-out text: loss, perplexity, bits per byte.")
                 .WithExample("eval", "--checkpoint", "runs/demo");
+            config.AddBranch("vocab", vocab =>
+            {
+                vocab.SetDescription("Vocabulary tools.");
+                vocab.AddCommand<VocabTrainCommand>("train")
+                    .WithDescription("Train a lossless SentencePiece model (byte fallback, digits split, whitespace kept) with Debian's spm_train.")
+                    .WithExample("vocab", "train", "--input", "corpus.txt", "--output", "my.model", "--vocab-size", "8000");
+            });
             config.AddCommand<GenerateCommand>("generate")
                 .WithDescription("Generate text from a checkpoint with a KV cache, streaming to the console.")
                 .WithExample("generate", "--checkpoint", "runs/demo", "--prompt", "It is a truth", "--temperature", "0.8", "--top-p", "0.95");

@@ -105,6 +105,26 @@ public sealed class CliTests : IDisposable
         Assert.StartsWith("it is a", generate.Stdout);
     }
 
+    [Fact]
+    public void VocabTrainWritesALosslessModel()
+    {
+        string text = Path.Combine(dir, "vocab.txt");
+        var rng = new Random(1);
+        File.WriteAllLines(text, Enumerable.Range(0, 3000).Select(i => $"Line {i}: {string.Join(' ', Enumerable.Range(0, 8).Select(_ => new string((char)('a' + rng.Next(26)), rng.Next(1, 5))))}  é"));
+        string model = Path.Combine(dir, "v.model");
+        var r = CliRunner.Run(dir, "vocab", "train", "--input", text, "--output", model, "--vocab-size", "300");
+        bool spmInstalled = (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':').Any(d => d.Length > 0 && File.Exists(Path.Combine(d, "spm_train")));
+        if (!spmInstalled)
+        {
+            AssertOneLineError(r, "apt-get install sentencepiece");
+            return;
+        }
+        Assert.True(r.ExitCode == 0, r.Stderr + r.Stdout);
+        Assert.Contains("decode back exactly", r.Stdout);
+        Assert.True(File.Exists(model));
+        AssertOneLineError(CliRunner.Run(dir, "vocab", "train", "--input", Path.Combine(dir, "none.txt"), "--output", model), "none.txt");
+    }
+
     [Theory]
     [InlineData("train")]
     [InlineData("eval")]
@@ -115,5 +135,13 @@ public sealed class CliTests : IDisposable
         var r = CliRunner.Run(dir, command, "--help");
         Assert.Equal(0, r.ExitCode);
         Assert.Contains("--device", r.Stdout);
+    }
+
+    [Fact]
+    public void VocabTrainHasHelp()
+    {
+        var r = CliRunner.Run(dir, "vocab", "train", "--help");
+        Assert.Equal(0, r.ExitCode);
+        Assert.Contains("--vocab-size", r.Stdout);
     }
 }
