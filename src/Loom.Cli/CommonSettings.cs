@@ -35,6 +35,11 @@ public class ConfigSettings : DeviceSettings
     [Description("Train on this text file or folder instead of the built-in Austen corpus.")]
     public string? Data { get; init; }
 
+    /// <summary>Registered task to train on.</summary>
+    [CommandOption("--task <NAME>")]
+    [Description("Train on a registered language-modelling task: austen, kjv or moby_dick (see loom data list).")]
+    public string? Task { get; init; }
+
     /// <summary>Config overrides.</summary>
     [CommandOption("--set <KEY=VALUE>")]
     [Description("Override a config value, e.g. --set model.num_layers=4 --set training.steps=500 (repeatable).")]
@@ -49,6 +54,7 @@ public class ConfigSettings : DeviceSettings
     public IEnumerable<string> Overrides()
     {
         if (Data is not null) yield return $"data.path={System.Text.Json.JsonSerializer.Serialize(Data)}";
+        if (Task is not null) yield return $"data.task={System.Text.Json.JsonSerializer.Serialize(Task)}";
         if (Device is not null) yield return $"device={System.Text.Json.JsonSerializer.Serialize(Device)}";
         foreach (var s in Set) yield return s;
     }

@@ -25,7 +25,7 @@ public sealed class DemoCommand : Command<DemoCommand.Settings>
         var clock = Stopwatch.StartNew();
         var demoSettings = new Settings
         {
-            Config = settings.Config ?? "demo", Preset = settings.Preset, Data = settings.Data, Set = settings.Set,
+            Config = settings.Config ?? "demo", Preset = settings.Preset, Data = settings.Data, Task = settings.Task, Set = settings.Set,
             Device = settings.Device, Threads = settings.Threads, Prompt = settings.Prompt,
             RunDir = settings.RunDir ?? Path.Combine("runs", $"demo-{DateTime.Now:yyyyMMdd-HHmmss}"),
         };

@@ -25,6 +25,11 @@ public static class LoomApp
             config.AddCommand<EvalCommand>("eval")
                 .WithDescription("Score a checkpoint on held-out text: loss, perplexity, bits per byte.")
                 .WithExample("eval", "--checkpoint", "runs/demo");
+            config.AddBranch("data", data =>
+            {
+                data.SetDescription("Tasks and mixtures.");
+                data.AddCommand<DataListCommand>("list").WithDescription("List the registered tasks and mixtures (fetches nothing).");
+            });
             config.AddBranch("vocab", vocab =>
             {
                 vocab.SetDescription("Vocabulary tools.");
@@ -50,7 +55,8 @@ public static class LoomApp
     /// <summary>Errors caused by input (config, files, arguments) that are reported as one line, without a stack trace.</summary>
     internal static bool IsUserError(Exception e) => e is ConfigException or InvalidDataException or FileNotFoundException
         or DirectoryNotFoundException or ArgumentException or CorpusUnavailableException or CommandParseException
-        or CommandRuntimeException or UnauthorizedAccessException or IOException;
+        or CommandRuntimeException or UnauthorizedAccessException or IOException or KeyNotFoundException
+        or DataFormatException;
 
     internal static string OneLine(Exception e) => e.Message.Split('\n')[0].Trim();
 }

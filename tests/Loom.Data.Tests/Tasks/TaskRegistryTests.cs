@@ -1,0 +1,70 @@
+using Loom.Data;
+using Loom.Data.Tasks;
+
+namespace Loom.Data.Tests.Tasks;
+
+public class TaskRegistryTests
+{
+    private sealed class ListSource(params string[] train) : IDataSource
+    {
+        public IReadOnlyList<string> Splits { get; } = ["train"];
+        public IEnumerable<Example> Read(string split) => train.Select(t => Example.FromTexts(("text", t)));
+    }
+
+    private static DataTask LmTask(string name, params string[] docs) => new(name, new ListSource(docs),
+        [ExamplePreprocessors.Rekey(new Dictionary<string, string> { ["targets"] = "text" }), ExamplePreprocessors.Tokenize],
+        new Dictionary<string, OutputFeature> { ["targets"] = new(new ByteVocabulary()) });
+
+    [Fact]
+    public void TaskPipelineRekeysTokenizesAndAppendsEos()
+    {
+        var task = LmTask("tiny", "ab", "é");
+        var examples = task.GetDataset("train").ToList();
+        Assert.Equal(new[] { 'a', 'b', ByteVocabulary.Eos }, examples[0].Tokens["targets"]);
+        Assert.Equal(new[] { 0xC3, 0xA9, ByteVocabulary.Eos }, examples[1].Tokens["targets"]);
+        Assert.Equal(["targets"], examples[0].Texts.Keys);
+        Assert.Contains("validation", Assert.Throws<ArgumentException>(() => task.GetDataset("validation").ToList()).Message);
+    }
+
+    [Fact]
+    public void FilterDropsExamplesLazily()
+    {
+        var task = new DataTask("short", new ListSource("a", "bbbb", "cc"),
+            [ExamplePreprocessors.Filter(e => e.Text("text").Length < 3), ExamplePreprocessors.Rekey(new Dictionary<string, string> { ["targets"] = "text" }), ExamplePreprocessors.Tokenize],
+            new Dictionary<string, OutputFeature> { ["targets"] = new(new ByteVocabulary(), AddEos: false) });
+        Assert.Equal(new[] { "a", "cc" }, task.GetDataset("train").Select(e => e.Text("targets")));
+    }
+
+    [Fact]
+    public void NestedMixtureRatesFlattenAndNormalise()
+    {
+        var registry = new TaskRegistry().Add(LmTask("a", "x")).Add(LmTask("b", "y")).Add(LmTask("c", "z"))
+            .Add(new Mixture("ab", [new("a", 1), new("b", 3)]))
+            .Add(new Mixture("all", [new("ab", 2), new("c", 2)]));
+        var rates = registry.TaskRates("all");
+        Assert.Equal(0.125, rates["a"], 12);
+        Assert.Equal(0.375, rates["b"], 12);
+        Assert.Equal(0.5, rates["c"], 12);
+    }
+
+    [Fact]
+    public void BadNamesDuplicatesAndUnknownsAreRefusedWithTheKnownNames()
+    {
+        var registry = new TaskRegistry().Add(LmTask("a", "x"));
+        Assert.Contains("already registered", Assert.Throws<ArgumentException>(() => registry.Add(LmTask("a", "y"))).Message);
+        Assert.Contains("not a valid", Assert.Throws<ArgumentException>(() => LmTask("Bad-Name")).Message);
+        var unknown = Assert.Throws<KeyNotFoundException>(() => registry.GetTask("b"));
+        Assert.Contains("tasks: a", unknown.Message);
+        Assert.Contains("'zz'", Assert.Throws<ArgumentException>(() => registry.Add(new Mixture("m", [new("zz", 1)]))).Message);
+        Assert.Throws<ArgumentException>(() => new Mixture("m", [new("a", 0)]));
+    }
+
+    [Fact]
+    public void BuiltInsAreRegisteredWithoutFetchingAnything()
+    {
+        var registry = TaskRegistry.WithBuiltIns(new ByteVocabulary(), cacheRoot: Path.Combine(Path.GetTempPath(), "loom-never-" + Guid.NewGuid().ToString("N")));
+        Assert.Equal(new[] { "austen", "kjv", "moby_dick", "spam_assassin" }, registry.TaskNames);
+        Assert.Equal(2, registry.GetTask("spam_assassin").Metrics.Count);
+        Assert.Equal(["inputs", "targets"], registry.GetTask("spam_assassin").OutputFeatures.Keys.Order());
+    }
+}
