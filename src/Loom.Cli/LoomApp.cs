@@ -29,6 +29,8 @@ public static class LoomApp
             {
                 data.SetDescription("Tasks and mixtures.");
                 data.AddCommand<DataListCommand>("list").WithDescription("List the registered tasks and mixtures (fetches nothing).");
+                data.AddCommand<DataInspectCommand>("inspect").WithDescription("Show a task's examples and the decoder features they become.")
+                    .WithExample("data", "inspect", "kjv", "--split", "validation", "-n", "2");
             });
             config.AddBranch("vocab", vocab =>
             {

@@ -148,6 +148,17 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public void DataInspectShowsExamplesAndTheirPackedFeatures()
+    {
+        var r = CliRunner.Run(dir, "data", "inspect", "austen", "--split", "validation", "-n", "1", "--sequence-length", "32");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        Assert.Contains("Persuasion", r.Stdout);
+        Assert.Contains("segment_ids:  [1, 1,", r.Stdout);
+        Assert.Contains("positions:    [0, 1, 2,", r.Stdout);
+        AssertOneLineError(CliRunner.Run(dir, "data", "inspect", "austen", "--split", "test"), "no split 'test'");
+    }
+
+    [Fact]
     public void VocabTrainHasHelp()
     {
         var r = CliRunner.Run(dir, "vocab", "train", "--help");

@@ -1,0 +1,83 @@
+using System.ComponentModel;
+using Loom.Data;
+using Loom.Data.FeatureConverters;
+using Loom.Data.Tasks;
+using Spectre.Console.Cli;
+
+namespace Loom.Cli;
+
+/// <summary><c>loom data inspect</c>: a task's examples and the decoder features they become.</summary>
+public sealed class DataInspectCommand : Command<DataInspectCommand.Settings>
+{
+    /// <summary>Options of <c>loom data inspect</c>.</summary>
+    public sealed class Settings : CommandSettings
+    {
+        /// <summary>Task name.</summary>
+        [CommandArgument(0, "<TASK>")]
+        [Description("A registered task (see loom data list).")]
+        public string Task { get; init; } = "";
+
+        /// <summary>Split.</summary>
+        [CommandOption("--split <SPLIT>")]
+        [Description("Split to read (default validation).")]
+        public string Split { get; init; } = "validation";
+
+        /// <summary>How many examples.</summary>
+        [CommandOption("-n <N>")]
+        [Description("Number of examples (default 3).")]
+        public int Count { get; init; } = 3;
+
+        /// <summary>Vocabulary spec.</summary>
+        [CommandOption("--vocabulary <SPEC>")]
+        [Description("Vocabulary: byte (default), tiktoken:NAME or a .model file.")]
+        public string Vocabulary { get; init; } = "byte";
+
+        /// <summary>Row length of the packed features shown.</summary>
+        [CommandOption("--sequence-length <L>")]
+        [Description("Row length of the packed decoder features shown (default 64).")]
+        public int SequenceLength { get; init; } = 64;
+
+        /// <inheritdoc />
+        public override Spectre.Console.ValidationResult Validate() =>
+            Count <= 0 ? Spectre.Console.ValidationResult.Error("-n must be positive")
+            : SequenceLength <= 1 ? Spectre.Console.ValidationResult.Error("--sequence-length must be at least 2")
+            : base.Validate();
+    }
+
+    /// <inheritdoc />
+    public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
+    {
+        var vocabulary = Vocabularies.Create(settings.Vocabulary);
+        var task = TaskRegistry.WithBuiltIns(vocabulary, progress: new Progress<string>(m => Console.Error.WriteLine(m))).GetTask(settings.Task);
+        var examples = task.GetDataset(settings.Split).Take(settings.Count).ToList();
+        for (int i = 0; i < examples.Count; i++)
+        {
+            Console.WriteLine($"--- {task.Name}/{settings.Split} example {i}");
+            foreach (var (name, text) in examples[i].Texts)
+                Console.WriteLine($"{name}: {Shorten(text)}");
+            foreach (var (name, ids) in examples[i].Tokens)
+                Console.WriteLine($"{name} tokens ({ids.Length}): [{string.Join(", ", ids.Take(16))}{(ids.Length > 16 ? ", ..." : "")}]");
+        }
+
+        // The decoder features of the "targets" feature, packed as a language model would see them.
+        if (examples.Count > 0 && examples[0].Tokens.ContainsKey("targets"))
+        {
+            var converter = new DecoderFeatureConverter(DecoderFeatureOptions.ForVocabulary(vocabulary, settings.SequenceLength) with { LongExamples = LongExampleHandling.Truncate });
+            var (rows, stats) = converter.Convert(examples.Select(e => e.Tokens["targets"]));
+            var row = rows[0];
+            Console.WriteLine($"--- packed decoder features, row 0 of {rows.Count} (length {settings.SequenceLength}, efficiency {stats.Efficiency:P1})");
+            Console.WriteLine($"tokens:       [{string.Join(", ", row.Tokens.Take(24))}, ...]");
+            Console.WriteLine($"targets:      [{string.Join(", ", row.Targets.Take(24))}, ...]");
+            Console.WriteLine($"segment_ids:  [{string.Join(", ", row.SegmentIds.Take(24))}, ...]");
+            Console.WriteLine($"positions:    [{string.Join(", ", row.Positions.Take(24))}, ...]");
+            Console.WriteLine($"loss_weights: [{string.Join(", ", row.LossWeights.Take(24))}, ...]");
+        }
+        return 0;
+    }
+
+    private static string Shorten(string text)
+    {
+        string flat = text.ReplaceLineEndings(" ⏎ ");
+        return flat.Length <= 200 ? flat : flat[..200] + $"… ({text.Length:N0} characters)";
+    }
+}
