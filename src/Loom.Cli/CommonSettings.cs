@@ -37,7 +37,7 @@ public class ConfigSettings : DeviceSettings
 
     /// <summary>Registered task to train on.</summary>
     [CommandOption("--task <NAME>")]
-    [Description("Train on a registered language-modelling task: austen, kjv or moby_dick (see loom data list).")]
+    [Description("Train on a language-modelling task: austen, kjv, moby_dick (see loom data list) or a task file (.json).")]
     public string? Task { get; init; }
 
     /// <summary>Config overrides.</summary>

