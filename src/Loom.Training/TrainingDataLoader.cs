@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using Loom.Data;
+using Loom.Data.Tasks;
 
 namespace Loom.Training;
 
@@ -21,39 +22,61 @@ public static class TrainingDataLoader
     {
         ArgumentNullException.ThrowIfNull(data);
         ArgumentNullException.ThrowIfNull(training);
-        TextCorpus corpus = data.Task is { } task
-            ? FromTask(task, progress)
-            : string.IsNullOrWhiteSpace(data.Path)
-                ? AustenCorpus.Load(progress: progress)
-                : TextFiles.Load(data.Path, data.ValidationFraction);
-        if (evaluateAll) corpus = corpus with { Validation = corpus.Train.Concat(corpus.Validation).ToList() };
-
         var vocabulary = Vocabularies.Create(data.Vocabulary);
         string vocabularySpec = Vocabularies.ModelFile(data.Vocabulary) is { } file
             ? Vocabularies.WithModelFile(data.Vocabulary, Path.GetFullPath(file))
             : data.Vocabulary;
-        var train = TokenStream.Encode(corpus.Train, vocabulary);
-        var validation = TokenStream.Encode(corpus.Validation, vocabulary);
+        var documents = data.Task is { } task
+            ? FromTask(task, vocabulary, progress, evaluateAll)
+            : FromCorpus(string.IsNullOrWhiteSpace(data.Path) ? AustenCorpus.Load(progress: progress) : TextFiles.Load(data.Path, data.ValidationFraction),
+                vocabulary, evaluateAll);
+        var train = Concatenate(documents.Train);
+        var validation = Concatenate(documents.Validation);
         ulong seed = unchecked((ulong)training.Seed);
         var trainBatcher = new LmBatcher(train, data.SequenceLength, training.BatchSize, seed);
         var validationBatcher = new LmBatcher(validation, data.SequenceLength, training.BatchSize, seed);
 
-        long validationBytes = corpus.Validation.Sum(d => (long)Encoding.UTF8.GetByteCount(d));
-        double bytesPerToken = validationBytes / (double)Math.Max(1, validation.Length);
+        double bytesPerToken = documents.ValidationBytes / (double)Math.Max(1, validation.Length);
         string description = string.Create(CultureInfo.InvariantCulture,
-            $"{corpus.Name}: {train.Length:N0} training tokens in {corpus.Train.Count} documents, {validation.Length:N0} held-out tokens ({vocabulary.Name} vocabulary)");
-        return new TrainingData(vocabulary, vocabularySpec, trainBatcher, validationBatcher, bytesPerToken, corpus.Name, description);
+            $"{documents.Name}: {train.Length:N0} training tokens in {documents.Train.Count} documents, {validation.Length:N0} held-out tokens ({vocabulary.Name} vocabulary)");
+        return new TrainingData(vocabulary, vocabularySpec, trainBatcher, validationBatcher, bytesPerToken, documents.Name, description);
     }
 
-    /// <summary>The "targets" text of a registered task's train and validation splits.</summary>
-    private static TextCorpus FromTask(string name, IProgress<string>? progress)
+    /// <summary>Documents as token arrays, each ending with EOS, and the UTF-8 size of the held-out text.</summary>
+    private sealed record Documents(string Name, IReadOnlyList<int[]> Train, IReadOnlyList<int[]> Validation, long ValidationBytes);
+
+    private static Documents FromCorpus(TextCorpus corpus, IVocabulary vocabulary, bool evaluateAll)
     {
-        // The registry's vocabulary is irrelevant here: only the text features are read.
-        var vocabulary = new ByteVocabulary();
-        var task = Loom.Data.Tasks.TaskRegistry.Find(Loom.Data.Tasks.TaskRegistry.WithBuiltIns(vocabulary, progress: progress), name, vocabulary);
+        var validation = evaluateAll ? [.. corpus.Train, .. corpus.Validation] : corpus.Validation;
+        int[] Encode(string text) => [.. vocabulary.Encode(text), vocabulary.EosId];
+        return new Documents(corpus.Name, [.. corpus.Train.Select(Encode)], [.. validation.Select(Encode)],
+            validation.Sum(d => (long)Encoding.UTF8.GetByteCount(d)));
+    }
+
+    /// <summary>
+    /// A language-modelling task's "targets" through its own pipeline (so its filters and rekeys
+    /// apply), tokenized there with the run's vocabulary.
+    /// </summary>
+    private static Documents FromTask(string name, IVocabulary vocabulary, IProgress<string>? progress, bool evaluateAll)
+    {
+        var task = TaskRegistry.Find(TaskRegistry.WithBuiltIns(vocabulary, progress: progress), name, vocabulary);
         if (!task.OutputFeatures.ContainsKey("targets") || task.OutputFeatures.Count != 1)
             throw new ArgumentException($"task '{name}' is not a language-modelling task (its features are {string.Join(", ", task.OutputFeatures.Keys)}); train on austen, kjv or moby_dick");
-        IReadOnlyList<string> Texts(string split) => [.. task.Source.Read(split).Select(e => e.Text("text"))];
-        return new TextCorpus(task.Name, Texts("train"), Texts("validation"));
+        var train = task.GetDataset("train").ToList();
+        var validation = evaluateAll ? [.. train, .. task.GetDataset("validation")] : task.GetDataset("validation").ToList();
+        return new Documents(task.Name, [.. train.Select(e => e.Tokens["targets"])], [.. validation.Select(e => e.Tokens["targets"])],
+            validation.Sum(e => (long)Encoding.UTF8.GetByteCount(e.Text("targets"))));
+    }
+
+    private static TokenStream Concatenate(IReadOnlyList<int[]> documents)
+    {
+        var all = new int[documents.Sum(d => d.Length)];
+        int at = 0;
+        foreach (var d in documents)
+        {
+            d.CopyTo(all, at);
+            at += d.Length;
+        }
+        return new TokenStream(all);
     }
 }

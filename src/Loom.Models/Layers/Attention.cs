@@ -35,16 +35,11 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
 
     /// <summary>
     /// Attends from <paramref name="x"/>, (B, T, D), at positions start..start+T-1. With a cache, the
-    /// new keys and values are written to it and the queries attend to everything cached.
-    /// </summary>
-    public Tensor Forward(Tensor x, KvCache? cache, int layer) => Forward(x, cache, layer, null);
-
-    /// <summary>
-    /// Attends within packed rows: <paramref name="packing"/> gives each token's position (for the
+    /// new keys and values are written to it and the queries attend to everything cached. With
+    /// <paramref name="packing"/>, rows hold several examples: it gives each token's position (for the
     /// rotary angles) and a mask that lets a token see only earlier tokens of its own example.
-    /// Without packing it is <see cref="Forward(Tensor, KvCache?, int)"/>.
     /// </summary>
-    public Tensor Forward(Tensor x, KvCache? cache, int layer, PackedLayout? packing)
+    public Tensor Forward(Tensor x, KvCache? cache, int layer, PackedLayout? packing = null)
     {
         long b = x.shape[0], t = x.shape[1];
         int start = cache?.Length ?? 0;
