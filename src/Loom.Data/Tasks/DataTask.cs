@@ -13,6 +13,13 @@ public interface IDataSource
     /// <summary>The splits the source has, e.g. train, validation, test.</summary>
     IReadOnlyList<string> Splits { get; }
 
+    /// <summary>
+    /// Identifies the data the source reads (corpus name and version, or file paths, sizes and
+    /// modification times): any change to the data changes it. Part of a task's fingerprint, which
+    /// the offline cache uses to refuse stale entries.
+    /// </summary>
+    string Fingerprint { get; }
+
     /// <summary>Reads one split in a fixed order. Called lazily, each time a dataset is enumerated.</summary>
     IEnumerable<Example> Read(string split);
 }
@@ -20,6 +27,12 @@ public interface IDataSource
 /// <summary>One step of a task's pipeline: maps, filters or expands examples.</summary>
 public interface IPreprocessor
 {
+    /// <summary>
+    /// The step's name and parameters, e.g. <c>rekey(targets=text)</c>: two steps with the same
+    /// fingerprint must do the same thing. Part of a task's fingerprint.
+    /// </summary>
+    string Fingerprint { get; }
+
     /// <summary>Applies the step lazily to <paramref name="examples"/>.</summary>
     IEnumerable<Example> Apply(IEnumerable<Example> examples, PreprocessorContext context);
 }
@@ -67,6 +80,16 @@ public sealed class DataTask
 
     /// <summary>Metrics that score predictions against targets.</summary>
     public IReadOnlyList<IMetric> Metrics { get; }
+
+    /// <summary>
+    /// What the task's examples are a function of: its name, source, preprocessors and output features
+    /// (each vocabulary through <see cref="VocabularyFingerprint"/>). The offline cache records it and
+    /// refuses a cache whose fingerprint differs.
+    /// </summary>
+    public string Fingerprint =>
+        string.Join("|", [$"task={Name}", $"source={Source.Fingerprint}",
+            $"steps={string.Join(",", Preprocessors.Select(p => p.Fingerprint))}",
+            $"features={string.Join(",", OutputFeatures.OrderBy(f => f.Key, StringComparer.Ordinal).Select(f => $"{f.Key}:{VocabularyFingerprint.Of(f.Value.Vocabulary)}:eos={f.Value.AddEos}"))}"]);
 
     /// <summary>The preprocessed examples of <paramref name="split"/>, lazily, in a fixed order.</summary>
     /// <exception cref="ArgumentException">The source has no such split; the message lists those it has.</exception>

@@ -4,7 +4,7 @@ namespace Loom.Data.Tasks;
 public static class ExamplePreprocessors
 {
     /// <summary>Tokenizes every text feature that has an output feature, appending EOS where it asks for it.</summary>
-    public static IPreprocessor Tokenize { get; } = new Step((examples, context) => examples.Select(e =>
+    public static IPreprocessor Tokenize { get; } = new Step("tokenize", (examples, context) => examples.Select(e =>
     {
         foreach (var (name, feature) in context.OutputFeatures)
         {
@@ -18,19 +18,28 @@ public static class ExamplePreprocessors
     public static IPreprocessor Rekey(IReadOnlyDictionary<string, string> outputToSource)
     {
         ArgumentNullException.ThrowIfNull(outputToSource);
-        return new Step((examples, _) => examples.Select(e =>
+        string fingerprint = $"rekey({string.Join(",", outputToSource.OrderBy(m => m.Key, StringComparer.Ordinal).Select(m => $"{m.Key}={m.Value}"))})";
+        return new Step(fingerprint, (examples, _) => examples.Select(e =>
             e with { Texts = outputToSource.ToDictionary(m => m.Key, m => e.Text(m.Value), StringComparer.Ordinal) }));
     }
 
     /// <summary>Keeps the examples for which <paramref name="keep"/> is true.</summary>
-    public static IPreprocessor Filter(Func<Example, bool> keep)
+    /// <param name="name">
+    /// Says what the filter keeps, e.g. <c>min_length_100</c>; it stands for the predicate in the task's
+    /// fingerprint, so change it whenever the predicate changes.
+    /// </param>
+    /// <param name="keep">The predicate.</param>
+    public static IPreprocessor Filter(string name, Func<Example, bool> keep)
     {
+        ArgumentException.ThrowIfNullOrWhiteSpace(name);
         ArgumentNullException.ThrowIfNull(keep);
-        return new Step((examples, _) => examples.Where(keep));
+        return new Step($"filter({name})", (examples, _) => examples.Where(keep));
     }
 
-    private sealed class Step(Func<IEnumerable<Example>, PreprocessorContext, IEnumerable<Example>> apply) : IPreprocessor
+    private sealed class Step(string fingerprint, Func<IEnumerable<Example>, PreprocessorContext, IEnumerable<Example>> apply) : IPreprocessor
     {
+        public string Fingerprint => fingerprint;
+
         public IEnumerable<Example> Apply(IEnumerable<Example> examples, PreprocessorContext context) => apply(examples, context);
     }
 }

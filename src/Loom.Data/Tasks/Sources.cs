@@ -6,9 +6,19 @@ namespace Loom.Data.Tasks;
 public sealed class TextCorpusSource : IDataSource
 {
     private readonly Lazy<TextCorpus> corpus;
+    private readonly Func<string> fingerprint;
 
     /// <summary>Creates the source; <paramref name="load"/> runs once, when a split is first read.</summary>
-    public TextCorpusSource(Func<TextCorpus> load) => corpus = new Lazy<TextCorpus>(load ?? throw new ArgumentNullException(nameof(load)));
+    /// <param name="fingerprint">Computes <see cref="Fingerprint"/> (see <see cref="IDataSource.Fingerprint"/>), e.g. from the files read.</param>
+    /// <param name="load">Loads the corpus.</param>
+    public TextCorpusSource(Func<string> fingerprint, Func<TextCorpus> load)
+    {
+        this.fingerprint = fingerprint ?? throw new ArgumentNullException(nameof(fingerprint));
+        corpus = new Lazy<TextCorpus>(load ?? throw new ArgumentNullException(nameof(load)));
+    }
+
+    /// <inheritdoc />
+    public string Fingerprint => fingerprint();
 
     /// <inheritdoc />
     public IReadOnlyList<string> Splits { get; } = ["train", "validation"];
@@ -24,7 +34,17 @@ public sealed class LabeledCorpusSource : IDataSource
     private readonly Lazy<LabeledCorpus> corpus;
 
     /// <summary>Creates the source; <paramref name="load"/> runs once, when a split is first read.</summary>
-    public LabeledCorpusSource(Func<LabeledCorpus> load) => corpus = new Lazy<LabeledCorpus>(load ?? throw new ArgumentNullException(nameof(load)));
+    /// <param name="fingerprint">The source's <see cref="Fingerprint"/> (see <see cref="IDataSource.Fingerprint"/>).</param>
+    /// <param name="load">Loads the corpus.</param>
+    public LabeledCorpusSource(string fingerprint, Func<LabeledCorpus> load)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(fingerprint);
+        Fingerprint = fingerprint;
+        corpus = new Lazy<LabeledCorpus>(load ?? throw new ArgumentNullException(nameof(load)));
+    }
+
+    /// <inheritdoc />
+    public string Fingerprint { get; }
 
     /// <inheritdoc />
     public IReadOnlyList<string> Splits { get; } = ["train", "validation", "test"];

@@ -83,7 +83,7 @@ public static class TaskFile
             _ => () => Split(spec.Name, new ParquetSource(new ParquetSourceOptions { Path = source, Columns = s.Fields, OnError = s.OnError }).Select(e => e[s.Fields[0]]), s.ValidationFraction),
         };
         var targets = new Dictionary<string, OutputFeature> { ["targets"] = new(vocabulary) };
-        return new DataTask(spec.Name, new TextCorpusSource(load),
+        return new DataTask(spec.Name, new TextCorpusSource(() => $"{s.Type}:{FileFingerprint.Of(source)}:fields={string.Join(",", s.Fields)}:validation={s.ValidationFraction}:on_error={s.OnError}", load),
             [ExamplePreprocessors.Rekey(new Dictionary<string, string> { ["targets"] = "text" }), ExamplePreprocessors.Tokenize],
             targets, description: spec.Description.Length > 0 ? spec.Description : $"{s.Type} documents from {s.Path}");
     }

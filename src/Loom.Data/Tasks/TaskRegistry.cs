@@ -87,13 +87,13 @@ public sealed partial class TaskRegistry
         var toTargets = ExamplePreprocessors.Rekey(new Dictionary<string, string> { ["targets"] = "text" });
         IPreprocessor[] lmSteps = [toTargets, ExamplePreprocessors.Tokenize];
         return new TaskRegistry()
-            .Add(new DataTask(AustenCorpus.Name, new TextCorpusSource(() => AustenCorpus.Load(cacheRoot, progress)), lmSteps, lm,
+            .Add(new DataTask(AustenCorpus.Name, new TextCorpusSource(() => BuiltInFingerprint(AustenCorpus.Name), () => AustenCorpus.Load(cacheRoot, progress)), lmSteps, lm,
                 description: "Jane Austen's six novels (Persuasion held out), from Debian's r-cran-janeaustenr"))
-            .Add(new DataTask(KjvCorpus.Name, new TextCorpusSource(() => KjvCorpus.Load(cacheRoot, progress)), lmSteps, lm,
+            .Add(new DataTask(KjvCorpus.Name, new TextCorpusSource(() => BuiltInFingerprint(KjvCorpus.Name), () => KjvCorpus.Load(cacheRoot, progress)), lmSteps, lm,
                 description: "the King James Bible by book, from Debian's bible-kjv-text"))
-            .Add(new DataTask(MobyDickCorpus.Name, new TextCorpusSource(() => MobyDickCorpus.Load(cacheRoot, progress)), lmSteps, lm,
+            .Add(new DataTask(MobyDickCorpus.Name, new TextCorpusSource(() => BuiltInFingerprint(MobyDickCorpus.Name), () => MobyDickCorpus.Load(cacheRoot, progress)), lmSteps, lm,
                 description: "Moby-Dick by chapter, from Debian's r-cran-tokenizers"))
-            .Add(new DataTask(SpamAssassinCorpus.Name, new LabeledCorpusSource(() => SpamAssassinCorpus.Load(cacheRoot, progress)),
+            .Add(new DataTask(SpamAssassinCorpus.Name, new LabeledCorpusSource(BuiltInFingerprint(SpamAssassinCorpus.Name), () => SpamAssassinCorpus.Load(cacheRoot, progress)),
                 [ExamplePreprocessors.Rekey(new Dictionary<string, string> { ["inputs"] = "text", ["targets"] = "label" }), ExamplePreprocessors.Tokenize],
                 new Dictionary<string, OutputFeature> { ["inputs"] = new(vocabulary), ["targets"] = new(vocabulary) },
                 [new Accuracy(), new ExactMatch(normalize: false)],
@@ -112,6 +112,14 @@ public sealed partial class TaskRegistry
             ? TaskFile.Load(nameOrFile, vocabulary)
             : registry.GetTask(nameOrFile);
     }
+
+    /// <summary>
+    /// Built-in corpora are identified by name and the version of their decoder: bump
+    /// <see cref="BuiltInCorpusVersion"/> when a decoder's output changes, so caches built from it are refused.
+    /// </summary>
+    private static string BuiltInFingerprint(string corpus) => $"builtin:{corpus}:v{BuiltInCorpusVersion}";
+
+    private const int BuiltInCorpusVersion = 1;
 
     internal static string CheckName(string name) =>
         name is not null && NamePattern().IsMatch(name) ? name

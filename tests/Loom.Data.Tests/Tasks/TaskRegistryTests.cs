@@ -8,6 +8,7 @@ public class TaskRegistryTests
     private sealed class ListSource(params string[] train) : IDataSource
     {
         public IReadOnlyList<string> Splits { get; } = ["train"];
+        public string Fingerprint => string.Join(",", train);
         public IEnumerable<Example> Read(string split) => train.Select(t => Example.FromTexts(("text", t)));
     }
 
@@ -30,7 +31,7 @@ public class TaskRegistryTests
     public void FilterDropsExamplesLazily()
     {
         var task = new DataTask("short", new ListSource("a", "bbbb", "cc"),
-            [ExamplePreprocessors.Filter(e => e.Text("text").Length < 3), ExamplePreprocessors.Rekey(new Dictionary<string, string> { ["targets"] = "text" }), ExamplePreprocessors.Tokenize],
+            [ExamplePreprocessors.Filter("shorter_than_3", e => e.Text("text").Length < 3), ExamplePreprocessors.Rekey(new Dictionary<string, string> { ["targets"] = "text" }), ExamplePreprocessors.Tokenize],
             new Dictionary<string, OutputFeature> { ["targets"] = new(new ByteVocabulary(), AddEos: false) });
         Assert.Equal(new[] { "a", "cc" }, task.GetDataset("train").Select(e => e.Text("targets")));
     }
