@@ -10,6 +10,10 @@ TDIR=$(python3 -c 'import torch,os;print(os.path.dirname(torch.__file__))')
 SP=$(dirname "$TDIR")
 export LD_LIBRARY_PATH=$TDIR/lib:$(ls -d "$SP"/nvidia/*/lib | tr '\n' ':')${LD_LIBRARY_PATH:-}
 nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$OUT/gpu.txt"
-.gpu/app/loom demo --device cuda --run-dir "$OUT/demo" 2>&1 | tee "$OUT/demo.log"
-.gpu/app/loom-bench train-step --device cuda --steps 50 2>/dev/null | tee "$OUT/bench-loom.md"
-PYTHONUNBUFFERED=1 python3 bench/peers/train_step.py --device cuda --steps 50 2>/dev/null | tee "$OUT/bench-pytorch.md"
+timeout 240 .gpu/app/loom demo --device cuda --run-dir "$OUT/demo" 2>&1 | tee "$OUT/demo.log"
+timeout 120 .gpu/app/loom-bench train-step --device cuda --steps 50 2>/dev/null | tee "$OUT/bench-loom.md"
+PYTHONUNBUFFERED=1 timeout 120 python3 bench/peers/train_step.py --device cuda --steps 50 2>/dev/null | tee "$OUT/bench-pytorch.md"
+# GPT-2-small shape (12 layers, d 768, T 1024, vocab 50304), where kernels rather than launches dominate.
+BIG="--dim 768 --layers 12 --batch 8 --seq 1024 --vocab 50304 --steps 20"
+timeout 150 .gpu/app/loom-bench train-step --device cuda $BIG 2>/dev/null | tee "$OUT/bench-loom-gpt2s.md"
+PYTHONUNBUFFERED=1 timeout 120 python3 bench/peers/train_step.py --device cuda $BIG 2>/dev/null | tee "$OUT/bench-pytorch-gpt2s.md"

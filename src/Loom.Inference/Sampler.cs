@@ -5,7 +5,11 @@ namespace Loom.Inference;
 /// <summary>Chooses next tokens from logits: greedy, or temperature sampling restricted by top-k and top-p.</summary>
 public static class Sampler
 {
-    /// <summary>Next token ids, (B), for the last-position logits, (B, V).</summary>
+    /// <summary>Next token ids, (B), on the logits' device, for the last-position logits, (B, V).</summary>
+    /// <remarks>
+    /// A generator must be a CPU generator (TorchSharp creates no others): the draw happens on the CPU,
+    /// over the (B, V) probabilities copied there, so a seed gives the same tokens on every device.
+    /// </remarks>
     public static Tensor Sample(Tensor logits, SamplingOptions options, Generator? generator)
     {
         ArgumentNullException.ThrowIfNull(logits);
@@ -27,6 +31,7 @@ public static class Sampler
             var dropInVocabOrder = zeros_like(drop).scatter(-1, order, drop);  // (B, V)
             scaled = scaled.masked_fill(dropInVocabOrder, double.NegativeInfinity);
         }
-        return multinomial(scaled.softmax(-1), 1, generator: generator).squeeze(-1); // (B)
+        var probabilities = scaled.softmax(-1).cpu();                                        // (B, V)
+        return multinomial(probabilities, 1, generator: generator).squeeze(-1).to(logits.device); // (B)
     }
 }

@@ -39,7 +39,7 @@ public sealed class TextGenerator
     {
         int budget = CheckPrompt(prompt, options);
         var device = model.parameters().First().device;
-        using var generator = MakeGenerator(options, device);
+        using var generator = MakeGenerator(options);
         using var cache = new KvCache(model.Options, 1, prompt.Count + budget, device);
         model.eval();
         LastFinishReason = FinishReason.Length;
@@ -72,7 +72,7 @@ public sealed class TextGenerator
     {
         int budget = CheckPrompt(prompt, options);
         var device = model.parameters().First().device;
-        using var generator = MakeGenerator(options, device);
+        using var generator = MakeGenerator(options);
         var sequence = prompt.Select(t => (long)t).ToList();
         model.eval();
         for (int i = 0; i < budget; i++)
@@ -100,9 +100,10 @@ public sealed class TextGenerator
         return Math.Min(options.MaxTokens, context - prompt.Count);
     }
 
-    private static Generator MakeGenerator(SamplingOptions options, Device device)
+    /// <summary>A CPU generator: <see cref="Sampler"/> draws on the CPU, so a seed gives the same draws on every device.</summary>
+    private static Generator MakeGenerator(SamplingOptions options)
     {
-        var g = new Generator(0, device);
+        var g = new Generator(0);
         if (options.Seed is long seed) g.manual_seed(seed);
         else g.seed();
         return g;

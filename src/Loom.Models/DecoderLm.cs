@@ -26,19 +26,20 @@ public sealed class DecoderLm : nn.Module<Tensor, Tensor>
 
     /// <summary>
     /// Builds the model with PaLM's initialisation on <paramref name="device"/> (meta: shapes only),
-    /// drawing from <paramref name="generator"/> (on the same device) so that the weights depend only on
-    /// its seed and not on anything else using torch's default generator; null uses the default.
+    /// drawing from <paramref name="generator"/> (a CPU generator; values are drawn on the CPU and copied
+    /// to the device) so that the weights depend only on its seed, not on the device nor on anything
+    /// else using torch's default generator; null uses the default.
     /// </summary>
     public DecoderLm(DecoderLmOptions options, Device? device = null, Generator? generator = null) : base(nameof(DecoderLm))
     {
         Options = (options ?? throw new ArgumentNullException(nameof(options))).Validate();
         var o = Options;
         embed = new Parameter(empty(o.VocabSize, o.ModelDim, device: device));
-        using (no_grad()) embed.normal_(0, 1, generator); // PaLM: N(0, 1), since no norm follows the embedding
+        Initializers.Normal(embed, 1, generator); // PaLM: N(0, 1), since no norm follows the embedding
         if (o.Positions == PositionEncoding.Learned)
         {
             pos_embed = new Parameter(empty(o.MaxSequenceLength, o.ModelDim, device: device));
-            using (no_grad()) pos_embed.normal_(0, 1, generator);
+            Initializers.Normal(pos_embed, 1, generator);
         }
         else
         {

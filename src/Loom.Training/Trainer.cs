@@ -54,7 +54,8 @@ public sealed class Trainer : IDisposable
         // The run's own generator (not torch's global one, which other code may draw from): the
         // initial weights depend on training.seed alone, and its state is checkpointed for any
         // stochastic step a run may add (training itself draws nothing: batches come from (seed, step)).
-        random = new Generator(unchecked((ulong)config.Training.Seed), device);
+        // It lives on the CPU whatever the device, so a seed gives the same weights on the CPU and a GPU.
+        random = new Generator(unchecked((ulong)config.Training.Seed));
         Model = new DecoderLm(config.Model, device, random);
         var t = config.Training;
         optimizer = Optimizers.Create(t.Optimizer, Model.named_parameters(),

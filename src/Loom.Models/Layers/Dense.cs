@@ -16,7 +16,7 @@ public sealed class Dense : nn.Module<Tensor, Tensor>
     {
         weight = new Parameter(empty(outFeatures, inFeatures, device: device));
         bias = useBias ? new Parameter(zeros(outFeatures, device: device)) : null;
-        using (no_grad()) weight.normal_(0, 1.0 / Math.Sqrt(inFeatures), generator);
+        Initializers.Normal(weight, 1.0 / Math.Sqrt(inFeatures), generator);
         RegisterComponents();
     }
 
