@@ -13,6 +13,9 @@ namespace Loom.Data;
 /// permutation of rows, which, like the epoch's random start offset, is drawn from a counter-based
 /// generator keyed by (seed, epoch). So batch k is made without making batches 0..k-1, and a resumed
 /// run sees exactly the batches an uninterrupted run would. Batches may straddle an epoch boundary.
+/// With data parallelism over W ranks, rank r's row b of step k is global sample <c>(k * B + b) * W + r</c>,
+/// so the ranks' batches together form one global batch of <c>B * W</c> rows, and over an epoch the
+/// ranks see disjoint rows that cover it exactly.
 /// Instances are safe to use from several threads.
 /// </remarks>
 public sealed class LmBatcher
@@ -30,15 +33,21 @@ public sealed class LmBatcher
     /// <param name="sequenceLength">T: tokens per row of inputs (and of targets).</param>
     /// <param name="batchSize">B: rows per batch.</param>
     /// <param name="seed">The seed of the row order and offsets.</param>
-    /// <exception cref="ArgumentOutOfRangeException">T or B is not positive.</exception>
+    /// <param name="rank">This data-parallel rank, in <c>[0, worldSize)</c>.</param>
+    /// <param name="worldSize">The number of data-parallel ranks, positive.</param>
+    /// <exception cref="ArgumentOutOfRangeException">T, B or the world size is not positive, or the rank is out of range.</exception>
     /// <exception cref="ArgumentException">The stream is shorter than one row of T + 1 tokens.</exception>
-    public LmBatcher(TokenStream tokens, int sequenceLength, int batchSize, ulong seed)
+    public LmBatcher(TokenStream tokens, int sequenceLength, int batchSize, ulong seed, int rank = 0, int worldSize = 1)
     {
         ArgumentNullException.ThrowIfNull(tokens);
         if (sequenceLength <= 0)
             throw new ArgumentOutOfRangeException(nameof(sequenceLength), sequenceLength, $"sequence length must be positive, got {sequenceLength}");
         if (batchSize <= 0)
             throw new ArgumentOutOfRangeException(nameof(batchSize), batchSize, $"batch size must be positive, got {batchSize}");
+        if (worldSize <= 0)
+            throw new ArgumentOutOfRangeException(nameof(worldSize), worldSize, $"world size must be positive, got {worldSize}");
+        if ((uint)rank >= (uint)worldSize)
+            throw new ArgumentOutOfRangeException(nameof(rank), rank, $"rank must be in [0, {worldSize}), got {rank}");
         if (tokens.Length < (long)sequenceLength + 1)
             throw new ArgumentException(
                 $"the token stream has {tokens.Length} tokens, fewer than one row of sequence length + 1 = {(long)sequenceLength + 1}; use more text or a shorter sequence length",
@@ -47,6 +56,8 @@ public sealed class LmBatcher
         SequenceLength = sequenceLength;
         BatchSize = batchSize;
         Seed = seed;
+        Rank = rank;
+        WorldSize = worldSize;
         RowCount = (tokens.Length - 1) / sequenceLength;
         // Tokens left over after the rows; each epoch starts its rows at a random offset in [0, slack].
         _slack = tokens.Length - 1 - RowCount * sequenceLength;
@@ -60,6 +71,12 @@ public sealed class LmBatcher
 
     /// <summary>The seed of the row order and offsets.</summary>
     public ulong Seed { get; }
+
+    /// <summary>This data-parallel rank.</summary>
+    public int Rank { get; }
+
+    /// <summary>The number of data-parallel ranks.</summary>
+    public int WorldSize { get; }
 
     /// <summary>The number of rows per epoch: <c>(tokens - 1) / T</c>.</summary>
     public int RowCount { get; }
@@ -76,11 +93,12 @@ public sealed class LmBatcher
     /// <returns>The epoch, row index and start offset.</returns>
     public BatchRow RowAt(long step, int index)
     {
-        if (step < 0 || step > long.MaxValue / BatchSize - 1)
-            throw new ArgumentOutOfRangeException(nameof(step), step, $"step must be in [0, {long.MaxValue / BatchSize - 1}], got {step}");
+        long maxStep = long.MaxValue / ((long)BatchSize * WorldSize) - 1;
+        if (step < 0 || step > maxStep)
+            throw new ArgumentOutOfRangeException(nameof(step), step, $"step must be in [0, {maxStep}], got {step}");
         if ((uint)index >= (uint)BatchSize)
             throw new ArgumentOutOfRangeException(nameof(index), index, $"row index must be in [0, {BatchSize}), got {index}");
-        long sample = step * BatchSize + index;
+        long sample = (step * BatchSize + index) * WorldSize + Rank;
         long epoch = sample / RowCount;
         var order = OrderOf(epoch);
         int row = order.Rows[(int)(sample % RowCount)];
