@@ -36,7 +36,10 @@ public sealed record TaskSourceSpec
     public ErrorPolicy OnError { get; init; } = ErrorPolicy.Fail;
 }
 
-/// <summary>A task described as data in a JSON file: a name, a description and a source (language modelling on "targets").</summary>
+/// <summary>
+/// A task or a mixture described as data in a JSON file. A task has a name, a description and a
+/// source (language modelling on "targets"); a mixture has a name and components instead of a source.
+/// </summary>
 public sealed record TaskFileSpec
 {
     /// <summary>Registry name.</summary>
@@ -45,18 +48,81 @@ public sealed record TaskFileSpec
     /// <summary>One line saying what the task is.</summary>
     public string Description { get; init; } = "";
 
-    /// <summary>Where the text comes from.</summary>
-    public TaskSourceSpec Source { get; init; } = new();
+    /// <summary>Where the text comes from (tasks only).</summary>
+    public TaskSourceSpec? Source { get; init; }
+
+    /// <summary>The tasks or mixtures mixed, with their rates (mixtures only).</summary>
+    public IReadOnlyList<MixtureComponent>? Components { get; init; }
+
+    /// <summary>How a mixture weighs its components: explicit (the default), examples or size.</summary>
+    public MixtureRateKind RateBy { get; init; } = MixtureRateKind.Explicit;
+
+    /// <summary>With rate_by = examples, the cap on each component's count.</summary>
+    public long? MaximumExamples { get; init; }
 }
 
-/// <summary>Reads task files (JSON with comments, snake_case keys; unknown keys refused) into <see cref="DataTask"/>s.</summary>
+/// <summary>
+/// Reads task and mixture files (JSON with comments, snake_case keys; unknown keys refused) into
+/// <see cref="DataTask"/>s and <see cref="Mixture"/>s.
+/// </summary>
 public static class TaskFile
 {
     /// <summary>Loads a task file as a language-modelling task whose "targets" feature uses <paramref name="vocabulary"/>.</summary>
-    /// <exception cref="ConfigException">The file is missing, malformed or names a missing source.</exception>
+    /// <exception cref="ConfigException">The file is missing or malformed, names a missing source, or describes a mixture.</exception>
     public static DataTask Load(string path, IVocabulary vocabulary)
     {
+        var spec = Read(path);
+        if (spec.Source is null)
+            throw new ConfigException($"{path}: describes a mixture, not a task; register its folder with --task-dir and train with --mixture {spec.Name}");
+        var task = ToTask(path, spec, vocabulary);
+        CheckSource(path, spec.Source);
+        return task;
+    }
+
+    /// <summary>
+    /// Registers every task and mixture file (*.json) in <paramref name="folder"/> (not recursive):
+    /// tasks first, then mixtures, each once the tasks and mixtures it names are registered. A task's
+    /// source is checked when it is first read, so a folder can describe data that is not there yet.
+    /// </summary>
+    /// <returns>The registry.</returns>
+    /// <exception cref="ConfigException">A file is malformed, a name is taken, or a mixture names an unknown component.</exception>
+    public static TaskRegistry AddFolder(TaskRegistry registry, string folder, IVocabulary vocabulary)
+    {
+        ArgumentNullException.ThrowIfNull(registry);
         ArgumentNullException.ThrowIfNull(vocabulary);
+        if (!Directory.Exists(folder)) throw new ConfigException($"task folder not found: {folder}");
+        var pending = new List<(string Path, TaskFileSpec Spec)>();
+        foreach (string file in Directory.EnumerateFiles(folder, "*.json").Order(StringComparer.Ordinal))
+        {
+            var spec = Read(file);
+            if (spec.Source is not null) Register(file, () => registry.Add(ToTask(file, spec, vocabulary)));
+            else pending.Add((file, spec));
+        }
+        // Mixtures may name mixtures of the same folder: add whichever are ready until none is left.
+        while (pending.Count > 0)
+        {
+            var ready = pending.FindIndex(p => p.Spec.Components!.All(c => registry.HasTask(c.Name) || registry.HasMixture(c.Name)));
+            var (file, spec) = pending[Math.Max(ready, 0)];
+            Register(file, () => registry.Add(ToMixture(file, spec))); // with none ready, this reports the unknown component
+            pending.RemoveAt(Math.Max(ready, 0));
+        }
+        return registry;
+    }
+
+    private static void Register(string file, Action add)
+    {
+        try
+        {
+            add();
+        }
+        catch (ArgumentException e)
+        {
+            throw new ConfigException($"{file}: {e.Message}", e);
+        }
+    }
+
+    private static TaskFileSpec Read(string path)
+    {
         if (!File.Exists(path)) throw new ConfigException($"task file not found: {path}");
         TaskFileSpec spec;
         try
@@ -68,24 +134,64 @@ public static class TaskFile
         {
             throw new ConfigException($"{path}: {e.Message.Split('\n')[0]} (path {e.Path})", e);
         }
-        var s = spec.Source;
-        string source = System.IO.Path.GetFullPath(s.Path, System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!);
+        if ((spec.Source is null) == (spec.Components is null))
+            throw new ConfigException($"{path}: give either \"source\" (a task) or \"components\" (a mixture)");
+        return spec;
+    }
+
+    private static Mixture ToMixture(string path, TaskFileSpec spec)
+    {
+        try
+        {
+            return new Mixture(spec.Name, spec.Components!, spec.RateBy, spec.MaximumExamples);
+        }
+        catch (ArgumentException e)
+        {
+            throw new ConfigException($"{path}: {e.Message}", e);
+        }
+    }
+
+    private static string SourcePath(string path, TaskSourceSpec s) =>
+        System.IO.Path.GetFullPath(s.Path, System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!);
+
+    private static void CheckSource(string path, TaskSourceSpec s)
+    {
+        string source = SourcePath(path, s);
         if (string.IsNullOrWhiteSpace(s.Path) || (!File.Exists(source) && !Directory.Exists(source)))
             throw new ConfigException($"{path}: source.path '{s.Path}' does not exist (relative paths are relative to the task file)");
+    }
+
+    private static DataTask ToTask(string path, TaskFileSpec spec, IVocabulary vocabulary)
+    {
+        ArgumentNullException.ThrowIfNull(vocabulary);
+        var s = spec.Source!;
+        string source = SourcePath(path, s);
         if (!(s.ValidationFraction > 0 && s.ValidationFraction < 1))
             throw new ConfigException($"{path}: source.validation_fraction = {s.ValidationFraction} must be between 0 and 1");
         if (s.Fields.Count == 0) throw new ConfigException($"{path}: source.fields is empty; name the field that holds the text");
 
-        Func<TextCorpus> load = s.Type switch
+        Func<TextCorpus> read = s.Type switch
         {
             TaskSourceType.Text => () => TextFiles.Load(source, s.ValidationFraction) with { Name = spec.Name },
             TaskSourceType.Jsonl => () => Split(spec.Name, new JsonLinesSource(new JsonLinesSourceOptions { Path = source, Fields = s.Fields, OnError = s.OnError }).Select(e => e[s.Fields[0]]), s.ValidationFraction),
             _ => () => Split(spec.Name, new ParquetSource(new ParquetSourceOptions { Path = source, Columns = s.Fields, OnError = s.OnError }).Select(e => e[s.Fields[0]]), s.ValidationFraction),
         };
+        TextCorpus Load()
+        {
+            CheckSource(path, s);
+            return read();
+        }
         var targets = new Dictionary<string, OutputFeature> { ["targets"] = new(vocabulary) };
-        return new DataTask(spec.Name, new TextCorpusSource(() => $"{s.Type}:{FileFingerprint.Of(source)}:fields={string.Join(",", s.Fields)}:validation={s.ValidationFraction}:on_error={s.OnError}", load),
-            [ExamplePreprocessors.Rekey(new Dictionary<string, string> { ["targets"] = "text" }), ExamplePreprocessors.Tokenize],
-            targets, description: spec.Description.Length > 0 ? spec.Description : $"{s.Type} documents from {s.Path}");
+        try
+        {
+            return new DataTask(spec.Name, new TextCorpusSource(() => $"{s.Type}:{FileFingerprint.Of(source)}:fields={string.Join(",", s.Fields)}:validation={s.ValidationFraction}:on_error={s.OnError}", Load),
+                [ExamplePreprocessors.Rekey(new Dictionary<string, string> { ["targets"] = "text" }), ExamplePreprocessors.Tokenize],
+                targets, description: spec.Description.Length > 0 ? spec.Description : $"{s.Type} documents from {s.Path}");
+        }
+        catch (ArgumentException e)
+        {
+            throw new ConfigException($"{path}: {e.Message}", e);
+        }
     }
 
     private static TextCorpus Split(string name, IEnumerable<string> documents, double validationFraction)

@@ -54,22 +54,61 @@ public sealed partial class TaskRegistry
 
     /// <summary>
     /// The tasks a mixture samples from and their rates, normalised to sum to 1, with nested mixtures
-    /// flattened (a nested mixture's share is divided among its own components by their rates).
+    /// flattened: a nested mixture's share is divided among its own components by its own rates. A
+    /// mixture that rates by examples or size weighs a nested mixture by the total of its tasks.
     /// </summary>
-    public IReadOnlyDictionary<string, double> TaskRates(string mixtureName)
+    /// <param name="mixtureName">The mixture.</param>
+    /// <param name="sizeOf">
+    /// The training-split size of a task (see <see cref="TaskStatistics"/>); needed only when a mixture
+    /// rates by examples or size.
+    /// </param>
+    /// <exception cref="ArgumentException">A mixture rates by size and no <paramref name="sizeOf"/> was given, or every component is empty.</exception>
+    public IReadOnlyDictionary<string, double> TaskRates(string mixtureName, Func<string, TaskSize>? sizeOf = null)
     {
         var rates = new Dictionary<string, double>(StringComparer.Ordinal);
-        Flatten(GetMixture(mixtureName), 1.0, rates);
+        var sizes = new Dictionary<string, TaskSize>(StringComparer.Ordinal);
+        TaskSize SizeOfTask(string task)
+        {
+            if (sizes.TryGetValue(task, out var known)) return known;
+            if (sizeOf is null)
+                throw new ArgumentException($"mixture '{mixtureName}' rates tasks by examples or size: their sizes are needed (TaskStatistics.Measure)");
+            return sizes[task] = sizeOf(task);
+        }
+        Flatten(GetMixture(mixtureName), 1.0, rates, SizeOfTask);
         return rates;
     }
 
-    private void Flatten(Mixture mixture, double share, Dictionary<string, double> rates)
+    /// <summary>The tasks a task or mixture stands for: itself, or every task under the mixture.</summary>
+    /// <exception cref="KeyNotFoundException">No such task or mixture.</exception>
+    public IReadOnlyList<string> TasksOf(string name)
     {
-        double total = mixture.Components.Sum(c => c.Rate);
-        foreach (var c in mixture.Components)
+        if (tasks.ContainsKey(name)) return [name];
+        return [.. GetMixture(name).Components.SelectMany(c => TasksOf(c.Name)).Distinct(StringComparer.Ordinal)];
+    }
+
+    /// <summary>Whether a mixture called <paramref name="name"/> is registered.</summary>
+    public bool HasMixture(string name) => mixtures.ContainsKey(name);
+
+    /// <summary>Whether a task called <paramref name="name"/> is registered.</summary>
+    public bool HasTask(string name) => tasks.ContainsKey(name);
+
+    private void Flatten(Mixture mixture, double share, Dictionary<string, double> rates, Func<string, TaskSize> sizeOf)
+    {
+        double Weight(MixtureComponent c) => mixture.RateBy switch
         {
-            double part = share * c.Rate / total;
-            if (mixtures.TryGetValue(c.Name, out var nested)) Flatten(nested, part, rates);
+            MixtureRateKind.Explicit => c.Rate,
+            MixtureRateKind.Examples => TasksOf(c.Name).Sum(t => (double)Math.Min(sizeOf(t).Examples, mixture.MaximumExamples ?? long.MaxValue)),
+            _ => TasksOf(c.Name).Sum(t => (double)sizeOf(t).Tokens),
+        };
+        double[] weights = [.. mixture.Components.Select(Weight)];
+        double total = weights.Sum();
+        if (!(total > 0)) throw new ArgumentException($"mixture '{mixture.Name}': every component is empty, so no rates can be drawn from their sizes");
+        for (int i = 0; i < weights.Length; i++)
+        {
+            var c = mixture.Components[i];
+            double part = share * weights[i] / total;
+            if (part == 0) continue;
+            if (mixtures.TryGetValue(c.Name, out var nested)) Flatten(nested, part, rates, sizeOf);
             else rates[c.Name] = rates.GetValueOrDefault(c.Name) + part;
         }
     }
