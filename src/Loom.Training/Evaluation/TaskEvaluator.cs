@@ -1,0 +1,281 @@
+using System.Text;
+using Loom.Data;
+using Loom.Data.Evaluation;
+using Loom.Data.FeatureConverters;
+using Loom.Data.Tasks;
+using Loom.Inference;
+using Loom.Models;
+using static TorchSharp.torch;
+
+namespace Loom.Training.Evaluation;
+
+/// <summary>
+/// Evaluates a <see cref="DecoderLm"/> on tasks' splits, as seqio's <c>Evaluator</c>: every task is
+/// scored (the likelihood of its "targets" given its "inputs", if any), and tasks with inputs and
+/// metrics are also predicted (greedy decoding from the inputs) and their metrics computed.
+/// </summary>
+/// <remarks>
+/// <para>
+/// Scoring: each example becomes one decoder sequence, inputs followed by targets, packed into rows by
+/// <see cref="DecoderFeatureConverter"/> (so the start token, the vocabulary's pad id, precedes each
+/// sequence) and run through the packed <see cref="DecoderLm.Loss(Tensor, Tensor, Tensor, PackedLayout, double)"/>
+/// with loss weight only on target tokens. Packing leaves each example's score exactly what it would
+/// be alone.
+/// </para>
+/// <para>
+/// Predicting: the prompt is the start token and the inputs, the same context from which scoring
+/// predicts the first target token; <see cref="TextGenerator"/> decodes greedily with its KV cache until
+/// EOS or <see cref="TaskEvaluationOptions.MaxDecodeLength"/> tokens. The decoded prediction and the
+/// decoded targets (both through the vocabulary, so tokenizer normalisation affects them alike) are
+/// postprocessed and handed to the task's metrics.
+/// </para>
+/// <para>
+/// The model is put in evaluation mode for the call and returned to training mode afterwards if it was
+/// in it. The task's examples must already be tokenized (the token features "targets" and, for
+/// inputs/targets tasks, "inputs") with the evaluator's vocabulary.
+/// </para>
+/// </remarks>
+public sealed class TaskEvaluator
+{
+    /// <summary>The token feature that is scored and predicted.</summary>
+    public const string TargetsFeature = "targets";
+
+    /// <summary>The token feature that conditions the targets, when a task has it.</summary>
+    public const string InputsFeature = "inputs";
+
+    private readonly string vocabularyFingerprint;
+    private readonly int startId;
+
+    /// <summary>Creates an evaluator.</summary>
+    /// <param name="model">The model; it must live on <paramref name="device"/>.</param>
+    /// <param name="vocabulary">The vocabulary the model and the tasks use; at most the model's vocabulary size.</param>
+    /// <param name="device">Where the model lives and the batches go.</param>
+    /// <param name="options">The settings; null = the defaults.</param>
+    /// <exception cref="ArgumentException">
+    /// The vocabulary does not fit the model, the model is elsewhere, the sequence length exceeds the
+    /// model's, or (when predicting) the decode length leaves no room for a prompt.
+    /// </exception>
+    public TaskEvaluator(DecoderLm model, IVocabulary vocabulary, Device device, TaskEvaluationOptions? options = null)
+    {
+        Model = model ?? throw new ArgumentNullException(nameof(model));
+        Vocabulary = vocabulary ?? throw new ArgumentNullException(nameof(vocabulary));
+        Device = device ?? throw new ArgumentNullException(nameof(device));
+        Options = options ?? new TaskEvaluationOptions();
+        int context = model.Options.MaxSequenceLength;
+        if (vocabulary.Size > model.Options.VocabSize)
+            throw new ArgumentException($"vocabulary '{vocabulary.Name}' has {vocabulary.Size} ids but the model only {model.Options.VocabSize}: evaluate with the vocabulary the model was trained with");
+        var modelDevice = model.parameters().First().device;
+        if (modelDevice.type != device.type || (modelDevice.index >= 0 && device.index >= 0 && modelDevice.index != device.index))
+            throw new ArgumentException($"the model is on {modelDevice} but the evaluation device is {device}: move the model with model.to(device) or pass its device");
+        SequenceLength = Options.SequenceLength ?? context;
+        if (SequenceLength > context)
+            throw new ArgumentException($"evaluation sequence length = {SequenceLength} exceeds model.max_sequence_length = {context}: lower it or leave it unset");
+        if (Options.Predict && Options.MaxDecodeLength > SequenceLength - 2)
+            throw new ArgumentException($"max decode length = {Options.MaxDecodeLength} leaves no room for a prompt in the sequence length of {SequenceLength}: use at most {SequenceLength - 2}, or turn prediction off");
+        vocabularyFingerprint = VocabularyFingerprint.Of(vocabulary);
+        startId = DecoderFeatureOptions.ForVocabulary(vocabulary, SequenceLength).StartId;
+    }
+
+    /// <summary>The model evaluated.</summary>
+    public DecoderLm Model { get; }
+
+    /// <summary>The vocabulary of the model and the tasks.</summary>
+    public IVocabulary Vocabulary { get; }
+
+    /// <summary>Where the model lives.</summary>
+    public Device Device { get; }
+
+    /// <summary>The settings.</summary>
+    public TaskEvaluationOptions Options { get; }
+
+    /// <summary>L in effect: <see cref="TaskEvaluationOptions.SequenceLength"/>, or the model's maximum.</summary>
+    public int SequenceLength { get; }
+
+    /// <summary>Scores, and where it applies predicts, <paramref name="split"/> of <paramref name="task"/>.</summary>
+    /// <param name="task">A task whose examples carry token features.</param>
+    /// <param name="split">The split, e.g. <c>validation</c>.</param>
+    /// <returns>The result.</returns>
+    /// <exception cref="ArgumentException">The task has no such split, no "targets" feature, or another vocabulary.</exception>
+    /// <exception cref="InvalidOperationException">An example lacks a token feature (the pipeline does not tokenize).</exception>
+    public TaskEvaluationResult Evaluate(DataTask task, string split)
+    {
+        ArgumentNullException.ThrowIfNull(task);
+        ArgumentNullException.ThrowIfNull(split);
+        bool hasInputs = CheckTask(task, split);
+        var examples = ReadExamples(task, split, hasInputs);
+        bool predict = Options.Predict && hasInputs && task.Metrics.Count > 0 && examples.Count > 0;
+        bool wasTraining = Model.training;
+        Model.eval();
+        try
+        {
+            var score = Score(examples, hasInputs);
+            var (metrics, predictions) = predict ? Predict(task, examples) : ([], []);
+            return new TaskEvaluationResult(task.Name, split, examples.Count, score, metrics, predictions);
+        }
+        finally
+        {
+            if (wasTraining) Model.train();
+        }
+    }
+
+    /// <summary>Evaluates every task of a mixture (nested mixtures flattened) on <paramref name="split"/>.</summary>
+    /// <param name="registry">The registry holding the mixture and its tasks.</param>
+    /// <param name="mixtureName">The mixture's name.</param>
+    /// <param name="split">The split.</param>
+    /// <returns>One result per task, in the order of <see cref="TaskRegistry.TaskRates"/>, and the combined line.</returns>
+    /// <exception cref="KeyNotFoundException">No such mixture.</exception>
+    /// <exception cref="ArgumentException">A task has no such split (checked before any is evaluated), or see <see cref="Evaluate"/>.</exception>
+    public MixtureEvaluationResult EvaluateMixture(TaskRegistry registry, string mixtureName, string split)
+    {
+        ArgumentNullException.ThrowIfNull(registry);
+        ArgumentNullException.ThrowIfNull(mixtureName);
+        return EvaluateTasks(mixtureName, [.. registry.TaskRates(mixtureName).Keys.Select(registry.GetTask)], split);
+    }
+
+    /// <summary>Evaluates several tasks on <paramref name="split"/>.</summary>
+    /// <param name="name">A label for the combined line, such as a mixture's name.</param>
+    /// <param name="tasks">The tasks, at least one.</param>
+    /// <param name="split">The split.</param>
+    /// <returns>One result per task, in the given order, and the combined line.</returns>
+    /// <exception cref="ArgumentException">There are no tasks, a task has no such split (checked before any is evaluated), or see <see cref="Evaluate"/>.</exception>
+    public MixtureEvaluationResult EvaluateTasks(string name, IReadOnlyList<DataTask> tasks, string split)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(name);
+        ArgumentNullException.ThrowIfNull(tasks);
+        ArgumentNullException.ThrowIfNull(split);
+        if (tasks.Count == 0) throw new ArgumentException($"'{name}' has no tasks to evaluate", nameof(tasks));
+        foreach (var task in tasks) CheckTask(task ?? throw new ArgumentNullException(nameof(tasks)), split);
+        return new MixtureEvaluationResult(name, split, [.. tasks.Select(t => Evaluate(t, split))]);
+    }
+
+    /// <summary>Checks that the task can be evaluated here; returns whether it has inputs.</summary>
+    private bool CheckTask(DataTask task, string split)
+    {
+        if (!task.Source.Splits.Contains(split))
+            throw new ArgumentException($"task '{task.Name}' has no split '{split}' (it has: {string.Join(", ", task.Source.Splits)}): pick one of those");
+        if (!task.OutputFeatures.ContainsKey(TargetsFeature))
+            throw new ArgumentException($"task '{task.Name}' has no \"{TargetsFeature}\" feature (it has: {string.Join(", ", task.OutputFeatures.Keys)}): only tasks with targets can be evaluated");
+        bool hasInputs = task.OutputFeatures.ContainsKey(InputsFeature);
+        foreach (string feature in Features(hasInputs))
+        {
+            var vocabulary = task.OutputFeatures[feature].Vocabulary;
+            if (VocabularyFingerprint.Of(vocabulary) != vocabularyFingerprint)
+                throw new ArgumentException($"task '{task.Name}' tokenizes \"{feature}\" with vocabulary '{vocabulary.Name}', not the evaluator's '{Vocabulary.Name}': build the task with the model's vocabulary");
+        }
+        return hasInputs;
+    }
+
+    private static string[] Features(bool hasInputs) => hasInputs ? [InputsFeature, TargetsFeature] : [TargetsFeature];
+
+    private List<Example> ReadExamples(DataTask task, string split, bool hasInputs)
+    {
+        var dataset = task.GetDataset(split, Options.Seed);
+        var examples = (Options.MaxExamples is int max ? dataset.Take(max) : dataset).ToList();
+        for (int i = 0; i < examples.Count; i++)
+            foreach (string feature in Features(hasInputs))
+                if (!examples[i].Tokens.ContainsKey(feature))
+                    throw new InvalidOperationException($"task '{task.Name}' example {i} of '{split}' has no token feature \"{feature}\": end the task's pipeline with ExamplePreprocessors.Tokenize");
+        return examples;
+    }
+
+    /// <summary>The summed likelihood of every example's targets given its inputs, in packed batches.</summary>
+    private ScoreResult Score(IReadOnlyList<Example> examples, bool hasInputs)
+    {
+        var sequences = new List<int[]>();
+        var inputLengths = new List<int>();
+        long bytes = 0, tokens = 0;
+        int truncated = 0;
+        foreach (var example in examples)
+        {
+            int[] targets = example.Tokens[TargetsFeature];
+            if (targets.Length == 0) continue; // nothing to score
+            int[] inputs = hasInputs ? example.Tokens[InputsFeature] : [];
+            var (keptInputs, keptTargets) = Fit(inputs, targets, SequenceLength);
+            if (keptInputs.Length + keptTargets.Length < inputs.Length + targets.Length) truncated++;
+            bytes += keptTargets.Length < targets.Length
+                ? Encoding.UTF8.GetByteCount(Vocabulary.Decode(keptTargets)) // only the scored part counts
+                : Encoding.UTF8.GetByteCount(example.Texts.TryGetValue(TargetsFeature, out var text) ? text : Vocabulary.Decode(targets));
+            tokens += keptTargets.Length;
+            sequences.Add([.. keptInputs, .. keptTargets]);
+            inputLengths.Add(keptInputs.Length);
+        }
+        if (sequences.Count == 0) return new ScoreResult(0, 0, bytes, truncated);
+
+        var converter = new DecoderFeatureConverter(DecoderFeatureOptions.ForVocabulary(Vocabulary, SequenceLength));
+        var (rows, stats) = converter.Convert(sequences);
+        if (stats.Segments != sequences.Count)
+            throw new InvalidOperationException($"packing made {stats.Segments} segments of {sequences.Count} sequences that all fit a row");
+        var weighted = WeightTargetsOnly(rows, inputLengths);
+
+        using var evaluation = NewDisposeScope();
+        using var noGrad = no_grad();
+        var totalNats = zeros(1, float64, Device); // (1), summed on the device: one host sync at the end
+        for (int start = 0; start < weighted.Count; start += Options.BatchSize)
+        {
+            using var batchScope = NewDisposeScope();
+            var batch = DecoderFeatureConverter.ToTensors(weighted.GetRange(start, Math.Min(Options.BatchSize, weighted.Count - start))); // (B, L) each
+            var layout = new PackedLayout(batch.SegmentIds.to(Device), batch.Positions.to(Device));
+            var weights = batch.LossWeights.to(Device).to(float32);                                                           // (B, L)
+            var loss = Model.Loss(batch.Tokens.to(Device), batch.Targets.to(Device), weights, layout, zLossWeight: 0);
+            totalNats.add_((loss.CrossEntropy * weights.sum()).to(float64)); // the mean times its weight: this batch's summed nats
+        }
+        return new ScoreResult(totalNats.item<double>(), tokens, bytes, truncated);
+    }
+
+    /// <summary>
+    /// Fits inputs ++ targets into <paramref name="room"/> tokens: inputs lose tokens from the front
+    /// (those farthest from the targets) first, then targets from the end.
+    /// </summary>
+    private static (int[] Inputs, int[] Targets) Fit(int[] inputs, int[] targets, int room)
+    {
+        if (inputs.Length + targets.Length <= room) return (inputs, targets);
+        if (targets.Length >= room) return ([], targets[..room]);
+        return (inputs[^(room - targets.Length)..], targets);
+    }
+
+    /// <summary>The rows with loss weight only on target tokens: position p of segment s counts when p ≥ the inputs' length.</summary>
+    private static List<DecoderRow> WeightTargetsOnly(IReadOnlyList<DecoderRow> rows, IReadOnlyList<int> inputLengths)
+    {
+        var weighted = new List<DecoderRow>(rows.Count);
+        int firstSequence = 0; // every sequence fits, so segments are the sequences in order
+        foreach (var row in rows)
+        {
+            var weights = new int[row.LossWeights.Length];
+            for (int t = 0; t < weights.Length; t++)
+                if (row.SegmentIds[t] > 0 && row.Positions[t] >= inputLengths[firstSequence + row.SegmentIds[t] - 1])
+                    weights[t] = row.LossWeights[t];
+            weighted.Add(row with { LossWeights = weights });
+            firstSequence += row.SegmentCount;
+        }
+        return weighted;
+    }
+
+    /// <summary>Greedy predictions for every example, and the task's metrics over them.</summary>
+    private (IReadOnlyList<MetricResult> Metrics, IReadOnlyList<ExamplePrediction> Kept) Predict(DataTask task, IReadOnlyList<Example> examples)
+    {
+        var postprocessor = Options.PostprocessorFor(task.Name);
+        var generator = new TextGenerator(Model, Vocabulary.EosId);
+        var sampling = new SamplingOptions { Temperature = 0, MaxTokens = Options.MaxDecodeLength, StopAtEos = true, Seed = 0 };
+        int promptRoom = SequenceLength - Options.MaxDecodeLength - 1; // the start token takes one place
+        var targets = new List<string>(examples.Count);
+        var predictions = new List<string>(examples.Count);
+        var kept = new List<ExamplePrediction>();
+        for (int i = 0; i < examples.Count; i++)
+        {
+            var example = examples[i];
+            int[] inputs = example.Tokens[InputsFeature];
+            int[] prompt = [startId, .. inputs.Length > promptRoom ? inputs[^promptRoom..] : inputs];
+            int[] generated = [.. generator.Generate(prompt, sampling)];
+            string prediction = postprocessor.Apply(Vocabulary.Decode(generated));
+            string target = postprocessor.Apply(Vocabulary.Decode(example.Tokens[TargetsFeature]));
+            predictions.Add(prediction);
+            targets.Add(target);
+            if (kept.Count < Options.PredictionsToKeep)
+            {
+                string inputsText = example.Texts.TryGetValue(InputsFeature, out var text) ? text : Vocabulary.Decode(inputs);
+                kept.Add(new ExamplePrediction(i, inputsText, target, prediction, generator.LastFinishReason == FinishReason.Stop));
+            }
+        }
+        return ([.. task.Metrics.Select(m => m.Compute(targets, predictions))], kept);
+    }
+}
