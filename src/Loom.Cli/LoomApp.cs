@@ -1,5 +1,6 @@
 using Loom.Core;
 using Loom.Data;
+using Loom.Data.Caching;
 using Spectre.Console;
 using Spectre.Console.Cli;
 
@@ -31,6 +32,10 @@ public static class LoomApp
                 data.AddCommand<DataListCommand>("list").WithDescription("List the registered tasks and mixtures (fetches nothing).");
                 data.AddCommand<DataInspectCommand>("inspect").WithDescription("Show a task's examples and the decoder features they become.")
                     .WithExample("data", "inspect", "kjv", "--split", "validation", "-n", "2");
+                data.AddCommand<DataCacheCommand>("cache")
+                    .WithDescription("Run a task's pipeline once and store its token features, sharded and memory-mappable; --verify checks an existing cache instead.")
+                    .WithExample("data", "cache", "kjv", "--vocabulary", "tiktoken:gpt2", "--shards", "8")
+                    .WithExample("data", "cache", "kjv", "--vocabulary", "tiktoken:gpt2", "--verify");
             });
             config.AddBranch("vocab", vocab =>
             {
@@ -58,7 +63,7 @@ public static class LoomApp
     internal static bool IsUserError(Exception e) => e is ConfigException or InvalidDataException or FileNotFoundException
         or DirectoryNotFoundException or ArgumentException or CorpusUnavailableException or CommandParseException
         or CommandRuntimeException or UnauthorizedAccessException or IOException or KeyNotFoundException
-        or DataFormatException;
+        or DataFormatException or StaleCacheException;
 
     internal static string OneLine(Exception e) => e.Message.Split('\n')[0].Trim();
 }

@@ -159,6 +159,48 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public void DataCacheBuildsVerifiesAndRefusesStaleOrExistingCaches()
+    {
+        string docs = Path.Combine(dir, "docs");
+        Directory.CreateDirectory(docs);
+        for (int i = 0; i < 6; i++) File.WriteAllText(Path.Combine(docs, $"doc{i}.txt"), $"document {i}: " + new string('x', 10 * i));
+        string taskFile = Path.Combine(dir, "notes.json");
+        File.WriteAllText(taskFile, """{ "name": "notes", "source": { "type": "text", "path": "docs", "validation_fraction": 0.34 } }""");
+        string cache = Path.Combine(dir, "cache");
+
+        var build = CliRunner.Run(dir, "data", "cache", taskFile, "--cache-dir", cache, "--shards", "2");
+        Assert.True(build.ExitCode == 0, build.Stderr);
+        Assert.Contains("train: 4 examples; tokens: targets ", build.Stdout);
+        Assert.Contains("validation: 2 examples", build.Stdout);
+        Assert.Contains($"cache: {Path.Combine(cache, "notes")}", build.Stdout);
+        Assert.True(File.Exists(Path.Combine(cache, "notes", "train", "shard-00001-of-00002.tokens")));
+
+        AssertOneLineError(CliRunner.Run(dir, "data", "cache", taskFile, "--cache-dir", cache), "--force");
+        var ok = CliRunner.Run(dir, "data", "cache", taskFile, "--cache-dir", cache, "--verify");
+        Assert.True(ok.ExitCode == 0, ok.Stdout + ok.Stderr);
+        Assert.Contains("train: OK: 4 examples", ok.Stdout);
+
+        File.AppendAllText(Path.Combine(docs, "doc0.txt"), " edited");
+        var stale = CliRunner.Run(dir, "data", "cache", taskFile, "--cache-dir", cache, "--verify", "--split", "train");
+        Assert.Equal(1, stale.ExitCode);
+        Assert.Contains("train: STALE: ", stale.Stdout);
+        Assert.Contains("different task definition/source", stale.Stdout);
+        var vocabulary = CliRunner.Run(dir, "data", "cache", taskFile, "--cache-dir", cache, "--verify", "--vocabulary", "byte+extra_ids=5");
+        Assert.Contains("the run uses byte+extra_ids=5", vocabulary.Stdout);
+
+        var rebuilt = CliRunner.Run(dir, "data", "cache", taskFile, "--cache-dir", cache, "--force");
+        Assert.True(rebuilt.ExitCode == 0, rebuilt.Stderr);
+        Assert.Equal(0, CliRunner.Run(dir, "data", "cache", taskFile, "--cache-dir", cache, "--verify").ExitCode);
+        Assert.DoesNotContain(Directory.GetDirectories(Path.Combine(cache, "notes")), d => Path.GetFileName(d).StartsWith('.'));
+
+        AssertOneLineError(CliRunner.Run(dir, "data", "cache", taskFile, "--cache-dir", cache, "--split", "test"), "no split 'test'");
+        var missing = CliRunner.Run(dir, "data", "cache", taskFile, "--cache-dir", Path.Combine(dir, "empty"), "--verify");
+        Assert.Equal(1, missing.ExitCode);
+        Assert.Contains("train: MISSING: ", missing.Stdout);
+        Assert.Contains("--verify", CliRunner.Run(dir, "data", "cache", "--help").Stdout);
+    }
+
+    [Fact]
     public void VocabTrainHasHelp()
     {
         var r = CliRunner.Run(dir, "vocab", "train", "--help");
