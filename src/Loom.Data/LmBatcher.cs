@@ -18,7 +18,7 @@ namespace Loom.Data;
 /// ranks see disjoint rows that cover it exactly.
 /// Instances are safe to use from several threads.
 /// </remarks>
-public sealed class LmBatcher
+public sealed class LmBatcher : ITrainingBatches
 {
     // Domain constants that separate the generator streams for permutations and offsets.
     private const ulong PermutationPurpose = 0x7065726D; // "perm"
@@ -116,6 +116,13 @@ public sealed class LmBatcher
         var starts = new long[BatchSize];
         for (int b = 0; b < BatchSize; b++) starts[b] = RowAt(step, b).Start;
         return MakeBatch(starts);
+    }
+
+    /// <inheritdoc />
+    TrainingBatch ITrainingBatches.GetBatch(long step)
+    {
+        var (inputs, targets) = GetBatch(step);
+        return new TrainingBatch(inputs, targets);
     }
 
     /// <summary>
