@@ -43,16 +43,14 @@ public sealed class DecoderFeatureConverter
     {
         ArgumentNullException.ThrowIfNull(examples);
         int length = Options.SequenceLength;
-        var rows = new List<DecoderRow>();
+        var packer = new NextFitPacker<DecoderRowBuilder>(Options.Pack, () => new DecoderRowBuilder(length, Options.StartId, Options.PadId));
         int exampleCount = 0, segments = 0, skipped = 0, longCount = 0;
         long dropped = 0, nonPadding = 0;
-        RowBuilder? current = null;
         int index = 0;
         foreach (var example in examples)
         {
             ArgumentNullException.ThrowIfNull(example, $"examples[{index}]");
-            foreach (int id in example)
-                if (id < 0) throw new ArgumentException($"example {index} holds the negative token id {id}", nameof(examples));
+            FeatureRows.RequireNonNegative(example, "the tokens", index, nameof(examples));
             index++;
             if (example.Length == 0) { skipped++; continue; }
             exampleCount++;
@@ -65,15 +63,11 @@ public sealed class DecoderFeatureConverter
             {
                 segments++;
                 nonPadding += piece.Count;
-                if (current is null || !Options.Pack || current.Free < piece.Count)
-                {
-                    if (current is not null) rows.Add(current.Build());
-                    current = new RowBuilder(length, Options.StartId, Options.PadId);
-                }
-                current.Add(piece);
+                var (row, segmentId) = packer.Place(r => r.Free >= piece.Count);
+                row.Add(piece, segmentId);
             }
         }
-        if (current is not null) rows.Add(current.Build());
+        var rows = packer.Rows.Select(r => r.ToDecoderRow()).ToList();
         var stats = new PackingStats(rows.Count, exampleCount, segments, skipped, longCount, dropped, nonPadding, (long)rows.Count * length);
         return (rows, stats);
     }
@@ -87,34 +81,16 @@ public sealed class DecoderFeatureConverter
     /// <exception cref="ArgumentException">There are no rows, or their lengths differ.</exception>
     public static DecoderBatch ToTensors(IReadOnlyList<DecoderRow> rows)
     {
-        ArgumentNullException.ThrowIfNull(rows);
-        if (rows.Count == 0) throw new ArgumentException("a batch needs at least one row", nameof(rows));
-        int length = rows[0].Tokens.Length;
-        foreach (var row in rows)
-            if (row.Tokens.Length != length || row.Targets.Length != length || row.SegmentIds.Length != length
-                || row.Positions.Length != length || row.LossWeights.Length != length)
-                throw new ArgumentException($"every row's features must have length {length}", nameof(rows));
-
+        int length = FeatureRows.RequireSameLength(rows, nameof(rows), r => r.Tokens, r => r.Targets, r => r.SegmentIds, r => r.Positions, r => r.LossWeights);
         using var scope = torch.NewDisposeScope();
-        var tokens = Stack(rows, r => r.Tokens, length);
-        var targets = Stack(rows, r => r.Targets, length);
-        var segmentIds = Stack(rows, r => r.SegmentIds, length);
-        var positions = Stack(rows, r => r.Positions, length);
-        var lossWeights = Stack(rows, r => r.LossWeights, length);
+        var tokens = FeatureRows.Stack(rows, r => r.Tokens, length);          // (B, L)
+        var targets = FeatureRows.Stack(rows, r => r.Targets, length);        // (B, L)
+        var segmentIds = FeatureRows.Stack(rows, r => r.SegmentIds, length);  // (B, L)
+        var positions = FeatureRows.Stack(rows, r => r.Positions, length);    // (B, L)
+        var lossWeights = FeatureRows.Stack(rows, r => r.LossWeights, length); // (B, L)
         return new DecoderBatch(
             tokens.MoveToOuterDisposeScope(), targets.MoveToOuterDisposeScope(), segmentIds.MoveToOuterDisposeScope(),
             positions.MoveToOuterDisposeScope(), lossWeights.MoveToOuterDisposeScope());
-    }
-
-    private static torch.Tensor Stack(IReadOnlyList<DecoderRow> rows, Func<DecoderRow, int[]> feature, int length)
-    {
-        var data = new long[rows.Count * length];
-        for (int b = 0; b < rows.Count; b++)
-        {
-            var values = feature(rows[b]);
-            for (int t = 0; t < length; t++) data[b * length + t] = values[t];
-        }
-        return torch.tensor(data, [rows.Count, length], torch.int64); // (B, L)
     }
 
     private IEnumerable<ArraySegment<int>> Pieces(int[] example)
@@ -127,45 +103,6 @@ public sealed class DecoderFeatureConverter
         }
         for (int start = 0; start < example.Length; start += length)
             yield return new ArraySegment<int>(example, start, Math.Min(length, example.Length - start));
-    }
-
-    /// <summary>A row being filled left to right.</summary>
-    private sealed class RowBuilder
-    {
-        private readonly int[] _tokens, _targets, _segmentIds, _positions, _lossWeights;
-        private readonly int _startId;
-        private int _used, _segments;
-
-        public RowBuilder(int length, int startId, int padId)
-        {
-            _tokens = new int[length];
-            _targets = new int[length];
-            Array.Fill(_tokens, padId);
-            Array.Fill(_targets, padId);
-            _segmentIds = new int[length];
-            _positions = new int[length];
-            _lossWeights = new int[length];
-            _startId = startId;
-        }
-
-        public int Free => _tokens.Length - _used;
-
-        public void Add(ArraySegment<int> piece)
-        {
-            _segments++;
-            for (int j = 0; j < piece.Count; j++)
-            {
-                int t = _used + j;
-                _targets[t] = piece[j];
-                _tokens[t] = j == 0 ? _startId : piece[j - 1];
-                _segmentIds[t] = _segments;
-                _positions[t] = j;
-                _lossWeights[t] = 1;
-            }
-            _used += piece.Count;
-        }
-
-        public DecoderRow Build() => new(_tokens, _targets, _segmentIds, _positions, _lossWeights);
     }
 }
 

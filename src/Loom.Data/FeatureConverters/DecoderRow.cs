@@ -12,15 +12,7 @@ namespace Loom.Data.FeatureConverters;
 public sealed record DecoderRow(int[] Tokens, int[] Targets, int[] SegmentIds, int[] Positions, int[] LossWeights)
 {
     /// <summary>The number of segments (examples or pieces of examples) in the row.</summary>
-    public int SegmentCount
-    {
-        get
-        {
-            int max = 0;
-            foreach (int s in SegmentIds) max = Math.Max(max, s);
-            return max;
-        }
-    }
+    public int SegmentCount => FeatureRows.SegmentCount(SegmentIds);
 }
 
 /// <summary>How well examples filled the rows.</summary>

@@ -1,16 +1,26 @@
 namespace Loom.Data.Tasks;
 
 /// <summary>Common preprocessors (seqio's rekey, tokenize, filter).</summary>
-public static class ExamplePreprocessors
+public static partial class ExamplePreprocessors
 {
-    /// <summary>Tokenizes every text feature that has an output feature, appending EOS where it asks for it.</summary>
+    /// <summary>
+    /// Tokenizes every text feature that has an output feature, appending EOS where it asks for it. As in
+    /// seqio, an output feature the example has no text for is left alone (span corruption, for one, makes
+    /// "inputs" from the tokenized "targets"), but an example with none of them is an error.
+    /// </summary>
     public static IPreprocessor Tokenize { get; } = new Step("tokenize", (examples, context) => examples.Select(e =>
     {
+        bool any = false;
         foreach (var (name, feature) in context.OutputFeatures)
         {
-            int[] ids = feature.Vocabulary.Encode(e.Text(name));
+            if (!e.Texts.TryGetValue(name, out var text)) continue;
+            any = true;
+            int[] ids = feature.Vocabulary.Encode(text);
             e = e.WithTokens(name, feature.AddEos ? [.. ids, feature.Vocabulary.EosId] : ids);
         }
+        if (!any)
+            throw new KeyNotFoundException(
+                $"example has none of the output features {string.Join(", ", context.OutputFeatures.Keys)} as text (it has: {string.Join(", ", e.Texts.Keys)})");
         return e;
     }));
 
