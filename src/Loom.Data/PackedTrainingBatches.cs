@@ -1,0 +1,183 @@
+using Loom.Data.FeatureConverters;
+using Loom.Data.Tasks;
+using TorchSharp;
+
+namespace Loom.Data;
+
+/// <summary>One component of <see cref="PackedTrainingBatches"/>: a task's tokenized examples and its rate.</summary>
+/// <param name="Name">The task's name.</param>
+/// <param name="Examples">Tokenized examples with "targets" and optionally "inputs" (a live pipeline's list, or a <see cref="Caching.CachedSplit"/>).</param>
+/// <param name="Rate">Relative rate in the mixture, positive.</param>
+public sealed record PackedComponent(string Name, IReadOnlyList<Example> Examples, double Rate = 1.0);
+
+/// <summary>
+/// Packed training batches over one task or a mixture of tasks, each batch a pure function of (seed,
+/// step, rank): the trainer's data path for tasks with inputs and targets and for mixtures.
+/// </summary>
+/// <remarks>
+/// <para>
+/// Each example becomes a decoder sequence <c>inputs ++ targets</c> with loss on the targets only
+/// (<see cref="PrefixLmFeatureConverter"/>; attention stays causal, as in generation). An example
+/// longer than L loses inputs from the front first, then targets from the end, so a short target
+/// such as a class label survives a long input. A targets-only example longer than L (a whole
+/// document of a language-modelling task) is cut into pieces of L tokens, each packed on its own,
+/// so no text is lost.
+/// </para>
+/// <para>
+/// Every component has its own <see cref="PackedBatcher"/> (shuffled per epoch, sharded by rank,
+/// packed next-fit). Row b of step k is this rank's sample s = k * B + b: a
+/// <see cref="MixtureSampler"/> picks the component from the global sample index s * W + rank, and
+/// that component's row s supplies the examples. So the batch never depends on earlier batches.
+/// </para>
+/// </remarks>
+public sealed class PackedTrainingBatches : ITrainingBatches
+{
+    private readonly Component[] _components;
+    private readonly MixtureSampler _sampler;
+    private readonly PrefixLmFeatureConverter _converter;
+
+    /// <summary>Creates the batches.</summary>
+    /// <param name="components">The tasks and their rates; one component for a single task.</param>
+    /// <param name="vocabulary">The vocabulary the examples were encoded with (its pad id starts and pads rows).</param>
+    /// <param name="sequenceLength">L: tokens per row.</param>
+    /// <param name="batchSize">B: rows per batch on this rank.</param>
+    /// <param name="seed">The seed of the order and the mixing.</param>
+    /// <param name="rank">This data-parallel rank.</param>
+    /// <param name="worldSize">The number of data-parallel ranks.</param>
+    /// <exception cref="ArgumentException">No components, a component without examples, or an example without "targets".</exception>
+    public PackedTrainingBatches(IReadOnlyList<PackedComponent> components, IVocabulary vocabulary, int sequenceLength, int batchSize,
+        ulong seed, int rank = 0, int worldSize = 1)
+    {
+        ArgumentNullException.ThrowIfNull(components);
+        ArgumentNullException.ThrowIfNull(vocabulary);
+        if (components.Count == 0) throw new ArgumentException("there are no tasks to train on", nameof(components));
+        _converter = new PrefixLmFeatureConverter(PrefixLmFeatureOptions.ForVocabulary(vocabulary, sequenceLength));
+        _components = [.. components.Select((c, i) => new Component(c, sequenceLength, batchSize, Mix(seed, i), rank, worldSize))];
+        _sampler = new MixtureSampler([.. components.Select(c => c.Rate)], seed);
+        SequenceLength = sequenceLength;
+        BatchSize = batchSize;
+        Rank = rank;
+        WorldSize = worldSize;
+    }
+
+    /// <inheritdoc />
+    public int BatchSize { get; }
+
+    /// <inheritdoc />
+    public int SequenceLength { get; }
+
+    /// <summary>This data-parallel rank.</summary>
+    public int Rank { get; }
+
+    /// <summary>The number of data-parallel ranks.</summary>
+    public int WorldSize { get; }
+
+    /// <summary>The components' names, in order.</summary>
+    public IReadOnlyList<string> ComponentNames => [.. _components.Select(c => c.Name)];
+
+    /// <summary>The component (index into <see cref="ComponentNames"/>) and the examples that fill row <paramref name="index"/> of the batch for <paramref name="step"/>.</summary>
+    public (int Component, IReadOnlyList<(int[] Inputs, int[] Targets)> Examples) RowAt(long step, int index)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(step);
+        if ((uint)index >= (uint)BatchSize)
+            throw new ArgumentOutOfRangeException(nameof(index), index, $"row index must be in [0, {BatchSize}), got {index}");
+        long sample = checked(step * BatchSize + index);
+        int c = _sampler.ComponentAt(checked(sample * WorldSize + Rank));
+        return (c, _components[c].RowExamples(sample));
+    }
+
+    /// <inheritdoc />
+    public TrainingBatch GetBatch(long step)
+    {
+        var rows = new List<PrefixLmRow>(BatchSize);
+        for (int b = 0; b < BatchSize; b++)
+        {
+            var (component, examples) = RowAt(step, b);
+            var (converted, _) = _converter.Convert(examples);
+            if (converted.Count != 1)
+                throw new InvalidOperationException($"{_components[component].Name}: a packed row became {converted.Count} rows; the batcher and converter disagree on lengths");
+            rows.Add(converted[0]);
+        }
+        using var scope = torch.NewDisposeScope();
+        var batch = PrefixLmFeatureConverter.ToTensors(rows);
+        batch.CausalAttention.Dispose(); // attention stays causal over inputs, as when generating
+        return new TrainingBatch(batch.Tokens.MoveToOuterDisposeScope(), batch.Targets.MoveToOuterDisposeScope(),
+            batch.SegmentIds.MoveToOuterDisposeScope(), batch.Positions.MoveToOuterDisposeScope(), batch.LossWeights.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>Packing efficiency of a component over one epoch: tokens placed over row capacity, in (0, 1].</summary>
+    public double PackingEfficiency(int component, long epoch = 0)
+    {
+        var c = _components[component];
+        var rows = c.Batcher.EpochRows(epoch);
+        long used = rows.Sum(r => r.Sum(u => (long)c.Units[u].Length));
+        return used / (double)((long)rows.Count * SequenceLength);
+    }
+
+    /// <summary>
+    /// Shortens an example to at most <paramref name="length"/> tokens: inputs lose tokens from the
+    /// front first, then targets from the end.
+    /// </summary>
+    public static (int[] Inputs, int[] Targets) Fit(int[] inputs, int[] targets, int length)
+    {
+        ArgumentNullException.ThrowIfNull(inputs);
+        ArgumentNullException.ThrowIfNull(targets);
+        if (inputs.Length + targets.Length <= length) return (inputs, targets);
+        int keptTargets = Math.Min(targets.Length, length);
+        int keptInputs = length - keptTargets;
+        return (inputs[(inputs.Length - keptInputs)..], targets[..keptTargets]);
+    }
+
+    private static ulong Mix(ulong seed, int component) => CounterRng.Key(seed, 0x636F6D70 /* "comp" */, (ulong)component);
+
+    /// <summary>A packing unit: an example, or one piece of a long targets-only example.</summary>
+    private readonly record struct Unit(int Example, int Offset, int Length);
+
+    private sealed class Component
+    {
+        private readonly IReadOnlyList<Example> _examples;
+        private readonly int _sequenceLength;
+
+        public Component(PackedComponent spec, int sequenceLength, int batchSize, ulong seed, int rank, int worldSize)
+        {
+            ArgumentNullException.ThrowIfNull(spec);
+            Name = spec.Name;
+            _examples = spec.Examples;
+            _sequenceLength = sequenceLength;
+            var units = new List<Unit>();
+            for (int i = 0; i < _examples.Count; i++)
+            {
+                var tokens = _examples[i].Tokens;
+                if (!tokens.TryGetValue("targets", out var targets))
+                    throw new ArgumentException($"task '{Name}': example {i} has no \"targets\" tokens (it has: {string.Join(", ", tokens.Keys)}); tokenize the task first");
+                int inputs = tokens.TryGetValue("inputs", out var x) ? x.Length : 0;
+                if (inputs == 0 && targets.Length > sequenceLength)
+                    for (int offset = 0; offset < targets.Length; offset += sequenceLength)
+                        units.Add(new Unit(i, offset, Math.Min(sequenceLength, targets.Length - offset)));
+                else if (targets.Length > 0)
+                    units.Add(new Unit(i, 0, Math.Min(sequenceLength, inputs + targets.Length)));
+            }
+            if (units.Count == 0) throw new ArgumentException($"task '{Name}' has no non-empty examples to train on");
+            Units = [.. units];
+            Batcher = new PackedBatcher([.. Units.Select(u => u.Length)], sequenceLength, batchSize, seed, rank, worldSize);
+        }
+
+        public string Name { get; }
+
+        public Unit[] Units { get; }
+
+        public PackedBatcher Batcher { get; }
+
+        public IReadOnlyList<(int[] Inputs, int[] Targets)> RowExamples(long sample) =>
+            [.. Batcher.Row(sample).Select(u => Read(Units[u]))];
+
+        private (int[] Inputs, int[] Targets) Read(Unit unit)
+        {
+            var tokens = _examples[unit.Example].Tokens;
+            int[] targets = tokens["targets"];
+            int[] inputs = tokens.TryGetValue("inputs", out var x) ? x : [];
+            if (inputs.Length == 0 && targets.Length > _sequenceLength) return ([], targets[unit.Offset..(unit.Offset + unit.Length)]);
+            return Fit(inputs, targets, _sequenceLength);
+        }
+    }
+}
