@@ -1,4 +1,6 @@
 using System.ComponentModel;
+using Loom.Data;
+using Loom.Data.Tasks;
 using Spectre.Console.Cli;
 
 namespace Loom.Cli;
@@ -37,8 +39,23 @@ public class ConfigSettings : DeviceSettings
 
     /// <summary>Registered task to train on.</summary>
     [CommandOption("--task <NAME>")]
-    [Description("Train on a language-modelling task: austen, kjv, moby_dick (see loom data list) or a task file (.json).")]
+    [Description("Train on a task (see loom data list) or a task file (.json): language-modelling tasks as one token stream, tasks with inputs and targets as packed rows with loss on the targets.")]
     public string? Task { get; init; }
+
+    /// <summary>Registered mixture to train on.</summary>
+    [CommandOption("--mixture <NAME>")]
+    [Description("Train on a mixture of tasks (see loom data list), packed and sampled by its rates; evaluated per task.")]
+    public string? Mixture { get; init; }
+
+    /// <summary>Extra task folders.</summary>
+    [CommandOption("--task-dir <DIR>")]
+    [Description("A folder of task and mixture files to register (repeatable); configs/tasks is read when it exists.")]
+    public string[] TaskDirs { get; init; } = [];
+
+    /// <summary>Read tasks from the offline cache.</summary>
+    [CommandOption("--cached")]
+    [Description("Read the task or mixture from the offline cache (build it with loom data cache TASK); a missing or stale cache is an error.")]
+    public bool Cached { get; init; }
 
     /// <summary>Config overrides.</summary>
     [CommandOption("--set <KEY=VALUE>")]
@@ -55,6 +72,9 @@ public class ConfigSettings : DeviceSettings
     {
         if (Data is not null) yield return $"data.path={System.Text.Json.JsonSerializer.Serialize(Data)}";
         if (Task is not null) yield return $"data.task={System.Text.Json.JsonSerializer.Serialize(Task)}";
+        if (Mixture is not null) yield return $"data.mixture={System.Text.Json.JsonSerializer.Serialize(Mixture)}";
+        if (TaskDirs.Length > 0) yield return $"data.task_dirs={System.Text.Json.JsonSerializer.Serialize(TaskDirs.Select(Path.GetFullPath))}";
+        if (Cached) yield return "data.use_cache=true";
         if (Device is not null) yield return $"device={System.Text.Json.JsonSerializer.Serialize(Device)}";
         foreach (var s in Set) yield return s;
     }
@@ -72,4 +92,17 @@ public class CheckpointSettings : DeviceSettings
     public override Spectre.Console.ValidationResult Validate() => string.IsNullOrWhiteSpace(Checkpoint)
         ? Spectre.Console.ValidationResult.Error("--checkpoint DIR is required")
         : base.Validate();
+}
+
+/// <summary>Options of the data commands: where task and mixture files are registered from.</summary>
+public class TaskFolderSettings : CommandSettings
+{
+    /// <summary>Extra task folders.</summary>
+    [CommandOption("--task-dir <DIR>")]
+    [Description("A folder of task and mixture files to register (repeatable); configs/tasks is read when it exists.")]
+    public string[] TaskDirs { get; init; } = [];
+
+    /// <summary>The built-in tasks plus those of configs/tasks and of --task-dir.</summary>
+    public TaskRegistry Registry(IVocabulary vocabulary, IProgress<string>? progress = null) =>
+        TaskRegistry.WithBuiltInsAndFolders(vocabulary, TaskDirs, progress: progress);
 }

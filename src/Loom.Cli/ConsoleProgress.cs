@@ -67,9 +67,10 @@ internal sealed class ConsoleProgress : ITrainingObserver
 
     public void OnValidationMetrics(MetricEvent metrics)
     {
-        validation = FormattableString.Invariant($" val {metrics.Loss:F3}");
+        if (metrics.Task is null) validation = FormattableString.Invariant($" val {metrics.Loss:F3}");
+        string scores = string.Concat((metrics.Metrics ?? new Dictionary<string, double>()).Select(m => FormattableString.Invariant($"  {m.Key} {m.Value:F2}")));
         string line = FormattableString.Invariant(
-            $"step {metrics.Step,6}/{total}  held-out loss {metrics.Loss:F4} nats/token  perplexity {metrics.Perplexity:F3}  {metrics.BitsPerByte:F4} bits/byte");
+            $"step {metrics.Step,6}/{total}  {(metrics.Task is null ? "held-out" : metrics.Task)} loss {metrics.Loss:F4} nats/token  perplexity {metrics.Perplexity:F3}  {metrics.BitsPerByte:F4} bits/byte{scores}");
         if (task is null) Console.WriteLine(line);
         else AnsiConsole.MarkupLine("[grey]{0}[/]", Markup.Escape(line));
     }

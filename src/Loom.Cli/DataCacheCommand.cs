@@ -15,7 +15,7 @@ namespace Loom.Cli;
 public sealed class DataCacheCommand : Command<DataCacheCommand.Settings>
 {
     /// <summary>Options of <c>loom data cache</c>.</summary>
-    public sealed class Settings : CommandSettings
+    public sealed class Settings : TaskFolderSettings
     {
         /// <summary>Task name or file.</summary>
         [CommandArgument(0, "<TASK>")]
@@ -69,7 +69,7 @@ public sealed class DataCacheCommand : Command<DataCacheCommand.Settings>
     {
         var vocabulary = Vocabularies.Create(settings.Vocabulary);
         var progress = new LineProgress();
-        var task = TaskRegistry.Find(TaskRegistry.WithBuiltIns(vocabulary, progress: progress), settings.Task, vocabulary);
+        var task = TaskRegistry.Find(settings.Registry(vocabulary, progress), settings.Task, vocabulary);
         string root = TaskCache.ResolveRoot(settings.CacheDir);
         IReadOnlyList<string> splits = settings.Splits.Length > 0 ? settings.Splits.Distinct().ToArray() : task.Source.Splits;
         foreach (var split in splits)

@@ -10,7 +10,7 @@ namespace Loom.Cli;
 public sealed class DataInspectCommand : Command<DataInspectCommand.Settings>
 {
     /// <summary>Options of <c>loom data inspect</c>.</summary>
-    public sealed class Settings : CommandSettings
+    public sealed class Settings : TaskFolderSettings
     {
         /// <summary>Task name.</summary>
         [CommandArgument(0, "<TASK>")]
@@ -48,7 +48,7 @@ public sealed class DataInspectCommand : Command<DataInspectCommand.Settings>
     public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
     {
         var vocabulary = Vocabularies.Create(settings.Vocabulary);
-        var task = TaskRegistry.Find(TaskRegistry.WithBuiltIns(vocabulary, progress: new Progress<string>(m => Console.Error.WriteLine(m))), settings.Task, vocabulary);
+        var task = TaskRegistry.Find(settings.Registry(vocabulary, new Progress<string>(m => Console.Error.WriteLine(m))), settings.Task, vocabulary);
         var examples = task.GetDataset(settings.Split).Take(settings.Count).ToList();
         for (int i = 0; i < examples.Count; i++)
         {

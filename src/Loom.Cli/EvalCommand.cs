@@ -1,7 +1,10 @@
 using System.ComponentModel;
 using Loom.Core;
+using Loom.Data;
+using Loom.Data.Tasks;
 using Loom.Models;
 using Loom.Training;
+using Loom.Training.Evaluation;
 using Spectre.Console.Cli;
 
 namespace Loom.Cli;
@@ -18,6 +21,26 @@ public sealed class EvalCommand : Command<EvalCommand.Settings>
         [Description("Score this text instead of the run's held-out split (all of it is held out).")]
         public string? Data { get; init; }
 
+        /// <summary>Task or mixture to evaluate on.</summary>
+        [CommandOption("--task <NAME>")]
+        [Description("Evaluate on this task or mixture (see loom data list) instead of the run's data: loss, bits per byte and the task's metrics on greedy predictions, per task.")]
+        public string? Task { get; init; }
+
+        /// <summary>Split of --task.</summary>
+        [CommandOption("--split <SPLIT>")]
+        [Description("Split of --task to evaluate (default validation).")]
+        public string Split { get; init; } = "validation";
+
+        /// <summary>Most examples per task.</summary>
+        [CommandOption("--examples <N>")]
+        [Description("With --task: most examples per task (default: all).")]
+        public int? Examples { get; init; }
+
+        /// <summary>Extra task folders.</summary>
+        [CommandOption("--task-dir <DIR>")]
+        [Description("A folder of task and mixture files to register (repeatable); configs/tasks is read when it exists.")]
+        public string[] TaskDirs { get; init; } = [];
+
         /// <summary>Batches to score.</summary>
         [CommandOption("--batches <N>")]
         [Description("Most batches to score (default: the run's training.eval_batches).")]
@@ -33,20 +56,55 @@ public sealed class EvalCommand : Command<EvalCommand.Settings>
         if (settings.Batches is int b) overrides.Add($"training.eval_batches={b}");
         config = config with
         {
-            Data = settings.Data is null ? config.Data : config.Data with { Path = settings.Data },
+            Data = settings.Data is null ? config.Data : config.Data with { Path = settings.Data, Task = null, Mixture = null, UseCache = false },
             Training = settings.Batches is int n ? config.Training with { EvalBatches = n } : config.Training,
             Device = settings.Device ?? config.Device,
         };
         config.Validate();
         var device = Devices.Resolve(config.Device);
-        var data = TrainingDataLoader.Load(config.Data, config.Training, new Progress<string>(m => Console.Error.WriteLine(m)), evaluateAll: settings.Data is not null);
+        var progress = new Progress<string>(m => Console.Error.WriteLine(m));
+        if (settings.Task is { } name)
+            return EvaluateTask(checkpoint, config, device, name, settings, progress);
+        var data = TrainingDataLoader.Load(config.Data, config.Training, progress, evaluateAll: settings.Data is not null);
         var (model, manifest) = ModelCheckpoint.Load(checkpoint, device);
         using (model)
         {
+            if (data.Validation is null)
+            {
+                var evaluator = new TaskEvaluator(model, data.Vocabulary, device, new TaskEvaluationOptions { MaxExamples = config.Training.EvalBatches * config.Training.BatchSize });
+                Console.WriteLine($"checkpoint {checkpoint} (step {manifest.Step}) on {data.Description}:");
+                Console.WriteLine(evaluator.EvaluateTasks(data.CorpusName, data.ValidationTasks, "validation"));
+                return 0;
+            }
             var result = Evaluator.Evaluate(model, data.Validation, config.Training.EvalBatches, data.ValidationBytesPerToken, device);
             Console.WriteLine(FormattableString.Invariant(
                 $"checkpoint {checkpoint} (step {manifest.Step}) on {data.Description}: loss {result.Loss:F4} nats/token, perplexity {result.Perplexity:F3}, {result.BitsPerByte:F4} bits/byte over {result.Tokens} tokens"));
         }
         return 0;
     }
+
+    /// <summary>Scores and predicts a task's or mixture's split with the checkpoint, one line per task.</summary>
+    private static int EvaluateTask(string checkpoint, RunConfig config, TorchSharp.torch.Device device, string name, Settings settings, IProgress<string> progress)
+    {
+        if (settings.Data is not null) throw new ArgumentException("--data and --task both given: evaluate on one of them");
+        if (settings.Examples is <= 0) throw new ArgumentException($"--examples = {settings.Examples} must be positive");
+        var vocabulary = Vocabularies.Create(config.Data.Vocabulary);
+        var registry = TaskRegistry.WithBuiltInsAndFolders(vocabulary, [.. config.Data.TaskDirs, .. settings.TaskDirs], progress: progress);
+        IReadOnlyList<DataTask> tasks = registry.HasMixture(name)
+            ? [.. registry.TasksOf(name).Select(registry.GetTask)]
+            : [TaskRegistry.Find(registry, name, vocabulary)];
+        var (model, manifest) = ModelCheckpoint.Load(checkpoint, device);
+        using (model)
+        {
+            var evaluator = new TaskEvaluator(model, vocabulary, device, new TaskEvaluationOptions { MaxExamples = settings.Examples });
+            Console.WriteLine($"checkpoint {checkpoint} (step {manifest.Step}):");
+            var result = evaluator.EvaluateTasks(name, tasks, settings.Split);
+            Console.WriteLine(result);
+            foreach (var p in result.Tasks.SelectMany(t => t.Predictions.Select(p => (t.Task, p))).Take(5))
+                Console.WriteLine($"  {p.Task} #{p.p.Index}: target {Quote(p.p.Target)}, predicted {Quote(p.p.Prediction)}");
+        }
+        return 0;
+    }
+
+    private static string Quote(string text) => System.Text.Json.JsonSerializer.Serialize(text.Length > 80 ? text[..80] + "…" : text);
 }

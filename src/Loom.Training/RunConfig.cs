@@ -11,9 +11,30 @@ public sealed record DataOptions
     /// <summary>A text file or folder to train on instead of the built-in corpus.</summary>
     public string? Path { get; init; }
 
-    /// <summary>A language-modelling task to train on: a registered one (austen, kjv, moby_dick) or a
-    /// task file (.json); its "targets" feature is the text. Takes precedence over <see cref="Corpus"/>.</summary>
+    /// <summary>
+    /// A registered task (see <c>loom data list</c>) or a task file (.json) to train on. A language-modelling
+    /// task (only "targets") is trained as one token stream; a task with "inputs" and "targets" as packed
+    /// rows with loss on the targets. Takes precedence over <see cref="Corpus"/>.
+    /// </summary>
     public string? Task { get; init; }
+
+    /// <summary>A registered mixture to train on: its tasks' examples packed and sampled by the mixture's rates.</summary>
+    public string? Mixture { get; init; }
+
+    /// <summary>
+    /// Folders of task and mixture files (*.json) to register besides the built-in tasks; relative paths
+    /// are relative to the current directory. configs/tasks is read too when it exists.
+    /// </summary>
+    public IReadOnlyList<string> TaskDirs { get; init; } = [];
+
+    /// <summary>
+    /// Read tasks from the offline cache (<c>loom data cache TASK</c>) instead of running their pipelines; a
+    /// missing or stale cache is an error.
+    /// </summary>
+    public bool UseCache { get; init; }
+
+    /// <summary>The offline cache's root folder; default ~/.cache/loom/tasks (or $XDG_CACHE_HOME/loom/tasks).</summary>
+    public string? CacheDir { get; init; }
 
     /// <summary>"byte" (lossless UTF-8 bytes), "tiktoken:gpt2|cl100k_base|o200k_base", or the path of a
     /// SentencePiece .model file; any of them with "+extra_ids=N" sentinels.</summary>
@@ -30,8 +51,11 @@ public sealed record DataOptions
     {
         if (SequenceLength <= 0) throw new ArgumentException($"data.sequence_length = {SequenceLength} must be positive");
         if (!(ValidationFraction > 0 && ValidationFraction < 1)) throw new ArgumentException($"data.validation_fraction = {ValidationFraction} must be between 0 and 1");
-        if (string.IsNullOrWhiteSpace(Path) && Task is null && Corpus != "austen") throw new ArgumentException($"data.corpus = '{Corpus}' is unknown: use \"austen\", set data.task (--task NAME) or data.path (--data FILE_OR_DIR)");
-        if (Path is not null && Task is not null) throw new ArgumentException("data.path and data.task are both set: train on one of them");
+        if (string.IsNullOrWhiteSpace(Path) && Task is null && Mixture is null && Corpus != "austen") throw new ArgumentException($"data.corpus = '{Corpus}' is unknown: use \"austen\", set data.task (--task NAME) or data.path (--data FILE_OR_DIR)");
+        if (new[] { Path is not null, Task is not null, Mixture is not null }.Count(set => set) > 1)
+            throw new ArgumentException("more than one of data.path, data.task and data.mixture is set: train on one of them");
+        if (UseCache && Task is null && Mixture is null)
+            throw new ArgumentException("data.use_cache = true needs data.task or data.mixture: the cache holds preprocessed tasks");
         return this;
     }
 }

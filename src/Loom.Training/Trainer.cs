@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Loom.Models;
+using Loom.Training.Evaluation;
 using Loom.Training.Metrics;
 using Loom.Training.Optimization;
 using TorchSharp;
@@ -178,8 +179,11 @@ public sealed class Trainer : IDisposable
         optimizer.ZeroGrad();
         for (int micro = 0; micro < t.GradientAccumulation; micro++)
         {
-            var (inputs, targets) = data.Train.GetBatch(State.MicroBatchesConsumed + micro); // (B, T) each
-            var loss = Model.Loss(inputs.to(device), targets.to(device), t.ZLoss);
+            var batch = data.Train.GetBatch(State.MicroBatchesConsumed + micro); // (B, T) each
+            var loss = batch.IsPacked
+                ? Model.Loss(batch.Inputs.to(device), batch.Targets.to(device), batch.LossWeights!.to(device),
+                    new PackedLayout(batch.SegmentIds!.to(device), batch.Positions!.to(device)), t.ZLoss)
+                : Model.Loss(batch.Inputs.to(device), batch.Targets.to(device), t.ZLoss);
             (loss.Total / t.GradientAccumulation).backward();
             using (no_grad())
             {
@@ -215,7 +219,17 @@ public sealed class Trainer : IDisposable
     /// <summary>Evaluates on the held-out split, logs it, redraws the loss plot; returns the loss.</summary>
     private double EvaluateAndLog()
     {
-        var eval = Evaluate();
+        var eval = Evaluate(out var tasks);
+        foreach (var task in tasks?.Tasks ?? [])
+        {
+            var perTask = new MetricEvent(State.Step, MetricEvent.ValidationSplit, task.Score.Loss)
+            {
+                Perplexity = task.Score.Perplexity, BitsPerByte = task.Score.BitsPerByte, ElapsedSeconds = State.ElapsedSeconds, Task = task.Task,
+                Metrics = task.Metrics.Count == 0 ? null : task.Metrics.ToDictionary(m => m.Name, m => m.Value, StringComparer.Ordinal),
+            };
+            sink.Write(perTask);
+            Observer?.OnValidationMetrics(perTask);
+        }
         State = State with { LastValidationLoss = eval.Loss };
         var e = new MetricEvent(State.Step, MetricEvent.ValidationSplit, eval.Loss)
         {
@@ -227,9 +241,30 @@ public sealed class Trainer : IDisposable
         return eval.Loss;
     }
 
-    /// <summary>Scores up to training.eval_batches held-out batches.</summary>
-    public EvaluationResult Evaluate() =>
-        Evaluator.Evaluate(Model, data.Validation, config.Training.EvalBatches, data.ValidationBytesPerToken, device);
+    /// <summary>
+    /// Scores up to training.eval_batches held-out batches of the run's token stream, or, for tasks and
+    /// mixtures, the first training.eval_batches × batch_size examples of each task's validation split
+    /// (loss over all of them together).
+    /// </summary>
+    public EvaluationResult Evaluate() => Evaluate(out _);
+
+    private EvaluationResult Evaluate(out MixtureEvaluationResult? tasks)
+    {
+        tasks = null;
+        if (data.Validation is { } stream)
+            return Evaluator.Evaluate(Model, stream, config.Training.EvalBatches, data.ValidationBytesPerToken, device);
+        var t = config.Training;
+        var evaluator = new TaskEvaluator(Model, data.Vocabulary, device, new TaskEvaluationOptions
+        {
+            MaxExamples = t.EvalBatches * t.BatchSize,
+            SequenceLength = config.Data.SequenceLength,
+            BatchSize = t.BatchSize,
+            MaxDecodeLength = Math.Min(new TaskEvaluationOptions().MaxDecodeLength, Math.Max(1, config.Data.SequenceLength - 2)),
+        });
+        tasks = evaluator.EvaluateTasks(data.CorpusName, data.ValidationTasks, "validation");
+        var score = tasks.Score;
+        return new EvaluationResult(score.Loss, score.Perplexity, score.BitsPerByte, score.TokenCount);
+    }
 
     private void SavePlot()
     {

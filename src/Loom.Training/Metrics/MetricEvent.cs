@@ -68,6 +68,17 @@ public sealed record MetricEvent(
     [JsonPropertyName("elapsed_s"), JsonPropertyOrder(10)]
     public double? ElapsedSeconds { get; init; }
 
+    /// <summary>
+    /// The task a validation measurement belongs to when a run evaluates tasks one by one (a mixture,
+    /// or a task scored by its metrics); null for the run's overall held-out loss.
+    /// </summary>
+    [JsonPropertyName("task"), JsonPropertyOrder(11)]
+    public string? Task { get; init; }
+
+    /// <summary>The task's metrics by name (accuracy, exact_match, bleu, rouge_l, ...), when it has any.</summary>
+    [JsonPropertyName("metrics"), JsonPropertyOrder(12)]
+    public IReadOnlyDictionary<string, double>? Metrics { get; init; }
+
     private static string CheckSplit(string split)
     {
         ArgumentNullException.ThrowIfNull(split);

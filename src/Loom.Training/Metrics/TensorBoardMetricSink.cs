@@ -47,7 +47,7 @@ public sealed class TensorBoardMetricSink : IMetricSink
         if (e.Step is < 0 or > int.MaxValue)
             throw new ArgumentOutOfRangeException(nameof(e), e.Step, "TensorBoard steps are 32-bit; the step is outside 0..int.MaxValue");
         int step = (int)e.Step;
-        string prefix = e.Split + "/";
+        string prefix = e.Task is null ? e.Split + "/" : $"{e.Split}/{e.Task}/";
 
         lock (_gate)
         {
@@ -66,6 +66,8 @@ public sealed class TensorBoardMetricSink : IMetricSink
             Scalar("perplexity", e.Perplexity);
             Scalar("bits_per_byte", e.BitsPerByte);
             Scalar("z_loss", e.ZLoss);
+            foreach (var (name, value) in e.Metrics ?? new Dictionary<string, double>())
+                Scalar(name, value);
         }
     }
 
