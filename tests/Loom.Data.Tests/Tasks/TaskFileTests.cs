@@ -46,4 +46,43 @@ public sealed class TaskFileTests : IDisposable
         string badType = Write("c.json", """{ "name": "c", "source": { "type": "csv", "path": "." } }""");
         Assert.Contains("c.json", Assert.Throws<ConfigException>(() => TaskFile.Load(badType, new ByteVocabulary())).Message);
     }
+
+    [Fact]
+    public void FolderRegistersTasksAndMixturesInDependencyOrder()
+    {
+        File.WriteAllText(Path.Combine(dir, "a.txt"), "alpha alpha alpha");
+        File.WriteAllText(Path.Combine(dir, "b.txt"), "beta");
+        string data = Directory.CreateDirectory(Path.Combine(dir, "data")).FullName;
+        File.Move(Path.Combine(dir, "a.txt"), Path.Combine(data, "a.txt"));
+        File.Move(Path.Combine(dir, "b.txt"), Path.Combine(data, "b.txt"));
+        // "all" (read first, alphabetically) names "pair", which names the tasks: registration waits for them.
+        Write("0_all.json", """{ "name": "all", "components": [ { "name": "pair", "rate": 1 }, { "name": "later", "rate": 1 } ] }""");
+        Write("1_pair.json", """{ "name": "pair", "rate_by": "examples", "maximum_examples": 5, "components": [ { "name": "docs" }, { "name": "later" } ] }""");
+        Write("2_docs.json", """{ "name": "docs", "source": { "type": "text", "path": "data", "validation_fraction": 0.5 } }""");
+        Write("3_later.json", """{ "name": "later", "source": { "type": "text", "path": "not-there-yet" } }""");
+        var registry = TaskFile.AddFolder(new TaskRegistry(), dir, new ByteVocabulary());
+        Assert.Equal(["docs", "later"], registry.TaskNames);
+        Assert.Equal(["all", "pair"], registry.MixtureNames);
+        Assert.Equal(MixtureRateKind.Examples, registry.GetMixture("pair").RateBy);
+        Assert.Equal(["docs", "later"], registry.TasksOf("all"));
+        // A task whose data is missing registers, and fails with its path only when read.
+        var e = Assert.Throws<ConfigException>(() => registry.GetTask("later").GetDataset("train").ToList());
+        Assert.Contains("not-there-yet", e.Message);
+    }
+
+    [Fact]
+    public void BadMixtureFilesNameTheProblem()
+    {
+        Write("m.json", """{ "name": "m", "components": [ { "name": "ghost", "rate": 1 } ] }""");
+        var unknown = Assert.Throws<ConfigException>(() => TaskFile.AddFolder(new TaskRegistry(), dir, new ByteVocabulary()));
+        Assert.Contains("m.json", unknown.Message);
+        Assert.Contains("ghost", unknown.Message);
+        File.Delete(Path.Combine(dir, "m.json"));
+        Write("both.json", """{ "name": "both", "source": { "path": "." }, "components": [] }""");
+        Assert.Contains("either", Assert.Throws<ConfigException>(() => TaskFile.AddFolder(new TaskRegistry(), dir, new ByteVocabulary())).Message);
+        File.Delete(Path.Combine(dir, "both.json"));
+        Write("rate.json", """{ "name": "r", "components": [ { "name": "x", "rate": -1 } ] }""");
+        Assert.Contains("positive", Assert.Throws<ConfigException>(() => TaskFile.AddFolder(new TaskRegistry(), dir, new ByteVocabulary())).Message);
+        Assert.Contains("mixture", Assert.Throws<ConfigException>(() => TaskFile.Load(Write("mix.json", """{ "name": "q", "components": [ { "name": "x" } ] }"""), new ByteVocabulary())).Message);
+    }
 }

@@ -68,4 +68,28 @@ public class TaskRegistryTests
         Assert.Equal(2, registry.GetTask("spam_assassin").Metrics.Count);
         Assert.Equal(["inputs", "targets"], registry.GetTask("spam_assassin").OutputFeatures.Keys.Order());
     }
+
+    [Fact]
+    public void RatesByExampleCountAndSizeFlattenNestedMixtures()
+    {
+        var registry = new TaskRegistry()
+            .Add(LmTask("a", "x", "y", "z", "w")).Add(LmTask("b", "long document here")).Add(LmTask("c", "q", "r"))
+            .Add(new Mixture("ab", [new("a"), new("b")], MixtureRateKind.Examples))
+            .Add(new Mixture("ab_capped", [new("a"), new("b")], MixtureRateKind.Examples, maximumExamples: 1))
+            .Add(new Mixture("by_size", [new("ab"), new("c")], MixtureRateKind.Size));
+        TaskSize Size(string t) => TaskStatistics.Measure(registry.GetTask(t));
+        Assert.Equal(new TaskSize(4, 8), Size("a")); // 4 one-byte documents, each + EOS
+        var byCount = registry.TaskRates("ab", Size);
+        Assert.Equal(0.8, byCount["a"], 12);
+        Assert.Equal(0.2, byCount["b"], 12);
+        var capped = registry.TaskRates("ab_capped", Size);
+        Assert.Equal(0.5, capped["a"], 12);
+        // By size: ab has 8 + 19 tokens, c has 4; inside ab, a and b split by their counts 4 : 1.
+        var bySize = registry.TaskRates("by_size", Size);
+        Assert.Equal(27.0 / 31 * 0.8, bySize["a"], 12);
+        Assert.Equal(27.0 / 31 * 0.2, bySize["b"], 12);
+        Assert.Equal(4.0 / 31, bySize["c"], 12);
+        Assert.Contains("sizes are needed", Assert.Throws<ArgumentException>(() => registry.TaskRates("ab")).Message);
+        Assert.Throws<ArgumentException>(() => new Mixture("bad", [new("a")], MixtureRateKind.Explicit, maximumExamples: 3));
+    }
 }
