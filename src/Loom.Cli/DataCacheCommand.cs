@@ -19,7 +19,7 @@ public sealed class DataCacheCommand : Command<DataCacheCommand.Settings>
     {
         /// <summary>Task name or file.</summary>
         [CommandArgument(0, "<TASK>")]
-        [Description("A registered task (see loom data list) or a task file (.json).")]
+        [Description("A registered task or mixture (see loom data list; a mixture caches each of its tasks) or a task file (.json).")]
         public string Task { get; init; } = "";
 
         /// <summary>Splits to cache or check.</summary>
@@ -69,15 +69,26 @@ public sealed class DataCacheCommand : Command<DataCacheCommand.Settings>
     {
         var vocabulary = Vocabularies.Create(settings.Vocabulary);
         var progress = new LineProgress();
-        var task = TaskRegistry.Find(settings.Registry(vocabulary, progress), settings.Task, vocabulary);
+        var registry = settings.Registry(vocabulary, progress);
+        // A mixture caches each of its tasks.
+        IReadOnlyList<DataTask> tasks = registry.HasMixture(settings.Task)
+            ? [.. registry.TasksOf(settings.Task).Select(registry.GetTask)]
+            : [TaskRegistry.Find(registry, settings.Task, vocabulary)];
         string root = TaskCache.ResolveRoot(settings.CacheDir);
-        IReadOnlyList<string> splits = settings.Splits.Length > 0 ? settings.Splits.Distinct().ToArray() : task.Source.Splits;
-        foreach (var split in splits)
-            if (!task.Source.Splits.Contains(split))
-                throw new ArgumentException($"task '{task.Name}' has no split '{split}' (it has: {string.Join(", ", task.Source.Splits)})");
-        return settings.Verify
-            ? VerifyCache(task, root, splits, settings.Seed)
-            : BuildCache(task, vocabulary, root, splits, settings, progress, cancellationToken);
+        int worst = 0;
+        foreach (var task in tasks)
+        {
+            IReadOnlyList<string> splits = settings.Splits.Length > 0 ? settings.Splits.Distinct().ToArray() : task.Source.Splits;
+            foreach (var split in splits)
+                if (!task.Source.Splits.Contains(split))
+                    throw new ArgumentException($"task '{task.Name}' has no split '{split}' (it has: {string.Join(", ", task.Source.Splits)})");
+            int rc = settings.Verify
+                ? VerifyCache(task, root, splits, settings.Seed)
+                : BuildCache(task, vocabulary, root, splits, settings, progress, cancellationToken);
+            if (rc == 130) return rc;
+            worst = Math.Max(worst, rc);
+        }
+        return worst;
     }
 
     private static int BuildCache(DataTask task, IVocabulary vocabulary, string root, IReadOnlyList<string> splits, Settings settings,
