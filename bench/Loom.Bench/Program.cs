@@ -4,14 +4,21 @@ using Loom.Bench;
 // `loom-bench train-step > result.md` keeps only the report.
 if (args.Length == 0 || args[0] is "-h" or "--help")
 {
-    Console.WriteLine("usage: loom-bench <benchmark> [flags]\n\nbenchmarks:\n  train-step   one full training step, Loom vs plain TorchSharp (see train-step --help)");
+    Console.WriteLine("""
+        usage: loom-bench <benchmark> [flags]
+
+        benchmarks:
+          train-step   one full training step, Loom vs plain TorchSharp (see train-step --help)
+          pipeline     data pipeline throughput, on the fly and cached, vs training (see pipeline --help)
+        """);
     return args.Length == 0 ? 2 : 0;
 }
 
+bool help = args.Skip(1).Any(a => a is "-h" or "--help");
 switch (args[0])
 {
     case "train-step":
-        if (args.Skip(1).Any(a => a is "-h" or "--help"))
+        if (help)
         {
             Console.WriteLine(TrainStepSettings.Usage);
             return 0;
@@ -28,7 +35,25 @@ switch (args[0])
         }
         Console.Write(TrainStepBenchmark.Run(settings));
         return 0;
+    case "pipeline":
+        if (help)
+        {
+            Console.WriteLine(PipelineSettings.Usage);
+            return 0;
+        }
+        PipelineSettings pipeline;
+        try
+        {
+            pipeline = PipelineSettings.Parse(args.Skip(1).ToList());
+        }
+        catch (ArgumentException e)
+        {
+            Console.Error.WriteLine($"loom-bench pipeline: {e.Message}\n\n{PipelineSettings.Usage}");
+            return 2;
+        }
+        Console.Write(PipelineBenchmark.Run(pipeline));
+        return 0;
     default:
-        Console.Error.WriteLine($"loom-bench: unknown benchmark '{args[0]}' (known: train-step)");
+        Console.Error.WriteLine($"loom-bench: unknown benchmark '{args[0]}' (known: train-step, pipeline)");
         return 2;
 }
