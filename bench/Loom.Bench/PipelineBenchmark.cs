@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
+using Loom.Core;
 using Loom.Data;
 using Loom.Data.Caching;
 using Loom.Data.Tasks;
@@ -193,7 +194,8 @@ internal static class PipelineBenchmark
             VocabSize = Math.Max(preset.VocabSize, vocabulary.Size),
             MaxSequenceLength = Math.Max(preset.MaxSequenceLength, s.Seq),
         };
-        using var model = new DecoderLm(options, CPU, new Generator(unchecked((ulong)s.Seed)));
+        var device = Devices.Resolve(s.Device);
+        using var model = new DecoderLm(options, device, new Generator(unchecked((ulong)s.Seed)));
         model.train();
         var parameters = model.parameters().ToList();
         using var optimizer = new Adafactor(model.named_parameters(), AdafactorOptions.PaLM);
@@ -208,7 +210,7 @@ internal static class PipelineBenchmark
             // The batch is made inside the step as the trainer does; it is a small part of the step
             // (the rows above measure it), but leaving it out would flatter the ratios.
             var (inputs, targets) = batcher.GetBatch(step);
-            var loss = model.Loss(inputs, targets, ZLoss);
+            var loss = model.Loss(inputs.to(device), targets.to(device), ZLoss);
             loss.Total.backward();
             GradientClipping.ClipGlobalNormOfParameters(parameters, ClipNorm);
             optimizer.Step(LearningRate);
@@ -244,7 +246,7 @@ internal static class PipelineBenchmark
         Line($"- split: {Split}; austen: the 5 training novels' \"targets\" (an epoch is the LmBatcher's rows); spam_assassin: \"inputs\" + \"targets\" of every example, but an epoch trains on {spamEpoch.TrainedTokens:N0} of its {spamSplitTokens:N0} tokens (inputs longer than {s.Seq} lose their front), packed into {spamEpoch.Rows:N0} rows = {spamEpoch.Batches:N0} batches");
         Line($"- cache build (TaskCache.Build, 4 shards, timed apart from the rows): austen {cacheBuildSeconds[Austen]:F2} s, spam_assassin {cacheBuildSeconds[SpamAssassin]:F2} s");
         Line($"- cached tokens equal on-the-fly tokens: austen {YesNo(cachedMatches[Austen])} (whole stream), spam_assassin {YesNo(cachedMatches[SpamAssassin])} (first 4 batches)");
-        Line($"- training: {ModelPreset} preset ({training.Parameters:N0} parameters, vocab {training.VocabSize}), austen batches, forward + loss (z-loss {ZLoss}), backward, clip {ClipNorm}, Adafactor (PaLM), float32 on the CPU; 1 warm-up + {s.TrainSteps} timed steps, median {training.MedianMs:F1} ms (min {training.MinMs:F1}), loss {training.FirstLoss:F4} → {training.LastLoss:F4}");
+        Line($"- training: {ModelPreset} preset ({training.Parameters:N0} parameters, vocab {training.VocabSize}), austen batches, forward + loss (z-loss {ZLoss}), backward, clip {ClipNorm}, Adafactor (PaLM), float32 on {s.Device}; 1 warm-up + {s.TrainSteps} timed steps, median {training.MedianMs:F1} ms (min {training.MinMs:F1}), loss {training.FirstLoss:F4} → {training.LastLoss:F4}");
         Line($"");
         Line($"| task | source | preparation | split tokens | prep s | epoch batches | batches made | batch tokens/s | ×training | epoch incl. prep, tokens/s | ×training |");
         Line($"|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");

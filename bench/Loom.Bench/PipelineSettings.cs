@@ -25,6 +25,9 @@ internal sealed record PipelineSettings
 
     public long Seed { get; init; } = 1234;
 
+    /// <summary>Where the training row runs: cpu (default), cuda, cuda:N or auto. The pipeline always runs on the CPU.</summary>
+    public string Device { get; init; } = "cpu";
+
     public long TokensPerBatch => (long)Batch * Seq;
 
     public const string Usage = """
@@ -46,6 +49,7 @@ internal sealed record PipelineSettings
           --cache-dir D    build the task caches in D (rebuilt if there, kept afterwards);
                            default: a temporary folder, deleted afterwards
           --seed N         batch order and model weights (default 1234)
+          --device D       where the training row runs: cpu (default), cuda, cuda:N or auto
         """;
 
     /// <summary>Parses flags; throws <see cref="ArgumentException"/> with a message that names the bad flag.</summary>
@@ -75,6 +79,7 @@ internal sealed record PipelineSettings
                 "--threads" => s with { Threads = Int() },
                 "--cache-dir" => s with { CacheDir = Value() },
                 "--seed" => s with { Seed = Int() },
+                "--device" => s with { Device = Value() },
                 _ => throw new ArgumentException($"unknown flag '{flag}'"),
             };
         }

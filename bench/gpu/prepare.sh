@@ -14,6 +14,9 @@ dotnet publish "$ROOT/bench/Loom.Bench/Loom.Bench.csproj" -c Release -r linux-x6
 # One folder for both programs: they share the runtime and every Loom assembly (one copy travels).
 tar -C "$OUT" -cJf "$OUT/loom.tar.xz" app
 rm -rf "$OUT/app"
-# The demo's corpus comes from this machine's cache: the GPU machine has no network.
-mkdir -p "$OUT/corpus" && cp -r "${XDG_CACHE_HOME:-$HOME/.cache}/loom/austen" "$OUT/corpus/"
+# The corpora come from this machine's cache (the GPU machine has no network): the demo's Austen
+# as a folder, and every built-in task's corpus packed (about 9 MB), for the task and pipeline runs.
+CACHE="${XDG_CACHE_HOME:-$HOME/.cache}"
+mkdir -p "$OUT/corpus" && cp -r "$CACHE/loom/austen" "$OUT/corpus/"
+tar -C "$CACHE" -cJf "$OUT/corpora.tar.xz" loom/austen loom/kjv loom/moby_dick loom/spam_assassin
 du -sh "$OUT"/*
