@@ -1,3 +1,4 @@
+using Loom.Data.Sources;
 using Loom.Data;
 using Loom.Data.Tasks;
 
@@ -64,7 +65,7 @@ public class TaskRegistryTests
     public void BuiltInsAreRegisteredWithoutFetchingAnything()
     {
         var registry = TaskRegistry.WithBuiltIns(new ByteVocabulary(), cacheRoot: Path.Combine(Path.GetTempPath(), "loom-never-" + Guid.NewGuid().ToString("N")));
-        Assert.Equal(new[] { "austen", "kjv", "moby_dick", "spam_assassin" }, registry.TaskNames);
+        Assert.Equal(new[] { "austen", "fashion_mnist", "kjv", "moby_dick", "spam_assassin" }, registry.TaskNames);
         Assert.Equal(2, registry.GetTask("spam_assassin").Metrics.Count);
         Assert.Equal(["inputs", "targets"], registry.GetTask("spam_assassin").OutputFeatures.Keys.Order());
     }
@@ -91,5 +92,23 @@ public class TaskRegistryTests
         Assert.Equal(4.0 / 31, bySize["c"], 12);
         Assert.Contains("sizes are needed", Assert.Throws<ArgumentException>(() => registry.TaskRates("ab")).Message);
         Assert.Throws<ArgumentException>(() => new Mixture("bad", [new("a")], MixtureRateKind.Explicit, maximumExamples: 3));
+    }
+
+    [Fact]
+    public void FashionMnistIsAnImageTaskWhosePixelsAreTokens()
+    {
+        var task = TaskRegistry.WithBuiltIns(new ByteVocabulary()).GetTask("fashion_mnist");
+        Assert.Equal(["train", "validation", "test"], task.Source.Splits);
+        Assert.Equal(["inputs", "targets"], task.OutputFeatures.Keys.Order());
+        Assert.Contains(task.Metrics, m => m.Name == "accuracy");
+
+        // The same pipeline over a two-image dataset: pixels pass through as ids, the class name is tokenized.
+        var images = new ImageDataset("tiny", 1, 3, ["shirt", "boot"], [new([0, 128, 255], 1), new([7, 7, 7], 0)], [], []);
+        var source = new ImageClassificationSource("test", () => images);
+        var tiny = new DataTask("tiny", source, task.Preprocessors, task.OutputFeatures, task.Metrics);
+        var examples = tiny.GetDataset("train").ToList();
+        Assert.Equal([0, 128, 255], examples[0].Tokens["inputs"]);
+        Assert.Equal([.. "boot"u8.ToArray().Select(b => (int)b), ByteVocabulary.Eos], examples[0].Tokens["targets"]);
+        Assert.Equal("shirt", examples[1].Text("targets"));
     }
 }
