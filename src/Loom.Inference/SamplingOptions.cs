@@ -41,4 +41,44 @@ public sealed record SamplingOptions
 
     /// <summary>Stop when the model emits the end-of-sequence token.</summary>
     public bool StopAtEos { get; init; } = true;
+
+    /// <summary>
+    /// OpenAI's presence penalty, in [-2, 2]: subtracted once from the logit of every token already
+    /// generated (prompt tokens do not count), before temperature; 0 turns it off.
+    /// </summary>
+    public double PresencePenalty
+    {
+        get;
+        init => field = value is >= -2 and <= 2 ? value : throw new ArgumentException($"presence_penalty = {value} must be in [-2, 2]");
+    }
+
+    /// <summary>
+    /// OpenAI's frequency penalty, in [-2, 2]: subtracted from a token's logit once per time it was
+    /// already generated; 0 turns it off.
+    /// </summary>
+    public double FrequencyPenalty
+    {
+        get;
+        init => field = value is >= -2 and <= 2 ? value : throw new ArgumentException($"frequency_penalty = {value} must be in [-2, 2]");
+    }
+
+    /// <summary>Up to 4 non-empty strings; generation stops before the first occurrence of any of them in the output text.</summary>
+    public IReadOnlyList<string> Stop
+    {
+        get;
+        init => field = value is null ? []
+            : value.Count > 4 ? throw new ArgumentException($"stop has {value.Count} sequences; at most 4 are allowed")
+            : value.Any(string.IsNullOrEmpty) ? throw new ArgumentException("stop sequences must not be empty")
+            : value;
+    } = [];
+
+    /// <summary>
+    /// Whether to report each generated token's log-probability (under the distribution it was drawn
+    /// from, before temperature), with this many most likely alternatives (0 to 20); null for none.
+    /// </summary>
+    public int? LogProbs
+    {
+        get;
+        init => field = value is null or (>= 0 and <= 20) ? value : throw new ArgumentException($"logprobs = {value} must be between 0 and 20");
+    }
 }

@@ -11,6 +11,12 @@ public enum FinishReason
 
     /// <summary>MaxTokens or the model's context length was reached.</summary>
     Length,
+
+    /// <summary>A stop sequence was generated (it is not part of the output).</summary>
+    StopSequence,
+
+    /// <summary>The caller cancelled the request.</summary>
+    Cancelled,
 }
 
 /// <summary>

@@ -1,0 +1,99 @@
+using Loom.Data;
+
+namespace Loom.Inference.Engine;
+
+/// <summary>
+/// Turns one request's generated tokens into <see cref="GenerationUpdate"/>s: streams their text,
+/// finishes at EOS, at a stop sequence (cut from the text, which is held back while it could still
+/// be the start of one), at max tokens or at the context's end.
+/// </summary>
+public sealed class RequestOutput
+{
+    private readonly SamplingOptions options;
+    private readonly IVocabulary vocabulary;
+    private readonly StreamingDetokenizer detokenizer;
+    private readonly int budget;
+    private string pending = ""; // text not yet sent because it may begin a stop sequence
+
+    /// <summary>Creates the output of a request.</summary>
+    /// <param name="request">The request.</param>
+    /// <param name="vocabulary">Its vocabulary.</param>
+    /// <param name="contextLength">The model's context length.</param>
+    /// <exception cref="ArgumentException">The prompt leaves no room in the context.</exception>
+    public RequestOutput(GenerationRequest request, IVocabulary vocabulary, int contextLength)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        this.vocabulary = vocabulary ?? throw new ArgumentNullException(nameof(vocabulary));
+        options = request.Sampling;
+        if (request.Prompt.Count >= contextLength)
+            throw new ArgumentException($"the prompt has {request.Prompt.Count} tokens; the model's context is {contextLength}: shorten it");
+        PromptTokens = request.Prompt.Count;
+        budget = Math.Min(options.MaxTokens, contextLength - request.Prompt.Count);
+        detokenizer = new StreamingDetokenizer(vocabulary, request.Prompt);
+    }
+
+    /// <summary>Tokens in the prompt.</summary>
+    public int PromptTokens { get; }
+
+    /// <summary>Tokens generated so far (EOS not counted).</summary>
+    public int CompletionTokens { get; private set; }
+
+    /// <summary>Why the request finished, or null while it runs.</summary>
+    public FinishReason? Finished { get; private set; }
+
+    /// <summary>Accepts the next generated token; returns the update to send (null when there is nothing to say yet).</summary>
+    /// <exception cref="InvalidOperationException">The request already finished.</exception>
+    public GenerationUpdate? Accept(int token, TokenLogProb? logProb)
+    {
+        if (Finished is not null) throw new InvalidOperationException("the request already finished");
+        if (token == vocabulary.EosId && options.StopAtEos)
+            return Finish(FinishReason.Stop, [], null);
+        CompletionTokens++;
+        pending += detokenizer.Push(token);
+        var logProbs = logProb is null ? null : new[] { logProb };
+        foreach (string stop in options.Stop)
+        {
+            int at = pending.IndexOf(stop, StringComparison.Ordinal);
+            if (at >= 0)
+            {
+                pending = pending[..at];
+                return Finish(FinishReason.StopSequence, [token], logProbs);
+            }
+        }
+        if (CompletionTokens >= budget)
+        {
+            pending += detokenizer.Flush();
+            return Finish(FinishReason.Length, [token], logProbs);
+        }
+        // Send all text except a tail that could still grow into a stop sequence.
+        int hold = options.Stop.Count == 0 ? 0 : HeldBack(pending);
+        string text = pending[..(pending.Length - hold)];
+        pending = pending[(pending.Length - hold)..];
+        return new GenerationUpdate([token], text, logProbs, null, PromptTokens, CompletionTokens);
+    }
+
+    /// <summary>Ends the request because its caller cancelled it.</summary>
+    public GenerationUpdate Cancel() => Finish(FinishReason.Cancelled, [], null);
+
+    private GenerationUpdate Finish(FinishReason reason, IReadOnlyList<int> tokens, IReadOnlyList<TokenLogProb>? logProbs)
+    {
+        Finished = reason;
+        string text = pending;
+        pending = "";
+        return new GenerationUpdate(tokens, text, logProbs, reason, PromptTokens, CompletionTokens);
+    }
+
+    /// <summary>The length of the longest suffix of <paramref name="text"/> that is a proper prefix of a stop sequence.</summary>
+    private int HeldBack(string text)
+    {
+        int best = 0;
+        foreach (string stop in options.Stop)
+            for (int n = Math.Min(stop.Length - 1, text.Length); n > best; n--)
+                if (text.AsSpan(text.Length - n).SequenceEqual(stop.AsSpan(0, n)))
+                {
+                    best = n;
+                    break;
+                }
+        return best;
+    }
+}
