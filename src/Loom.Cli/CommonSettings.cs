@@ -1,6 +1,8 @@
 using System.ComponentModel;
 using Loom.Data;
 using Loom.Data.Tasks;
+using Loom.Models;
+using Loom.Models.Quantization;
 using Spectre.Console.Cli;
 
 namespace Loom.Cli;
@@ -88,10 +90,38 @@ public class CheckpointSettings : DeviceSettings
     [Description("A run folder (its newest checkpoint is used) or a checkpoints/step_* folder.")]
     public string Checkpoint { get; init; } = "";
 
+    /// <summary>Weight quantization applied at load time.</summary>
+    [CommandOption("--quantize <MODE>")]
+    [Description("Quantize the linear layers' weights at load time: int8 (per-output-channel scales, about 4x smaller) or none (default).")]
+    public string? Quantize { get; init; }
+
+    /// <summary>The parsed <see cref="Quantize"/>.</summary>
+    public QuantizationMode Quantization => ParseQuantization(Quantize) ?? throw new ArgumentException(QuantizeError);
+
+    private string QuantizeError => $"--quantize takes int8 or none, not '{Quantize}'";
+
+    private static QuantizationMode? ParseQuantization(string? value) => value?.Trim().ToLowerInvariant() switch
+    {
+        null or "" or "none" => QuantizationMode.None,
+        "int8" => QuantizationMode.Int8,
+        _ => null,
+    };
+
     /// <inheritdoc />
-    public override Spectre.Console.ValidationResult Validate() => string.IsNullOrWhiteSpace(Checkpoint)
-        ? Spectre.Console.ValidationResult.Error("--checkpoint DIR is required")
-        : base.Validate();
+    public override Spectre.Console.ValidationResult Validate()
+    {
+        if (string.IsNullOrWhiteSpace(Checkpoint)) return Spectre.Console.ValidationResult.Error("--checkpoint DIR is required");
+        if (ParseQuantization(Quantize) is null) return Spectre.Console.ValidationResult.Error(QuantizeError);
+        return base.Validate();
+    }
+
+    /// <summary>Loads the checkpoint's model on <paramref name="device"/>, quantized as asked, reporting the saving to standard error.</summary>
+    public (DecoderLm Model, ModelManifest Manifest) LoadModel(string checkpoint, TorchSharp.torch.Device device)
+    {
+        var (model, manifest) = ModelCheckpoint.Load(checkpoint, device, Quantization);
+        if (model.Quantization is { } report) Console.Error.WriteLine(report);
+        return (model, manifest);
+    }
 }
 
 /// <summary>Options of the data commands: where task and mixture files are registered from.</summary>

@@ -66,7 +66,7 @@ public sealed class EvalCommand : Command<EvalCommand.Settings>
         if (settings.Task is { } name)
             return EvaluateTask(checkpoint, config, device, name, settings, progress);
         var data = TrainingDataLoader.Load(config.Data, config.Training, progress, evaluateAll: settings.Data is not null);
-        var (model, manifest) = ModelCheckpoint.Load(checkpoint, device);
+        var (model, manifest) = settings.LoadModel(checkpoint, device);
         using (model)
         {
             if (data.Validation is null)
@@ -93,7 +93,7 @@ public sealed class EvalCommand : Command<EvalCommand.Settings>
         IReadOnlyList<DataTask> tasks = registry.HasMixture(name)
             ? [.. registry.TasksOf(name).Select(registry.GetTask)]
             : [TaskRegistry.Find(registry, name, vocabulary)];
-        var (model, manifest) = ModelCheckpoint.Load(checkpoint, device);
+        var (model, manifest) = settings.LoadModel(checkpoint, device);
         using (model)
         {
             var evaluator = new TaskEvaluator(model, vocabulary, device, new TaskEvaluationOptions { MaxExamples = settings.Examples });

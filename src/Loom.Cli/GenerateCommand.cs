@@ -61,7 +61,7 @@ public sealed class GenerateCommand : Command<GenerateCommand.Settings>
         };
         string checkpoint = TrainingCheckpoint.Resolve(settings.Checkpoint);
         var device = Devices.Resolve(settings.Device ?? "auto");
-        var (model, manifest) = ModelCheckpoint.Load(checkpoint, device);
+        var (model, manifest) = settings.LoadModel(checkpoint, device);
         using (model)
         {
             var vocabulary = CheckpointVocabulary.Load(checkpoint, manifest);

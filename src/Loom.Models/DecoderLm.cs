@@ -1,4 +1,5 @@
 using Loom.Models.Layers;
+using Loom.Models.Quantization;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -113,7 +114,40 @@ public sealed class DecoderLm : nn.Module<Tensor, Tensor>
         return new LmLoss(ce + zLossWeight * z, ce, z);
     }
 
-    /// <summary>Total number of parameters (shared embeddings counted once).</summary>
+    /// <summary>
+    /// Stores every linear kernel (attention q/k/v/o, MLP gate/up/down and an unshared output
+    /// projection) as int8 values with per-output-channel scales, freeing the float kernels, and puts
+    /// the model in eval mode: a quantized model is for inference only. The token and position
+    /// embeddings, norms and biases stay in float, as in the weight-only schemes of LLM.int8 and
+    /// Pope et al. 2022, which quantize matmul kernels only: an embedding is a row lookup rather than a
+    /// matmul (and, when shared, also the output projection, whose logits are the most sensitive to
+    /// rounding), and norm gains and biases are a negligible share of the bytes.
+    /// </summary>
+    /// <returns>The kernels quantized and the bytes saved; also kept in <see cref="Quantization"/>.</returns>
+    /// <exception cref="ArgumentException"><paramref name="mode"/> is <see cref="QuantizationMode.None"/>.</exception>
+    /// <exception cref="InvalidOperationException">The model is already quantized.</exception>
+    public QuantizationReport Quantize(QuantizationMode mode)
+    {
+        if (mode != QuantizationMode.Int8) throw new ArgumentException($"cannot quantize to {mode}: the supported mode is {QuantizationMode.Int8}", nameof(mode));
+        if (Quantization is not null) throw new InvalidOperationException($"the model is already quantized ({Quantization.Mode})");
+        var kernels = modules().OfType<Dense>().ToList();
+        long linearBefore = kernels.Sum(d => d.KernelBytes);
+        long modelBefore = WeightBytes();
+        foreach (var kernel in kernels) kernel.QuantizeInt8();
+        eval();
+        Quantization = new QuantizationReport(mode, kernels.Count, linearBefore, kernels.Sum(d => d.KernelBytes), modelBefore, WeightBytes());
+        return Quantization;
+    }
+
+    /// <summary>What <see cref="Quantize"/> did; null while the model holds float weights.</summary>
+    public QuantizationReport? Quantization { get; private set; }
+
+    /// <summary>Bytes of the weights the model holds: its parameters plus any quantized kernels.</summary>
+    private long WeightBytes() =>
+        parameters().Sum(p => p.NumberOfElements * p.ElementSize)
+        + modules().OfType<Dense>().Where(d => d.IsQuantized).Sum(d => d.KernelBytes);
+
+    /// <summary>Total number of parameters (shared embeddings counted once); the kernels of a quantized model are buffers, not parameters.</summary>
     public long ParameterCount => parameters().Sum(p => p.NumberOfElements);
 
     /// <summary>Parameters outside the token and position embeddings (the N of Kaplan et al.).</summary>

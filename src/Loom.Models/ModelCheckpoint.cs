@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Loom.Core;
+using Loom.Models.Quantization;
 using static TorchSharp.torch;
 
 namespace Loom.Models;
@@ -38,9 +39,12 @@ public static class ModelCheckpoint
     public const string ManifestFile = "model.json";
 
     /// <summary>Writes the weights and manifest into <paramref name="directory"/> (which must exist).</summary>
+    /// <exception cref="InvalidOperationException">The model is quantized: checkpoints hold float weights.</exception>
     public static void Save(string directory, DecoderLm model, ModelManifest manifest)
     {
         ArgumentNullException.ThrowIfNull(model);
+        if (model.Quantization is not null)
+            throw new InvalidOperationException("cannot save a quantized model: checkpoints hold float weights; save the float model and quantize when loading (--quantize int8)");
         SafeTensors.Save(Path.Combine(directory, WeightsFile), model.state_dict(),
             new Dictionary<string, string> { ["format"] = "pt", ["loom_architecture"] = manifest.Architecture });
         File.WriteAllText(Path.Combine(directory, ManifestFile), JsonSerializer.Serialize(manifest, LoomJson.Options));
@@ -66,13 +70,18 @@ public static class ModelCheckpoint
         }
     }
 
-    /// <summary>Rebuilds the model of a checkpoint on <paramref name="device"/> with its saved weights.</summary>
+    /// <summary>
+    /// Rebuilds the model of a checkpoint on <paramref name="device"/> with its saved weights, then
+    /// quantizes its linear layers for inference when <paramref name="quantization"/> says so (the
+    /// report is in <see cref="DecoderLm.Quantization"/>).
+    /// </summary>
     /// <exception cref="InvalidDataException">Weights are missing, corrupt or do not fit the manifest's model.</exception>
-    public static (DecoderLm Model, ModelManifest Manifest) Load(string directory, Device? device = null)
+    public static (DecoderLm Model, ModelManifest Manifest) Load(string directory, Device? device = null, QuantizationMode quantization = QuantizationMode.None)
     {
         var manifest = ReadManifest(directory);
         var model = new DecoderLm(manifest.Model, device);
         LoadWeights(model, Path.Combine(directory, WeightsFile));
+        if (quantization != QuantizationMode.None) model.Quantize(quantization);
         return (model, manifest);
     }
 

@@ -86,7 +86,20 @@ public sealed class CliTests : IDisposable
         Assert.StartsWith("it is a", generate.Stdout);
         var again = CliRunner.Run(dir, "generate", "--checkpoint", run, "--prompt", "it is a", "-n", "20", "--seed", "3", "--device", "cpu");
         Assert.Equal(generate.Stdout, again.Stdout); // seeded sampling is reproducible
+
+        var quantizedEval = CliRunner.Run(dir, "eval", "--checkpoint", run, "--device", "cpu", "--quantize", "int8");
+        Assert.True(quantizedEval.ExitCode == 0, quantizedEval.Stderr);
+        Assert.Contains("bits/byte", quantizedEval.Stdout);
+        Assert.Matches(@"quantized 7 linear weights to int8: .* \(3\.\dx smaller\); model ", quantizedEval.Stderr);
+        var quantizedGenerate = CliRunner.Run(dir, "generate", "--checkpoint", run, "--prompt", "it is a", "-n", "5", "--device", "cpu", "--quantize", "int8");
+        Assert.True(quantizedGenerate.ExitCode == 0, quantizedGenerate.Stderr);
+        Assert.StartsWith("it is a", quantizedGenerate.Stdout);
+        Assert.Contains("to int8", quantizedGenerate.Stderr);
     }
+
+    [Fact]
+    public void UnknownQuantizationIsAOneLineError() =>
+        AssertOneLineError(CliRunner.Run(dir, "eval", "--checkpoint", dir, "--quantize", "int4"), "--quantize takes int8 or none");
 
     [Fact]
     public void SentencePieceRunCarriesItsVocabularyIntoTheCheckpoint()
