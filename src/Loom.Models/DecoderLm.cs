@@ -69,11 +69,18 @@ public sealed class DecoderLm : nn.Module<Tensor, Tensor>
     public Tensor Forward(Tensor tokens, PackedLayout packing) =>
         Forward(tokens, null, packing ?? throw new ArgumentNullException(nameof(packing)));
 
-    private Tensor Forward(Tensor tokens, KvCache? cache, PackedLayout? packing)
+    /// <summary>
+    /// Logits, (B, T, V), for new tokens whose positions, and the keys and values they attend over,
+    /// come from <paramref name="context"/> (an inference engine's paged KV cache, for one).
+    /// </summary>
+    public Tensor Forward(Tensor tokens, IAttentionContext context) =>
+        Forward(tokens, null, context ?? throw new ArgumentNullException(nameof(context)));
+
+    private Tensor Forward(Tensor tokens, KvCache? cache, IAttentionContext? packing)
     {
         long t = tokens.shape[1];
         int start = cache?.Length ?? 0;
-        if (start + t > Options.MaxSequenceLength)
+        if (packing is null && start + t > Options.MaxSequenceLength)
             throw new ArgumentException($"sequence of {start + t} tokens exceeds model.max_sequence_length = {Options.MaxSequenceLength}");
         var x = embed.index_select(0, tokens.reshape(-1)).view(tokens.shape[0], t, -1); // (B, T, D)
         if (pos_embed is not null)

@@ -9,7 +9,7 @@ namespace Loom.Models;
 /// With a bidirectional prefix (prefix-LM, seqio's <c>decoder_causal_attention</c>) the prefix
 /// positions of a segment also attend to one another in both directions.
 /// </summary>
-public sealed class PackedLayout
+public sealed class PackedLayout : IAttentionContext
 {
     /// <summary>Builds the layout from segment ids and positions, both (B, T) int64.</summary>
     /// <param name="segmentIds">Segment of each token, (B, T); 0 marks padding.</param>
@@ -33,6 +33,10 @@ public sealed class PackedLayout
 
     /// <summary>Position of each token within its example, (B, T).</summary>
     public Tensor Positions { get; }
+
+    /// <inheritdoc />
+    /// <remarks>A row's keys are its own tokens: nothing is stored, and the mask keeps examples apart.</remarks>
+    public (Tensor Keys, Tensor Values, Tensor Mask) Attend(int layer, Tensor keys, Tensor values) => (keys, values, Mask);
 
     /// <summary>Attention mask, (B, 1, T, T): true where query i may attend key j.</summary>
     public Tensor Mask { get; }

@@ -35,11 +35,12 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
 
     /// <summary>
     /// Attends from <paramref name="x"/>, (B, T, D), at positions start..start+T-1. With a cache, the
-    /// new keys and values are written to it and the queries attend to everything cached. With
-    /// <paramref name="packing"/>, rows hold several examples: it gives each token's position (for the
-    /// rotary angles) and a mask that lets a token see only earlier tokens of its own example.
+    /// new keys and values are written to it and the queries attend to everything cached. With a
+    /// <paramref name="context"/>, each token's position (for the rotary angles) and the keys, values
+    /// and mask it attends with come from it: a <see cref="PackedLayout"/> lets a token see only
+    /// earlier tokens of its own example; an engine's paged cache, its own sequence's cached prefix.
     /// </summary>
-    public Tensor Forward(Tensor x, KvCache? cache, int layer, PackedLayout? packing = null)
+    public Tensor Forward(Tensor x, KvCache? cache, int layer, IAttentionContext? context = null)
     {
         long b = x.shape[0], t = x.shape[1];
         int start = cache?.Length ?? 0;
@@ -48,16 +49,18 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
         var v = wv.forward(x).view(b, t, kvHeads, headDim).transpose(1, 2); // (B, Hkv, T, Dh)
         if (rotary is not null)
         {
-            q = packing is null ? rotary.Apply(q, start) : rotary.Apply(q, packing.Positions);
-            k = packing is null ? rotary.Apply(k, start) : rotary.Apply(k, packing.Positions);
+            q = context is null ? rotary.Apply(q, start) : rotary.Apply(q, context.Positions);
+            k = context is null ? rotary.Apply(k, start) : rotary.Apply(k, context.Positions);
         }
+        Tensor? mask = null;
         if (cache is not null) (k, v) = cache.Write(layer, k, v);          // (B, Hkv, S, Dh), S = start + T
+        else if (context is not null) (k, v, mask) = context.Attend(layer, k, v); // (B, Hkv, S, Dh), mask (B, 1, T, S)
         k = ExpandKvHeads(k, heads);                                       // (B, H, S, Dh)
         v = ExpandKvHeads(v, heads);                                       // (B, H, S, Dh)
 
         Tensor y;
-        if (packing is not null)
-            y = nn.functional.scaled_dot_product_attention(q, k, v, packing.Mask); // mask (B, 1, T, T)
+        if (mask is not null)
+            y = nn.functional.scaled_dot_product_attention(q, k, v, mask);  // mask (B, 1, T, S)
         else if (start == 0)
             y = nn.functional.scaled_dot_product_attention(q, k, v, is_casual: true);
         else if (t == 1)

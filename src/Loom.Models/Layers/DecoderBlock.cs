@@ -29,14 +29,14 @@ public sealed class DecoderBlock : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x) => Forward(x, null, null);
 
     /// <summary>Applies the block to x, (B, T, D), optionally against a KV cache or within packed rows.</summary>
-    public Tensor Forward(Tensor x, KvCache? cache, PackedLayout? packing = null)
+    public Tensor Forward(Tensor x, KvCache? cache, IAttentionContext? context = null)
     {
         if (mlp_norm is null)
         {
             var h = norm.forward(x);
-            return x + attn.Forward(h, cache, layer, packing) + mlp.forward(h);
+            return x + attn.Forward(h, cache, layer, context) + mlp.forward(h);
         }
-        x = x + attn.Forward(norm.forward(x), cache, layer, packing);
+        x = x + attn.Forward(norm.forward(x), cache, layer, context);
         return x + mlp.forward(mlp_norm.forward(x));
     }
 }

@@ -1,0 +1,139 @@
+using Loom.Data;
+using Loom.Inference.Engine;
+using Loom.Models;
+using static TorchSharp.torch;
+
+namespace Loom.Inference.Tests.Engine;
+
+public class ContinuousBatchingEngineTests
+{
+    private static DecoderLm Model(PositionEncoding positions = PositionEncoding.Rotary, int kvHeads = 1)
+    {
+        using var generator = new Generator(17);
+        return new DecoderLm(new DecoderLmOptions
+        {
+            VocabSize = 258, ModelDim = 32, NumLayers = 2, NumHeads = 4, NumKvHeads = kvHeads, HeadDim = 8, MlpDim = 64,
+            MaxSequenceLength = 64, Positions = positions,
+        }, generator: generator);
+    }
+
+    private static readonly ByteVocabulary Bytes = new();
+
+    private static int[] RandomPrompt(Random random, int length) => [.. Enumerable.Range(0, length).Select(_ => random.Next(0, 256))];
+
+    private static async Task<List<int>> Collect(IGenerationEngine engine, GenerationRequest request, CancellationToken token = default)
+    {
+        var tokens = new List<int>();
+        await foreach (var update in engine.GenerateAsync(request, token)) tokens.AddRange(update.Tokens);
+        return tokens;
+    }
+
+    private static async Task WaitIdle(ContinuousBatchingEngine engine)
+    {
+        for (int i = 0; i < 500 && (engine.Stats.Running > 0 || engine.Stats.Waiting > 0); i++) await Task.Delay(10);
+    }
+
+    [Theory]
+    [InlineData(PositionEncoding.Rotary, 1)]
+    [InlineData(PositionEncoding.Learned, 2)]
+    public async Task ManyConcurrentGreedyRequestsEqualEachDecodedAloneWithoutACache(PositionEncoding positions, int kvHeads)
+    {
+        using var model = Model(positions, kvHeads);
+        // Small blocks, a small token budget and a small batch: prompts are prefilled in chunks, requests queue.
+        using var engine = new ContinuousBatchingEngine(model, Bytes, "tiny", new EngineOptions { BlockSize = 4, TokenBudget = 24, MaxRunning = 8 });
+        var random = new Random(3);
+        var requests = Enumerable.Range(0, 20).Select(i => new GenerationRequest(RandomPrompt(random, random.Next(1, 40)),
+            new SamplingOptions { Temperature = 0, MaxTokens = random.Next(1, 16), StopAtEos = false })).ToList();
+        var outputs = await Task.WhenAll(requests.Select(r => Collect(engine, r)));
+        var reference = new TextGenerator(model, Bytes.EosId);
+        for (int i = 0; i < requests.Count; i++)
+            Assert.Equal(reference.GenerateWithoutCache(requests[i].Prompt, requests[i].Sampling).ToList(), outputs[i]);
+        await WaitIdle(engine);
+        Assert.Equal(0, engine.Stats.KvBlocksInUse);
+    }
+
+    [Fact]
+    public async Task PreemptedRequestsRecomputeAndStillEqualTheReference()
+    {
+        using var model = Model();
+        // 16 blocks of 4 hold exactly one 64-token context: eight 50-token sequences cannot all fit.
+        using var engine = new ContinuousBatchingEngine(model, Bytes, "tiny", new EngineOptions { BlockSize = 4, NumBlocks = 16, TokenBudget = 64 });
+        var random = new Random(5);
+        var requests = Enumerable.Range(0, 8).Select(_ => new GenerationRequest(RandomPrompt(random, 20),
+            new SamplingOptions { Temperature = 0, MaxTokens = 30, StopAtEos = false })).ToList();
+        var outputs = await Task.WhenAll(requests.Select(r => Collect(engine, r)));
+        Assert.True(engine.Preemptions > 0, "the pool was meant to run out");
+        var reference = new TextGenerator(model, Bytes.EosId);
+        for (int i = 0; i < requests.Count; i++)
+            Assert.Equal(reference.GenerateWithoutCache(requests[i].Prompt, requests[i].Sampling).ToList(), outputs[i]);
+    }
+
+    [Fact]
+    public async Task APromptSharingACachedPrefixReusesItsBlocks()
+    {
+        using var model = Model();
+        using var engine = new ContinuousBatchingEngine(model, Bytes, "tiny", new EngineOptions { BlockSize = 8 });
+        var random = new Random(7);
+        int[] system = RandomPrompt(random, 33);
+        var greedy = new SamplingOptions { Temperature = 0, MaxTokens = 5, StopAtEos = false };
+        await Collect(engine, new GenerationRequest([.. system, 1, 2], greedy));
+        Assert.Equal(0, engine.Stats.PrefixCacheHitTokens);
+        var second = new GenerationRequest([.. system, 9, 9, 9], greedy);
+        var output = await Collect(engine, second);
+        Assert.Equal(32, engine.Stats.PrefixCacheHitTokens); // the 4 full blocks of the shared 33-token prefix
+        Assert.Equal(new TextGenerator(model, Bytes.EosId).GenerateWithoutCache(second.Prompt, greedy).ToList(), output);
+    }
+
+    [Fact]
+    public async Task NoBlockLeaksAfterAThousandRandomRequestsWithRandomCancellations()
+    {
+        using var model = Model();
+        using var engine = new ContinuousBatchingEngine(model, Bytes, "tiny", new EngineOptions { BlockSize = 4, NumBlocks = 48, TokenBudget = 48, MaxRunning = 16, MaxQueue = 2000 });
+        var random = new Random(11);
+        int[][] prefixes = [RandomPrompt(random, 9), RandomPrompt(random, 17)];
+        int cancelled = 0;
+        var tasks = new List<Task>();
+        for (int i = 0; i < 1000; i++)
+        {
+            int[] prompt = random.Next(3) == 0 ? [.. prefixes[random.Next(2)], .. RandomPrompt(random, random.Next(1, 6))] : RandomPrompt(random, random.Next(1, 24));
+            var request = new GenerationRequest(prompt, new SamplingOptions { Temperature = random.Next(2), Seed = i, MaxTokens = random.Next(1, 10) });
+            var cts = new CancellationTokenSource();
+            int cancelAfter = random.Next(4) == 0 ? random.Next(0, 4) : -1; // a quarter are cancelled after 0..3 updates
+            tasks.Add(Task.Run(async () =>
+            {
+                int seen = 0;
+                try
+                {
+                    if (cancelAfter == 0) await cts.CancelAsync();
+                    await foreach (var _ in engine.GenerateAsync(request, cts.Token))
+                        if (++seen == cancelAfter) await cts.CancelAsync();
+                }
+                catch (OperationCanceledException)
+                {
+                    Interlocked.Increment(ref cancelled);
+                }
+                finally
+                {
+                    cts.Dispose();
+                }
+            }));
+            if (i % 50 == 0) await Task.Delay(1);
+        }
+        await Task.WhenAll(tasks);
+        await WaitIdle(engine);
+        Assert.True(cancelled > 100, $"only {cancelled} requests were cancelled");
+        Assert.Equal(0, engine.Stats.Running);
+        Assert.Equal(0, engine.Stats.Waiting);
+        Assert.Equal(0, engine.Stats.KvBlocksInUse);
+    }
+
+    [Fact]
+    public async Task BadRequestsAreRefusedBeforeTheyQueue()
+    {
+        using var model = Model();
+        using var engine = new ContinuousBatchingEngine(model, Bytes, "tiny", new EngineOptions { MaxQueue = 1 });
+        var tooLong = new GenerationRequest(new int[64]);
+        await Assert.ThrowsAsync<ArgumentException>(async () => await Collect(engine, tooLong));
+        Assert.Throws<ArgumentException>(() => new ContinuousBatchingEngine(model, Bytes, "tiny", new EngineOptions { BlockSize = 4, NumBlocks = 15 }));
+    }
+}
