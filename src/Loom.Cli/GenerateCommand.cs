@@ -2,6 +2,7 @@ using System.ComponentModel;
 using Loom.Core;
 using Loom.Data;
 using Loom.Inference;
+using Loom.Inference.Engine;
 using Loom.Models;
 using Loom.Training;
 using Spectre.Console.Cli;
@@ -45,6 +46,21 @@ public sealed class GenerateCommand : Command<GenerateCommand.Settings>
         [Description("Seed for reproducible sampling.")]
         public long? Seed { get; init; }
 
+        /// <summary>Stop sequences.</summary>
+        [CommandOption("--stop <TEXT>")]
+        [Description("Stop before this text (repeatable, up to 4).")]
+        public string[] Stop { get; init; } = [];
+
+        /// <summary>Presence penalty.</summary>
+        [CommandOption("--presence-penalty <P>")]
+        [Description("Subtract P from the logit of every token already generated (-2..2, default 0).")]
+        public double PresencePenalty { get; init; }
+
+        /// <summary>Frequency penalty.</summary>
+        [CommandOption("--frequency-penalty <F>")]
+        [Description("Subtract F per earlier occurrence from a token's logit (-2..2, default 0).")]
+        public double FrequencyPenalty { get; init; }
+
         /// <summary>Ignore EOS.</summary>
         [CommandOption("--ignore-eos")]
         [Description("Keep generating past the end-of-document token.")]
@@ -58,6 +74,7 @@ public sealed class GenerateCommand : Command<GenerateCommand.Settings>
         {
             MaxTokens = settings.MaxTokens, Temperature = settings.Temperature, TopK = settings.TopK,
             TopP = settings.TopP, Seed = settings.Seed, StopAtEos = !settings.IgnoreEos,
+            Stop = settings.Stop, PresencePenalty = settings.PresencePenalty, FrequencyPenalty = settings.FrequencyPenalty,
         };
         string checkpoint = TrainingCheckpoint.Resolve(settings.Checkpoint);
         var device = Devices.Resolve(settings.Device ?? "auto");
@@ -71,24 +88,30 @@ public sealed class GenerateCommand : Command<GenerateCommand.Settings>
     }
 
     /// <summary>Streams the prompt and its continuation to <paramref name="output"/>; returns the generated text.</summary>
+    /// <summary>
+    /// Streams a continuation of <paramref name="prompt"/> to <paramref name="output"/> through the
+    /// inference engine (the same path <c>loom serve</c> uses, with a batch of one), and returns it.
+    /// </summary>
     internal static string Generate(DecoderLm model, IVocabulary vocabulary, string prompt, SamplingOptions sampling, TextWriter output, CancellationToken cancellationToken)
     {
-        var generator = new TextGenerator(model, vocabulary.EosId);
-        int[] promptIds = vocabulary.Encode(prompt);
-        var detokenizer = new StreamingDetokenizer(vocabulary, promptIds);
+        using var engine = new ContinuousBatchingEngine(model, vocabulary, "loom", new EngineOptions { MaxRunning = 1 });
+        var request = new GenerationRequest(vocabulary.Encode(prompt), sampling);
         var text = new System.Text.StringBuilder();
         output.Write(prompt);
-        foreach (int id in generator.Generate(promptIds, sampling))
+        try
         {
-            string delta = detokenizer.Push(id);
-            output.Write(delta);
-            output.Flush();
-            text.Append(delta);
-            if (cancellationToken.IsCancellationRequested) break;
+            foreach (var update in engine.GenerateAsync(request, cancellationToken).ToBlockingEnumerable(CancellationToken.None))
+            {
+                output.Write(update.Text);
+                output.Flush();
+                text.Append(update.Text);
+            }
         }
-        string rest = detokenizer.Flush();
-        output.Write(rest);
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            // Ctrl-C: keep what was generated.
+        }
         output.WriteLine();
-        return text.Append(rest).ToString();
+        return text.ToString();
     }
 }
