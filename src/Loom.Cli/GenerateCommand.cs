@@ -61,6 +61,11 @@ public sealed class GenerateCommand : Command<GenerateCommand.Settings>
         [Description("Subtract F per earlier occurrence from a token's logit (-2..2, default 0).")]
         public double FrequencyPenalty { get; init; }
 
+        /// <summary>Beam search width.</summary>
+        [CommandOption("--beams <K>")]
+        [Description("Beam search with K beams instead of sampling (prints the K best continuations; temperature, top-k/p and penalties do not apply).")]
+        public int? Beams { get; init; }
+
         /// <summary>Ignore EOS.</summary>
         [CommandOption("--ignore-eos")]
         [Description("Keep generating past the end-of-document token.")]
@@ -82,12 +87,23 @@ public sealed class GenerateCommand : Command<GenerateCommand.Settings>
         using (model)
         {
             var vocabulary = CheckpointVocabulary.Load(checkpoint, manifest);
-            Generate(model, vocabulary, settings.Prompt, sampling, Console.Out, cancellationToken);
+            if (settings.Beams is int beams)
+                PrintBeams(model, vocabulary, settings.Prompt, new BeamSearchOptions { Beams = beams, MaxTokens = settings.MaxTokens });
+            else
+                Generate(model, vocabulary, settings.Prompt, sampling, Console.Out, cancellationToken);
         }
         return 0;
     }
 
-    /// <summary>Streams the prompt and its continuation to <paramref name="output"/>; returns the generated text.</summary>
+    /// <summary>Prints the best beam-search continuations, best first, with their log-probabilities.</summary>
+    private static void PrintBeams(DecoderLm model, IVocabulary vocabulary, string prompt, BeamSearchOptions options)
+    {
+        var hypotheses = new BeamSearch(model, vocabulary.EosId).Search(vocabulary.Encode(prompt), options);
+        foreach (var (h, rank) in hypotheses.Select((h, i) => (h, i + 1)))
+            Console.WriteLine(FormattableString.Invariant(
+                $"#{rank} (log p {h.LogProb:F3}, {h.Tokens.Count} tokens, {(h.FinishReason == FinishReason.Stop ? "eos" : "length")}): {prompt}{vocabulary.Decode([.. h.Tokens])}"));
+    }
+
     /// <summary>
     /// Streams a continuation of <paramref name="prompt"/> to <paramref name="output"/> through the
     /// inference engine (the same path <c>loom serve</c> uses, with a batch of one), and returns it.

@@ -52,6 +52,24 @@ public sealed class KvCache : IDisposable
         return (keys[layer].narrow(2, 0, Length + t), values[layer].narrow(2, 0, Length + t));
     }
 
+    /// <summary>
+    /// Rearranges the batch's rows: row b becomes the old row <c>rows[b]</c> (rows may repeat), as beam
+    /// search does when beams continue from other beams' prefixes.
+    /// </summary>
+    /// <param name="rows">Old row indices, (B) int64, on any device.</param>
+    public void ReorderRows(Tensor rows)
+    {
+        ArgumentNullException.ThrowIfNull(rows);
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var index = rows.to(keys[0].device);
+        for (int l = 0; l < keys.Length; l++)
+        {
+            keys[l].copy_(keys[l].index_select(0, index));
+            values[l].copy_(values[l].index_select(0, index));
+        }
+    }
+
     /// <summary>Marks <paramref name="tokens"/> more positions as filled; the model calls it after its last layer.</summary>
     public void Advance(int tokens) => Length += tokens;
 
