@@ -59,18 +59,23 @@ public sealed class DataInspectCommand : Command<DataInspectCommand.Settings>
                 Console.WriteLine($"{name} tokens ({ids.Length}): [{string.Join(", ", ids.Take(16))}{(ids.Length > 16 ? ", ..." : "")}]");
         }
 
-        // The decoder features of the "targets" feature, packed as a language model would see them.
+        // The decoder features these examples become in training: inputs ++ targets per segment (inputs
+        // shortened from the front to fit), loss on the targets only, packed several to a row.
         if (examples.Count > 0 && examples[0].Tokens.ContainsKey("targets"))
         {
-            var converter = new DecoderFeatureConverter(DecoderFeatureOptions.ForVocabulary(vocabulary, settings.SequenceLength) with { LongExamples = LongExampleHandling.Truncate });
-            var (rows, stats) = converter.Convert(examples.Select(e => e.Tokens["targets"]));
+            var converter = new PrefixLmFeatureConverter(PrefixLmFeatureOptions.ForVocabulary(vocabulary, settings.SequenceLength));
+            var pairs = examples.Select(e => PackedTrainingBatches.Fit(e.Tokens.GetValueOrDefault("inputs") ?? [], e.Tokens["targets"], settings.SequenceLength));
+            var (rows, stats) = converter.Convert(pairs);
             var row = rows[0];
-            Console.WriteLine($"--- packed decoder features, row 0 of {rows.Count} (length {settings.SequenceLength}, efficiency {stats.Efficiency:P1})");
-            Console.WriteLine($"tokens:       [{string.Join(", ", row.Tokens.Take(24))}, ...]");
-            Console.WriteLine($"targets:      [{string.Join(", ", row.Targets.Take(24))}, ...]");
-            Console.WriteLine($"segment_ids:  [{string.Join(", ", row.SegmentIds.Take(24))}, ...]");
-            Console.WriteLine($"positions:    [{string.Join(", ", row.Positions.Take(24))}, ...]");
-            Console.WriteLine($"loss_weights: [{string.Join(", ", row.LossWeights.Take(24))}, ...]");
+            int firstLoss = Math.Max(0, Array.IndexOf(row.LossWeights, 1));
+            int from = Math.Max(0, Math.Min(firstLoss - 4, settings.SequenceLength - 24));
+            string Window(int[] values) => $"[{(from > 0 ? "..., " : "")}{string.Join(", ", values.Skip(from).Take(24))}{(from + 24 < values.Length ? ", ..." : "")}]";
+            Console.WriteLine($"--- training features, row 0 of {rows.Count} (length {settings.SequenceLength}, efficiency {stats.Efficiency:P1}), positions {from}..{from + 23}");
+            Console.WriteLine($"tokens:       {Window(row.Tokens)}");
+            Console.WriteLine($"targets:      {Window(row.Targets)}");
+            Console.WriteLine($"segment_ids:  {Window(row.SegmentIds)}");
+            Console.WriteLine($"positions:    {Window(row.Positions)}");
+            Console.WriteLine($"loss_weights: {Window(row.LossWeights)}");
         }
         return 0;
     }
