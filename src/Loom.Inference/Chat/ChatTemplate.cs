@@ -9,24 +9,57 @@ public sealed record ChatTurn(string Role, string Content);
 
 /// <summary>
 /// Renders a conversation as the prompt text a model continues, ending where the assistant's reply
-/// begins. The default format marks each turn with a role header on its own line
-/// (<c>&lt;|user|&gt;</c>, <c>&lt;|assistant|&gt;</c>, <c>&lt;|system|&gt;</c>) and ends every turn with
-/// <c>&lt;|end|&gt;</c>, which is also a stop sequence for the reply. The markers are plain text, so any
-/// vocabulary (bytes included) can learn them from data formatted the same way.
+/// begins. Every turn is <c>{RoleStart}{role}{RoleEnd}\n{content}{EndOfTurn}\n</c> and the prompt ends
+/// with the assistant's header, <c>{RoleStart}assistant{RoleEnd}\n</c>. The default format marks each
+/// turn with a role header on its own line (<c>&lt;|user|&gt;</c>, <c>&lt;|assistant|&gt;</c>,
+/// <c>&lt;|system|&gt;</c>) and ends every turn with <c>&lt;|end|&gt;</c>, which is also a stop sequence
+/// for the reply. The markers are plain text, so any vocabulary (bytes included) can learn them from
+/// data formatted the same way.
 /// </summary>
 public sealed record ChatTemplate
 {
-    /// <summary>Loom's default template.</summary>
+    /// <summary>Loom's default template: <c>&lt;|user|&gt;\nHi&lt;|end|&gt;\n&lt;|assistant|&gt;\n</c>.</summary>
     public static ChatTemplate Default { get; } = new();
 
+    /// <summary>ChatML, as used by many instruction-tuned models: <c>&lt;|im_start|&gt;user\nHi&lt;|im_end|&gt;\n&lt;|im_start|&gt;assistant\n</c>.</summary>
+    public static ChatTemplate ChatMl { get; } = new() { RoleStart = "<|im_start|>", RoleEnd = "", EndOfTurn = "<|im_end|>" };
+
+    /// <summary>The names <see cref="Named"/> accepts.</summary>
+    public static IReadOnlyList<string> Names { get; } = ["loom", "chatml"];
+
+    /// <summary>The template with the given name (<c>loom</c> for <see cref="Default"/>, <c>chatml</c> for <see cref="ChatMl"/>), e.g. from a command-line option.</summary>
+    /// <exception cref="ArgumentException">The name is unknown.</exception>
+    public static ChatTemplate Named(string name)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        return name.ToLowerInvariant() switch
+        {
+            "loom" => Default,
+            "chatml" => ChatMl,
+            _ => throw new ArgumentException($"unknown chat template '{name}'; use one of {string.Join(", ", Names)}"),
+        };
+    }
+
     /// <summary>Written before a turn's role, e.g. "&lt;|" for "&lt;|user|&gt;".</summary>
-    public string RoleStart { get; init; } = "<|";
+    public string RoleStart
+    {
+        get;
+        init => field = value ?? throw new ArgumentException("RoleStart must not be null; use \"\" for none");
+    } = "<|";
 
     /// <summary>Written after a turn's role, then a newline.</summary>
-    public string RoleEnd { get; init; } = "|>";
+    public string RoleEnd
+    {
+        get;
+        init => field = value ?? throw new ArgumentException("RoleEnd must not be null; use \"\" for none");
+    } = "|>";
 
-    /// <summary>Ends every turn (then a newline); a reply stops when the model writes it.</summary>
-    public string EndOfTurn { get; init; } = "<|end|>";
+    /// <summary>Ends every turn (then a newline); a reply stops when the model writes it, so it must not be empty.</summary>
+    public string EndOfTurn
+    {
+        get;
+        init => field = !string.IsNullOrEmpty(value) ? value : throw new ArgumentException("EndOfTurn must not be empty: it is the stop sequence that ends a reply");
+    } = "<|end|>";
 
     /// <summary>The roles a conversation may use.</summary>
     public static IReadOnlyList<string> Roles { get; } = ["system", "user", "assistant"];

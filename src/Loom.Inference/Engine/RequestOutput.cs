@@ -47,18 +47,24 @@ public sealed class RequestOutput
     {
         if (Finished is not null) throw new InvalidOperationException("the request already finished");
         if (token == vocabulary.EosId && options.StopAtEos)
+        {
+            pending += detokenizer.Flush();
             return Finish(FinishReason.Stop, [], null);
+        }
         CompletionTokens++;
         pending += detokenizer.Push(token);
         var logProbs = logProb is null ? null : new[] { logProb };
+        // A token of several characters may complete more than one stop sequence: cut at the earliest.
+        int cut = -1;
         foreach (string stop in options.Stop)
         {
             int at = pending.IndexOf(stop, StringComparison.Ordinal);
-            if (at >= 0)
-            {
-                pending = pending[..at];
-                return Finish(FinishReason.StopSequence, [token], logProbs);
-            }
+            if (at >= 0 && (cut < 0 || at < cut)) cut = at;
+        }
+        if (cut >= 0)
+        {
+            pending = pending[..cut];
+            return Finish(FinishReason.StopSequence, [token], logProbs);
         }
         if (CompletionTokens >= budget)
         {
@@ -73,7 +79,13 @@ public sealed class RequestOutput
     }
 
     /// <summary>Ends the request because its caller cancelled it.</summary>
-    public GenerationUpdate Cancel() => Finish(FinishReason.Cancelled, [], null);
+    /// <exception cref="InvalidOperationException">The request already finished.</exception>
+    public GenerationUpdate Cancel()
+    {
+        if (Finished is not null) throw new InvalidOperationException("the request already finished");
+        pending += detokenizer.Flush();
+        return Finish(FinishReason.Cancelled, [], null);
+    }
 
     private GenerationUpdate Finish(FinishReason reason, IReadOnlyList<int> tokens, IReadOnlyList<TokenLogProb>? logProbs)
     {

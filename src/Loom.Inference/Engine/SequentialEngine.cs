@@ -69,17 +69,22 @@ public sealed class SequentialEngine : IGenerationEngine
             Interlocked.Decrement(ref waiting);
         }
         Interlocked.Increment(ref running);
+        // Cancelled by the caller's token, or here when the caller stops enumerating early: either way
+        // the worker stops at its next token, and the next request waits until it has.
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        Task? work = null;
         try
         {
             // The model runs on a worker thread; updates flow back through a channel.
             var updates = Channel.CreateUnbounded<GenerationUpdate>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
-            var work = Task.Run(() => Run(request, output, updates.Writer, cancellationToken), CancellationToken.None);
+            work = Task.Run(() => Run(request, output, updates.Writer, stop.Token), CancellationToken.None);
             await foreach (var update in updates.Reader.ReadAllAsync(CancellationToken.None).ConfigureAwait(false))
                 yield return update;
-            await work.ConfigureAwait(false);
         }
         finally
         {
+            await stop.CancelAsync().ConfigureAwait(false);
+            if (work is not null) await work.ConfigureAwait(false); // Run reports its failures through the channel; it never throws
             Interlocked.Decrement(ref running);
             turn.Release();
         }
