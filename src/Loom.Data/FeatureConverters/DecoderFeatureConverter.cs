@@ -11,7 +11,7 @@ namespace Loom.Data.FeatureConverters;
 /// <para>
 /// Conventions (mirroring seqio): <c>Targets</c> are the example's tokens (which should already end with
 /// EOS); <c>Tokens</c> (decoder inputs) are the targets shifted right by one <em>within each segment</em>,
-/// with <see cref="DecoderFeatureOptions.StartId"/> (0 by default, T5's pad-as-BOS) at each segment's
+/// with <see cref="PackingOptions.StartId"/> (0 by default, T5's pad-as-BOS) at each segment's
 /// first position, so no segment ever sees another's last token. Hence <c>Targets[t] == Tokens[t + 1]</c>
 /// whenever t and t + 1 lie in the same segment.
 /// </para>

@@ -11,7 +11,7 @@ public enum LongExampleHandling
 }
 
 /// <summary>Settings of <see cref="DecoderFeatureConverter"/>; the defaults mirror seqio's <c>DecoderFeatureConverter(pack=True)</c>.</summary>
-public sealed record DecoderFeatureOptions
+public sealed record DecoderFeatureOptions : PackingOptions
 {
     /// <summary>Creates options.</summary>
     /// <param name="sequenceLength">L: tokens per row, positive.</param>
@@ -25,7 +25,7 @@ public sealed record DecoderFeatureOptions
     /// </summary>
     /// <param name="vocabulary">The vocabulary the examples were encoded with.</param>
     /// <param name="sequenceLength">L: tokens per row, positive.</param>
-    /// <returns>Packing options with <see cref="StartId"/> = <see cref="PadId"/> = <see cref="IVocabulary.PadId"/>.</returns>
+    /// <returns>Packing options with <see cref="PackingOptions.StartId"/> = <see cref="PackingOptions.PadId"/> = <see cref="IVocabulary.PadId"/>.</returns>
     /// <exception cref="ArgumentException"><paramref name="sequenceLength"/> is not positive.</exception>
     public static DecoderFeatureOptions ForVocabulary(IVocabulary vocabulary, int sequenceLength)
     {
@@ -38,26 +38,6 @@ public sealed record DecoderFeatureOptions
     {
         get;
         init => field = value > 0 ? value : throw new ArgumentException($"sequence length = {value} must be positive");
-    }
-
-    /// <summary>Whether to pack several examples into a row (true, the default) or put one example per row.</summary>
-    public bool Pack { get; init; } = true;
-
-    /// <summary>
-    /// The decoder input at the first position of every segment, where there is no previous token.
-    /// seqio uses 0 (T5's pad id doubles as BOS); 0 by default.
-    /// </summary>
-    public int StartId
-    {
-        get;
-        init => field = value >= 0 ? value : throw new ArgumentException($"start id = {value} must be non-negative");
-    }
-
-    /// <summary>The token that fills padding positions of <c>Tokens</c> and <c>Targets</c>; 0 by default, as seqio.</summary>
-    public int PadId
-    {
-        get;
-        init => field = value >= 0 ? value : throw new ArgumentException($"pad id = {value} must be non-negative");
     }
 
     /// <summary>What to do with examples longer than L; <see cref="LongExampleHandling.Truncate"/> by default, as seqio.</summary>

@@ -1,7 +1,7 @@
 namespace Loom.Data.FeatureConverters;
 
 /// <summary>Settings of <see cref="EncoderDecoderFeatureConverter"/>; the defaults mirror seqio's <c>EncDecFeatureConverter(pack=True)</c>.</summary>
-public sealed record EncoderDecoderFeatureOptions
+public sealed record EncoderDecoderFeatureOptions : PackingOptions
 {
     /// <summary>Creates options.</summary>
     /// <param name="inputsLength">Encoder tokens per row, positive.</param>
@@ -20,7 +20,7 @@ public sealed record EncoderDecoderFeatureOptions
     /// <param name="vocabulary">The vocabulary the examples were encoded with.</param>
     /// <param name="inputsLength">Encoder tokens per row, positive.</param>
     /// <param name="targetsLength">Decoder tokens per row, positive.</param>
-    /// <returns>Packing options with <see cref="StartId"/> = <see cref="PadId"/> = <see cref="IVocabulary.PadId"/>.</returns>
+    /// <returns>Packing options with <see cref="PackingOptions.StartId"/> = <see cref="PackingOptions.PadId"/> = <see cref="IVocabulary.PadId"/>.</returns>
     /// <exception cref="ArgumentException">A length is not positive.</exception>
     public static EncoderDecoderFeatureOptions ForVocabulary(IVocabulary vocabulary, int inputsLength, int targetsLength)
     {
@@ -42,20 +42,4 @@ public sealed record EncoderDecoderFeatureOptions
         init => field = value > 0 ? value : throw new ArgumentException($"targets length = {value} must be positive");
     }
 
-    /// <summary>Whether to pack several examples into a row (true, the default) or put one example per row.</summary>
-    public bool Pack { get; init; } = true;
-
-    /// <summary>The decoder input at the first position of every segment; 0 by default, as seqio.</summary>
-    public int StartId
-    {
-        get;
-        init => field = value >= 0 ? value : throw new ArgumentException($"start id = {value} must be non-negative");
-    }
-
-    /// <summary>The token that fills padding positions of the encoder tokens and the decoder tokens and targets; 0 by default, as seqio.</summary>
-    public int PadId
-    {
-        get;
-        init => field = value >= 0 ? value : throw new ArgumentException($"pad id = {value} must be non-negative");
-    }
 }

@@ -4,7 +4,7 @@ namespace Loom.Data.FeatureConverters;
 /// Settings of <see cref="PrefixLmFeatureConverter"/>; the defaults mirror seqio's
 /// <c>PrefixLMFeatureConverter(pack=True, loss_on_targets_only=True)</c>.
 /// </summary>
-public sealed record PrefixLmFeatureOptions
+public sealed record PrefixLmFeatureOptions : PackingOptions
 {
     /// <summary>Creates options.</summary>
     /// <param name="sequenceLength">L: tokens per row (inputs and targets together), positive.</param>
@@ -17,7 +17,7 @@ public sealed record PrefixLmFeatureOptions
     /// </summary>
     /// <param name="vocabulary">The vocabulary the examples were encoded with.</param>
     /// <param name="sequenceLength">L: tokens per row, positive.</param>
-    /// <returns>Packing options with <see cref="StartId"/> = <see cref="PadId"/> = <see cref="IVocabulary.PadId"/>.</returns>
+    /// <returns>Packing options with <see cref="PackingOptions.StartId"/> = <see cref="PackingOptions.PadId"/> = <see cref="IVocabulary.PadId"/>.</returns>
     /// <exception cref="ArgumentException"><paramref name="sequenceLength"/> is not positive.</exception>
     public static PrefixLmFeatureOptions ForVocabulary(IVocabulary vocabulary, int sequenceLength)
     {
@@ -30,23 +30,6 @@ public sealed record PrefixLmFeatureOptions
     {
         get;
         init => field = value > 0 ? value : throw new ArgumentException($"sequence length = {value} must be positive");
-    }
-
-    /// <summary>Whether to pack several examples into a row (true, the default) or put one example per row.</summary>
-    public bool Pack { get; init; } = true;
-
-    /// <summary>The decoder input at the first position of every segment; 0 by default, as seqio.</summary>
-    public int StartId
-    {
-        get;
-        init => field = value >= 0 ? value : throw new ArgumentException($"start id = {value} must be non-negative");
-    }
-
-    /// <summary>The token that fills padding positions of <c>Tokens</c> and <c>Targets</c>; 0 by default, as seqio.</summary>
-    public int PadId
-    {
-        get;
-        init => field = value >= 0 ? value : throw new ArgumentException($"pad id = {value} must be non-negative");
     }
 
     /// <summary>
