@@ -40,6 +40,25 @@ public class LoomChatClientTests
     }
 
     [Fact]
+    public async Task TheBatchingEngineAnswersConcurrentChatsAsTheSequentialOneDoes()
+    {
+        var vocabulary = PieceVocabulary.Printable();
+        using var model = TinyModel(vocabulary);
+        using var sequential = new SequentialEngine(model, vocabulary, "tiny");
+        using var batching = new ContinuousBatchingEngine(model, vocabulary, "tiny", new EngineOptions { BlockSize = 8, MaxRunning = 4 });
+        var questions = new[] { "Name a color.", "Name a fruit.", "Count to three.", "Say hi.", "Name a bird.", "Name a tree." };
+        ChatMessage[] Chat(string q) => [new(ChatRole.System, "Be brief."), new(ChatRole.User, q)];
+        var options = new ChatOptions { Temperature = 0.9f, TopP = 0.95f, Seed = 3, MaxOutputTokens = 16 };
+        var viaBatching = await Task.WhenAll(questions.Select(q => new LoomChatClient(batching).GetResponseAsync(Chat(q), options)));
+        for (int i = 0; i < questions.Length; i++)
+        {
+            var alone = await new LoomChatClient(sequential).GetResponseAsync(Chat(questions[i]), options);
+            Assert.Equal(alone.Text, viaBatching[i].Text);
+            Assert.Equal(alone.Usage!.OutputTokenCount, viaBatching[i].Usage!.OutputTokenCount);
+        }
+    }
+
+    [Fact]
     public async Task StreamingAndNonStreamingGiveWhatTheEngineGivesForTheRenderedPrompt()
     {
         var vocabulary = PieceVocabulary.Printable();
