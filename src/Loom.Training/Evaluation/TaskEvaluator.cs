@@ -4,6 +4,7 @@ using Loom.Data.Evaluation;
 using Loom.Data.FeatureConverters;
 using Loom.Data.Tasks;
 using Loom.Inference;
+using Loom.Inference.Engine;
 using Loom.Models;
 using static TorchSharp.torch;
 
@@ -24,8 +25,9 @@ namespace Loom.Training.Evaluation;
 /// </para>
 /// <para>
 /// Predicting: the prompt is the start token and the inputs, the same context from which scoring
-/// predicts the first target token; <see cref="TextGenerator"/> decodes greedily with its KV cache until
-/// EOS or <see cref="TaskEvaluationOptions.MaxDecodeLength"/> tokens. The decoded prediction and the
+/// predicts the first target token; every example is decoded greedily at once through a
+/// <see cref="ContinuousBatchingEngine"/> (which gives each the tokens it would get alone) until EOS or
+/// <see cref="TaskEvaluationOptions.MaxDecodeLength"/> tokens. The decoded prediction and the
 /// decoded targets (both through the vocabulary, so tokenizer normalisation affects them alike) are
 /// postprocessed and handed to the task's metrics.
 /// </para>
@@ -254,28 +256,46 @@ public sealed class TaskEvaluator
     private (IReadOnlyList<MetricResult> Metrics, IReadOnlyList<ExamplePrediction> Kept) Predict(DataTask task, IReadOnlyList<Example> examples)
     {
         var postprocessor = Options.PostprocessorFor(task.Name);
-        var generator = new TextGenerator(Model, Vocabulary.EosId);
         var sampling = new SamplingOptions { Temperature = 0, MaxTokens = Options.MaxDecodeLength, StopAtEos = true, Seed = 0 };
         int promptRoom = SequenceLength - Options.MaxDecodeLength - 1; // the start token takes one place
+        int[][] prompts = [.. examples.Select(e => e.Tokens[InputsFeature]).Select(inputs => (int[])[startId, .. inputs.Length > promptRoom ? inputs[^promptRoom..] : inputs])];
+        // All examples at once through the continuous-batching engine: greedy decoding there gives the
+        // tokens of decoding each alone (the engine's tests hold it to that), at batch speed.
+        var decoded = DecodeAll(prompts, sampling);
         var targets = new List<string>(examples.Count);
         var predictions = new List<string>(examples.Count);
         var kept = new List<ExamplePrediction>();
         for (int i = 0; i < examples.Count; i++)
         {
             var example = examples[i];
-            int[] inputs = example.Tokens[InputsFeature];
-            int[] prompt = [startId, .. inputs.Length > promptRoom ? inputs[^promptRoom..] : inputs];
-            int[] generated = [.. generator.Generate(prompt, sampling)];
-            string prediction = postprocessor.Apply(Vocabulary.Decode(generated));
+            string prediction = postprocessor.Apply(Vocabulary.Decode(decoded[i].Tokens));
             string target = postprocessor.Apply(Vocabulary.Decode(example.Tokens[TargetsFeature]));
             predictions.Add(prediction);
             targets.Add(target);
             if (kept.Count < Options.PredictionsToKeep)
             {
-                string inputsText = example.Texts.TryGetValue(InputsFeature, out var text) ? text : Vocabulary.Decode(inputs);
-                kept.Add(new ExamplePrediction(i, inputsText, target, prediction, generator.LastFinishReason == FinishReason.Stop));
+                string inputsText = example.Texts.TryGetValue(InputsFeature, out var text) ? text : Vocabulary.Decode(example.Tokens[InputsFeature]);
+                kept.Add(new ExamplePrediction(i, inputsText, target, prediction, decoded[i].Finish == FinishReason.Stop));
             }
         }
         return ([.. task.Metrics.Select(m => m.Compute(targets, predictions))], kept);
+    }
+
+    private (int[] Tokens, FinishReason? Finish)[] DecodeAll(int[][] prompts, SamplingOptions sampling)
+    {
+        using var engine = new ContinuousBatchingEngine(Model, Vocabulary, "evaluation",
+            new EngineOptions { MaxRunning = Options.BatchSize, MaxQueue = Math.Max(1, prompts.Length) });
+        async Task<(int[], FinishReason?)> Decode(int[] prompt)
+        {
+            var tokens = new List<int>();
+            FinishReason? finish = null;
+            await foreach (var update in engine.GenerateAsync(new GenerationRequest(prompt, sampling)).ConfigureAwait(false))
+            {
+                tokens.AddRange(update.Tokens);
+                finish = update.FinishReason ?? finish;
+            }
+            return ([.. tokens], finish);
+        }
+        return Task.WhenAll(prompts.Select(Decode)).GetAwaiter().GetResult();
     }
 }
