@@ -69,17 +69,26 @@ public sealed class SequentialEngine : IGenerationEngine
             Interlocked.Decrement(ref waiting);
         }
         Interlocked.Increment(ref running);
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        Task? work = null;
         try
         {
             // The model runs on a worker thread; updates flow back through a channel.
             var updates = Channel.CreateUnbounded<GenerationUpdate>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
-            var work = Task.Run(() => Run(request, output, updates.Writer, cancellationToken), CancellationToken.None);
+            work = Task.Run(() => Run(request, output, updates.Writer, stop.Token), CancellationToken.None);
             await foreach (var update in updates.Reader.ReadAllAsync(CancellationToken.None).ConfigureAwait(false))
                 yield return update;
             await work.ConfigureAwait(false);
         }
         finally
         {
+            // A caller that stops reading early (disposes the enumerator) stops the request as well,
+            // and the turn passes on only once the worker has left the model.
+            if (work is { IsCompleted: false })
+            {
+                await stop.CancelAsync().ConfigureAwait(false);
+                await work.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            }
             Interlocked.Decrement(ref running);
             turn.Release();
         }
