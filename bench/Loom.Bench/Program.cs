@@ -10,6 +10,7 @@ if (args.Length == 0 || args[0] is "-h" or "--help")
         benchmarks:
           train-step   one full training step, Loom vs plain TorchSharp (see train-step --help)
           pipeline     data pipeline throughput, on the fly and cached, vs training (see pipeline --help)
+          serve-load   the HTTP server under concurrent streaming clients, batching vs sequential (see serve-load --help)
         """);
     return args.Length == 0 ? 2 : 0;
 }
@@ -53,7 +54,25 @@ switch (args[0])
         }
         Console.Write(PipelineBenchmark.Run(pipeline));
         return 0;
+    case "serve-load":
+        if (help)
+        {
+            Console.WriteLine(ServeLoadSettings.Usage);
+            return 0;
+        }
+        ServeLoadSettings serveLoad;
+        try
+        {
+            serveLoad = ServeLoadSettings.Parse(args.Skip(1).ToList());
+        }
+        catch (ArgumentException e)
+        {
+            Console.Error.WriteLine($"loom-bench serve-load: {e.Message}\n\n{ServeLoadSettings.Usage}");
+            return 2;
+        }
+        Console.Write(ServeLoadBenchmark.Run(serveLoad));
+        return 0;
     default:
-        Console.Error.WriteLine($"loom-bench: unknown benchmark '{args[0]}' (known: train-step, pipeline)");
+        Console.Error.WriteLine($"loom-bench: unknown benchmark '{args[0]}' (known: train-step, pipeline, serve-load)");
         return 2;
 }

@@ -6,7 +6,7 @@ using Spectre.Console.Cli;
 
 namespace Loom.Cli;
 
-/// <summary>The <c>loom</c> command line: demo, train, eval, generate, vocab train.</summary>
+/// <summary>The <c>loom</c> command line: demo, train, eval, generate, serve, data, vocab train.</summary>
 public static class LoomApp
 {
     /// <summary>Runs the command line and returns the process exit code (0 ok, 1 error, 130 interrupted).</summary>
@@ -47,6 +47,10 @@ public static class LoomApp
             config.AddCommand<GenerateCommand>("generate")
                 .WithDescription("Generate text from a checkpoint with a KV cache, streaming to the console.")
                 .WithExample("generate", "--checkpoint", "runs/demo", "--prompt", "It is a truth", "--temperature", "0.8", "--top-p", "0.95");
+            config.AddCommand<ServeCommand>("serve")
+                .WithDescription("Serve a checkpoint over an OpenAI-compatible HTTP API (completions, chat completions, models, health, Prometheus metrics).")
+                .WithExample("serve", "--checkpoint", "runs/demo", "--port", "8000")
+                .WithExample("serve", "--checkpoint", "runs/demo", "--host", "0.0.0.0", "--api-key", "sk-local-1", "--quantize", "int8");
         });
         try
         {

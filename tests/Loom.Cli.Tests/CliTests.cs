@@ -143,6 +143,7 @@ public sealed class CliTests : IDisposable
     [InlineData("eval")]
     [InlineData("generate")]
     [InlineData("demo")]
+    [InlineData("serve")]
     public void EveryCommandHasHelp(string command)
     {
         var r = CliRunner.Run(dir, command, "--help");

@@ -1,0 +1,123 @@
+using System.ComponentModel;
+using System.Runtime.InteropServices;
+using Loom.Core;
+using Loom.Inference;
+using Loom.Serving;
+using Loom.Training;
+using Spectre.Console.Cli;
+
+namespace Loom.Cli;
+
+/// <summary><c>loom serve</c>.</summary>
+public sealed class ServeCommand : Command<ServeCommand.Settings>
+{
+    /// <summary>Options of <c>loom serve</c>.</summary>
+    public sealed class Settings : CheckpointSettings
+    {
+        /// <summary>Listen address.</summary>
+        [CommandOption("--host <ADDRESS>")]
+        [Description("Address to listen on: 127.0.0.1 (default: this machine only), 0.0.0.0 (every interface), :: or localhost.")]
+        public string Host { get; init; } = "127.0.0.1";
+
+        /// <summary>Listen port.</summary>
+        [CommandOption("--port <PORT>")]
+        [Description("TCP port (default 8000; 0 picks a free one, printed at start).")]
+        public int Port { get; init; } = 8000;
+
+        /// <summary>API keys.</summary>
+        [CommandOption("--api-key <KEY>")]
+        [Description("Require 'Authorization: Bearer KEY' on every endpoint but /health (repeatable). Keys in LOOM_API_KEYS (comma-separated) count too.")]
+        public string[] ApiKeys { get; init; } = [];
+
+        /// <summary>Most waiting requests.</summary>
+        [CommandOption("--max-queue <N>")]
+        [Description("Most requests that may wait; more get HTTP 429 (default 256).")]
+        public int MaxQueue { get; init; } = 256;
+
+        /// <summary>Engine.</summary>
+        [CommandOption("--engine <ENGINE>")]
+        [Description("batching (default: continuous batching) or sequential (one request at a time).")]
+        public string Engine { get; init; } = "batching";
+
+        /// <summary>Served model name.</summary>
+        [CommandOption("--model-name <NAME>")]
+        [Description("The name clients pass as \"model\" (default: the run or checkpoint folder's name).")]
+        public string? ModelName { get; init; }
+
+        /// <summary>Shutdown grace period.</summary>
+        [CommandOption("--shutdown-timeout <SECONDS>")]
+        [Description("On SIGTERM or Ctrl-C, how long running requests may finish before they are cut off (default 10).")]
+        public double ShutdownTimeout { get; init; } = 10;
+
+        /// <inheritdoc />
+        public override Spectre.Console.ValidationResult Validate()
+        {
+            try
+            {
+                _ = ServingEngineOptions.ParseKind(Engine);
+            }
+            catch (ArgumentException e)
+            {
+                return Spectre.Console.ValidationResult.Error(e.Message);
+            }
+            if (MaxQueue <= 0) return Spectre.Console.ValidationResult.Error($"--max-queue {MaxQueue} must be positive");
+            if (ShutdownTimeout < 0) return Spectre.Console.ValidationResult.Error($"--shutdown-timeout {ShutdownTimeout} must be 0 or more");
+            return base.Validate();
+        }
+    }
+
+    /// <inheritdoc />
+    public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
+    {
+        var serverOptions = new ServerOptions
+        {
+            Host = settings.Host,
+            Port = settings.Port,
+            ApiKeys = [.. settings.ApiKeys, .. ServerOptions.ParseApiKeyList(Environment.GetEnvironmentVariable(ServerOptions.ApiKeysVariable))],
+            ShutdownTimeout = TimeSpan.FromSeconds(settings.ShutdownTimeout),
+            LogToConsole = true,
+        };
+        var engineOptions = new ServingEngineOptions { Kind = ServingEngineOptions.ParseKind(settings.Engine), MaxQueue = settings.MaxQueue };
+        if (settings.Threads is int threads) TorchSharp.torch.set_num_threads(threads);
+        string checkpoint = TrainingCheckpoint.Resolve(settings.Checkpoint);
+        var device = Devices.Resolve(settings.Device ?? "auto");
+        var (model, manifest) = settings.LoadModel(checkpoint, device);
+        using (model)
+        {
+            var vocabulary = CheckpointVocabulary.Load(checkpoint, manifest);
+            string name = settings.ModelName ?? DefaultModelName(checkpoint);
+            using var engine = EngineFactory.Create(model, vocabulary, name, engineOptions);
+            Serve(engine, serverOptions, engineOptions.Kind, cancellationToken).GetAwaiter().GetResult();
+        }
+        return 0;
+    }
+
+    /// <summary>The run folder's name for a run's checkpoints/step_* folder, else the checkpoint folder's own name.</summary>
+    internal static string DefaultModelName(string checkpointDirectory)
+    {
+        var folder = new DirectoryInfo(Path.TrimEndingDirectorySeparator(Path.GetFullPath(checkpointDirectory)));
+        return folder.Parent is { Name: "checkpoints", Parent: { } run } ? run.Name : folder.Name;
+    }
+
+    /// <summary>Serves until SIGTERM, SIGINT (Ctrl-C) or <paramref name="cancellationToken"/>, then shuts down gracefully.</summary>
+    private static async Task Serve(Loom.Inference.Engine.IGenerationEngine engine, ServerOptions options, EngineKind kind, CancellationToken cancellationToken)
+    {
+        await using var server = await LoomServer.StartAsync(engine, options, cancellationToken);
+        var stop = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        void OnSignal(PosixSignalContext signal)
+        {
+            signal.Cancel = true; // we exit on our own, once running requests are done
+            stop.TrySetResult();
+        }
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+        using var cancelled = cancellationToken.Register(() => stop.TrySetResult());
+
+        Console.WriteLine($"loom: serving model \"{engine.ModelName}\" ({kind.ToString().ToLowerInvariant()} engine, context {engine.ContextLength}) at {server.ApiBase}");
+        Console.WriteLine($"loom: OpenAI base URL {server.ApiBase}; /health, /metrics; API key {(options.ApiKeys.Count > 0 ? "required" : "not required")}; Ctrl-C stops");
+        await stop.Task;
+        Console.WriteLine($"loom: shutting down: letting running requests finish (up to {options.ShutdownTimeout.TotalSeconds:0.#} s)");
+        await server.StopAsync(CancellationToken.None);
+        Console.WriteLine("loom: stopped");
+    }
+}

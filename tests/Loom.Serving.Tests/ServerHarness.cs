@@ -1,0 +1,169 @@
+using System.ClientModel;
+using System.Net.Http.Headers;
+using System.Runtime.CompilerServices;
+using System.Text;
+using System.Text.Json;
+using Loom.Data;
+using Loom.Inference;
+using Loom.Inference.Engine;
+using Loom.Models;
+using OpenAI;
+using OpenAI.Chat;
+using static TorchSharp.torch;
+
+namespace Loom.Serving.Tests;
+
+/// <summary>A tiny random model behind a real <see cref="LoomServer"/> on 127.0.0.1 (a free port), with an HTTP client.</summary>
+internal sealed class ServerHarness : IAsyncDisposable
+{
+    public const string ModelName = "tiny-test";
+
+    private ServerHarness(DecoderLm model, SequentialEngine sequential, IGenerationEngine engine, LoomServer server)
+    {
+        Model = model;
+        Sequential = sequential;
+        Engine = engine;
+        Server = server;
+        Http = new HttpClient { BaseAddress = server.Address, Timeout = TimeSpan.FromMinutes(2) };
+    }
+
+    public DecoderLm Model { get; }
+
+    /// <summary>The real engine (also <see cref="Engine"/> unless a wrapper was asked for).</summary>
+    public SequentialEngine Sequential { get; }
+
+    /// <summary>What the server serves.</summary>
+    public IGenerationEngine Engine { get; }
+
+    public LoomServer Server { get; }
+
+    public HttpClient Http { get; }
+
+    public IVocabulary Vocabulary => Engine.Vocabulary;
+
+    public static async Task<ServerHarness> StartAsync(int contextLength = 128, IReadOnlyList<string>? apiKeys = null, int maxQueue = 256,
+        Func<IGenerationEngine, IGenerationEngine>? wrap = null, TimeSpan? shutdownTimeout = null)
+    {
+        using var generator = new Generator(17);
+        var model = new DecoderLm(new DecoderLmOptions
+        {
+            VocabSize = 258, ModelDim = 32, NumLayers = 2, NumHeads = 4, NumKvHeads = 1, HeadDim = 8, MlpDim = 64, MaxSequenceLength = contextLength,
+        }, generator: generator);
+        var sequential = new SequentialEngine(model, new ByteVocabulary(), ModelName, maxQueue);
+        var engine = wrap is null ? sequential : wrap(sequential);
+        var options = new ServerOptions { Port = 0, ApiKeys = apiKeys ?? [], ShutdownTimeout = shutdownTimeout ?? TimeSpan.FromSeconds(10) };
+        return new ServerHarness(model, sequential, engine, await LoomServer.StartAsync(engine, options));
+    }
+
+    /// <summary>The official OpenAI client pointed at this server.</summary>
+    public ChatClient Chat(string apiKey = "no-key-needed") =>
+        new(ModelName, new ApiKeyCredential(apiKey), new OpenAIClientOptions { Endpoint = Server.ApiBase, NetworkTimeout = TimeSpan.FromMinutes(2) });
+
+    public Task<HttpResponseMessage> PostAsync(string path, string json, string? apiKey = null, CancellationToken cancellationToken = default)
+    {
+        var request = new HttpRequestMessage(HttpMethod.Post, path) { Content = new StringContent(json, Encoding.UTF8, "application/json") };
+        if (apiKey is not null) request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", apiKey);
+        return Http.SendAsync(request, cancellationToken);
+    }
+
+    public Task<HttpResponseMessage> PostAsync(string path, object body, string? apiKey = null) => PostAsync(path, JsonSerializer.Serialize(body), apiKey);
+
+    public static async Task<JsonElement> JsonAsync(HttpResponseMessage response) =>
+        JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.Clone();
+
+    /// <summary>What the engine itself produces for a prompt: the reference the server's replies must equal.</summary>
+    public async Task<(string Text, FinishReason Finish, int CompletionTokens)> ReferenceAsync(IReadOnlyList<int> prompt, SamplingOptions sampling)
+    {
+        var text = new StringBuilder();
+        GenerationUpdate? last = null;
+        await foreach (var update in Sequential.GenerateAsync(new GenerationRequest(prompt, sampling)))
+        {
+            text.Append(update.Text);
+            last = update;
+        }
+        return (text.ToString(), last!.FinishReason!.Value, last.CompletionTokens);
+    }
+
+    /// <summary>Waits (without a fixed delay) until <paramref name="condition"/> holds; fails after a generous limit.</summary>
+    public static Task WaitUntilAsync(Func<bool> condition, string what) => WaitUntilAsync(() => Task.FromResult(condition()), what);
+
+    /// <summary>Waits (without a fixed delay) until <paramref name="condition"/> holds; fails after a generous limit.</summary>
+    public static async Task WaitUntilAsync(Func<Task<bool>> condition, string what)
+    {
+        var limit = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        while (!await condition())
+        {
+            if (DateTime.UtcNow > limit) throw new TimeoutException($"gave up waiting until {what}");
+            await Task.Delay(10);
+        }
+    }
+
+    /// <summary>Reads a server-sent-event stream: the payload of each <c>data:</c> line, in order.</summary>
+    public static async IAsyncEnumerable<string> EventsAsync(HttpResponseMessage response, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(cancellationToken));
+        while (await reader.ReadLineAsync(cancellationToken) is { } line)
+        {
+            if (line.Length == 0) continue;
+            Assert.StartsWith("data: ", line);
+            yield return line["data: ".Length..];
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        Http.Dispose();
+        await Server.DisposeAsync();
+        Engine.Dispose();
+        Model.Dispose();
+    }
+}
+
+/// <summary>A server shared by the tests of one class (xunit class fixture).</summary>
+public sealed class ServerFixture : IAsyncLifetime
+{
+    internal ServerHarness Harness { get; private set; } = null!;
+
+    public async Task InitializeAsync() => Harness = await ServerHarness.StartAsync();
+
+    public async Task DisposeAsync() => await Harness.DisposeAsync();
+}
+
+/// <summary>
+/// An engine that holds every request after its first update until <see cref="Open"/> is called, so a
+/// test can keep requests running (holding the real engine's turn) for as long as it needs.
+/// </summary>
+internal sealed class GatedEngine(IGenerationEngine inner) : IGenerationEngine
+{
+    private readonly TaskCompletionSource gate = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private int held;
+
+    public int Held => Volatile.Read(ref held);
+
+    public void Open() => gate.TrySetResult();
+
+    public string ModelName => inner.ModelName;
+
+    public IVocabulary Vocabulary => inner.Vocabulary;
+
+    public int ContextLength => inner.ContextLength;
+
+    public EngineStats Stats => inner.Stats;
+
+    public async IAsyncEnumerable<GenerationUpdate> GenerateAsync(GenerationRequest request, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        bool first = true;
+        await foreach (var update in inner.GenerateAsync(request, cancellationToken))
+        {
+            yield return update;
+            if (first)
+            {
+                first = false;
+                Interlocked.Increment(ref held);
+                await gate.Task.WaitAsync(cancellationToken);
+            }
+        }
+    }
+
+    public void Dispose() => inner.Dispose();
+}
