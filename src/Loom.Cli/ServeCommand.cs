@@ -2,6 +2,7 @@ using System.ComponentModel;
 using System.Runtime.InteropServices;
 using Loom.Core;
 using Loom.Inference;
+using Loom.Inference.Engine;
 using Loom.Serving;
 using Loom.Training;
 using Spectre.Console.Cli;
@@ -33,6 +34,21 @@ public sealed class ServeCommand : Command<ServeCommand.Settings>
         [CommandOption("--max-queue <N>")]
         [Description("Most requests that may wait; more get HTTP 429 (default 256).")]
         public int MaxQueue { get; init; } = 256;
+
+        /// <summary>KV-cache memory budget.</summary>
+        [CommandOption("--kv-cache-mb <MB>")]
+        [Description("Memory for the batching engine's paged KV cache in MiB (default: room for --max-running full contexts).")]
+        public int? KvCacheMb { get; init; }
+
+        /// <summary>Batch size.</summary>
+        [CommandOption("--max-running <N>")]
+        [Description("Most requests the batching engine runs in one step (default 64).")]
+        public int MaxRunning { get; init; } = 64;
+
+        /// <summary>Tokens per step.</summary>
+        [CommandOption("--token-budget <N>")]
+        [Description("Most tokens one engine step computes: decodes first, then prompt chunks (default 512).")]
+        public int TokenBudget { get; init; } = 512;
 
         /// <summary>Engine.</summary>
         [CommandOption("--engine <ENGINE>")]
@@ -77,7 +93,16 @@ public sealed class ServeCommand : Command<ServeCommand.Settings>
             ShutdownTimeout = TimeSpan.FromSeconds(settings.ShutdownTimeout),
             LogToConsole = true,
         };
-        var engineOptions = new ServingEngineOptions { Kind = ServingEngineOptions.ParseKind(settings.Engine), MaxQueue = settings.MaxQueue };
+        var engineOptions = new ServingEngineOptions
+        {
+            Kind = ServingEngineOptions.ParseKind(settings.Engine),
+            MaxQueue = settings.MaxQueue,
+            Batching = new EngineOptions
+            {
+                MaxRunning = settings.MaxRunning, TokenBudget = settings.TokenBudget,
+                KvCacheBytes = settings.KvCacheMb is int mb ? mb * 1024L * 1024 : null,
+            },
+        };
         if (settings.Threads is int threads) TorchSharp.torch.set_num_threads(threads);
         string checkpoint = TrainingCheckpoint.Resolve(settings.Checkpoint);
         var device = Devices.Resolve(settings.Device ?? "auto");

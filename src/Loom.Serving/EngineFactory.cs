@@ -27,6 +27,12 @@ public sealed record ServingEngineOptions
         init => field = value > 0 ? value : throw new ArgumentException($"max queue {value} must be positive");
     } = 256;
 
+    /// <summary>
+    /// The batching engine's KV-cache pool, batch and step budget (its <see cref="EngineOptions.MaxQueue"/>
+    /// is replaced by <see cref="MaxQueue"/>).
+    /// </summary>
+    public EngineOptions Batching { get; init; } = new();
+
     /// <summary>Parses an engine name as given to <c>--engine</c>: batching or sequential.</summary>
     /// <exception cref="ArgumentException">Another name.</exception>
     public static EngineKind ParseKind(string name) => name?.Trim().ToLowerInvariant() switch
@@ -47,9 +53,7 @@ public static class EngineFactory
         return options.Kind switch
         {
             EngineKind.Sequential => new SequentialEngine(model, vocabulary, modelName, options.MaxQueue),
-            // The continuous-batching engine is constructed here. It is not in Loom.Inference yet, so
-            // until it lands this kind is served one request at a time as well.
-            EngineKind.Batching => new SequentialEngine(model, vocabulary, modelName, options.MaxQueue),
+            EngineKind.Batching => new ContinuousBatchingEngine(model, vocabulary, modelName, options.Batching with { MaxQueue = options.MaxQueue }),
             _ => throw new ArgumentOutOfRangeException(nameof(options), options.Kind, "unknown engine kind"),
         };
     }
