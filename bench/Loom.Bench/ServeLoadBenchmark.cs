@@ -34,23 +34,19 @@ internal static class ServeLoadBenchmark
         if (s.Threads is int threads) torch.set_num_threads(threads);
         double? loadBefore = MachineInfo.LoadAverage();
         var device = Devices.Resolve(s.Device);
-        var options = ModelPresets.Load(s.Preset);
-        if (options.MaxSequenceLength <= s.PromptTokens + s.OutputTokens)
-            throw new ArgumentException($"--prompt-tokens + --output-tokens = {s.PromptTokens + s.OutputTokens} does not fit the {s.Preset} preset's context of {options.MaxSequenceLength}");
-        var vocabulary = new ByteVocabulary();
-        if (options.VocabSize < vocabulary.Size)
-            throw new ArgumentException($"the {s.Preset} preset's vocabulary ({options.VocabSize}) is smaller than the byte vocabulary's {vocabulary.Size}");
-        using var model = new DecoderLm(options, device, new Generator(unchecked((ulong)s.Seed)));
+        var (model, vocabulary, description) = LoadModel(s, device);
+        using var modelLifetime = model;
         model.eval();
-        // Random bytes: one token each, so every prompt has exactly --prompt-tokens tokens.
-        var random = new Random(unchecked((int)s.Seed));
-        int[] prompt = [.. Enumerable.Range(0, s.PromptTokens).Select(_ => random.Next(32, 127))];
+        if (model.Options.MaxSequenceLength <= s.PromptTokens + s.OutputTokens)
+            throw new ArgumentException($"--prompt-tokens + --output-tokens = {s.PromptTokens + s.OutputTokens} does not fit the model's context of {model.Options.MaxSequenceLength}");
+        // Token ids, so that every prompt has exactly --prompt-tokens tokens whatever the vocabulary.
+        int[] prompt = Prompt(vocabulary, s.PromptTokens);
         int maxQueue = Math.Max(256, s.Clients.Max() * 2);
 
         var rows = new List<LoadRow>();
         foreach (var kind in s.Engines)
         {
-            using var engine = EngineFactory.Create(model, vocabulary, s.Preset, new ServingEngineOptions { Kind = kind, MaxQueue = maxQueue });
+            using var engine = EngineFactory.Create(model, vocabulary, "serve-load", new ServingEngineOptions { Kind = kind, MaxQueue = maxQueue });
             var server = LoomServer.StartAsync(engine, new ServerOptions { Port = 0 }).GetAwaiter().GetResult();
             try
             {
@@ -71,7 +67,32 @@ internal static class ServeLoadBenchmark
             }
         }
         double? loadAfter = MachineInfo.LoadAverage();
-        return Report(s, model, rows, (loadBefore, loadAfter));
+        return Report(s, model, vocabulary, description, rows, (loadBefore, loadAfter));
+    }
+
+    /// <summary>The checkpoint's model and vocabulary, or the preset with random weights and the byte vocabulary.</summary>
+    private static (DecoderLm Model, IVocabulary Vocabulary, string Description) LoadModel(ServeLoadSettings s, Device device)
+    {
+        if (s.Checkpoint is { } folder)
+        {
+            string checkpoint = Loom.Training.TrainingCheckpoint.Resolve(folder);
+            var (loaded, manifest) = ModelCheckpoint.Load(checkpoint, device);
+            return (loaded, Loom.Inference.CheckpointVocabulary.Load(checkpoint, manifest), $"checkpoint {checkpoint}");
+        }
+        var options = ModelPresets.Load(s.Preset);
+        var bytes = new ByteVocabulary();
+        if (options.VocabSize < bytes.Size)
+            throw new ArgumentException($"the {s.Preset} preset's vocabulary ({options.VocabSize}) is smaller than the byte vocabulary's {bytes.Size}");
+        return (new DecoderLm(options, device, new Generator(unchecked((ulong)s.Seed))), bytes, $"{s.Preset} preset, random weights");
+    }
+
+    /// <summary>The first <paramref name="tokens"/> tokens of a fixed English text, repeated as needed.</summary>
+    private static int[] Prompt(IVocabulary vocabulary, int tokens)
+    {
+        const string Text = "It was a fine morning, and the whole party walked down to the sea to watch the boats come in. ";
+        var ids = new List<int>();
+        while (ids.Count < tokens) ids.AddRange(vocabulary.Encode(Text));
+        return [.. ids.Take(tokens)];
     }
 
     private static HttpClient NewClient(Uri address, int clients) =>
@@ -136,7 +157,7 @@ internal static class ServeLoadBenchmark
         return new RequestTiming(first ?? double.NaN, gaps, completionTokens);
     }
 
-    private static string Report(ServeLoadSettings s, DecoderLm model, List<LoadRow> rows, (double? Before, double? After) load)
+    private static string Report(ServeLoadSettings s, DecoderLm model, IVocabulary vocabulary, string description, List<LoadRow> rows, (double? Before, double? After) load)
     {
         var inv = CultureInfo.InvariantCulture;
         var sb = new StringBuilder();
@@ -149,8 +170,8 @@ internal static class ServeLoadBenchmark
         Line($"- machine: {MachineInfo.CpuModel()}, {Environment.ProcessorCount} logical CPUs, {MachineInfo.OperatingSystem()}; device {s.Device}");
         Line($"- runtime: libtorch intra-op threads {torch.get_num_threads()}; TorchSharp {MachineInfo.TorchSharpVersion()}, .NET {Environment.Version}");
         Line($"- load average (1 min) before / after: {Format(load.Before)} / {Format(load.After)}");
-        Line($"- model: {s.Preset} preset, random weights ({model.ParameterCount:N0} parameters), byte vocabulary, float32");
-        Line($"- load: per request a {s.PromptTokens}-token prompt and {s.OutputTokens} output tokens (ignore_eos, greedy), streamed from POST /v1/completions over HTTP/1.1 on 127.0.0.1; each client sends {s.RequestsPerClient} requests one after another; server and clients share this process");
+        Line($"- model: {description} ({model.ParameterCount:N0} parameters), {vocabulary.Name} vocabulary, float32");
+        Line($"- load: per request the same {s.PromptTokens}-token prompt and {s.OutputTokens} output tokens (ignore_eos, greedy), streamed from POST /v1/completions over HTTP/1.1 on 127.0.0.1; each client sends {s.RequestsPerClient} requests one after another; server and clients share this process");
         Line($"- measured by the clients: output tokens/s = completion tokens of all requests over the run's wall time; TTFT = request sent to first token chunk; ITL = gaps between token chunks (one chunk per token)");
         var mismatched = rows.Where(r => r.Engine == EngineKind.Batching && r.EngineClass != "ContinuousBatchingEngine").Select(r => r.EngineClass).Distinct().ToList();
         if (mismatched.Count > 0)

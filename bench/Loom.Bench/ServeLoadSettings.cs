@@ -19,6 +19,9 @@ internal sealed record ServeLoadSettings
     public IReadOnlyList<EngineKind> Engines { get; init; } = [EngineKind.Sequential, EngineKind.Batching];
 
     public string Preset { get; init; } = "tiny";
+
+    /// <summary>A run or checkpoint folder to serve instead of a preset with random weights.</summary>
+    public string? Checkpoint { get; init; }
     public string Device { get; init; } = "cpu";
     public int? Threads { get; init; }
     public long Seed { get; init; } = 1234;
@@ -38,6 +41,7 @@ internal sealed record ServeLoadSettings
           --output-tokens N       tokens generated per request (default 64; EOS ignored)
           --engines LIST          engines in order, the first is the baseline: sequential,batching (default)
           --preset NAME           model preset with random weights (default tiny: 1.6M parameters, bytes)
+          --checkpoint DIR        serve this run or checkpoint folder (its weights and vocabulary) instead
           --device D              cpu (default), cuda, cuda:N or auto
           --threads N             libtorch intra-op threads (default: libtorch's choice)
           --seed N                model weights and prompts (default 1234)
@@ -63,6 +67,7 @@ internal sealed record ServeLoadSettings
                 "--output-tokens" => s with { OutputTokens = Int() },
                 "--engines" => s with { Engines = [.. Value().Split(',', StringSplitOptions.TrimEntries).Select(ServingEngineOptions.ParseKind)] },
                 "--preset" => s with { Preset = Value() },
+                "--checkpoint" => s with { Checkpoint = Value() },
                 "--device" => s with { Device = Value() },
                 "--threads" => s with { Threads = Int() },
                 "--seed" => s with { Seed = Int() },
