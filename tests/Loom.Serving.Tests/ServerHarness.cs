@@ -29,7 +29,7 @@ internal sealed class ServerHarness : IAsyncDisposable
 
     public DecoderLm Model { get; }
 
-    /// <summary>The real engine (also <see cref="Engine"/> unless a wrapper was asked for).</summary>
+    /// <summary>The sequential engine: what the server serves unless batching or a wrapper was asked for, and the reference.</summary>
     public SequentialEngine Sequential { get; }
 
     /// <summary>What the server serves.</summary>
@@ -42,7 +42,7 @@ internal sealed class ServerHarness : IAsyncDisposable
     public IVocabulary Vocabulary => Engine.Vocabulary;
 
     public static async Task<ServerHarness> StartAsync(int contextLength = 128, IReadOnlyList<string>? apiKeys = null, int maxQueue = 256,
-        Func<IGenerationEngine, IGenerationEngine>? wrap = null, TimeSpan? shutdownTimeout = null)
+        Func<IGenerationEngine, IGenerationEngine>? wrap = null, TimeSpan? shutdownTimeout = null, bool batching = false)
     {
         using var generator = new Generator(17);
         var model = new DecoderLm(new DecoderLmOptions
@@ -50,7 +50,11 @@ internal sealed class ServerHarness : IAsyncDisposable
             VocabSize = 258, ModelDim = 32, NumLayers = 2, NumHeads = 4, NumKvHeads = 1, HeadDim = 8, MlpDim = 64, MaxSequenceLength = contextLength,
         }, generator: generator);
         var sequential = new SequentialEngine(model, new ByteVocabulary(), ModelName, maxQueue);
-        var engine = wrap is null ? sequential : wrap(sequential);
+        // The batching engine serves when asked; the sequential one stays the reference either way.
+        IGenerationEngine served = batching
+            ? new ContinuousBatchingEngine(model, new ByteVocabulary(), ModelName, new EngineOptions { BlockSize = 8, MaxRunning = 16, MaxQueue = maxQueue })
+            : sequential;
+        var engine = wrap is null ? served : wrap(served);
         var options = new ServerOptions { Port = 0, ApiKeys = apiKeys ?? [], ShutdownTimeout = shutdownTimeout ?? TimeSpan.FromSeconds(10) };
         return new ServerHarness(model, sequential, engine, await LoomServer.StartAsync(engine, options));
     }
@@ -115,6 +119,7 @@ internal sealed class ServerHarness : IAsyncDisposable
         Http.Dispose();
         await Server.DisposeAsync();
         Engine.Dispose();
+        if (!ReferenceEquals(Engine, Sequential)) Sequential.Dispose();
         Model.Dispose();
     }
 }
