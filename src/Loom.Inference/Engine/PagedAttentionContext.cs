@@ -13,9 +13,9 @@ internal readonly record struct PagedRow(BlockTable Table, int Start, int Count)
 /// <summary>
 /// Attention for one engine step over rows of different sequences: row b holds tokens
 /// Start..Start+Count-1 of its sequence, right-padded to the step's width T. Each layer writes every
-/// row's new keys and values into the paged store first, then gathers each row's whole prefix, pads
-/// them to the longest (S), and masks so that token i of row b sees positions 0..Start+i of its own
-/// sequence only.
+/// row's new keys and values into the paged store in one indexed copy, then gathers every row's
+/// blocks in one more (S positions, the longest row's), and masks so that token i of row b sees
+/// positions 0..Start+i of its own sequence only (the rest of a shorter row's S is never seen).
 /// </summary>
 internal sealed class PagedAttentionContext : IAttentionContext
 {
@@ -23,6 +23,8 @@ internal sealed class PagedAttentionContext : IAttentionContext
     private readonly PagedKvStore store;
     private readonly Tensor mask; // (B, 1, T, S)
     private readonly int keyLength; // S
+    private readonly Tensor writeBlocks, writeOffsets, writeRows; // (N): block, offset and flat (b·T + i) row of each real new token
+    private readonly Tensor blockIds; // (B, nb): each row's blocks, padded
 
     public PagedAttentionContext(IReadOnlyList<PagedRow> rows, PagedKvStore store, int width, Device device)
     {
@@ -41,28 +43,41 @@ internal sealed class PagedAttentionContext : IAttentionContext
             }
         Positions = tensor(positions, [rows.Count, width], int64, device);                       // (B, T)
         mask = tensor(allowed, [rows.Count, 1, width, keyLength], @bool, device);               // (B, 1, T, S)
+
+        int blockSize = store.BlockSize;
+        var blocks = new List<long>();
+        var offsets = new List<long>();
+        var flat = new List<long>();
+        for (int b = 0; b < rows.Count; b++)
+            for (int i = 0; i < rows[b].Count; i++)
+            {
+                int position = rows[b].Start + i;
+                blocks.Add(rows[b].Table.BlockIds[position / blockSize]);
+                offsets.Add(position % blockSize);
+                flat.Add((long)b * width + i);
+            }
+        writeBlocks = tensor(blocks.ToArray(), int64, device);                                   // (N)
+        writeOffsets = tensor(offsets.ToArray(), int64, device);                                 // (N)
+        writeRows = tensor(flat.ToArray(), int64, device);                                       // (N)
+        int perRow = (keyLength + blockSize - 1) / blockSize;
+        var ids = new long[rows.Count * perRow];
+        for (int b = 0; b < rows.Count; b++)
+        {
+            var table = rows[b].Table.BlockIds;
+            for (int j = 0; j < perRow; j++) ids[b * perRow + j] = table[Math.Min(j, table.Count - 1)];
+        }
+        blockIds = tensor(ids, [rows.Count, perRow], int64, device);                             // (B, nb)
     }
 
     public Tensor Positions { get; }
 
     public (Tensor Keys, Tensor Values, Tensor Mask) Attend(int layer, Tensor keys, Tensor values)
     {
-        // Every row's writes before any gather: a row may share a prefix block that another row fills in this step.
-        for (int b = 0; b < rows.Count; b++)
-        {
-            var (table, start, count) = rows[b];
-            store.Write(layer, table, start, keys[b].narrow(1, 0, count), values[b].narrow(1, 0, count)); // (Hkv, count, Dh)
-        }
-        var gatheredKeys = new Tensor[rows.Count];
-        var gatheredValues = new Tensor[rows.Count];
-        for (int b = 0; b < rows.Count; b++)
-        {
-            var (table, start, count) = rows[b];
-            var (k, v) = store.Gather(layer, table, start + count);                              // (Hkv, start + count, Dh)
-            long pad = keyLength - (start + count);
-            gatheredKeys[b] = pad == 0 ? k : nn.functional.pad(k, [0, 0, 0, pad]);                // (Hkv, S, Dh)
-            gatheredValues[b] = pad == 0 ? v : nn.functional.pad(v, [0, 0, 0, pad]);              // (Hkv, S, Dh)
-        }
-        return (stack(gatheredKeys), stack(gatheredValues), mask);                               // (B, Hkv, S, Dh) x 2, (B, 1, T, S)
+        // All rows' writes before the gather: a row may share a prefix block that another row fills in this step.
+        long heads = keys.shape[1], dim = keys.shape[3];
+        Tensor Tokens(Tensor x) => x.permute(0, 2, 1, 3).reshape(-1, heads, dim).index_select(0, writeRows); // (N, Hkv, Dh)
+        store.WriteTokens(layer, writeBlocks, writeOffsets, Tokens(keys), Tokens(values));
+        var (k, v) = store.GatherBatch(layer, blockIds, keyLength);                              // (B, Hkv, S, Dh) x 2
+        return (k, v, mask);
     }
 }

@@ -116,6 +116,49 @@ public sealed class PagedKvStore : IDisposable
         foreach (var t in keys.Concat(values)) t.Dispose();
     }
 
+    /// <summary>
+    /// Writes the new keys and values of several sequences in one indexed copy per tensor: token i of
+    /// the flattened batch goes to block <paramref name="blocks"/>[i] at offset <paramref name="offsets"/>[i].
+    /// The fast path of <see cref="Write"/> for an engine step; the caller has appended the tokens to
+    /// their tables (and so checked the positions).
+    /// </summary>
+    /// <param name="layer">Layer index.</param>
+    /// <param name="blocks">Block id of each new token, (N) int64.</param>
+    /// <param name="offsets">Offset of each new token within its block, (N) int64.</param>
+    /// <param name="k">Keys, (N, Hkv, Dh).</param>
+    /// <param name="v">Values, (N, Hkv, Dh).</param>
+    public void WriteTokens(int layer, Tensor blocks, Tensor offsets, Tensor k, Tensor v)
+    {
+        if ((uint)layer >= (uint)keys.Length) throw new ArgumentOutOfRangeException(nameof(layer), layer, $"layer must be in [0, {keys.Length})");
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        // Advanced indices on dims 0 and 2 around a slice: the indexed view is (N, Hkv, Dh).
+        TensorIndex[] at = [TensorIndex.Tensor(blocks), TensorIndex.Colon, TensorIndex.Tensor(offsets)];
+        keys[layer].index_put_(k, at);
+        values[layer].index_put_(v, at);
+    }
+
+    /// <summary>
+    /// Gathers several sequences' keys and values at once, (B, Hkv, S, Dh) each: row b holds positions
+    /// 0..S-1 through the blocks of <paramref name="blockIds"/>[b] (padded with any valid block). Positions
+    /// past a sequence's length hold whatever those blocks hold: the caller masks them out.
+    /// </summary>
+    /// <param name="layer">Layer index.</param>
+    /// <param name="blockIds">Block ids, (B, nb) int64, nb · BlockSize ≥ S.</param>
+    /// <param name="length">S: positions per row.</param>
+    public (Tensor Keys, Tensor Values) GatherBatch(int layer, Tensor blockIds, int length)
+    {
+        if ((uint)layer >= (uint)keys.Length) throw new ArgumentOutOfRangeException(nameof(layer), layer, $"layer must be in [0, {keys.Length})");
+        using var scope = NewDisposeScope();
+        long b = blockIds.shape[0], nb = blockIds.shape[1];
+        Tensor Pick(Tensor pool) => pool.index_select(0, blockIds.reshape(-1))                     // (B·nb, Hkv, Bs, Dh)
+            .view(b, nb, Layout.NumKvHeads, BlockSize, Layout.HeadDim)                             // (B, nb, Hkv, Bs, Dh)
+            .permute(0, 2, 1, 3, 4)                                                                 // (B, Hkv, nb, Bs, Dh)
+            .reshape(b, Layout.NumKvHeads, nb * BlockSize, Layout.HeadDim)                          // (B, Hkv, nb·Bs, Dh)
+            .narrow(2, 0, length);                                                                  // (B, Hkv, S, Dh)
+        return (Pick(keys[layer]).MoveToOuterDisposeScope(), Pick(values[layer]).MoveToOuterDisposeScope());
+    }
+
     private Tensor Contiguous(Tensor blocks, Tensor index, int length)
     {
         var picked = blocks.index_select(0, index);                                       // (nb, Hkv, Bs, Dh)
