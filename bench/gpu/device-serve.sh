@@ -17,7 +17,5 @@ timeout 60 .gpu/app/loom generate --device cuda --checkpoint "$RUN" --prompt "It
 for q in none int8; do
   timeout 60 .gpu/app/loom eval --device cuda --checkpoint "$RUN" --batches 20 --quantize $q 2>&1 | tee "$OUT/eval-$q.log"
 done
-if .gpu/app/loom-bench 2>&1 | grep -q serve-load; then
-  timeout 300 .gpu/app/loom-bench serve-load --device cuda --checkpoint "$RUN" --clients 1,16,64 2>"$OUT/serve-load.err" | tee "$OUT/serve-load.md"
-  tail -5 "$OUT/serve-load.err"
-fi
+timeout 300 .gpu/app/loom-bench serve-load --device cuda --clients 1,16,64 2>"$OUT/serve-load.err" | tee "$OUT/serve-load.md"
+tail -5 "$OUT/serve-load.err"
