@@ -19,7 +19,6 @@ internal readonly record struct PagedRow(BlockTable Table, int Start, int Count)
 /// </summary>
 internal sealed class PagedAttentionContext : IAttentionContext
 {
-    private readonly IReadOnlyList<PagedRow> rows;
     private readonly PagedKvStore store;
     private readonly Tensor mask; // (B, 1, T, S)
     private readonly int keyLength; // S
@@ -28,7 +27,6 @@ internal sealed class PagedAttentionContext : IAttentionContext
 
     public PagedAttentionContext(IReadOnlyList<PagedRow> rows, PagedKvStore store, int width, Device device)
     {
-        this.rows = rows;
         this.store = store;
         keyLength = rows.Max(r => r.Start + r.Count);
         var positions = new long[rows.Count * width];

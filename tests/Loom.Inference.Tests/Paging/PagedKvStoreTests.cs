@@ -13,6 +13,44 @@ public class PagedKvStoreTests
         actual.shape.SequenceEqual(expected.shape) && actual.eq(expected).all().item<bool>();
 
     [Fact]
+    public void BatchedWritesAndGathersAgreeWithThePerSequenceOnes()
+    {
+        using var scope = NewDisposeScope();
+        using var generator = new torch.Generator(9);
+        var allocator = new BlockAllocator(12, BlockSize, enablePrefixCaching: false);
+        using var simple = new PagedKvStore(Layout, allocator.NumBlocks, BlockSize, device: null);
+        using var batched = new PagedKvStore(Layout, allocator.NumBlocks, BlockSize, device: null);
+        int[] lengths = [7, 1, 10];
+        var tables = lengths.Select(n => { var t = new BlockTable(allocator); t.Append([.. Enumerable.Range(0, n)]); return t; }).ToArray();
+        var k = lengths.Select(n => randn(new long[] { 2, n, 3 }, generator: generator)).ToArray(); // (Hkv, n, Dh)
+        var v = lengths.Select(n => randn(new long[] { 2, n, 3 }, generator: generator)).ToArray();
+        const int layer = 1;
+        var blocks = new List<long>();
+        var offsets = new List<long>();
+        for (int b = 0; b < lengths.Length; b++)
+        {
+            simple.Write(layer, tables[b], 0, k[b], v[b]);
+            for (int p = 0; p < lengths[b]; p++)
+            {
+                blocks.Add(tables[b].BlockIds[p / BlockSize]);
+                offsets.Add(p % BlockSize);
+            }
+        }
+        batched.WriteTokens(layer, tensor(blocks.ToArray()), tensor(offsets.ToArray()),
+            cat(k.Select(x => x.permute(1, 0, 2)).ToArray(), 0), cat(v.Select(x => x.permute(1, 0, 2)).ToArray(), 0)); // (N, Hkv, Dh)
+
+        int perRow = (lengths.Max() + BlockSize - 1) / BlockSize;
+        var ids = tables.SelectMany(t => Enumerable.Range(0, perRow).Select(j => (long)t.BlockIds[Math.Min(j, t.BlockIds.Count - 1)])).ToArray();
+        var (keys, values) = batched.GatherBatch(layer, tensor(ids, [lengths.Length, perRow]), lengths.Max()); // (B, Hkv, S, Dh)
+        for (int b = 0; b < lengths.Length; b++)
+        {
+            var (sk, sv) = simple.Gather(layer, tables[b], lengths[b]);
+            Assert.True(Same(keys[b].narrow(1, 0, lengths[b]), sk), $"row {b} keys differ");
+            Assert.True(Same(values[b].narrow(1, 0, lengths[b]), sv), $"row {b} values differ");
+        }
+    }
+
+    [Fact]
     public void TokenByTokenWritesGatherToTheTensorWritten()
     {
         using var scope = NewDisposeScope();
