@@ -77,7 +77,7 @@ public static class TrainingDataLoader
         {
             var tasks = registry.TasksOf(name).Select(registry.GetTask).ToList();
             var train = tasks.ToDictionary(t => t.Name, t => Split(t, "train"), StringComparer.Ordinal);
-            var rates = registry.TaskRates(name, t => Size(train[t]));
+            var rates = registry.TaskRates(name, t => TaskStatistics.Count(train[t]));
             var kept = tasks.Where(t => rates.ContainsKey(t.Name)).ToList();
             return Mixed(name, kept, [.. kept.Select(t => rates[t.Name])], train);
         }
@@ -94,9 +94,6 @@ public static class TrainingDataLoader
             string description = $"{name}: {parts} ({Vocabulary.Name} vocabulary{(Data.UseCache ? ", from the cache" : "")})";
             return new TrainingData(Vocabulary, VocabularySpec, batches, null, 0, name, description) { ValidationTasks = tasks };
         }
-
-        private static TaskSize Size(IReadOnlyList<Example> examples) =>
-            new(examples.Count, examples.Sum(e => e.Tokens.Values.Sum(f => (long)f.Length)));
     }
 
     /// <summary>Documents as token arrays, each ending with EOS, and the UTF-8 size of the held-out text.</summary>

@@ -8,8 +8,15 @@ public static class TaskStatistics
     public static TaskSize Measure(DataTask task, string split = "train")
     {
         ArgumentNullException.ThrowIfNull(task);
+        return Count(task.GetDataset(split));
+    }
+
+    /// <summary>Counts examples and tokens (all token features) of already preprocessed examples.</summary>
+    public static TaskSize Count(IEnumerable<Example> preprocessed)
+    {
+        ArgumentNullException.ThrowIfNull(preprocessed);
         long examples = 0, tokens = 0;
-        foreach (var e in task.GetDataset(split))
+        foreach (var e in preprocessed)
         {
             examples++;
             foreach (var feature in e.Tokens.Values) tokens += feature.Length;

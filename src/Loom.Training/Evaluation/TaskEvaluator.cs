@@ -17,8 +17,9 @@ namespace Loom.Training.Evaluation;
 /// </summary>
 /// <remarks>
 /// <para>
-/// Scoring: each example becomes one decoder sequence, inputs followed by targets, packed into rows by
-/// <see cref="DecoderFeatureConverter"/> (so the start token, the vocabulary's pad id, precedes each
+/// Scoring: each example becomes one decoder sequence, inputs followed by targets (shortened as
+/// training shortens them, <see cref="PackedTrainingBatches.Fit"/>), packed into the rows training uses by
+/// <see cref="PrefixLmFeatureConverter"/> (so the start token, the vocabulary's pad id, precedes each
 /// sequence) and run through the packed <see cref="DecoderLm.Loss(Tensor, Tensor, Tensor, PackedLayout, double)"/>
 /// with loss weight only on target tokens. Packing leaves each example's score exactly what it would
 /// be alone.
@@ -183,8 +184,7 @@ public sealed class TaskEvaluator
     /// <summary>The summed likelihood of every example's targets given its inputs, in packed batches.</summary>
     private ScoreResult Score(IReadOnlyList<Example> examples, bool hasInputs)
     {
-        var sequences = new List<int[]>();
-        var inputLengths = new List<int>();
+        var sequences = new List<(int[] Inputs, int[] Targets)>();
         long bytes = 0, tokens = 0;
         int truncated = 0;
         foreach (var example in examples)
@@ -192,22 +192,23 @@ public sealed class TaskEvaluator
             int[] targets = example.Tokens[TargetsFeature];
             if (targets.Length == 0) continue; // nothing to score
             int[] inputs = hasInputs ? example.Tokens[InputsFeature] : [];
-            var (keptInputs, keptTargets) = Fit(inputs, targets, SequenceLength);
+            var (keptInputs, keptTargets) = PackedTrainingBatches.Fit(inputs, targets, SequenceLength);
             if (keptInputs.Length + keptTargets.Length < inputs.Length + targets.Length) truncated++;
             bytes += keptTargets.Length < targets.Length
                 ? Encoding.UTF8.GetByteCount(Vocabulary.Decode(keptTargets)) // only the scored part counts
                 : Encoding.UTF8.GetByteCount(example.Texts.TryGetValue(TargetsFeature, out var text) ? text : Vocabulary.Decode(targets));
             tokens += keptTargets.Length;
-            sequences.Add([.. keptInputs, .. keptTargets]);
-            inputLengths.Add(keptInputs.Length);
+            sequences.Add((keptInputs, keptTargets));
         }
         if (sequences.Count == 0) return new ScoreResult(0, 0, bytes, truncated);
 
-        var converter = new DecoderFeatureConverter(DecoderFeatureOptions.ForVocabulary(Vocabulary, SequenceLength));
+        // The rows training uses: inputs ++ targets per segment, loss weight on the targets only
+        // (attention stays causal: the converter's bidirectional-prefix feature is not used).
+        var converter = new PrefixLmFeatureConverter(PrefixLmFeatureOptions.ForVocabulary(Vocabulary, SequenceLength));
         var (rows, stats) = converter.Convert(sequences);
         if (stats.Segments != sequences.Count)
             throw new InvalidOperationException($"packing made {stats.Segments} segments of {sequences.Count} sequences that all fit a row");
-        var weighted = WeightTargetsOnly(rows, inputLengths);
+        var weighted = rows.ToList();
 
         using var evaluation = NewDisposeScope();
         using var noGrad = no_grad();
@@ -215,41 +216,13 @@ public sealed class TaskEvaluator
         for (int start = 0; start < weighted.Count; start += Options.BatchSize)
         {
             using var batchScope = NewDisposeScope();
-            var batch = DecoderFeatureConverter.ToTensors(weighted.GetRange(start, Math.Min(Options.BatchSize, weighted.Count - start))); // (B, L) each
+            var batch = PrefixLmFeatureConverter.ToTensors(weighted.GetRange(start, Math.Min(Options.BatchSize, weighted.Count - start))); // (B, L) each
             var layout = new PackedLayout(batch.SegmentIds.to(Device), batch.Positions.to(Device));
             var weights = batch.LossWeights.to(Device).to(float32);                                                           // (B, L)
             var loss = Model.Loss(batch.Tokens.to(Device), batch.Targets.to(Device), weights, layout, zLossWeight: 0);
             totalNats.add_((loss.CrossEntropy * weights.sum()).to(float64)); // the mean times its weight: this batch's summed nats
         }
         return new ScoreResult(totalNats.item<double>(), tokens, bytes, truncated);
-    }
-
-    /// <summary>
-    /// Fits inputs ++ targets into <paramref name="room"/> tokens: inputs lose tokens from the front
-    /// (those farthest from the targets) first, then targets from the end.
-    /// </summary>
-    private static (int[] Inputs, int[] Targets) Fit(int[] inputs, int[] targets, int room)
-    {
-        if (inputs.Length + targets.Length <= room) return (inputs, targets);
-        if (targets.Length >= room) return ([], targets[..room]);
-        return (inputs[^(room - targets.Length)..], targets);
-    }
-
-    /// <summary>The rows with loss weight only on target tokens: position p of segment s counts when p ≥ the inputs' length.</summary>
-    private static List<DecoderRow> WeightTargetsOnly(IReadOnlyList<DecoderRow> rows, IReadOnlyList<int> inputLengths)
-    {
-        var weighted = new List<DecoderRow>(rows.Count);
-        int firstSequence = 0; // every sequence fits, so segments are the sequences in order
-        foreach (var row in rows)
-        {
-            var weights = new int[row.LossWeights.Length];
-            for (int t = 0; t < weights.Length; t++)
-                if (row.SegmentIds[t] > 0 && row.Positions[t] >= inputLengths[firstSequence + row.SegmentIds[t] - 1])
-                    weights[t] = row.LossWeights[t];
-            weighted.Add(row with { LossWeights = weights });
-            firstSequence += row.SegmentCount;
-        }
-        return weighted;
     }
 
     /// <summary>Greedy predictions for every example, and the task's metrics over them.</summary>
