@@ -1,6 +1,7 @@
 using System.Reflection;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using System.Text.Json.Serialization;
 
 namespace Loom.Core;
 
@@ -61,14 +62,18 @@ public sealed class LayeredConfig
     /// Deserializes the section <paramref name="section"/> (null = root) into <typeparamref name="T"/>.
     /// Missing keys keep the record's defaults.
     /// </summary>
-    /// <exception cref="ConfigException">A key is unknown or a value has the wrong type.</exception>
-    public T Bind<T>(string? section = null) where T : new()
+    /// <remarks>
+    /// A section typed by an abstract record marked <see cref="JsonPolymorphicAttribute"/> (model options,
+    /// tagged by <c>architecture</c>) is checked against the variant its tag names.
+    /// </remarks>
+    /// <exception cref="ConfigException">A key is unknown, a tag names no variant, or a value has the wrong type.</exception>
+    public T Bind<T>(string? section = null)
     {
         JsonNode node = section is null ? root : (Find(root, section.Split('.')) ?? new JsonObject());
         CheckKeys(node, typeof(T), section ?? "");
         try
         {
-            return node.Deserialize<T>(LoomJson.Options) ?? new T();
+            return node.Deserialize<T>(LoomJson.Options) ?? throw new ConfigException($"config: '{section}' is empty");
         }
         catch (JsonException e)
         {
@@ -80,19 +85,42 @@ public sealed class LayeredConfig
     private static void CheckKeys(JsonNode node, Type type, string prefix)
     {
         if (node is not JsonObject obj) return;
-        var props = type.GetProperties(BindingFlags.Public | BindingFlags.Instance)
-            .Where(p => p.CanWrite)
-            .ToDictionary(p => JsonNamingPolicy.SnakeCaseLower.ConvertName(p.Name), p => p);
+        string? tagKey = null;
+        IReadOnlyList<JsonDerivedTypeAttribute> variants = [];
+        if (type.GetCustomAttribute<JsonPolymorphicAttribute>() is { } polymorphic)
+        {
+            tagKey = polymorphic.TypeDiscriminatorPropertyName ?? "$type";
+            variants = [.. type.GetCustomAttributes<JsonDerivedTypeAttribute>()];
+            string names = string.Join(", ", variants.Select(v => v.TypeDiscriminator));
+            string tagPath = Join(prefix, tagKey);
+            string? tag = obj[tagKey] is JsonValue value && value.TryGetValue(out string? text) ? text : null;
+            if (tag is null) throw new ConfigException($"config: '{tagPath}' is missing: set it to one of {names}");
+            type = variants.FirstOrDefault(v => Equals(v.TypeDiscriminator, tag))?.DerivedType
+                   ?? throw new ConfigException($"config: unknown {tagPath} '{tag}': use one of {names}");
+        }
+        var props = Settable(type);
         foreach (var (key, child) in obj)
         {
             string path = Join(prefix, key);
+            if (key == tagKey) continue;
             if (!props.TryGetValue(key, out var prop))
+            {
+                // A key of another variant: say which one it belongs to rather than only that it is unknown.
+                var owner = variants.FirstOrDefault(v => Settable(v.DerivedType).ContainsKey(key));
+                if (owner is not null)
+                    throw new ConfigException($"config: '{path}' is an option of {Join(prefix, tagKey!)} '{owner.TypeDiscriminator}', not of '{obj[tagKey!]}': set {Join(prefix, tagKey!)}={owner.TypeDiscriminator} (or use a {owner.TypeDiscriminator} preset), or drop the key");
                 throw new ConfigException($"config: unknown key '{path}' (known keys{(prefix.Length > 0 ? $" of '{prefix}'" : "")}: {string.Join(", ", props.Keys.Order(StringComparer.Ordinal))})");
+            }
             var t = Nullable.GetUnderlyingType(prop.PropertyType) ?? prop.PropertyType;
             if (child is JsonObject && t.IsClass && t != typeof(string) && !t.IsAssignableTo(typeof(System.Collections.IEnumerable)))
                 CheckKeys(child, t, path);
         }
     }
+
+    private static Dictionary<string, PropertyInfo> Settable(Type type) =>
+        type.GetProperties(BindingFlags.Public | BindingFlags.Instance)
+            .Where(p => p.CanWrite && p.GetCustomAttribute<JsonIgnoreAttribute>() is null)
+            .ToDictionary(p => JsonNamingPolicy.SnakeCaseLower.ConvertName(p.Name), p => p);
 
     private static JsonObject Section(JsonObject obj, IEnumerable<string> path)
     {

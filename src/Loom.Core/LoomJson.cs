@@ -15,6 +15,8 @@ public static class LoomJson
         UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
         ReadCommentHandling = JsonCommentHandling.Skip,
         AllowTrailingCommas = true,
+        // Tagged options (model.architecture) may list the tag anywhere: configs are merged key by key.
+        AllowOutOfOrderMetadataProperties = true,
         WriteIndented = true,
         DefaultIgnoreCondition = JsonIgnoreCondition.Never,
     };

@@ -119,10 +119,10 @@ public sealed class LmBatcher : ITrainingBatches
     }
 
     /// <inheritdoc />
-    TrainingBatch ITrainingBatches.GetBatch(long step)
+    FeatureBatch ITrainingBatches.GetBatch(long step)
     {
         var (inputs, targets) = GetBatch(step);
-        return new TrainingBatch(inputs, targets);
+        return FeatureBatch.Decoder(inputs, targets);
     }
 
     /// <summary>

@@ -35,6 +35,7 @@ public sealed class PackedTrainingBatches : ITrainingBatches
     private readonly Component[] _components;
     private readonly MixtureSampler _sampler;
     private readonly PrefixLmFeatureConverter _converter;
+    private readonly EncoderDecoderFeatureConverter _encoderDecoder;
 
     /// <summary>Creates the batches.</summary>
     /// <param name="components">The tasks and their rates; one component for a single task.</param>
@@ -44,14 +45,21 @@ public sealed class PackedTrainingBatches : ITrainingBatches
     /// <param name="seed">The seed of the order and the mixing.</param>
     /// <param name="rank">This data-parallel rank.</param>
     /// <param name="worldSize">The number of data-parallel ranks.</param>
+    /// <param name="layout">
+    /// The model's features: decoder-only rows (inputs ++ targets), or encoder-decoder rows whose encoder
+    /// and decoder each hold L tokens. Both pack the same examples per row (an example's inputs plus targets
+    /// fit in L), so a seed trains either family on the same data.
+    /// </param>
     /// <exception cref="ArgumentException">No components, a component without examples, or an example without "targets".</exception>
     public PackedTrainingBatches(IReadOnlyList<PackedComponent> components, IVocabulary vocabulary, int sequenceLength, int batchSize,
-        ulong seed, int rank = 0, int worldSize = 1)
+        ulong seed, int rank = 0, int worldSize = 1, FeatureLayout layout = FeatureLayout.Decoder)
     {
         ArgumentNullException.ThrowIfNull(components);
         ArgumentNullException.ThrowIfNull(vocabulary);
         if (components.Count == 0) throw new ArgumentException("there are no tasks to train on", nameof(components));
         _converter = new PrefixLmFeatureConverter(PrefixLmFeatureOptions.ForVocabulary(vocabulary, sequenceLength));
+        _encoderDecoder = new EncoderDecoderFeatureConverter(EncoderDecoderFeatureOptions.ForVocabulary(vocabulary, sequenceLength, sequenceLength));
+        Layout = layout;
         _components = [.. components.Select((c, i) => new Component(c, sequenceLength, batchSize, Mix(seed, i), rank, worldSize))];
         _sampler = new MixtureSampler([.. components.Select(c => c.Rate)], seed);
         SequenceLength = sequenceLength;
@@ -65,6 +73,9 @@ public sealed class PackedTrainingBatches : ITrainingBatches
 
     /// <inheritdoc />
     public int SequenceLength { get; }
+
+    /// <summary>The model features the batches hold.</summary>
+    public FeatureLayout Layout { get; }
 
     /// <summary>This data-parallel rank.</summary>
     public int Rank { get; }
@@ -87,8 +98,9 @@ public sealed class PackedTrainingBatches : ITrainingBatches
     }
 
     /// <inheritdoc />
-    public TrainingBatch GetBatch(long step)
+    public FeatureBatch GetBatch(long step)
     {
+        if (Layout == FeatureLayout.EncoderDecoder) return GetEncoderDecoderBatch(step);
         var rows = new List<PrefixLmRow>(BatchSize);
         for (int b = 0; b < BatchSize; b++)
         {
@@ -101,8 +113,22 @@ public sealed class PackedTrainingBatches : ITrainingBatches
         using var scope = torch.NewDisposeScope();
         var batch = PrefixLmFeatureConverter.ToTensors(rows);
         batch.CausalAttention.Dispose(); // attention stays causal over inputs, as when generating
-        return new TrainingBatch(batch.Tokens.MoveToOuterDisposeScope(), batch.Targets.MoveToOuterDisposeScope(),
-            batch.SegmentIds.MoveToOuterDisposeScope(), batch.Positions.MoveToOuterDisposeScope(), batch.LossWeights.MoveToOuterDisposeScope());
+        return FeatureBatch.Decoder(batch.Tokens, batch.Targets, batch.SegmentIds, batch.Positions, batch.LossWeights).MoveToOuterDisposeScope();
+    }
+
+    private FeatureBatch GetEncoderDecoderBatch(long step)
+    {
+        var rows = new List<EncoderDecoderRow>(BatchSize);
+        for (int b = 0; b < BatchSize; b++)
+        {
+            var (component, examples) = RowAt(step, b);
+            var (converted, _) = _encoderDecoder.Convert(examples);
+            if (converted.Count != 1)
+                throw new InvalidOperationException($"{_components[component].Name}: a packed row became {converted.Count} encoder-decoder rows; the batcher and converter disagree on lengths");
+            rows.Add(converted[0]);
+        }
+        using var scope = torch.NewDisposeScope();
+        return EncoderDecoderFeatureConverter.ToTensors(rows).ToFeatures().MoveToOuterDisposeScope();
     }
 
     /// <summary>Packing efficiency of a component over one epoch: tokens placed over row capacity, in (0, 1].</summary>

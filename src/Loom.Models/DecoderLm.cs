@@ -1,22 +1,19 @@
+using Loom.Data;
+using Loom.Data.FeatureConverters;
 using Loom.Models.Layers;
-using Loom.Models.Quantization;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace Loom.Models;
 
-/// <summary>Cross-entropy, z-loss and their weighted sum, each a scalar tensor (no host sync).</summary>
-/// <param name="Total">Cross-entropy + z-loss weight · z-loss: what is differentiated.</param>
-/// <param name="CrossEntropy">Mean negative log-likelihood per target token, in nats.</param>
-/// <param name="ZLoss">Mean log²Z of the softmax normaliser (PaLM keeps it near 0 for stability).</param>
-public sealed record LmLoss(Tensor Total, Tensor CrossEntropy, Tensor ZLoss);
-
 /// <summary>
 /// A decoder-only Transformer language model (PaLM family): token embedding, a stack of
 /// <see cref="DecoderBlock"/>s, a final norm and an output projection (the transposed embedding
-/// when shared). The model holds no generation state: callers pass a <see cref="KvCache"/>.
+/// when shared). Embedding, stack and head are separate steps (<see cref="Embed"/>,
+/// <see cref="Blocks"/>, <see cref="Head"/>), so that other encoders can feed embeddings in. The
+/// model holds no generation state: callers pass an <see cref="IAttentionContext"/> that owns the cache.
 /// </summary>
-public sealed class DecoderLm : nn.Module<Tensor, Tensor>
+public sealed class DecoderLm : LanguageModel
 {
     private readonly Parameter embed;      // (V, D)
     private readonly Parameter? pos_embed; // (maxLen, D), learned positions only
@@ -24,6 +21,7 @@ public sealed class DecoderLm : nn.Module<Tensor, Tensor>
     private readonly ModuleList<DecoderBlock> blocks;
     private readonly nn.Module<Tensor, Tensor> final_norm;
     private readonly Dense? lm_head;       // (V, D), unshared embeddings only
+    private readonly DecoderLmOptions options;
 
     /// <summary>
     /// Builds the model with PaLM's initialisation on <paramref name="device"/> (meta: shapes only),
@@ -33,8 +31,8 @@ public sealed class DecoderLm : nn.Module<Tensor, Tensor>
     /// </summary>
     public DecoderLm(DecoderLmOptions options, Device? device = null, Generator? generator = null) : base(nameof(DecoderLm))
     {
-        Options = (options ?? throw new ArgumentNullException(nameof(options))).Validate();
-        var o = Options;
+        this.options = (options ?? throw new ArgumentNullException(nameof(options))).Validate();
+        var o = this.options;
         embed = new Parameter(empty(o.VocabSize, o.ModelDim, device: device));
         Initializers.Normal(embed, 1, generator); // PaLM: N(0, 1), since no norm follows the embedding
         if (o.Positions == PositionEncoding.Learned)
@@ -46,118 +44,99 @@ public sealed class DecoderLm : nn.Module<Tensor, Tensor>
         {
             rotary = new Rotary(o.HeadDim, o.MaxSequenceLength, o.RopeBase, device);
         }
-        blocks = new ModuleList<DecoderBlock>(Enumerable.Range(0, o.NumLayers).Select(l => new DecoderBlock(o, l, rotary, device, generator)).ToArray());
-        final_norm = Norms.Create(o, device);
+        nn.Module<Tensor, Tensor> Norm() => Norms.Create(o.Norm, o.ModelDim, o.NormEpsilon, o.UseBias, device);
+        blocks = new ModuleList<DecoderBlock>(Enumerable.Range(0, o.NumLayers).Select(l => new DecoderBlock(
+            l,
+            new Attention(o.ModelDim, o.NumHeads, o.NumKvHeads, o.HeadDim, o.UseBias, rotary, device, generator),
+            new Mlp(o.ModelDim, o.MlpDim, o.Activation, o.UseBias, device, generator),
+            Norm, o.ParallelBlock)).ToArray());
+        final_norm = Norm();
         lm_head = o.SharedEmbeddings ? null : new Dense(o.ModelDim, o.VocabSize, useBias: false, device, generator);
         RegisterComponents();
     }
 
     /// <summary>The validated options the model was built from.</summary>
-    public DecoderLmOptions Options { get; }
+    public override DecoderLmOptions Options => options;
 
-    /// <summary>Logits for every position of <paramref name="tokens"/>, (B, T) -> (B, T, V).</summary>
-    public override Tensor forward(Tensor tokens) => Forward(tokens, (KvCache?)null);
+    /// <inheritdoc />
+    public override FeatureLayout FeatureLayout => FeatureLayout.Decoder;
 
-    /// <summary>
-    /// Logits, (B, T, V), for <paramref name="tokens"/>, (B, T), at positions cache.Length.. (0 without a
-    /// cache). With a cache the tokens' keys and values are appended to it: a prefill is one call with
-    /// the prompt, a decode step one call with the newest token.
-    /// </summary>
-    public Tensor Forward(Tensor tokens, KvCache? cache) => Forward(tokens, cache, null);
+    /// <inheritdoc />
+    public override KvCacheShape KvCacheShape => new(options.NumLayers, options.NumKvHeads, options.HeadDim);
 
-    /// <summary>Logits, (B, T, V), for rows of packed examples (see <see cref="PackedLayout"/>).</summary>
-    public Tensor Forward(Tensor tokens, PackedLayout packing) =>
-        Forward(tokens, null, packing ?? throw new ArgumentNullException(nameof(packing)));
+    /// <summary>Logits for every position of <paramref name="tokens"/>, (B, T) -> (B, T, V), as one causal sequence per row.</summary>
+    public Tensor forward(Tensor tokens) => Forward(tokens, null);
 
-    /// <summary>
-    /// Logits, (B, T, V), for new tokens whose positions, and the keys and values they attend over,
-    /// come from <paramref name="context"/> (an inference engine's paged KV cache, for one).
-    /// </summary>
-    public Tensor Forward(Tensor tokens, IAttentionContext context) =>
-        Forward(tokens, null, context ?? throw new ArgumentNullException(nameof(context)));
-
-    private Tensor Forward(Tensor tokens, KvCache? cache, IAttentionContext? packing)
+    /// <inheritdoc />
+    public override Tensor Forward(Tensor tokens, IAttentionContext? context)
     {
-        long t = tokens.shape[1];
-        int start = cache?.Length ?? 0;
-        if (packing is null && start + t > Options.MaxSequenceLength)
-            throw new ArgumentException($"sequence of {start + t} tokens exceeds model.max_sequence_length = {Options.MaxSequenceLength}");
-        var x = embed.index_select(0, tokens.reshape(-1)).view(tokens.shape[0], t, -1); // (B, T, D)
-        if (pos_embed is not null)
-            x = packing is null
-                ? x + pos_embed.narrow(0, start, t)                                                        // (B, T, D)
-                : x + pos_embed.index_select(0, packing.Positions.reshape(-1)).view(tokens.shape[0], t, -1); // (B, T, D)
-        foreach (var block in blocks) x = block.Forward(x, cache, packing); // (B, T, D)
-        cache?.Advance((int)t);
-        x = final_norm.forward(x);                                       // (B, T, D)
+        ArgumentNullException.ThrowIfNull(tokens);
+        if (context is null && tokens.shape[1] > options.MaxSequenceLength)
+            throw new ArgumentException($"sequence of {tokens.shape[1]} tokens exceeds model.max_sequence_length = {options.MaxSequenceLength}");
+        return Head(Blocks(Embed(tokens, context), context)); // (B, T, V)
+    }
+
+    /// <inheritdoc />
+    public override ModelOutput Forward(FeatureBatch features)
+    {
+        ArgumentNullException.ThrowIfNull(features);
+        var context = features.SegmentIds is { } segments
+            ? new PackedLayout(segments, features.Positions ?? throw new ArgumentException($"packed rows need \"{FeatureNames.DecoderPositions}\" beside their segment ids"),
+                features.Find(FeatureNames.DecoderCausalAttention))
+            : null;
+        return new ModelOutput(Forward(features.Inputs, context), new Dictionary<string, Tensor>(), new Dictionary<string, Tensor>());
+    }
+
+    /// <summary>Token (and learned position) embeddings of <paramref name="tokens"/>, (B, T) -> (B, T, D).</summary>
+    public Tensor Embed(Tensor tokens, IAttentionContext? context)
+    {
+        ArgumentNullException.ThrowIfNull(tokens);
+        long b = tokens.shape[0], t = tokens.shape[1];
+        var x = embed.index_select(0, tokens.reshape(-1)).view(b, t, -1); // (B, T, D)
+        if (pos_embed is null) return x;
+        return context is null
+            ? x + pos_embed.narrow(0, 0, t)                                                       // (B, T, D)
+            : x + pos_embed.index_select(0, context.Positions.reshape(-1)).view(b, t, -1);        // (B, T, D)
+    }
+
+    /// <summary>The block stack over embeddings, (B, T, D) -> (B, T, D), within an attention context.</summary>
+    public Tensor Blocks(Tensor x, IAttentionContext? context)
+    {
+        foreach (var block in blocks) x = block.Forward(x, context); // (B, T, D)
+        return x;
+    }
+
+    /// <summary>Final norm and output projection, (B, T, D) -> (B, T, V).</summary>
+    public Tensor Head(Tensor x)
+    {
+        x = final_norm.forward(x);                                          // (B, T, D)
         return lm_head is not null
-            ? lm_head.forward(x)                                         // (B, T, V)
-            : nn.functional.linear(x, embed) / Math.Sqrt(Options.ModelDim); // (B, T, V), shared: scaled by 1/√D
+            ? lm_head.forward(x)                                            // (B, T, V)
+            : nn.functional.linear(x, embed) / Math.Sqrt(options.ModelDim); // (B, T, V), shared: scaled by 1/√D
     }
 
     /// <summary>
-    /// Next-token loss of <paramref name="inputs"/> against <paramref name="targets"/>, both (B, T);
-    /// targets equal to <paramref name="ignoreId"/> do not count.
+    /// Next-token loss of <paramref name="inputs"/> against <paramref name="targets"/>, both (B, T), as
+    /// causal sequences; targets equal to <paramref name="ignoreId"/> do not count.
     /// </summary>
-    public LmLoss Loss(Tensor inputs, Tensor targets, double zLossWeight, long ignoreId = -1) =>
-        Loss(forward(inputs), targets, targets.ne(ignoreId).to(float32), zLossWeight);
-
-    /// <summary>
-    /// Next-token loss of packed rows: <paramref name="inputs"/>, <paramref name="targets"/> and
-    /// <paramref name="lossWeights"/> (1 for real targets, 0 for padding) are (B, T); each example
-    /// is scored as if it were alone (see <see cref="PackedLayout"/>).
-    /// </summary>
-    public LmLoss Loss(Tensor inputs, Tensor targets, Tensor lossWeights, PackedLayout packing, double zLossWeight) =>
-        Loss(Forward(inputs, packing), targets, lossWeights.to(float32), zLossWeight);
-
-    private static LmLoss Loss(Tensor logits, Tensor targets, Tensor weight, double zLossWeight)
+    public ModelLoss Loss(Tensor inputs, Tensor targets, double zLossWeight, long ignoreId = -1)
     {
-        logits = logits.to(float32);                                          // (B, T, V)
-        var logZ = logits.logsumexp(-1);                                      // (B, T)
-        var targetLogit = logits.gather(-1, targets.clamp_min(0).unsqueeze(-1)).squeeze(-1); // (B, T)
-        var count = weight.sum().clamp_min(1);
-        var ce = ((logZ - targetLogit) * weight).sum() / count;
-        var z = (logZ.pow(2) * weight).sum() / count;
-        return new LmLoss(ce + zLossWeight * z, ce, z);
+        using var batch = FeatureBatch.Decoder(inputs.alias(), targets.alias(), lossWeights: targets.ne(ignoreId).to(float32));
+        return Loss(batch, zLossWeight);
     }
 
-    /// <summary>
-    /// Stores every linear kernel (attention q/k/v/o, MLP gate/up/down and an unshared output
-    /// projection) as int8 values with per-output-channel scales, freeing the float kernels, and puts
-    /// the model in eval mode: a quantized model is for inference only. The token and position
-    /// embeddings, norms and biases stay in float, as in the weight-only schemes of LLM.int8 and
-    /// Pope et al. 2022, which quantize matmul kernels only: an embedding is a row lookup rather than a
-    /// matmul (and, when shared, also the output projection, whose logits are the most sensitive to
-    /// rounding), and norm gains and biases are a negligible share of the bytes.
-    /// </summary>
-    /// <returns>The kernels quantized and the bytes saved; also kept in <see cref="Quantization"/>.</returns>
-    /// <exception cref="ArgumentException"><paramref name="mode"/> is <see cref="QuantizationMode.None"/>.</exception>
-    /// <exception cref="InvalidOperationException">The model is already quantized.</exception>
-    public QuantizationReport Quantize(QuantizationMode mode)
-    {
-        if (mode != QuantizationMode.Int8) throw new ArgumentException($"cannot quantize to {mode}: the supported mode is {QuantizationMode.Int8}", nameof(mode));
-        if (Quantization is not null) throw new InvalidOperationException($"the model is already quantized ({Quantization.Mode})");
-        var kernels = modules().OfType<Dense>().ToList();
-        long linearBefore = kernels.Sum(d => d.KernelBytes);
-        long modelBefore = WeightBytes();
-        foreach (var kernel in kernels) kernel.QuantizeInt8();
-        eval();
-        Quantization = new QuantizationReport(mode, kernels.Count, linearBefore, kernels.Sum(d => d.KernelBytes), modelBefore, WeightBytes());
-        return Quantization;
-    }
-
-    /// <summary>What <see cref="Quantize"/> did; null while the model holds float weights.</summary>
-    public QuantizationReport? Quantization { get; private set; }
-
-    /// <summary>Bytes of the weights the model holds: its parameters plus any quantized kernels.</summary>
-    private long WeightBytes() =>
-        parameters().Sum(p => p.NumberOfElements * p.ElementSize)
-        + modules().OfType<Dense>().Where(d => d.IsQuantized).Sum(d => d.KernelBytes);
-
-    /// <summary>Total number of parameters (shared embeddings counted once); the kernels of a quantized model are buffers, not parameters.</summary>
-    public long ParameterCount => parameters().Sum(p => p.NumberOfElements);
+    /// <inheritdoc />
+    public override long ActiveParameterCount => ParameterCount;
 
     /// <summary>Parameters outside the token and position embeddings (the N of Kaplan et al.).</summary>
     public long NonEmbeddingParameterCount =>
         ParameterCount - embed.NumberOfElements - (pos_embed?.NumberOfElements ?? 0);
+
+    /// <inheritdoc />
+    public override double FlopsPerToken(int sequenceLength)
+    {
+        // Lookup-only tables do no matmul: learned positions always, the input embedding when untied.
+        long lookupOnly = (pos_embed?.NumberOfElements ?? 0) + (lm_head is null ? 0 : embed.NumberOfElements);
+        return ModelFlops.PerToken(ActiveParameterCount - lookupOnly, options.NumLayers, options.NumHeads, options.HeadDim, sequenceLength);
+    }
 }

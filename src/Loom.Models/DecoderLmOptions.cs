@@ -39,10 +39,10 @@ public enum NormKind
 /// shared input/output embeddings, no biases. Validate with <see cref="Validate"/>; every model
 /// constructor does.
 /// </summary>
-public sealed record DecoderLmOptions
+public sealed record DecoderLmOptions : ModelOptions
 {
-    /// <summary>Number of token ids the embedding holds (at least the vocabulary's size).</summary>
-    public int VocabSize { get; init; } = 258;
+    /// <inheritdoc />
+    public override string Architecture => ModelArchitectures.DecoderLm;
 
     /// <summary>Width of the residual stream (d_model).</summary>
     public int ModelDim { get; init; } = 256;
@@ -71,9 +71,6 @@ public sealed record DecoderLmOptions
     /// <summary>Position encoding.</summary>
     public PositionEncoding Positions { get; init; } = PositionEncoding.Rotary;
 
-    /// <summary>Longest sequence the model accepts (sizes learned position tables and rotary caches).</summary>
-    public int MaxSequenceLength { get; init; } = 1024;
-
     /// <summary>Share the input embedding with the output projection (logits scaled by 1/sqrt(d_model)).</summary>
     public bool SharedEmbeddings { get; init; } = true;
 
@@ -89,8 +86,11 @@ public sealed record DecoderLmOptions
     /// <summary>Epsilon of the norms.</summary>
     public double NormEpsilon { get; init; } = 1e-6;
 
+    /// <summary>Mixture-of-experts MLPs (every layer or every k-th layer), or null for dense MLPs.</summary>
+    public MoeOptions? Moe { get; init; }
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid field and the valid range.</summary>
-    public DecoderLmOptions Validate()
+    public override DecoderLmOptions Validate()
     {
         Positive(VocabSize, "vocab_size");
         Positive(ModelDim, "model_dim");
@@ -106,11 +106,10 @@ public sealed record DecoderLmOptions
             throw new ArgumentException($"model.head_dim = {HeadDim} must be even for rotary position embeddings");
         if (!(RopeBase > 1)) throw new ArgumentException($"model.rope_base = {RopeBase} must be greater than 1");
         if (!(NormEpsilon > 0)) throw new ArgumentException($"model.norm_epsilon = {NormEpsilon} must be positive");
+        Moe?.Validate();
         return this;
     }
 
-    private static void Positive(long value, string name)
-    {
-        if (value <= 0) throw new ArgumentException($"model.{name} = {value} must be a positive integer");
-    }
+    /// <inheritdoc />
+    public override LanguageModel Build(TorchSharp.torch.Device? device = null, TorchSharp.torch.Generator? generator = null) => new DecoderLm(Validate(), device, generator);
 }

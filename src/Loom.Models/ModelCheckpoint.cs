@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using Loom.Core;
 using Loom.Models.Quantization;
 using static TorchSharp.torch;
@@ -11,11 +12,11 @@ public sealed record ModelManifest
     /// <summary>Format version of the checkpoint folder; bumped on incompatible changes.</summary>
     public int FormatVersion { get; init; } = 1;
 
-    /// <summary>Model architecture family.</summary>
-    public string Architecture { get; init; } = "decoder_lm";
+    /// <summary>Model architecture family (the same tag as <see cref="Model"/>'s; kept at the top for readers of older files).</summary>
+    public string Architecture { get; init; } = ModelArchitectures.DecoderLm;
 
-    /// <summary>The model's options.</summary>
-    public DecoderLmOptions Model { get; init; } = new();
+    /// <summary>The model's options, tagged by their architecture.</summary>
+    public ModelOptions Model { get; init; } = new DecoderLmOptions();
 
     /// <summary>Vocabulary spec ("byte", "tiktoken:NAME", a SentencePiece model file name stored beside
     /// the weights; any with "+extra_ids=N").</summary>
@@ -40,9 +41,11 @@ public static class ModelCheckpoint
 
     /// <summary>Writes the weights and manifest into <paramref name="directory"/> (which must exist).</summary>
     /// <exception cref="InvalidOperationException">The model is quantized: checkpoints hold float weights.</exception>
-    public static void Save(string directory, DecoderLm model, ModelManifest manifest)
+    public static void Save(string directory, LanguageModel model, ModelManifest manifest)
     {
         ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(manifest);
+        manifest = manifest with { Architecture = manifest.Model.Architecture };
         if (model.Quantization is not null)
             throw new InvalidOperationException("cannot save a quantized model: checkpoints hold float weights; save the float model and quantize when loading (--quantize int8)");
         SafeTensors.Save(Path.Combine(directory, WeightsFile), model.state_dict(),
@@ -58,13 +61,24 @@ public static class ModelCheckpoint
         if (!File.Exists(path)) throw new InvalidDataException($"{directory} is not a Loom checkpoint (no {ManifestFile}); pass a run folder or one of its checkpoints/step_* folders");
         try
         {
-            var manifest = JsonSerializer.Deserialize<ModelManifest>(File.ReadAllText(path), LoomJson.Options)
-                           ?? throw new InvalidDataException($"{path}: empty manifest");
+            var node = JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new InvalidDataException($"{path}: the manifest must be a JSON object");
+            // Manifests written before model options were tagged carry the family only at the top.
+            string architecture = node[ModelArchitectures.Key]?.GetValue<string>() ?? ModelArchitectures.DecoderLm;
+            ModelArchitectures.Check(architecture);
+            if (node["model"] is JsonObject model)
+            {
+                var tagged = ModelArchitectures.WithDefaultArchitecture(model, architecture);
+                string inner = ModelArchitectures.Check(tagged[ModelArchitectures.Key]?.GetValue<string>());
+                if (inner != architecture)
+                    throw new InvalidDataException($"{path}: says architecture '{architecture}' but its model options are '{inner}'; the file was edited by hand or is corrupt");
+                node["model"] = tagged;
+            }
+            var manifest = node.Deserialize<ModelManifest>(LoomJson.Options) ?? throw new InvalidDataException($"{path}: empty manifest");
             if (manifest.FormatVersion != 1) throw new InvalidDataException($"{path}: checkpoint format {manifest.FormatVersion} is not supported by this Loom (expects 1)");
             manifest.Model.Validate();
             return manifest;
         }
-        catch (Exception e) when (e is JsonException or ArgumentException)
+        catch (Exception e) when (e is JsonException or ArgumentException or InvalidOperationException or NotSupportedException)
         {
             throw new InvalidDataException($"{path}: corrupt checkpoint manifest ({e.Message.Split('\n')[0]})", e);
         }
@@ -73,25 +87,35 @@ public static class ModelCheckpoint
     /// <summary>
     /// Rebuilds the model of a checkpoint on <paramref name="device"/> with its saved weights, then
     /// quantizes its linear layers for inference when <paramref name="quantization"/> says so (the
-    /// report is in <see cref="DecoderLm.Quantization"/>).
+    /// report is in <see cref="LanguageModel.Quantization"/>).
     /// </summary>
-    /// <exception cref="InvalidDataException">Weights are missing, corrupt or do not fit the manifest's model.</exception>
-    public static (DecoderLm Model, ModelManifest Manifest) Load(string directory, Device? device = null, QuantizationMode quantization = QuantizationMode.None)
+    /// <param name="directory">The checkpoint folder.</param>
+    /// <param name="device">Where to build the model.</param>
+    /// <param name="quantization">Int8 weights for inference, or none.</param>
+    /// <param name="expectedArchitecture">The family the caller needs (null: any); another is refused.</param>
+    /// <exception cref="InvalidDataException">Weights are missing, corrupt or do not fit the manifest's model, or the family is not the expected one.</exception>
+    public static (LanguageModel Model, ModelManifest Manifest) Load(string directory, Device? device = null, QuantizationMode quantization = QuantizationMode.None,
+        string? expectedArchitecture = null)
     {
         var manifest = ReadManifest(directory);
-        var model = new DecoderLm(manifest.Model, device);
+        if (expectedArchitecture is not null && manifest.Model.Architecture != expectedArchitecture)
+            throw new InvalidDataException($"{directory} holds a {manifest.Model.Architecture} model, not a {expectedArchitecture} one: pass a {expectedArchitecture} checkpoint");
+        var model = manifest.Model.Build(device);
         LoadWeights(model, Path.Combine(directory, WeightsFile));
         if (quantization != QuantizationMode.None) model.Quantize(quantization);
         return (model, manifest);
     }
 
     /// <summary>Copies weights from a safetensors file into <paramref name="model"/>, checking every name and shape.</summary>
-    public static void LoadWeights(DecoderLm model, string weightsPath)
+    /// <exception cref="InvalidDataException">The file is missing, holds another family's weights, or a tensor is missing, extra or of another shape.</exception>
+    public static void LoadWeights(LanguageModel model, string weightsPath)
     {
         ArgumentNullException.ThrowIfNull(model);
         if (!File.Exists(weightsPath)) throw new InvalidDataException($"checkpoint weights not found: {weightsPath}");
         using var scope = NewDisposeScope();
-        var saved = SafeTensors.Load(weightsPath);
+        var saved = SafeTensors.Load(weightsPath, out var metadata);
+        if (metadata.TryGetValue("loom_architecture", out var family) && family != model.Options.Architecture)
+            throw new InvalidDataException($"{weightsPath} holds the weights of a {family} model, which cannot load into a {model.Options.Architecture} model: use a {model.Options.Architecture} checkpoint, or build the model from the checkpoint's own model.json");
         var state = model.state_dict();
         foreach (var (name, target) in state)
         {

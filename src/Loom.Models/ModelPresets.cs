@@ -2,7 +2,7 @@ using Loom.Core;
 
 namespace Loom.Models;
 
-/// <summary>Finds model presets: JSON files of <see cref="DecoderLmOptions"/> under configs/models.</summary>
+/// <summary>Finds model presets: JSON files of model options under configs/models, tagged by <c>architecture</c> (untagged: decoder_lm).</summary>
 public static class ModelPresets
 {
     /// <summary>The configs folder shipped beside the running program.</summary>
@@ -29,12 +29,12 @@ public static class ModelPresets
     }
 
     /// <summary>Loads and validates a preset.</summary>
-    public static DecoderLmOptions Load(string nameOrPath, string? configsDirectory = null)
+    public static ModelOptions Load(string nameOrPath, string? configsDirectory = null)
     {
-        var config = new LayeredConfig().Merge(LayeredConfig.ReadFile(Resolve(nameOrPath, configsDirectory)));
+        var config = new LayeredConfig().Merge(ModelArchitectures.WithDefaultArchitecture(LayeredConfig.ReadFile(Resolve(nameOrPath, configsDirectory))));
         try
         {
-            return config.Bind<DecoderLmOptions>().Validate();
+            return config.Bind<ModelOptions>().Validate();
         }
         catch (ArgumentException e)
         {

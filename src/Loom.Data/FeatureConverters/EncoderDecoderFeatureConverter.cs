@@ -166,6 +166,19 @@ public sealed record EncoderDecoderBatch(
     torch.Tensor DecoderTokens, torch.Tensor DecoderTargets, torch.Tensor DecoderSegmentIds, torch.Tensor DecoderPositions, torch.Tensor DecoderLossWeights)
     : IDisposable
 {
+    /// <summary>The same tensors under their model feature names (<see cref="FeatureNames"/>); the returned batch owns them.</summary>
+    public FeatureBatch ToFeatures() => new(new Dictionary<string, torch.Tensor>
+    {
+        [FeatureNames.EncoderInputTokens] = EncoderTokens,
+        [FeatureNames.EncoderSegmentIds] = EncoderSegmentIds,
+        [FeatureNames.EncoderPositions] = EncoderPositions,
+        [FeatureNames.DecoderInputTokens] = DecoderTokens,
+        [FeatureNames.DecoderTargetTokens] = DecoderTargets,
+        [FeatureNames.DecoderSegmentIds] = DecoderSegmentIds,
+        [FeatureNames.DecoderPositions] = DecoderPositions,
+        [FeatureNames.DecoderLossWeights] = DecoderLossWeights,
+    });
+
     /// <summary>Disposes the eight tensors.</summary>
     public void Dispose()
     {

@@ -3,9 +3,10 @@ using static TorchSharp.torch;
 namespace Loom.Models.Layers;
 
 /// <summary>
-/// Causal self-attention with <see cref="DecoderLmOptions.NumKvHeads"/> key/value heads shared by
-/// groups of query heads (1 = multi-query, NumHeads = multi-head), rotary or no position encoding,
-/// through scaled_dot_product_attention.
+/// Causal self-attention with <c>kvHeads</c> key/value heads shared by groups of query heads
+/// (1 = multi-query, heads = multi-head), rotary or no position encoding, through
+/// scaled_dot_product_attention. Where the keys and values come from, and which each query sees, is the
+/// <see cref="IAttentionContext"/>'s business: the layer only projects, rotates and attends.
 /// </summary>
 public sealed class Attention : nn.Module<Tensor, Tensor>
 {
@@ -16,58 +17,60 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
     private readonly int heads, kvHeads, headDim;
     private readonly Rotary? rotary;
 
-    /// <summary>Creates the layer; <paramref name="rotary"/> is shared by all layers (null for learned positions); initial values come from <paramref name="generator"/> (torch's default when null).</summary>
-    public Attention(DecoderLmOptions o, Rotary? rotary, Device? device = null, Generator? generator = null) : base(nameof(Attention))
+    /// <summary>
+    /// Creates the layer; <paramref name="rotary"/> is shared by all layers (null for learned positions);
+    /// initial values come from <paramref name="generator"/> (torch's default when null).
+    /// </summary>
+    public Attention(int modelDim, int heads, int kvHeads, int headDim, bool useBias, Rotary? rotary, Device? device = null, Generator? generator = null)
+        : base(nameof(Attention))
     {
-        heads = o.NumHeads;
-        kvHeads = o.NumKvHeads;
-        headDim = o.HeadDim;
-        wq = new Dense(o.ModelDim, heads * headDim, o.UseBias, device, generator);
-        wk = new Dense(o.ModelDim, kvHeads * headDim, o.UseBias, device, generator);
-        wv = new Dense(o.ModelDim, kvHeads * headDim, o.UseBias, device, generator);
-        wo = new Dense(heads * headDim, o.ModelDim, o.UseBias, device, generator);
+        this.heads = heads;
+        this.kvHeads = kvHeads;
+        this.headDim = headDim;
+        wq = new Dense(modelDim, heads * headDim, useBias, device, generator);
+        wk = new Dense(modelDim, kvHeads * headDim, useBias, device, generator);
+        wv = new Dense(modelDim, kvHeads * headDim, useBias, device, generator);
+        wo = new Dense(heads * headDim, modelDim, useBias, device, generator);
         RegisterComponents();
         this.rotary = rotary; // not a component of this layer: registered once by the model
     }
 
     /// <inheritdoc />
-    public override Tensor forward(Tensor x) => Forward(x, null, 0);
+    public override Tensor forward(Tensor x) => Forward(x, 0, null);
 
     /// <summary>
-    /// Attends from <paramref name="x"/>, (B, T, D), at positions start..start+T-1. With a cache, the
-    /// new keys and values are written to it and the queries attend to everything cached. With a
-    /// <paramref name="context"/>, each token's position (for the rotary angles) and the keys, values
-    /// and mask it attends with come from it: a <see cref="PackedLayout"/> lets a token see only
-    /// earlier tokens of its own example; an engine's paged cache, its own sequence's cached prefix.
+    /// Attends from <paramref name="x"/>, (B, T, D). Without a context the rows are causal sequences from
+    /// position 0. With one, each token's position (for the rotary angles) and the keys, values and mask
+    /// it attends with come from it: a <see cref="PackedLayout"/> lets a token see only earlier tokens of
+    /// its own example; a <see cref="KvCache"/> step or an engine's paged cache, its own sequence's cached prefix.
     /// </summary>
-    public Tensor Forward(Tensor x, KvCache? cache, int layer, IAttentionContext? context = null)
+    public Tensor Forward(Tensor x, int layer, IAttentionContext? context)
     {
         long b = x.shape[0], t = x.shape[1];
-        int start = cache?.Length ?? 0;
         var q = wq.forward(x).view(b, t, heads, headDim).transpose(1, 2);   // (B, H, T, Dh)
         var k = wk.forward(x).view(b, t, kvHeads, headDim).transpose(1, 2); // (B, Hkv, T, Dh)
         var v = wv.forward(x).view(b, t, kvHeads, headDim).transpose(1, 2); // (B, Hkv, T, Dh)
         if (rotary is not null)
         {
-            q = context is null ? rotary.Apply(q, start) : rotary.Apply(q, context.Positions);
-            k = context is null ? rotary.Apply(k, start) : rotary.Apply(k, context.Positions);
+            q = context is null ? rotary.Apply(q, 0) : rotary.Apply(q, context.Positions);
+            k = context is null ? rotary.Apply(k, 0) : rotary.Apply(k, context.Positions);
         }
-        Tensor? mask = null;
-        if (cache is not null) (k, v) = cache.Write(layer, k, v);          // (B, Hkv, S, Dh), S = start + T
-        else if (context is not null) (k, v, mask) = context.Attend(layer, k, v); // (B, Hkv, S, Dh), mask (B, 1, T, S)
-        k = ExpandKvHeads(k, heads);                                       // (B, H, S, Dh)
-        v = ExpandKvHeads(v, heads);                                       // (B, H, S, Dh)
-
-        Tensor y;
-        if (mask is not null)
-            y = nn.functional.scaled_dot_product_attention(q, k, v, mask);  // mask (B, 1, T, S)
-        else if (start == 0)
-            y = nn.functional.scaled_dot_product_attention(q, k, v, is_casual: true);
-        else if (t == 1)
-            y = nn.functional.scaled_dot_product_attention(q, k, v);        // one new token sees every cached one
-        else
-            y = nn.functional.scaled_dot_product_attention(q, k, v, CausalMask(t, start, x.device));
+        var inputs = context?.Attend(layer, k, v) ?? new AttentionInputs(k, v, null, IsCausal: true); // keys (B, Hkv, S, Dh)
+        var y = Attend(q, inputs, heads);                                    // (B, H, T, Dh)
         return wo.forward(y.transpose(1, 2).reshape(b, t, heads * headDim)); // (B, T, D)
+    }
+
+    /// <summary>
+    /// softmax(QKᵀ/√Dh + mask) V through the fused kernel: queries (B, H, T, Dh) over
+    /// <paramref name="inputs"/>' keys and values (their Hkv heads repeated to H), (B, H, T, Dh) out.
+    /// </summary>
+    public static Tensor Attend(Tensor q, AttentionInputs inputs, int heads)
+    {
+        var k = ExpandKvHeads(inputs.Keys, heads);   // (B, H, S, Dh)
+        var v = ExpandKvHeads(inputs.Values, heads); // (B, H, S, Dh)
+        return inputs.Mask is { } mask
+            ? nn.functional.scaled_dot_product_attention(q, k, v, mask)                    // mask (B, 1, T, S)
+            : nn.functional.scaled_dot_product_attention(q, k, v, is_casual: inputs.IsCausal);
     }
 
     /// <summary>Repeats each of Hkv heads H/Hkv times along dim 1: (B, Hkv, S, Dh) -> (B, H, S, Dh).</summary>
@@ -78,12 +81,7 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>Boolean mask, (T, start+T): query i (at position start+i) may see key j when j ≤ start+i.</summary>
-    public static Tensor CausalMask(long t, long start, Device device)
-    {
-        var rows = arange(t, device: device).unsqueeze(1) + start; // (T, 1)
-        var cols = arange(start + t, device: device).unsqueeze(0); // (1, S)
-        return cols <= rows;                                        // (T, S)
-    }
+    public static Tensor CausalMask(long t, long start, Device device) => KvCache.CausalMask(t, start, device);
 
     /// <summary>
     /// Reference attention written out from the definition softmax(QKᵀ/√d + mask) V, for tests that

@@ -11,32 +11,40 @@ public sealed class DecoderBlock : nn.Module<Tensor, Tensor>
     private readonly nn.Module<Tensor, Tensor> norm;
     private readonly nn.Module<Tensor, Tensor>? mlp_norm;
     private readonly Attention attn;
-    private readonly Mlp mlp;
+    private readonly nn.Module<Tensor, Tensor> mlp;
     private readonly int layer;
 
-    /// <summary>Creates block number <paramref name="layer"/>; initial values come from <paramref name="generator"/> (torch's default when null).</summary>
-    public DecoderBlock(DecoderLmOptions o, int layer, Rotary? rotary, Device? device = null, Generator? generator = null) : base(nameof(DecoderBlock))
+    /// <summary>
+    /// Creates block number <paramref name="layer"/> around an attention layer and a feed-forward layer
+    /// (a dense <see cref="Mlp"/> or a mixture of experts); <paramref name="parallel"/> chooses PaLM's block.
+    /// </summary>
+    public DecoderBlock(int layer, Attention attention, nn.Module<Tensor, Tensor> feedForward, Func<nn.Module<Tensor, Tensor>> norms, bool parallel)
+        : base(nameof(DecoderBlock))
     {
+        ArgumentNullException.ThrowIfNull(norms);
         this.layer = layer;
-        norm = Norms.Create(o, device);
-        mlp_norm = o.ParallelBlock ? null : Norms.Create(o, device);
-        attn = new Attention(o, rotary, device, generator);
-        mlp = new Mlp(o, device, generator);
+        norm = norms();
+        mlp_norm = parallel ? null : norms();
+        attn = attention ?? throw new ArgumentNullException(nameof(attention));
+        mlp = feedForward ?? throw new ArgumentNullException(nameof(feedForward));
         RegisterComponents();
     }
 
-    /// <inheritdoc />
-    public override Tensor forward(Tensor x) => Forward(x, null, null);
+    /// <summary>The feed-forward layer (a dense MLP or a mixture of experts).</summary>
+    public nn.Module<Tensor, Tensor> FeedForward => mlp;
 
-    /// <summary>Applies the block to x, (B, T, D), optionally against a KV cache or within packed rows.</summary>
-    public Tensor Forward(Tensor x, KvCache? cache, IAttentionContext? context = null)
+    /// <inheritdoc />
+    public override Tensor forward(Tensor x) => Forward(x, null);
+
+    /// <summary>Applies the block to x, (B, T, D), within an attention context (a KV-cache step, packed rows, or none).</summary>
+    public Tensor Forward(Tensor x, IAttentionContext? context)
     {
         if (mlp_norm is null)
         {
-            var h = norm.forward(x);
-            return x + attn.Forward(h, cache, layer, context) + mlp.forward(h);
+            var h = norm.forward(x);                                   // (B, T, D)
+            return x + attn.Forward(h, layer, context) + mlp.forward(h); // (B, T, D)
         }
-        x = x + attn.Forward(norm.forward(x), cache, layer, context);
-        return x + mlp.forward(mlp_norm.forward(x));
+        x = x + attn.Forward(norm.forward(x), layer, context);         // (B, T, D)
+        return x + mlp.forward(mlp_norm.forward(x));                   // (B, T, D)
     }
 }

@@ -11,7 +11,7 @@ namespace Loom.Models.Layers;
 /// (state keys <c>weight_int8</c> and <c>weight_scale</c> instead of <c>weight</c>) and the layer
 /// is for inference only.
 /// </summary>
-public sealed class Dense : nn.Module<Tensor, Tensor>
+public sealed class Dense : nn.Module<Tensor, Tensor>, IQuantizableKernel
 {
     // Field names are the state-dict keys: TorchSharp's module.to(device) finds fields by them.
     private Parameter? weight;          // (out, in), float; null once quantized

@@ -10,11 +10,11 @@ public sealed class Mlp : nn.Module<Tensor, Tensor>
     private readonly Dense down;  // (D, F)
 
     /// <summary>Creates the layer; initial values come from <paramref name="generator"/> (torch's default when null).</summary>
-    public Mlp(DecoderLmOptions o, Device? device = null, Generator? generator = null) : base(nameof(Mlp))
+    public Mlp(int modelDim, int mlpDim, MlpActivation activation, bool useBias, Device? device = null, Generator? generator = null) : base(nameof(Mlp))
     {
-        gate = o.Activation == MlpActivation.SwiGlu ? new Dense(o.ModelDim, o.MlpDim, o.UseBias, device, generator) : null;
-        up = new Dense(o.ModelDim, o.MlpDim, o.UseBias, device, generator);
-        down = new Dense(o.MlpDim, o.ModelDim, o.UseBias, device, generator);
+        gate = activation == MlpActivation.SwiGlu ? new Dense(modelDim, mlpDim, useBias, device, generator) : null;
+        up = new Dense(modelDim, mlpDim, useBias, device, generator);
+        down = new Dense(mlpDim, modelDim, useBias, device, generator);
         RegisterComponents();
     }
 

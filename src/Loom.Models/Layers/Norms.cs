@@ -47,12 +47,13 @@ public sealed class LayerNorm : nn.Module<Tensor, Tensor>
         nn.functional.layer_norm(x, new[] { x.shape[^1] }, weight, bias, eps); // (..., D)
 }
 
-/// <summary>Builds the norm that <see cref="DecoderLmOptions.Norm"/> names.</summary>
-internal static class Norms
+/// <summary>Builds the norm a <see cref="NormKind"/> names.</summary>
+public static class Norms
 {
-    public static nn.Module<Tensor, Tensor> Create(DecoderLmOptions o, Device? device) => o.Norm switch
+    /// <summary>A <paramref name="kind"/> norm over the last <paramref name="dim"/> features (a layer norm's bias only with <paramref name="useBias"/>).</summary>
+    public static nn.Module<Tensor, Tensor> Create(NormKind kind, int dim, double eps, bool useBias, Device? device) => kind switch
     {
-        NormKind.RmsNorm => new RmsNorm(o.ModelDim, o.NormEpsilon, device),
-        _ => new LayerNorm(o.ModelDim, o.NormEpsilon, o.UseBias, device),
+        NormKind.RmsNorm => new RmsNorm(dim, eps, device),
+        _ => new LayerNorm(dim, eps, useBias, device),
     };
 }

@@ -1,6 +1,6 @@
 namespace Loom.Models.Quantization;
 
-/// <summary>How the linear layers of a model are stored for inference (see <see cref="DecoderLm.Quantize"/>).</summary>
+/// <summary>How the linear layers of a model are stored for inference (see <see cref="LanguageModel.Quantize"/>).</summary>
 public enum QuantizationMode
 {
     /// <summary>Float weights, as trained.</summary>

@@ -2,7 +2,7 @@ using System.Globalization;
 
 namespace Loom.Models.Quantization;
 
-/// <summary>What <see cref="DecoderLm.Quantize"/> did and the memory it saved, in bytes.</summary>
+/// <summary>What <see cref="LanguageModel.Quantize"/> did and the memory it saved, in bytes.</summary>
 /// <param name="Mode">The storage the linear kernels were converted to.</param>
 /// <param name="Layers">Number of linear kernels quantized.</param>
 /// <param name="LinearBytesBefore">Bytes of those kernels as float weights.</param>

@@ -1,0 +1,11 @@
+namespace Loom.Data.FeatureConverters;
+
+/// <summary>Which feature converter a model's batches come from (the only bridge between tasks and a model, as in seqio).</summary>
+public enum FeatureLayout
+{
+    /// <summary>Decoder-only rows: inputs ++ targets in one sequence (<see cref="PrefixLmFeatureConverter"/>, or LM streams).</summary>
+    Decoder,
+
+    /// <summary>Encoder-decoder rows: inputs to the encoder, targets to the decoder (<see cref="EncoderDecoderFeatureConverter"/>).</summary>
+    EncoderDecoder,
+}
