@@ -12,7 +12,11 @@ namespace Loom.Models;
 /// <param name="Values">Values, (B, Hkv, S, Dh).</param>
 /// <param name="Mask">Bool mask broadcastable to (B, 1, T, S), or null.</param>
 /// <param name="IsCausal">With no mask: causal over a square T = S, rather than all-to-all.</param>
-public readonly record struct AttentionInputs(Tensor Keys, Tensor Values, Tensor? Mask, bool IsCausal = false);
+/// <param name="KeyPositions">
+/// Each key's position in its sequence, (B, S), for position-dependent biases (T5's relative
+/// positions); null means 0..S-1 in every row (a cache holding a sequence from its start).
+/// </param>
+public readonly record struct AttentionInputs(Tensor Keys, Tensor Values, Tensor? Mask, bool IsCausal = false, Tensor? KeyPositions = null);
 
 /// <summary>
 /// What attention needs beyond the new tokens themselves when rows do not simply start at position 0

@@ -36,7 +36,7 @@ public sealed class PackedLayout : IAttentionContext
 
     /// <inheritdoc />
     /// <remarks>A row's keys are its own tokens: nothing is stored, and the mask keeps examples apart.</remarks>
-    public AttentionInputs Attend(int layer, Tensor keys, Tensor values) => new(keys, values, Mask);
+    public AttentionInputs Attend(int layer, Tensor keys, Tensor values) => new(keys, values, Mask, KeyPositions: Positions);
 
     /// <summary>Attention mask, (B, 1, T, T): true where query i may attend key j.</summary>
     public Tensor Mask { get; }
