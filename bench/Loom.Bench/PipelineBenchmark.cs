@@ -187,7 +187,7 @@ internal static class PipelineBenchmark
     private static TrainingRow Train(PipelineSettings s, IVocabulary vocabulary, LmBatcher? batcher)
     {
         ArgumentNullException.ThrowIfNull(batcher);
-        var preset = ModelPresets.Load(ModelPreset);
+        var preset = (DecoderLmOptions)ModelPresets.Load(ModelPreset);
         // The trainer requires model.vocab_size >= the vocabulary's size; a larger vocabulary makes training slower.
         var options = preset with
         {

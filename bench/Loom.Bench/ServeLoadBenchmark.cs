@@ -71,7 +71,7 @@ internal static class ServeLoadBenchmark
     }
 
     /// <summary>The checkpoint's model and vocabulary, or the preset with random weights and the byte vocabulary.</summary>
-    private static (DecoderLm Model, IVocabulary Vocabulary, string Description) LoadModel(ServeLoadSettings s, Device device)
+    private static (LanguageModel Model, IVocabulary Vocabulary, string Description) LoadModel(ServeLoadSettings s, Device device)
     {
         if (s.Checkpoint is { } folder)
         {
@@ -83,7 +83,7 @@ internal static class ServeLoadBenchmark
         var bytes = new ByteVocabulary();
         if (options.VocabSize < bytes.Size)
             throw new ArgumentException($"the {s.Preset} preset's vocabulary ({options.VocabSize}) is smaller than the byte vocabulary's {bytes.Size}");
-        return (new DecoderLm(options, device, new Generator(unchecked((ulong)s.Seed))), bytes, $"{s.Preset} preset, random weights");
+        return (options.Build(device, new Generator(unchecked((ulong)s.Seed))), bytes, $"{s.Preset} preset, random weights");
     }
 
     /// <summary>The first <paramref name="tokens"/> tokens of a fixed English text, repeated as needed.</summary>
@@ -157,7 +157,7 @@ internal static class ServeLoadBenchmark
         return new RequestTiming(first ?? double.NaN, gaps, completionTokens);
     }
 
-    private static string Report(ServeLoadSettings s, DecoderLm model, IVocabulary vocabulary, string description, List<LoadRow> rows, (double? Before, double? After) load)
+    private static string Report(ServeLoadSettings s, LanguageModel model, IVocabulary vocabulary, string description, List<LoadRow> rows, (double? Before, double? After) load)
     {
         var inv = CultureInfo.InvariantCulture;
         var sb = new StringBuilder();

@@ -116,7 +116,7 @@ public class CheckpointSettings : DeviceSettings
     }
 
     /// <summary>Loads the checkpoint's model on <paramref name="device"/>, quantized as asked, reporting the saving to standard error.</summary>
-    public (DecoderLm Model, ModelManifest Manifest) LoadModel(string checkpoint, TorchSharp.torch.Device device)
+    public (LanguageModel Model, ModelManifest Manifest) LoadModel(string checkpoint, TorchSharp.torch.Device device)
     {
         var (model, manifest) = ModelCheckpoint.Load(checkpoint, device, Quantization);
         if (model.Quantization is { } report) Console.Error.WriteLine(report);

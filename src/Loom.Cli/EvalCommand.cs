@@ -1,3 +1,4 @@
+using Loom.Inference.Engine;
 using System.ComponentModel;
 using Loom.Core;
 using Loom.Data;
@@ -65,13 +66,13 @@ public sealed class EvalCommand : Command<EvalCommand.Settings>
         var progress = new Progress<string>(m => Console.Error.WriteLine(m));
         if (settings.Task is { } name)
             return EvaluateTask(checkpoint, config, device, name, settings, progress);
-        var data = TrainingDataLoader.Load(config.Data, config.Training, progress, evaluateAll: settings.Data is not null);
+        var data = TrainingDataLoader.Load(config.Data, config.Training, progress, evaluateAll: settings.Data is not null, layout: config.Model.FeatureLayout);
         var (model, manifest) = settings.LoadModel(checkpoint, device);
         using (model)
         {
             if (data.Validation is null)
             {
-                var evaluator = new TaskEvaluator(model, data.Vocabulary, device, new TaskEvaluationOptions { MaxExamples = config.Training.EvalBatches * config.Training.BatchSize });
+                var evaluator = new TaskEvaluator(model, data.Vocabulary, device, new EngineSequenceDecoder(data.Vocabulary), new TaskEvaluationOptions { MaxExamples = config.Training.EvalBatches * config.Training.BatchSize });
                 Console.WriteLine($"checkpoint {checkpoint} (step {manifest.Step}) on {data.Description}:");
                 Console.WriteLine(evaluator.EvaluateTasks(data.CorpusName, data.ValidationTasks, "validation"));
                 return 0;
@@ -96,7 +97,7 @@ public sealed class EvalCommand : Command<EvalCommand.Settings>
         var (model, manifest) = settings.LoadModel(checkpoint, device);
         using (model)
         {
-            var evaluator = new TaskEvaluator(model, vocabulary, device, new TaskEvaluationOptions { MaxExamples = settings.Examples });
+            var evaluator = new TaskEvaluator(model, vocabulary, device, new EngineSequenceDecoder(vocabulary), new TaskEvaluationOptions { MaxExamples = settings.Examples });
             Console.WriteLine($"checkpoint {checkpoint} (step {manifest.Step}):");
             var result = evaluator.EvaluateTasks(name, tasks, settings.Split);
             Console.WriteLine(result);

@@ -96,24 +96,25 @@ public sealed class GenerateCommand : Command<GenerateCommand.Settings>
     }
 
     /// <summary>Prints the best beam-search continuations, best first, with their log-probabilities.</summary>
-    private static void PrintBeams(DecoderLm model, IVocabulary vocabulary, string prompt, BeamSearchOptions options)
+    private static void PrintBeams(LanguageModel model, IVocabulary vocabulary, string prompt, BeamSearchOptions options)
     {
-        var hypotheses = new BeamSearch(model, vocabulary.EosId).Search(vocabulary.Encode(prompt), options);
+        var hypotheses = new BeamSearch(model, vocabulary.EosId, vocabulary.PadId).Search(vocabulary.Encode(prompt), options);
+        string context = model.IsEncoderDecoder ? "" : prompt; // an encoder-decoder answers the prompt rather than continuing it
         foreach (var (h, rank) in hypotheses.Select((h, i) => (h, i + 1)))
             Console.WriteLine(FormattableString.Invariant(
-                $"#{rank} (log p {h.LogProb:F3}, {h.Tokens.Count} tokens, {(h.FinishReason == FinishReason.Stop ? "eos" : "length")}): {prompt}{vocabulary.Decode([.. h.Tokens])}"));
+                $"#{rank} (log p {h.LogProb:F3}, {h.Tokens.Count} tokens, {(h.FinishReason == FinishReason.Stop ? "eos" : "length")}): {context}{vocabulary.Decode([.. h.Tokens])}"));
     }
 
     /// <summary>
     /// Streams a continuation of <paramref name="prompt"/> to <paramref name="output"/> through the
     /// inference engine (the same path <c>loom serve</c> uses, with a batch of one), and returns it.
     /// </summary>
-    internal static string Generate(DecoderLm model, IVocabulary vocabulary, string prompt, SamplingOptions sampling, TextWriter output, CancellationToken cancellationToken)
+    internal static string Generate(LanguageModel model, IVocabulary vocabulary, string prompt, SamplingOptions sampling, TextWriter output, CancellationToken cancellationToken)
     {
         using var engine = new ContinuousBatchingEngine(model, vocabulary, "loom", new EngineOptions { MaxRunning = 1 });
         var request = new GenerationRequest(vocabulary.Encode(prompt), sampling);
         var text = new System.Text.StringBuilder();
-        output.Write(prompt);
+        if (!model.IsEncoderDecoder) output.Write(prompt); // a continuation follows its prompt; an encoder-decoder's output stands alone
         try
         {
             foreach (var update in engine.GenerateAsync(request, cancellationToken).ToBlockingEnumerable(CancellationToken.None))

@@ -1,3 +1,4 @@
+using Loom.Inference.Engine;
 using System.Globalization;
 using Loom.Core;
 using Loom.Training;
@@ -40,12 +41,12 @@ internal static class TrainingSession
         var config = run.Config;
         var device = Devices.Resolve(config.Device);
         Console.WriteLine($"device: {Devices.Describe(device)}");
-        var data = TrainingDataLoader.Load(config.Data, config.Training, new Progress<string>(m => Console.WriteLine(m)));
+        var data = TrainingDataLoader.Load(config.Data, config.Training, new Progress<string>(m => Console.WriteLine(m)), layout: config.Model.FeatureLayout);
         Console.WriteLine($"data: {data.Description}");
 
         Directory.CreateDirectory(run.RunDirectory);
         File.WriteAllText(Path.Combine(run.RunDirectory, "config.json"), RunConfigLoader.ToJson(config));
-        using var trainer = new Trainer(config, data, run.RunDirectory, device);
+        using var trainer = new Trainer(config, data, run.RunDirectory, device, new EngineSequenceDecoder(data.Vocabulary));
         if (run.ResumeFrom is not null)
         {
             trainer.Resume(run.ResumeFrom);
@@ -54,7 +55,8 @@ internal static class TrainingSession
         string peak = trainer.Peak is { } p
             ? FormattableString.Invariant($"MFU against {p.FlopsPerSecond / 1e12:G3} TFLOP/s ({p.Source})")
             : "MFU not reported: peak FLOP/s unknown for this device (pass --set training.peak_tflops=N)";
-        Console.WriteLine(FormattableString.Invariant($"model: {config.ModelPreset}, {trainer.Model.ParameterCount / 1e6:F2}M parameters; {peak}"));
+        string active = trainer.Model.ActiveParameterCount == trainer.Model.ParameterCount ? "" : FormattableString.Invariant($" ({trainer.Model.ActiveParameterCount / 1e6:F2}M active per token)");
+        Console.WriteLine(FormattableString.Invariant($"model: {config.ModelPreset} ({config.Model.Architecture}), {trainer.Model.ParameterCount / 1e6:F2}M parameters{active}; {peak}"));
         Console.WriteLine($"run folder: {run.RunDirectory}");
         if (trainer.State.Step >= config.Training.Steps)
             throw new ArgumentException($"the run is already at step {trainer.State.Step} of training.steps = {config.Training.Steps}: pass --set training.steps=N with a larger N to continue");

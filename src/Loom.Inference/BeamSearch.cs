@@ -36,21 +36,26 @@ public sealed record BeamSearchOptions
 }
 
 /// <summary>
-/// Beam search over a <see cref="DecoderLm"/>: keeps the <c>k</c> most likely partial continuations,
+/// Beam search over a <see cref="LanguageModel"/> of any family (an encoder-decoder encodes the prompt once; its beams share the memory): keeps the <c>k</c> most likely partial continuations,
 /// extends each by every token, and keeps the best <c>k</c> again; a beam that emits EOS is finished.
 /// The beams run as one batch over a KV cache whose rows are reordered when beams change parents.
 /// <see cref="SearchWithoutCache"/> recomputes every prefix and is the reference the tests hold it to.
 /// </summary>
 public sealed class BeamSearch
 {
-    private readonly DecoderLm model;
+    private readonly LanguageModel model;
     private readonly int eosId;
+    private readonly int startId;
 
-    /// <summary>Creates a search over <paramref name="model"/>; <paramref name="eosId"/> finishes a beam.</summary>
-    public BeamSearch(DecoderLm model, int eosId)
+    /// <summary>
+    /// Creates a search over <paramref name="model"/>; <paramref name="eosId"/> finishes a beam, and an
+    /// encoder-decoder's decoder starts from <paramref name="startId"/> (seqio: the vocabulary's pad id).
+    /// </summary>
+    public BeamSearch(LanguageModel model, int eosId, int startId = 0)
     {
         this.model = model ?? throw new ArgumentNullException(nameof(model));
         this.eosId = eosId;
+        this.startId = startId;
     }
 
     /// <summary>The finished hypotheses, best first (at most <see cref="BeamSearchOptions.Beams"/>).</summary>
@@ -58,17 +63,20 @@ public sealed class BeamSearch
     public IReadOnlyList<BeamHypothesis> Search(IReadOnlyList<int> prompt, BeamSearchOptions options)
     {
         int budget = CheckPrompt(prompt, options);
-        var device = model.parameters().First().device;
+        var device = ReferenceDecoder.DeviceOf(model);
+        int[] prefix = model.DecoderPrefix(prompt, startId);
         model.eval();
-        using var cache = new KvCache(model.Options, options.Beams, prompt.Count + budget, device);
+        using var cache = KvCache.For(model, options.Beams, prefix.Length + budget);
         // All beams start as the prompt; only the first counts until the first expansion.
         var beams = new List<(List<int> Tokens, double LogProb)> { ([], 0.0) };
         var finished = new List<BeamHypothesis>();
         using (var scope = NewDisposeScope())
         using (no_grad())
         {
-            var input = tensor(prompt.Select(t => (long)t).ToArray(), device: device).unsqueeze(0).expand(options.Beams, -1); // (K, T)
-            var logProbs = model.Forward(input.contiguous(), cache)[.., -1].log_softmax(-1).cpu();                          // (K, V)
+            if (model.IsEncoderDecoder)
+                cache.Memory = model.Encode(tensor(prompt.Select(t => (long)t).ToArray(), device: device).unsqueeze(0)); // (1, S): shared by the beams
+            var input = tensor(prefix.Select(t => (long)t).ToArray(), device: device).unsqueeze(0).expand(options.Beams, -1); // (K, T)
+            var logProbs = cache.Run(model, input.contiguous())[.., -1].log_softmax(-1).cpu();                              // (K, V)
             for (int step = 0; step < budget; step++)
             {
                 var (next, parents) = Expand(beams, logProbs, options, finished, step + 1 == budget);
@@ -79,7 +87,7 @@ public sealed class BeamSearch
                 cache.ReorderRows(rows);
                 var last = tensor(beams.Select(b => (long)b.Tokens[^1]).Concat(Enumerable.Repeat((long)beams[0].Tokens[^1], options.Beams - beams.Count)).ToArray(), device: device).unsqueeze(1); // (K, 1)
                 logProbs.Dispose();
-                logProbs = model.Forward(last, cache)[.., -1].log_softmax(-1).cpu().MoveToOuterDisposeScope();                 // (K, V)
+                logProbs = cache.Run(model, last)[.., -1].log_softmax(-1).cpu().MoveToOuterDisposeScope();                    // (K, V)
             }
         }
         return Best(finished, options);
@@ -89,7 +97,7 @@ public sealed class BeamSearch
     public IReadOnlyList<BeamHypothesis> SearchWithoutCache(IReadOnlyList<int> prompt, BeamSearchOptions options)
     {
         int budget = CheckPrompt(prompt, options);
-        var device = model.parameters().First().device;
+        var device = ReferenceDecoder.DeviceOf(model);
         model.eval();
         var beams = new List<(List<int> Tokens, double LogProb)> { ([], 0.0) };
         var finished = new List<BeamHypothesis>();
@@ -97,9 +105,8 @@ public sealed class BeamSearch
         {
             using var scope = NewDisposeScope();
             using var noGrad = no_grad();
-            var rows = beams.Select(b => prompt.Concat(b.Tokens).Select(t => (long)t).ToArray()).ToArray();
-            var input = tensor(rows.SelectMany(r => r).ToArray(), [rows.Length, rows[0].Length], int64, device); // (K, S)
-            var logProbs = model.forward(input)[.., -1].log_softmax(-1).cpu();                                      // (K, V)
+            var continuations = tensor(beams.SelectMany(b => b.Tokens).Select(t => (long)t).ToArray(), [beams.Count, step], int64, device); // (K, G)
+            var logProbs = ReferenceDecoder.Logits(model, prompt, continuations, startId)[.., -1].log_softmax(-1).cpu();                   // (K, V)
             (beams, _) = Expand(beams, logProbs, options, finished, step + 1 == budget);
         }
         return Best(finished, options);
@@ -148,9 +155,6 @@ public sealed class BeamSearch
     {
         ArgumentNullException.ThrowIfNull(prompt);
         ArgumentNullException.ThrowIfNull(options);
-        int context = model.Options.MaxSequenceLength;
-        if (prompt.Count == 0) throw new ArgumentException("the prompt is empty: pass at least one token");
-        if (prompt.Count >= context) throw new ArgumentException($"the prompt has {prompt.Count} tokens; the model's context is {context}: shorten it");
-        return Math.Min(options.MaxTokens, context - prompt.Count);
+        return TextGenerator.GenerationBudget(model, prompt, options.MaxTokens);
     }
 }

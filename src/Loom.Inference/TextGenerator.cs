@@ -26,14 +26,19 @@ public enum FinishReason
 /// </summary>
 public sealed class TextGenerator
 {
-    private readonly DecoderLm model;
+    private readonly LanguageModel model;
     private readonly int eosId;
+    private readonly int startId;
 
-    /// <summary>Creates a generator for <paramref name="model"/>; <paramref name="eosId"/> ends a sequence.</summary>
-    public TextGenerator(DecoderLm model, int eosId)
+    /// <summary>
+    /// Creates a generator for <paramref name="model"/>; <paramref name="eosId"/> ends a sequence, and an
+    /// encoder-decoder's decoder starts from <paramref name="startId"/> (seqio: the vocabulary's pad id).
+    /// </summary>
+    public TextGenerator(LanguageModel model, int eosId, int startId = 0)
     {
         this.model = model ?? throw new ArgumentNullException(nameof(model));
         this.eosId = eosId;
+        this.startId = startId;
     }
 
     /// <summary>The reason the last enumeration stopped.</summary>
@@ -44,10 +49,15 @@ public sealed class TextGenerator
     public IEnumerable<int> Generate(IReadOnlyList<int> prompt, SamplingOptions options)
     {
         int budget = CheckPrompt(prompt, options);
-        var device = model.parameters().First().device;
+        var device = ReferenceDecoder.DeviceOf(model);
+        int[] prefix = model.DecoderPrefix(prompt, startId);
         using var generator = MakeGenerator(options);
-        using var cache = new KvCache(model.Options, 1, prompt.Count + budget, device);
+        using var cache = KvCache.For(model, 1, prefix.Length + budget);
         model.eval();
+        if (model.IsEncoderDecoder)
+            using (var scope = NewDisposeScope())
+            using (no_grad())
+                cache.Memory = model.Encode(tensor(prompt.Select(t => (long)t).ToArray(), device: device).unsqueeze(0)); // the encoder runs once
         LastFinishReason = FinishReason.Length;
         Tensor? next = null;
         for (int i = 0; i < budget; i++)
@@ -56,8 +66,8 @@ public sealed class TextGenerator
             using (var scope = NewDisposeScope())
             using (no_grad())
             {
-                var input = next ?? tensor(prompt.Select(t => (long)t).ToArray(), device: device).unsqueeze(0); // (1, T)
-                var logits = model.Forward(input, cache);                                                        // (1, T, V)
+                var input = next ?? tensor(prefix.Select(t => (long)t).ToArray(), device: device).unsqueeze(0); // (1, T)
+                var logits = cache.Run(model, input);                                                            // (1, T, V)
                 var id = Sampler.Sample(logits[.., -1], options, generator);                                    // (1)
                 token = (int)id.item<long>();
                 next?.Dispose();
@@ -77,9 +87,9 @@ public sealed class TextGenerator
     public IEnumerable<int> GenerateWithoutCache(IReadOnlyList<int> prompt, SamplingOptions options)
     {
         int budget = CheckPrompt(prompt, options);
-        var device = model.parameters().First().device;
+        var device = ReferenceDecoder.DeviceOf(model);
         using var generator = MakeGenerator(options);
-        var sequence = prompt.Select(t => (long)t).ToList();
+        var generated = new List<long>();
         model.eval();
         for (int i = 0; i < budget; i++)
         {
@@ -87,11 +97,11 @@ public sealed class TextGenerator
             using (var scope = NewDisposeScope())
             using (no_grad())
             {
-                var logits = model.forward(tensor(sequence.ToArray(), device: device).unsqueeze(0)); // (1, S, V)
+                var logits = ReferenceDecoder.Logits(model, prompt, tensor(generated.ToArray(), int64, device).unsqueeze(0), startId); // (1, S, V)
                 token = (int)Sampler.Sample(logits[.., -1], options, generator).item<long>();
             }
             if (token == eosId && options.StopAtEos) yield break;
-            sequence.Add(token);
+            generated.Add(token);
             yield return token;
         }
     }
@@ -100,10 +110,25 @@ public sealed class TextGenerator
     {
         ArgumentNullException.ThrowIfNull(prompt);
         ArgumentNullException.ThrowIfNull(options);
-        int context = model.Options.MaxSequenceLength;
+        return GenerationBudget(model, prompt, options.MaxTokens);
+    }
+
+    /// <summary>
+    /// How many tokens a prompt leaves room for: the context minus the prompt for a decoder-only model;
+    /// for an encoder-decoder the prompt must fit the encoder and the decoder holds the start token and the output.
+    /// </summary>
+    /// <exception cref="ArgumentException">The prompt is empty or too long.</exception>
+    internal static int GenerationBudget(LanguageModel model, IReadOnlyList<int> prompt, int maxTokens)
+    {
+        int context = model.ContextLength;
         if (prompt.Count == 0) throw new ArgumentException("the prompt is empty: pass at least one token (for a byte model, any text)");
+        if (model.IsEncoderDecoder)
+        {
+            if (prompt.Count > context) throw new ArgumentException($"the prompt has {prompt.Count} tokens; the model's encoder takes {context}: shorten it");
+            return Math.Min(maxTokens, context - 1);
+        }
         if (prompt.Count >= context) throw new ArgumentException($"the prompt has {prompt.Count} tokens; the model's context is {context}: shorten it");
-        return Math.Min(options.MaxTokens, context - prompt.Count);
+        return Math.Min(maxTokens, context - prompt.Count);
     }
 
     /// <summary>A CPU generator: <see cref="Sampler"/> draws on the CPU, so a seed gives the same draws on every device.</summary>

@@ -55,11 +55,12 @@ public sealed class DecoderLm : LanguageModel
         RegisterComponents();
     }
 
-    /// <summary>The validated options the model was built from.</summary>
-    public override DecoderLmOptions Options => options;
-
     /// <inheritdoc />
-    public override FeatureLayout FeatureLayout => FeatureLayout.Decoder;
+    /// <remarks>Typed as the base record: a covariant override would give the module two properties of one name, which TorchSharp's <c>to()</c> cannot map.</remarks>
+    public override ModelOptions Options => options;
+
+    /// <summary>The validated decoder options the model was built from.</summary>
+    public DecoderLmOptions DecoderOptions => options;
 
     /// <inheritdoc />
     public override KvCacheShape KvCacheShape => new(options.NumLayers, options.NumKvHeads, options.HeadDim);
@@ -124,6 +125,13 @@ public sealed class DecoderLm : LanguageModel
         using var batch = FeatureBatch.Decoder(inputs.alias(), targets.alias(), lossWeights: targets.ne(ignoreId).to(float32));
         return Loss(batch, zLossWeight);
     }
+
+    /// <summary>
+    /// Next-token loss of rows of <paramref name="inputs"/> under an attention context (packed examples,
+    /// each scored as if alone): <paramref name="targets"/> and <paramref name="lossWeights"/> are (B, T).
+    /// </summary>
+    public ModelLoss Loss(Tensor inputs, Tensor targets, Tensor lossWeights, IAttentionContext context, double zLossWeight) =>
+        LossOfLogits(Forward(inputs, context ?? throw new ArgumentNullException(nameof(context))), targets, lossWeights, zLossWeight);
 
     /// <inheritdoc />
     public override long ActiveParameterCount => ParameterCount;

@@ -42,7 +42,12 @@ public enum NormKind
 public sealed record DecoderLmOptions : ModelOptions
 {
     /// <inheritdoc />
+    [System.Text.Json.Serialization.JsonIgnore]
     public override string Architecture => ModelArchitectures.DecoderLm;
+
+    /// <inheritdoc />
+    [System.Text.Json.Serialization.JsonIgnore]
+    public override Loom.Data.FeatureConverters.FeatureLayout FeatureLayout => Loom.Data.FeatureConverters.FeatureLayout.Decoder;
 
     /// <summary>Width of the residual stream (d_model).</summary>
     public int ModelDim { get; init; } = 256;

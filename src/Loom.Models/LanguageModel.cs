@@ -71,7 +71,7 @@ public abstract class LanguageModel : nn.Module
     public abstract ModelOptions Options { get; }
 
     /// <summary>Which feature converter makes this model's batches.</summary>
-    public abstract FeatureLayout FeatureLayout { get; }
+    public virtual FeatureLayout FeatureLayout => Options.FeatureLayout;
 
     /// <summary>Whether the model has an encoder (<see cref="Encode"/>), whose memory decoding cross-attends to.</summary>
     public bool IsEncoderDecoder => FeatureLayout == FeatureLayout.EncoderDecoder;
@@ -106,6 +106,16 @@ public abstract class LanguageModel : nn.Module
         throw new NotSupportedException($"a {Options.Architecture} model has no encoder: prompts go to the decoder");
 
     /// <summary>
+    /// The decoder's first tokens for a prompt: the prompt itself for a decoder-only model; the start token
+    /// (seqio: the pad id) for an encoder-decoder, whose prompt goes to the encoder.
+    /// </summary>
+    public int[] DecoderPrefix(IReadOnlyList<int> prompt, int startId)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        return IsEncoderDecoder ? [startId] : [.. prompt];
+    }
+
+    /// <summary>
     /// The loss of a batch: mean cross-entropy over the weighted targets (every target when the batch has
     /// no loss weights), plus <paramref name="zLossWeight"/> · z-loss and the model's auxiliary losses.
     /// </summary>
@@ -113,13 +123,25 @@ public abstract class LanguageModel : nn.Module
     {
         ArgumentNullException.ThrowIfNull(features);
         var output = Forward(features);
-        var (nll, logZ, weight) = TokenLogLikelihoods(output.Logits, features);
+        var loss = LossOfLogits(output.Logits, features.Targets, features.LossWeights, zLossWeight);
+        var total = loss.Total;
+        foreach (var aux in output.Auxiliary.Values) total = total + aux;
+        return loss with { Total = total, Auxiliary = output.Auxiliary, Statistics = output.Statistics };
+    }
+
+    /// <summary>
+    /// Cross-entropy and z-loss of <paramref name="logits"/>, (B, T, V), against <paramref name="targets"/>,
+    /// (B, T), weighted by <paramref name="lossWeights"/> (null: every target counts).
+    /// </summary>
+    public static ModelLoss LossOfLogits(Tensor logits, Tensor targets, Tensor? lossWeights, double zLossWeight)
+    {
+        ArgumentNullException.ThrowIfNull(logits);
+        ArgumentNullException.ThrowIfNull(targets);
+        var (nll, logZ, weight) = TokenLogLikelihoods(logits, targets, lossWeights);
         var count = weight.sum().clamp_min(1);
         var ce = (nll * weight).sum() / count;
         var z = (logZ.pow(2) * weight).sum() / count;
-        var total = ce + zLossWeight * z;
-        foreach (var aux in output.Auxiliary.Values) total = total + aux;
-        return new ModelLoss(total, ce, z) { Auxiliary = output.Auxiliary, Statistics = output.Statistics };
+        return new ModelLoss(ce + zLossWeight * z, ce, z);
     }
 
     /// <summary>
@@ -129,15 +151,14 @@ public abstract class LanguageModel : nn.Module
     public Tensor Score(FeatureBatch features)
     {
         ArgumentNullException.ThrowIfNull(features);
-        var (nll, _, weight) = TokenLogLikelihoods(Forward(features).Logits, features);
+        var (nll, _, weight) = TokenLogLikelihoods(Forward(features).Logits, features.Targets, features.LossWeights);
         return -(nll * weight).sum(1); // (B)
     }
 
     /// <summary>Negative log-likelihood and log Z of every target, (B, T), and its loss weight.</summary>
-    private static (Tensor Nll, Tensor LogZ, Tensor Weight) TokenLogLikelihoods(Tensor logits, FeatureBatch features)
+    private static (Tensor Nll, Tensor LogZ, Tensor Weight) TokenLogLikelihoods(Tensor logits, Tensor targets, Tensor? lossWeights)
     {
-        var targets = features.Targets;                                                     // (B, T)
-        var weight = features.LossWeights?.to(float32) ?? ones_like(targets, float32);      // (B, T)
+        var weight = lossWeights?.to(float32) ?? ones_like(targets, float32);               // (B, T)
         logits = logits.to(float32);                                                        // (B, T, V)
         var logZ = logits.logsumexp(-1);                                                    // (B, T)
         var targetLogit = logits.gather(-1, targets.clamp_min(0).unsqueeze(-1)).squeeze(-1); // (B, T)

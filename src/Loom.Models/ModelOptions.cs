@@ -22,6 +22,10 @@ public abstract record ModelOptions
     [JsonIgnore]
     public abstract string Architecture { get; }
 
+    /// <summary>Which feature converter makes this family's batches (decoder-only or encoder-decoder rows).</summary>
+    [JsonIgnore]
+    public abstract Loom.Data.FeatureConverters.FeatureLayout FeatureLayout { get; }
+
     /// <summary>Number of token ids the embedding holds (at least the vocabulary's size).</summary>
     public int VocabSize { get; init; } = 258;
 

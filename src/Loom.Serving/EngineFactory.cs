@@ -47,7 +47,7 @@ public sealed record ServingEngineOptions
 public static class EngineFactory
 {
     /// <summary>Builds the engine <paramref name="options"/> names over a model in eval mode on its device; the caller disposes it.</summary>
-    public static IGenerationEngine Create(DecoderLm model, IVocabulary vocabulary, string modelName, ServingEngineOptions options)
+    public static IGenerationEngine Create(LanguageModel model, IVocabulary vocabulary, string modelName, ServingEngineOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
         return options.Kind switch

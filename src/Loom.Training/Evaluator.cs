@@ -8,7 +8,7 @@ namespace Loom.Training;
 public static class Evaluator
 {
     /// <summary>Mean cross-entropy over up to <paramref name="maxBatches"/> fixed held-out batches.</summary>
-    public static EvaluationResult Evaluate(DecoderLm model, LmBatcher batches, int maxBatches, double bytesPerToken, Device device)
+    public static EvaluationResult Evaluate(LanguageModel model, LmBatcher batches, int maxBatches, double bytesPerToken, Device device)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(batches);
@@ -24,7 +24,8 @@ public static class Evaluator
             foreach (var (inputs, targets) in batches.EvaluationBatches(maxBatches))
             {
                 using var scope = NewDisposeScope();
-                var loss = model.Loss(inputs.to(device), targets.to(device), zLossWeight: 0);
+                using var batch = FeatureBatch.Decoder(inputs.to(device), targets.to(device));
+                var loss = model.Loss(batch, zLossWeight: 0);
                 long n = targets.NumberOfElements;
                 nats += loss.CrossEntropy.item<float>() * n;
                 tokens += n;

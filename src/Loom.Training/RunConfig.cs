@@ -165,8 +165,8 @@ public sealed record RunConfig
     /// <summary>Name or path of the model preset the model options started from (informational once resolved).</summary>
     public string ModelPreset { get; init; } = "tiny";
 
-    /// <summary>Model options.</summary>
-    public DecoderLmOptions Model { get; init; } = new();
+    /// <summary>Model options, tagged by <c>architecture</c> (decoder_lm or t5).</summary>
+    public ModelOptions Model { get; init; } = new DecoderLmOptions();
 
     /// <summary>Data options.</summary>
     public DataOptions Data { get; init; } = new();

@@ -23,7 +23,7 @@ public static class RunConfigLoader
         JsonObject run = runFile is null ? new JsonObject() : LayeredConfig.ReadFile(ResolveRunFile(runFile, configsDirectory));
         string presetName = preset ?? (run["model_preset"] is JsonValue v && v.TryGetValue(out string? p) ? p! : new RunConfig().ModelPreset);
         var config = new LayeredConfig()
-            .Merge(LayeredConfig.ReadFile(ModelPresets.Resolve(presetName, configsDirectory)), "model")
+            .Merge(ModelArchitectures.WithDefaultArchitecture(LayeredConfig.ReadFile(ModelPresets.Resolve(presetName, configsDirectory))), "model")
             .Merge(run)
             .Merge(new JsonObject { ["model_preset"] = presetName });
         foreach (var assignment in overrides) config.Set(assignment);
@@ -42,7 +42,10 @@ public static class RunConfigLoader
     {
         try
         {
-            return (new LayeredConfig().Merge(LayeredConfig.ReadFile(path)).Bind<RunConfig>()).Validate();
+            var run = LayeredConfig.ReadFile(path);
+            // Runs written before model options were tagged hold a decoder-only model.
+            if (run["model"] is JsonObject model) run["model"] = ModelArchitectures.WithDefaultArchitecture(model);
+            return (new LayeredConfig().Merge(run).Bind<RunConfig>()).Validate();
         }
         catch (ArgumentException e)
         {

@@ -41,14 +41,27 @@ public sealed class Trainer : IDisposable
     private readonly PeakFlops? peak;
     private readonly Generator random;
 
+    private readonly ISequenceDecoder? decoder;
+
     /// <summary>Builds the model (seeded by training.seed) and optimizer on <paramref name="device"/>.</summary>
-    public Trainer(RunConfig config, TrainingData data, string runDirectory, Device device)
+    /// <param name="config">The run's resolved config.</param>
+    /// <param name="data">Its vocabulary and batches, made by the model family's feature converter.</param>
+    /// <param name="runDirectory">Where checkpoints and metrics go.</param>
+    /// <param name="device">Where to train.</param>
+    /// <param name="decoder">
+    /// Decodes predictions when tasks with metrics are evaluated (an inference engine, injected so that
+    /// training does not depend on inference); null uses the plain <see cref="ReferenceDecoder"/>.
+    /// </param>
+    public Trainer(RunConfig config, TrainingData data, string runDirectory, Device device, ISequenceDecoder? decoder = null)
     {
         this.config = (config ?? throw new ArgumentNullException(nameof(config))).Validate();
         this.data = data ?? throw new ArgumentNullException(nameof(data));
         if (data.Vocabulary.Size > config.Model.VocabSize)
             throw new ArgumentException($"model.vocab_size = {config.Model.VocabSize} is smaller than the vocabulary's {data.Vocabulary.Size} ids: pass --set model.vocab_size={data.Vocabulary.Size} (or larger)");
+        if (config.Model.FeatureLayout != data.Layout)
+            throw new ArgumentException($"the data was made for {data.Layout} models but model.architecture = {config.Model.Architecture} needs {config.Model.FeatureLayout} batches: load the data with the model's feature layout");
         this.device = device;
+        this.decoder = decoder;
         RunDirectory = runDirectory;
         Directory.CreateDirectory(runDirectory);
 
@@ -57,7 +70,7 @@ public sealed class Trainer : IDisposable
         // stochastic step a run may add (training itself draws nothing: batches come from (seed, step)).
         // It lives on the CPU whatever the device, so a seed gives the same weights on the CPU and a GPU.
         random = new Generator(unchecked((ulong)config.Training.Seed));
-        Model = new DecoderLm(config.Model, device, random);
+        Model = config.Model.Build(device, random);
         var t = config.Training;
         optimizer = Optimizers.Create(t.Optimizer, Model.named_parameters(),
             new AdamWOptions { Beta1 = t.Beta1, Beta2 = t.Beta2, WeightDecay = t.WeightDecay },
@@ -67,8 +80,7 @@ public sealed class Trainer : IDisposable
                 DecoupledWeightDecayFromLrSquared = t.WeightDecay > 0, WeightDecayRate = t.WeightDecay > 0 && t.WeightDecay != 1 ? t.WeightDecay : null,
             });
         schedule = LearningRateSchedules.Create(t.Schedule, t.LearningRate, t.WarmupSteps, t.Steps, t.MinLearningRate);
-        var o = config.Model;
-        flopsPerToken = Mfu.FlopsPerToken(Model.ParameterCount, o.NumLayers, o.NumHeads, o.HeadDim, config.Data.SequenceLength);
+        flopsPerToken = Model.FlopsPerToken(config.Data.SequenceLength);
         peak = t.PeakTflops is double tf
             ? new PeakFlops(tf * 1e12, "training.peak_tflops")
             : device.type == DeviceType.CUDA
@@ -84,7 +96,7 @@ public sealed class Trainer : IDisposable
     public ITrainingObserver? Observer { get; set; }
 
     /// <summary>The model being trained.</summary>
-    public DecoderLm Model { get; }
+    public LanguageModel Model { get; }
 
     /// <summary>The run folder (config.json, metrics.jsonl, tensorboard/, loss.png, checkpoints/).</summary>
     public string RunDirectory { get; }
@@ -120,6 +132,7 @@ public sealed class Trainer : IDisposable
         using var lossSum = zeros(1, device: device);
         using var zLossSum = zeros(1, device: device);
         using var gradNorm = zeros(1, device: device);
+        using var auxiliary = new AuxiliarySums();
         long intervalUpdates = 0;
         var intervalClock = Stopwatch.StartNew();
         string? lastCheckpoint = null;
@@ -130,7 +143,7 @@ public sealed class Trainer : IDisposable
         while (State.Step < t.Steps)
         {
             double lr = schedule.At(State.Step);
-            Update(lr, parameters, lossSum, zLossSum, gradNorm);
+            Update(lr, parameters, lossSum, zLossSum, gradNorm, auxiliary);
             intervalUpdates++;
             State = State with
             {
@@ -145,7 +158,7 @@ public sealed class Trainer : IDisposable
 
             if (State.Step % t.LogEvery == 0 || last || interrupted)
             {
-                LogTraining(lr, intervalUpdates * tokensPerUpdate / intervalClock.Elapsed.TotalSeconds, intervalUpdates, lossSum, zLossSum, gradNorm);
+                LogTraining(lr, intervalUpdates * tokensPerUpdate / intervalClock.Elapsed.TotalSeconds, intervalUpdates, lossSum, zLossSum, gradNorm, auxiliary);
                 intervalUpdates = 0;
                 intervalClock.Restart();
             }
@@ -172,7 +185,7 @@ public sealed class Trainer : IDisposable
     /// their global norm and steps. Adds the mean losses and writes the pre-clip norm into the given
     /// device tensors, so nothing is read back to the host here.
     /// </summary>
-    private void Update(double lr, IReadOnlyList<TorchSharp.Modules.Parameter> parameters, Tensor lossSum, Tensor zLossSum, Tensor gradNorm)
+    private void Update(double lr, IReadOnlyList<TorchSharp.Modules.Parameter> parameters, Tensor lossSum, Tensor zLossSum, Tensor gradNorm, AuxiliarySums auxiliary)
     {
         var t = config.Training;
         using var scope = NewDisposeScope();
@@ -180,15 +193,13 @@ public sealed class Trainer : IDisposable
         for (int micro = 0; micro < t.GradientAccumulation; micro++)
         {
             var batch = data.Train.GetBatch(State.MicroBatchesConsumed + micro); // (B, T) each
-            var loss = batch.IsPacked
-                ? Model.Loss(batch.Inputs.to(device), batch.Targets.to(device), batch.LossWeights!.to(device),
-                    new PackedLayout(batch.SegmentIds!.to(device), batch.Positions!.to(device)), t.ZLoss)
-                : Model.Loss(batch.Inputs.to(device), batch.Targets.to(device), t.ZLoss);
+            var loss = Model.Loss(batch.To(device), t.ZLoss);
             (loss.Total / t.GradientAccumulation).backward();
             using (no_grad())
             {
                 lossSum.add_(loss.CrossEntropy.detach() / t.GradientAccumulation);
                 zLossSum.add_(loss.ZLoss.detach() / t.GradientAccumulation);
+                auxiliary.Add(loss, 1.0 / t.GradientAccumulation, device);
             }
         }
         // Clipping off (0) still measures the norm: clip at a bound no gradient reaches.
@@ -198,7 +209,7 @@ public sealed class Trainer : IDisposable
     }
 
     /// <summary>Reads the interval's device-side sums back (the only host sync of training), logs them and resets them.</summary>
-    private void LogTraining(double lr, double tokensPerSecond, long updates, Tensor lossSum, Tensor zLossSum, Tensor gradNorm)
+    private void LogTraining(double lr, double tokensPerSecond, long updates, Tensor lossSum, Tensor zLossSum, Tensor gradNorm, AuxiliarySums auxiliary)
     {
         using var scope = NewDisposeScope(); // in-place ops hand back wrappers that must be freed too
         var e = new MetricEvent(State.Step, MetricEvent.TrainSplit, lossSum.item<float>() / updates)
@@ -209,11 +220,15 @@ public sealed class Trainer : IDisposable
             TokensPerSecond = tokensPerSecond,
             Mfu = peak is null ? null : Mfu.Compute(flopsPerToken, tokensPerSecond, peak.FlopsPerSecond),
             ElapsedSeconds = State.ElapsedSeconds,
+            AuxiliaryLosses = auxiliary.Losses(updates),
+            ExpertLoad = auxiliary.Statistic(ExpertLoadStatistic, updates),
+            DroppedFraction = auxiliary.Statistic(DroppedFractionStatistic, updates)?[0],
         };
         sink.Write(e);
         Observer?.OnTrainMetrics(e);
         lossSum.zero_();
         zLossSum.zero_();
+        auxiliary.Reset();
     }
 
     /// <summary>Evaluates on the held-out split, logs it, redraws the loss plot; returns the loss.</summary>
@@ -254,7 +269,7 @@ public sealed class Trainer : IDisposable
         if (data.Validation is { } stream)
             return Evaluator.Evaluate(Model, stream, config.Training.EvalBatches, data.ValidationBytesPerToken, device);
         var t = config.Training;
-        var evaluator = new TaskEvaluator(Model, data.Vocabulary, device, new TaskEvaluationOptions
+        var evaluator = new TaskEvaluator(Model, data.Vocabulary, device, decoder ?? new ReferenceDecoder(), new TaskEvaluationOptions
         {
             MaxExamples = t.EvalBatches * t.BatchSize,
             SequenceLength = config.Data.SequenceLength,
@@ -270,6 +285,51 @@ public sealed class Trainer : IDisposable
     {
         var events = JsonlMetricSink.ReadAll(Path.Combine(RunDirectory, "metrics.jsonl"));
         if (events.Count > 0) LossCurvePlot.Save(Path.Combine(RunDirectory, "loss.png"), events, $"Loom: {config.ModelPreset} on {data.CorpusName}");
+    }
+
+    /// <summary>The name under which MoE models report per-expert load fractions in <see cref="ModelLoss.Statistics"/>.</summary>
+    public const string ExpertLoadStatistic = "expert_load";
+
+    /// <summary>The name under which MoE models report the dropped fraction in <see cref="ModelLoss.Statistics"/>.</summary>
+    public const string DroppedFractionStatistic = "dropped_fraction";
+
+    /// <summary>Device-side sums of a model's auxiliary losses and statistics over a logging interval (no host sync until read).</summary>
+    private sealed class AuxiliarySums : IDisposable
+    {
+        private readonly Dictionary<string, Tensor> losses = new(StringComparer.Ordinal);
+        private readonly Dictionary<string, Tensor> statistics = new(StringComparer.Ordinal);
+
+        public void Add(ModelLoss loss, double weight, Device device)
+        {
+            Accumulate(losses, loss.Auxiliary, weight, device);
+            Accumulate(statistics, loss.Statistics, weight, device);
+        }
+
+        public IReadOnlyDictionary<string, double>? Losses(long updates) =>
+            losses.Count == 0 ? null : losses.ToDictionary(p => p.Key, p => p.Value.to(float64).item<double>() / updates, StringComparer.Ordinal);
+
+        public IReadOnlyList<double>? Statistic(string name, long updates) =>
+            statistics.TryGetValue(name, out var sum) ? [.. sum.to(float64).cpu().data<double>().Select(v => v / updates)] : null;
+
+        public void Reset()
+        {
+            foreach (var t in losses.Values.Concat(statistics.Values)) t.zero_();
+        }
+
+        public void Dispose()
+        {
+            foreach (var t in losses.Values.Concat(statistics.Values)) t.Dispose();
+        }
+
+        private static void Accumulate(Dictionary<string, Tensor> sums, IReadOnlyDictionary<string, Tensor> values, double weight, Device device)
+        {
+            foreach (var (name, value) in values)
+            {
+                if (!sums.TryGetValue(name, out var sum))
+                    sums[name] = sum = zeros(value.shape, float32, device).DetachFromDisposeScope();
+                sum.add_(value.detach().to(float32) * weight);
+            }
+        }
     }
 
     /// <inheritdoc />

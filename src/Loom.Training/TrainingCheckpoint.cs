@@ -49,7 +49,7 @@ public static class TrainingCheckpoint
     /// <summary>Writes a checkpoint and deletes all but the newest <paramref name="keep"/>; returns its folder.
     /// <paramref name="vocabulary"/> is a vocabulary spec (<see cref="Vocabularies.Create"/>); a SentencePiece
     /// model file it names is copied in.</summary>
-    public static string Save(string runDirectory, DecoderLm model, IOptimizer optimizer, Generator random, TrainerState state, RunConfig config, string vocabulary, int keep)
+    public static string Save(string runDirectory, LanguageModel model, IOptimizer optimizer, Generator random, TrainerState state, RunConfig config, string vocabulary, int keep)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(optimizer);
@@ -107,11 +107,13 @@ public static class TrainingCheckpoint
 
     /// <summary>Restores weights, optimizer state and the run's RNG from a checkpoint; returns the trainer state.</summary>
     /// <exception cref="InvalidDataException">A file is missing or corrupt.</exception>
-    public static TrainerState Restore(string checkpoint, DecoderLm model, IOptimizer optimizer, Generator random)
+    public static TrainerState Restore(string checkpoint, LanguageModel model, IOptimizer optimizer, Generator random)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(optimizer);
         var manifest = ModelCheckpoint.ReadManifest(checkpoint);
+        if (manifest.Model.Architecture != model.Options.Architecture)
+            throw new InvalidDataException($"{checkpoint} holds a {manifest.Model.Architecture} model but this run builds a {model.Options.Architecture} one: resume with the run's own config (model.architecture = {manifest.Model.Architecture})");
         if (manifest.Model != model.Options)
             throw new InvalidDataException($"{checkpoint}: its model options differ from this run's; resume with the run's own config (drop --set model.* overrides)");
         ModelCheckpoint.LoadWeights(model, Path.Combine(checkpoint, ModelCheckpoint.WeightsFile));

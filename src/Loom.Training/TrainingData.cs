@@ -19,4 +19,7 @@ public sealed record TrainingData(IVocabulary Vocabulary, string VocabularySpec,
     /// bits per byte and each task's metrics, per task) when <see cref="Validation"/> is null.
     /// </summary>
     public IReadOnlyList<DataTask> ValidationTasks { get; init; } = [];
+
+    /// <summary>Which model features the batches hold (decoder-only or encoder-decoder rows).</summary>
+    public Loom.Data.FeatureConverters.FeatureLayout Layout { get; init; } = Loom.Data.FeatureConverters.FeatureLayout.Decoder;
 }

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text;
 using Loom.Data;
 using Loom.Data.Caching;
+using Loom.Data.FeatureConverters;
 using Loom.Data.Tasks;
 
 namespace Loom.Training;
@@ -21,11 +22,15 @@ public static class TrainingDataLoader
     /// The tasks and mixtures to look names up in; null for the built-ins plus the task folders of
     /// <paramref name="data"/> (<see cref="TaskRegistry.WithBuiltInsAndFolders"/>). Pass one to train on tasks defined in C#.
     /// </param>
+    /// <param name="layout">
+    /// The model family's features: decoder-only (LM streams, or inputs ++ targets rows) or encoder-decoder
+    /// (inputs to the encoder, targets to the decoder; tasks with inputs only).
+    /// </param>
     /// <exception cref="CorpusUnavailableException">The built-in corpus cannot be fetched.</exception>
     /// <exception cref="FileNotFoundException">data.path does not exist.</exception>
     /// <exception cref="StaleCacheException">data.use_cache is set and a task's cache is missing or stale.</exception>
     public static TrainingData Load(DataOptions data, TrainerOptions training, IProgress<string>? progress = null, bool evaluateAll = false,
-        TaskRegistry? registry = null)
+        TaskRegistry? registry = null, FeatureLayout layout = FeatureLayout.Decoder)
     {
         ArgumentNullException.ThrowIfNull(data);
         ArgumentNullException.ThrowIfNull(training);
@@ -33,9 +38,10 @@ public static class TrainingDataLoader
         string vocabularySpec = Vocabularies.ModelFile(data.Vocabulary) is { } file
             ? Vocabularies.WithModelFile(data.Vocabulary, Path.GetFullPath(file))
             : data.Vocabulary;
-        var run = new Run(data, training, vocabulary, vocabularySpec);
+        var run = new Run(data, training, vocabulary, vocabularySpec, layout);
         if (data.Task is null && data.Mixture is null)
         {
+            if (layout == FeatureLayout.EncoderDecoder) throw NeedsInputs(data.Path ?? data.Corpus);
             var corpus = string.IsNullOrWhiteSpace(data.Path) ? AustenCorpus.Load(progress: progress) : TextFiles.Load(data.Path, data.ValidationFraction);
             return run.Stream(FromCorpus(corpus, vocabulary, evaluateAll));
         }
@@ -44,11 +50,15 @@ public static class TrainingDataLoader
 
         var task = TaskRegistry.Find(registry, data.Task!, vocabulary);
         bool languageModelling = task.OutputFeatures.Count == 1 && task.OutputFeatures.ContainsKey("targets");
+        if (languageModelling && layout == FeatureLayout.EncoderDecoder) throw NeedsInputs(task.Name);
         return languageModelling ? run.Stream(FromTask(task, run.Split(task, "train"), run.Split(task, "validation"), evaluateAll)) : run.Packed(task);
     }
 
-    /// <summary>What every data path needs: the options, the vocabulary and how to read a task's split.</summary>
-    private sealed record Run(DataOptions Data, TrainerOptions Training, IVocabulary Vocabulary, string VocabularySpec)
+    private static ArgumentException NeedsInputs(string name) =>
+        new($"'{name}' is one stream of text, but an encoder-decoder model trains on examples with inputs and targets: pick a task with inputs (e.g. a span-corruption task such as --task austen_span_corruption) or a decoder-only model");
+
+    /// <summary>What every data path needs: the options, the vocabulary, the model's features and how to read a task's split.</summary>
+    private sealed record Run(DataOptions Data, TrainerOptions Training, IVocabulary Vocabulary, string VocabularySpec, FeatureLayout Layout)
     {
         private ulong Seed => unchecked((ulong)Training.Seed);
 
@@ -88,11 +98,11 @@ public static class TrainingDataLoader
             foreach (var t in tasks)
                 if (!t.Source.Splits.Contains("validation"))
                     throw new ArgumentException($"task '{t.Name}' has no validation split (it has: {string.Join(", ", t.Source.Splits)}), which the trainer evaluates on");
-            var batches = new PackedTrainingBatches(components, Vocabulary, Data.SequenceLength, Training.BatchSize, Seed);
+            var batches = new PackedTrainingBatches(components, Vocabulary, Data.SequenceLength, Training.BatchSize, Seed, layout: Layout);
             string parts = string.Join(", ", components.Select((c, i) => string.Create(CultureInfo.InvariantCulture,
                 $"{c.Name} {c.Examples.Count:N0} examples at rate {rates[i]:0.###}, packing {batches.PackingEfficiency(i):P0}")));
             string description = $"{name}: {parts} ({Vocabulary.Name} vocabulary{(Data.UseCache ? ", from the cache" : "")})";
-            return new TrainingData(Vocabulary, VocabularySpec, batches, null, 0, name, description) { ValidationTasks = tasks };
+            return new TrainingData(Vocabulary, VocabularySpec, batches, null, 0, name, description) { ValidationTasks = tasks, Layout = Layout };
         }
     }
 

@@ -18,10 +18,11 @@ public class RunConfigLoaderTests
             { "model_preset": "tiny", "model": { "num_layers": 3 }, "training": { "steps": 7, "optimizer": "adamw" } }
             """);
         var config = RunConfigLoader.Load(run, null, new[] { "training.steps=9", "model.model_dim=128", "data.path=some.txt" }, Configs);
-        var tiny = ModelPresets.Load("tiny", Configs);
-        Assert.Equal(3, config.Model.NumLayers);          // run file over preset
-        Assert.Equal(128, config.Model.ModelDim);         // override over preset
-        Assert.Equal(tiny.NumHeads, config.Model.NumHeads); // preset over defaults
+        var tiny = Assert.IsType<DecoderLmOptions>(ModelPresets.Load("tiny", Configs));
+        var model = Assert.IsType<DecoderLmOptions>(config.Model);
+        Assert.Equal(3, model.NumLayers);          // run file over preset
+        Assert.Equal(128, model.ModelDim);         // override over preset
+        Assert.Equal(tiny.NumHeads, model.NumHeads); // preset over defaults
         Assert.Equal(9, config.Training.Steps);           // override over run file
         Assert.Equal("adamw", config.Training.Optimizer);
         Assert.Equal("some.txt", config.Data.Path);

@@ -13,7 +13,10 @@ namespace Loom.Inference.Engine;
 /// budget, runs it as one forward pass over sequences of different lengths whose keys and values
 /// live in a paged KV cache, then samples and streams each sequence's next token. New requests join
 /// while others decode; long prompts are prefilled in chunks; when blocks run out the newest
-/// sequence is preempted and later recomputed; prompts that share a prefix share its blocks.
+/// sequence is preempted and later recomputed; prompts that share a prefix share its blocks. An
+/// encoder-decoder model's prompt runs through the encoder once per request; the cross-attention keys
+/// and values it yields stay with the request until it ends, and the decoder's self-attention uses the
+/// paged cache.
 /// </summary>
 /// <remarks>
 /// Each step is schedule → execute → update, with <see cref="StepPlan"/> as the hand-off record:
@@ -24,7 +27,7 @@ namespace Loom.Inference.Engine;
 /// </remarks>
 public sealed class ContinuousBatchingEngine : IGenerationEngine
 {
-    private readonly DecoderLm model;
+    private readonly LanguageModel model;
     private readonly Device device;
     private readonly EngineOptions options;
     private readonly BlockAllocator allocator;
@@ -44,7 +47,7 @@ public sealed class ContinuousBatchingEngine : IGenerationEngine
     /// <param name="modelName">The name requests address it by.</param>
     /// <param name="options">Cache, batch and queue settings.</param>
     /// <exception cref="ArgumentException">The KV-cache pool cannot hold one full context.</exception>
-    public ContinuousBatchingEngine(DecoderLm model, IVocabulary vocabulary, string modelName, EngineOptions? options = null)
+    public ContinuousBatchingEngine(LanguageModel model, IVocabulary vocabulary, string modelName, EngineOptions? options = null)
     {
         this.model = model ?? throw new ArgumentNullException(nameof(model));
         Vocabulary = vocabulary ?? throw new ArgumentNullException(nameof(vocabulary));
@@ -54,19 +57,22 @@ public sealed class ContinuousBatchingEngine : IGenerationEngine
         var first = model.parameters().First();
         device = first.device;
         model.eval();
-        var layout = KvLayout.For(model.Options, first.dtype);
+        var layout = KvLayout.For(model.KvCacheShape, first.dtype);
+        // A decoder token's keys and values depend on the encoder memory it cross-attends to, so blocks of
+        // equal decoder tokens are not interchangeable between requests of an encoder-decoder.
+        bool prefixCaching = this.options.PrefixCaching && !model.IsEncoderDecoder;
         int blocksPerContext = (ContextLength + this.options.BlockSize - 1) / this.options.BlockSize;
         var blockOptions = new KvBlockOptions
         {
             BlockSize = this.options.BlockSize,
             NumBlocks = this.options.NumBlocks ?? (this.options.KvCacheBytes is null ? blocksPerContext * this.options.MaxRunning : null),
             MemoryBudgetBytes = this.options.KvCacheBytes,
-            EnablePrefixCaching = this.options.PrefixCaching,
+            EnablePrefixCaching = prefixCaching,
         };
         int blocks = blockOptions.ResolveNumBlocks(layout);
         if (blocks < blocksPerContext)
             throw new ArgumentException($"the KV cache has {blocks} blocks of {this.options.BlockSize} tokens, fewer than the {blocksPerContext} one full context of {ContextLength} tokens needs; give it more memory");
-        allocator = new BlockAllocator(blocks, this.options.BlockSize, this.options.PrefixCaching);
+        allocator = new BlockAllocator(blocks, this.options.BlockSize, prefixCaching);
         store = new PagedKvStore(layout, blocks, this.options.BlockSize, device);
         KvCacheBytes = store.Bytes;
         thread = new Thread(Loop) { IsBackground = true, Name = "loom-engine" };
@@ -80,7 +86,7 @@ public sealed class ContinuousBatchingEngine : IGenerationEngine
     public IVocabulary Vocabulary { get; }
 
     /// <inheritdoc />
-    public int ContextLength => model.Options.MaxSequenceLength;
+    public int ContextLength => model.ContextLength;
 
     /// <summary>Bytes of the KV-cache pool.</summary>
     public long KvCacheBytes { get; }
@@ -100,13 +106,13 @@ public sealed class ContinuousBatchingEngine : IGenerationEngine
     {
         ArgumentNullException.ThrowIfNull(request);
         ObjectDisposedException.ThrowIf(stopping, this);
-        var output = new RequestOutput(request, Vocabulary, ContextLength); // checks the prompt before queueing
+        var output = new RequestOutput(request, Vocabulary, ContextLength, model.IsEncoderDecoder); // checks the prompt before queueing
         if (Interlocked.Increment(ref waitingCount) > options.MaxQueue)
         {
             Interlocked.Decrement(ref waitingCount);
             throw new EngineOverloadedException($"{options.MaxQueue} requests are already waiting; retry later");
         }
-        var sequence = new Sequence(request, output, new RequestSampler(request.Sampling, Vocabulary), new BlockTable(allocator));
+        var sequence = new Sequence(request, output, new RequestSampler(request.Sampling, Vocabulary), new BlockTable(allocator), model.DecoderPrefix(request.Prompt, Vocabulary.PadId));
         arrivals.Enqueue(sequence);
         wake.Release();
         using var registration = cancellationToken.Register(() => sequence.Cancel(wake));
@@ -156,6 +162,7 @@ public sealed class ContinuousBatchingEngine : IGenerationEngine
         foreach (var s in waiting)
         {
             s.Sampler.Dispose();
+            s.Memory?.Dispose();
             s.Updates.Writer.TryComplete(new ObjectDisposedException(nameof(ContinuousBatchingEngine)));
         }
     }
@@ -172,6 +179,7 @@ public sealed class ContinuousBatchingEngine : IGenerationEngine
                 waiting.Remove(node);
                 Interlocked.Decrement(ref waitingCount);
                 node.Value.Sampler.Dispose();
+                node.Value.Memory?.Dispose();
                 Finish(node.Value, node.Value.Output.Cancel());
             }
             node = next;
@@ -266,7 +274,11 @@ public sealed class ContinuousBatchingEngine : IGenerationEngine
         var result = new Dictionary<Sequence, Tensor>();
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        var context = new PagedAttentionContext(pagedRows, store, width, device);
+        if (model.IsEncoderDecoder)
+            foreach (var (s, _, _) in plan.Rows.Where(r => r.Sequence.Memory is null))
+                s.Memory = model.Encode(tensor(s.Request.Prompt.Select(t => (long)t).ToArray(), int64, device).unsqueeze(0)).DetachFromDisposeScope(); // (1, S): once per request
+        var context = new PagedAttentionContext(pagedRows, store, width, device,
+            model.IsEncoderDecoder ? [.. plan.Rows.Select(r => r.Sequence.Memory!)] : null);
         var logits = model.Forward(tensor(input, [plan.Rows.Count, width], int64, device), context); // (B, T, V)
         for (int b = 0; b < plan.Rows.Count; b++)
         {
@@ -302,6 +314,8 @@ public sealed class ContinuousBatchingEngine : IGenerationEngine
         running.Remove(s);
         s.Table.Release();
         s.Sampler.Dispose();
+        s.Memory?.Dispose();
+        s.Memory = null;
         if (error is not null) s.Updates.Writer.TryComplete(error);
         else Finish(s, last);
     }
@@ -333,7 +347,7 @@ public sealed class ContinuousBatchingEngine : IGenerationEngine
     private sealed record StepPlan(IReadOnlyList<(Sequence Sequence, int Start, int Count)> Rows);
 
     /// <summary>A request inside the engine.</summary>
-    private sealed class Sequence(GenerationRequest request, RequestOutput output, RequestSampler sampler, BlockTable table)
+    private sealed class Sequence(GenerationRequest request, RequestOutput output, RequestSampler sampler, BlockTable table, int[] decoderPrefix)
     {
         private int cancelled;
 
@@ -341,7 +355,11 @@ public sealed class ContinuousBatchingEngine : IGenerationEngine
         public RequestOutput Output { get; } = output;
         public RequestSampler Sampler { get; } = sampler;
         public BlockTable Table { get; } = table;
-        public List<int> Tokens { get; } = [.. request.Prompt];
+        /// <summary>The decoder's tokens: the prompt (decoder-only) or the start token (encoder-decoder), then the output.</summary>
+        public List<int> Tokens { get; } = [.. decoderPrefix];
+
+        /// <summary>An encoder-decoder request's cross-attention keys and values, from its first step to its end (kept across preemption).</summary>
+        public EncoderMemory? Memory { get; set; }
         public int Computed { get; set; }
         public int Preemptions { get; set; }
         public Channel<GenerationUpdate> Updates { get; } = Channel.CreateUnbounded<GenerationUpdate>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });

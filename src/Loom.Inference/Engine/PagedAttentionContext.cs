@@ -16,6 +16,8 @@ internal readonly record struct PagedRow(BlockTable Table, int Start, int Count)
 /// row's new keys and values into the paged store in one indexed copy, then gathers every row's
 /// blocks in one more (S positions, the longest row's), and masks so that token i of row b sees
 /// positions 0..Start+i of its own sequence only (the rest of a shorter row's S is never seen).
+/// For an encoder-decoder every row also cross-attends to its own request's encoder memory, padded to
+/// the longest one in the step and masked to the row's own length.
 /// </summary>
 internal sealed class PagedAttentionContext : IAttentionContext
 {
@@ -24,10 +26,21 @@ internal sealed class PagedAttentionContext : IAttentionContext
     private readonly int keyLength; // S
     private readonly Tensor writeBlocks, writeOffsets, writeRows; // (N): block, offset and flat (b·T + i) row of each real new token
     private readonly Tensor blockIds; // (B, nb): each row's blocks, padded
+    private readonly IReadOnlyList<EncoderMemory>? memories; // per row, (1, Hkv, S_b, Dh) per layer
+    private readonly Tensor? memoryMask; // (B, 1, 1, S_max)
 
-    public PagedAttentionContext(IReadOnlyList<PagedRow> rows, PagedKvStore store, int width, Device device)
+    public PagedAttentionContext(IReadOnlyList<PagedRow> rows, PagedKvStore store, int width, Device device, IReadOnlyList<EncoderMemory>? memories = null)
     {
         this.store = store;
+        this.memories = memories;
+        if (memories is not null)
+        {
+            long longest = memories.Max(m => m.Length);
+            var valid = new bool[rows.Count * longest];
+            for (int b = 0; b < rows.Count; b++)
+                for (long j = 0; j < memories[b].Length; j++) valid[b * longest + j] = true;
+            memoryMask = tensor(valid, [rows.Count, 1, 1, longest], @bool, device);             // (B, 1, 1, S_max)
+        }
         keyLength = rows.Max(r => r.Start + r.Count);
         var positions = new long[rows.Count * width];
         var allowed = new bool[rows.Count * width * keyLength];
@@ -69,13 +82,24 @@ internal sealed class PagedAttentionContext : IAttentionContext
 
     public Tensor Positions { get; }
 
-    public (Tensor Keys, Tensor Values, Tensor Mask) Attend(int layer, Tensor keys, Tensor values)
+    public AttentionInputs Attend(int layer, Tensor keys, Tensor values)
     {
         // All rows' writes before the gather: a row may share a prefix block that another row fills in this step.
         long heads = keys.shape[1], dim = keys.shape[3];
         Tensor Tokens(Tensor x) => x.permute(0, 2, 1, 3).reshape(-1, heads, dim).index_select(0, writeRows); // (N, Hkv, Dh)
         store.WriteTokens(layer, writeBlocks, writeOffsets, Tokens(keys), Tokens(values));
         var (k, v) = store.GatherBatch(layer, blockIds, keyLength);                              // (B, Hkv, S, Dh) x 2
-        return (k, v, mask);
+        return new AttentionInputs(k, v, mask);
+    }
+
+    public AttentionInputs CrossAttend(int layer)
+    {
+        if (memories is null || memoryMask is null) throw new NotSupportedException("this step has no encoder memory: the model is decoder-only");
+        long longest = memoryMask.shape[^1];
+        // Each request's memory padded to the step's longest (the mask hides the padding).
+        Tensor Padded(Tensor x) => x.shape[2] == longest ? x : nn.functional.pad(x, [0, 0, 0, longest - x.shape[2]]); // (1, Hkv, S_max, Dh)
+        var keys = cat([.. memories.Select(m => Padded(m.Layers[layer].Keys))], 0);     // (B, Hkv, S_max, Dh)
+        var values = cat([.. memories.Select(m => Padded(m.Layers[layer].Values))], 0); // (B, Hkv, S_max, Dh)
+        return new AttentionInputs(keys, values, memoryMask);
     }
 }

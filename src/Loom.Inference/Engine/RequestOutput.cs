@@ -19,17 +19,22 @@ public sealed class RequestOutput
     /// <param name="request">The request.</param>
     /// <param name="vocabulary">Its vocabulary.</param>
     /// <param name="contextLength">The model's context length.</param>
+    /// <param name="encoderDecoder">
+    /// The prompt goes to an encoder (of up to <paramref name="contextLength"/> tokens) and the output is a
+    /// new decoder sequence after a start token, rather than the prompt's continuation.
+    /// </param>
     /// <exception cref="ArgumentException">The prompt leaves no room in the context.</exception>
-    public RequestOutput(GenerationRequest request, IVocabulary vocabulary, int contextLength)
+    public RequestOutput(GenerationRequest request, IVocabulary vocabulary, int contextLength, bool encoderDecoder = false)
     {
         ArgumentNullException.ThrowIfNull(request);
         this.vocabulary = vocabulary ?? throw new ArgumentNullException(nameof(vocabulary));
         options = request.Sampling;
-        if (request.Prompt.Count >= contextLength)
-            throw new ArgumentException($"the prompt has {request.Prompt.Count} tokens; the model's context is {contextLength}: shorten it");
+        if (encoderDecoder ? request.Prompt.Count > contextLength : request.Prompt.Count >= contextLength)
+            throw new ArgumentException($"the prompt has {request.Prompt.Count} tokens; the model's {(encoderDecoder ? "encoder takes" : "context is")} {contextLength}: shorten it");
         PromptTokens = request.Prompt.Count;
-        budget = Math.Min(options.MaxTokens, contextLength - request.Prompt.Count);
-        detokenizer = new StreamingDetokenizer(vocabulary, request.Prompt);
+        budget = Math.Min(options.MaxTokens, encoderDecoder ? contextLength - 1 : contextLength - request.Prompt.Count);
+        // Text is decoded after what precedes it: the prompt it continues, or nothing for a new decoder sequence.
+        detokenizer = new StreamingDetokenizer(vocabulary, encoderDecoder ? [] : request.Prompt);
     }
 
     /// <summary>Tokens in the prompt.</summary>

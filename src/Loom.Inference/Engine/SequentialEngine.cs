@@ -13,7 +13,7 @@ namespace Loom.Inference.Engine;
 /// </summary>
 public sealed class SequentialEngine : IGenerationEngine
 {
-    private readonly DecoderLm model;
+    private readonly LanguageModel model;
     private readonly Device device;
     private readonly SemaphoreSlim turn = new(1, 1);
     private readonly int maxQueue;
@@ -25,7 +25,7 @@ public sealed class SequentialEngine : IGenerationEngine
     /// <param name="vocabulary">Its vocabulary.</param>
     /// <param name="modelName">The name requests address it by.</param>
     /// <param name="maxQueue">The most requests that may wait; more are refused with <see cref="EngineOverloadedException"/>.</param>
-    public SequentialEngine(DecoderLm model, IVocabulary vocabulary, string modelName, int maxQueue = 256)
+    public SequentialEngine(LanguageModel model, IVocabulary vocabulary, string modelName, int maxQueue = 256)
     {
         this.model = model ?? throw new ArgumentNullException(nameof(model));
         Vocabulary = vocabulary ?? throw new ArgumentNullException(nameof(vocabulary));
@@ -33,7 +33,7 @@ public sealed class SequentialEngine : IGenerationEngine
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxQueue);
         ModelName = modelName;
         this.maxQueue = maxQueue;
-        device = model.parameters().First().device;
+        device = ReferenceDecoder.DeviceOf(model);
         model.eval();
     }
 
@@ -44,7 +44,7 @@ public sealed class SequentialEngine : IGenerationEngine
     public IVocabulary Vocabulary { get; }
 
     /// <inheritdoc />
-    public int ContextLength => model.Options.MaxSequenceLength;
+    public int ContextLength => model.ContextLength;
 
     /// <inheritdoc />
     public EngineStats Stats => new(Volatile.Read(ref waiting), Volatile.Read(ref running), 0, 0,
@@ -54,7 +54,7 @@ public sealed class SequentialEngine : IGenerationEngine
     public async IAsyncEnumerable<GenerationUpdate> GenerateAsync(GenerationRequest request, [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(request);
-        var output = new RequestOutput(request, Vocabulary, ContextLength); // checks the prompt before queueing
+        var output = new RequestOutput(request, Vocabulary, ContextLength, model.IsEncoderDecoder); // checks the prompt before queueing
         if (Interlocked.Increment(ref waiting) > maxQueue)
         {
             Interlocked.Decrement(ref waiting);
@@ -95,9 +95,13 @@ public sealed class SequentialEngine : IGenerationEngine
         try
         {
             using var sampler = new RequestSampler(request.Sampling, Vocabulary);
-            using var cache = new KvCache(model.Options, 1, ContextLength, device);
+            using var cache = KvCache.For(model, 1, ContextLength);
             Interlocked.Add(ref promptTokens, request.Prompt.Count);
-            var input = request.Prompt.Select(t => (long)t).ToArray();
+            if (model.IsEncoderDecoder)
+                using (var scope = NewDisposeScope())
+                using (no_grad())
+                    cache.Memory = model.Encode(tensor(request.Prompt.Select(t => (long)t).ToArray(), device: device).unsqueeze(0)); // (1, S), once
+            var input = model.DecoderPrefix(request.Prompt, Vocabulary.PadId).Select(t => (long)t).ToArray();
             while (output.Finished is null)
             {
                 if (cancellationToken.IsCancellationRequested)
@@ -110,7 +114,7 @@ public sealed class SequentialEngine : IGenerationEngine
                 using (var scope = NewDisposeScope())
                 using (no_grad())
                 {
-                    var logits = model.Forward(tensor(input, device: device).unsqueeze(0), cache); // (1, T, V)
+                    var logits = cache.Run(model, tensor(input, device: device).unsqueeze(0)); // (1, T, V)
                     (token, logProb) = sampler.Next(logits[0, -1]);
                 }
                 input = [token];

@@ -50,11 +50,11 @@ public sealed record KvLayout
     /// <summary>Bytes of one stored element of <see cref="DType"/>.</summary>
     public int ElementBytes => ElementBytesOf(DType);
 
-    /// <summary>The layout of <paramref name="model"/>'s keys and values stored as <paramref name="dtype"/>.</summary>
-    public static KvLayout For(DecoderLmOptions model, torch.ScalarType dtype)
+    /// <summary>The layout of a model's cached keys and values (<see cref="LanguageModel.KvCacheShape"/>) stored as <paramref name="dtype"/>.</summary>
+    public static KvLayout For(KvCacheShape shape, torch.ScalarType dtype)
     {
-        ArgumentNullException.ThrowIfNull(model);
-        return new KvLayout { NumLayers = model.NumLayers, NumKvHeads = model.NumKvHeads, HeadDim = model.HeadDim, DType = dtype };
+        ArgumentNullException.ThrowIfNull(shape);
+        return new KvLayout { NumLayers = shape.NumLayers, NumKvHeads = shape.NumKvHeads, HeadDim = shape.HeadDim, DType = dtype };
     }
 
     private static int ElementBytesOf(torch.ScalarType type) => type switch

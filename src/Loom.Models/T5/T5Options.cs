@@ -18,7 +18,12 @@ public sealed record T5Options : ModelOptions
     }
 
     /// <inheritdoc />
+    [System.Text.Json.Serialization.JsonIgnore]
     public override string Architecture => ModelArchitectures.T5;
+
+    /// <inheritdoc />
+    [System.Text.Json.Serialization.JsonIgnore]
+    public override Loom.Data.FeatureConverters.FeatureLayout FeatureLayout => Loom.Data.FeatureConverters.FeatureLayout.EncoderDecoder;
 
     /// <summary>Width of the residual stream (d_model).</summary>
     public int ModelDim { get; init; } = 512;

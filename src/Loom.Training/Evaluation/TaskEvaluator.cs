@@ -3,32 +3,31 @@ using Loom.Data;
 using Loom.Data.Evaluation;
 using Loom.Data.FeatureConverters;
 using Loom.Data.Tasks;
-using Loom.Inference;
-using Loom.Inference.Engine;
 using Loom.Models;
 using static TorchSharp.torch;
 
 namespace Loom.Training.Evaluation;
 
 /// <summary>
-/// Evaluates a <see cref="DecoderLm"/> on tasks' splits, as seqio's <c>Evaluator</c>: every task is
+/// Evaluates a <see cref="LanguageModel"/> of any family on tasks' splits, as seqio's <c>Evaluator</c>: every task is
 /// scored (the likelihood of its "targets" given its "inputs", if any), and tasks with inputs and
 /// metrics are also predicted (greedy decoding from the inputs) and their metrics computed.
 /// </summary>
 /// <remarks>
 /// <para>
-/// Scoring: each example becomes one decoder sequence, inputs followed by targets (shortened as
-/// training shortens them, <see cref="PackedTrainingBatches.Fit"/>), packed into the rows training uses by
-/// <see cref="PrefixLmFeatureConverter"/> (so the start token, the vocabulary's pad id, precedes each
-/// sequence) and run through the packed <see cref="DecoderLm.Loss(Tensor, Tensor, Tensor, PackedLayout, double)"/>
-/// with loss weight only on target tokens. Packing leaves each example's score exactly what it would
-/// be alone.
+/// Scoring: each example is shortened as training shortens it (<see cref="PackedTrainingBatches.Fit"/>)
+/// and packed into the rows training uses for the model's family: for a decoder-only model one sequence,
+/// inputs followed by targets (<see cref="PrefixLmFeatureConverter"/>, so the start token, the
+/// vocabulary's pad id, precedes each sequence), with loss weight only on target tokens; for an
+/// encoder-decoder the inputs go to the encoder and the targets to the decoder
+/// (<see cref="EncoderDecoderFeatureConverter"/>). Packing leaves each example's score exactly what it
+/// would be alone.
 /// </para>
 /// <para>
-/// Predicting: the prompt is the start token and the inputs, the same context from which scoring
-/// predicts the first target token; every example is decoded greedily at once through a
-/// <see cref="ContinuousBatchingEngine"/> (which gives each the tokens it would get alone) until EOS or
-/// <see cref="TaskEvaluationOptions.MaxDecodeLength"/> tokens. The decoded prediction and the
+/// Predicting: the prompt is the context from which scoring predicts the first target token (the start
+/// token and the inputs for a decoder-only model, the inputs for an encoder-decoder); every example is
+/// decoded greedily by the injected <see cref="ISequenceDecoder"/> (an inference engine, or the
+/// <see cref="ReferenceDecoder"/>) until EOS or <see cref="TaskEvaluationOptions.MaxDecodeLength"/> tokens. The decoded prediction and the
 /// decoded targets (both through the vocabulary, so tokenizer normalisation affects them alike) are
 /// postprocessed and handed to the task's metrics.
 /// </para>
@@ -53,14 +52,16 @@ public sealed class TaskEvaluator
     /// <param name="model">The model; it must live on <paramref name="device"/>.</param>
     /// <param name="vocabulary">The vocabulary the model and the tasks use; at most the model's vocabulary size.</param>
     /// <param name="device">Where the model lives and the batches go.</param>
+    /// <param name="decoder">Decodes the predictions (t5x's <c>predict_batch</c>), injected so that evaluation does not depend on an inference engine.</param>
     /// <param name="options">The settings; null = the defaults.</param>
     /// <exception cref="ArgumentException">
     /// The vocabulary does not fit the model, the model is elsewhere, the sequence length exceeds the
     /// model's, or (when predicting) the decode length leaves no room for a prompt.
     /// </exception>
-    public TaskEvaluator(DecoderLm model, IVocabulary vocabulary, Device device, TaskEvaluationOptions? options = null)
+    public TaskEvaluator(LanguageModel model, IVocabulary vocabulary, Device device, ISequenceDecoder decoder, TaskEvaluationOptions? options = null)
     {
         Model = model ?? throw new ArgumentNullException(nameof(model));
+        Decoder = decoder ?? throw new ArgumentNullException(nameof(decoder));
         Vocabulary = vocabulary ?? throw new ArgumentNullException(nameof(vocabulary));
         Device = device ?? throw new ArgumentNullException(nameof(device));
         Options = options ?? new TaskEvaluationOptions();
@@ -80,7 +81,10 @@ public sealed class TaskEvaluator
     }
 
     /// <summary>The model evaluated.</summary>
-    public DecoderLm Model { get; }
+    public LanguageModel Model { get; }
+
+    /// <summary>What decodes the predictions.</summary>
+    public ISequenceDecoder Decoder { get; }
 
     /// <summary>The vocabulary of the model and the tasks.</summary>
     public IVocabulary Vocabulary { get; }
@@ -202,39 +206,70 @@ public sealed class TaskEvaluator
         }
         if (sequences.Count == 0) return new ScoreResult(0, 0, bytes, truncated);
 
-        // The rows training uses: inputs ++ targets per segment, loss weight on the targets only
-        // (attention stays causal: the converter's bidirectional-prefix feature is not used).
-        var converter = new PrefixLmFeatureConverter(PrefixLmFeatureOptions.ForVocabulary(Vocabulary, SequenceLength));
-        var (rows, stats) = converter.Convert(sequences);
-        if (stats.Segments != sequences.Count)
-            throw new InvalidOperationException($"packing made {stats.Segments} segments of {sequences.Count} sequences that all fit a row");
-        var weighted = rows.ToList();
-
+        var batches = Model.IsEncoderDecoder ? EncoderDecoderBatches(sequences) : DecoderBatches(sequences);
         using var evaluation = NewDisposeScope();
         using var noGrad = no_grad();
         var totalNats = zeros(1, float64, Device); // (1), summed on the device: one host sync at the end
-        for (int start = 0; start < weighted.Count; start += Options.BatchSize)
+        foreach (var makeBatch in batches)
         {
             using var batchScope = NewDisposeScope();
-            var batch = PrefixLmFeatureConverter.ToTensors(weighted.GetRange(start, Math.Min(Options.BatchSize, weighted.Count - start))); // (B, L) each
-            var layout = new PackedLayout(batch.SegmentIds.to(Device), batch.Positions.to(Device));
-            var weights = batch.LossWeights.to(Device).to(float32);                                                           // (B, L)
-            var loss = Model.Loss(batch.Tokens.to(Device), batch.Targets.to(Device), weights, layout, zLossWeight: 0);
-            totalNats.add_((loss.CrossEntropy * weights.sum()).to(float64)); // the mean times its weight: this batch's summed nats
+            using var batch = makeBatch();
+            totalNats.add_(-Model.Score(batch.To(Device)).sum().to(float64)); // this batch's summed nats
         }
         return new ScoreResult(totalNats.item<double>(), tokens, bytes, truncated);
+    }
+
+    /// <summary>
+    /// The rows training uses for a decoder-only model: inputs ++ targets per segment, loss weight on the
+    /// targets only (attention stays causal: the converter's bidirectional-prefix feature is not used).
+    /// </summary>
+    private IEnumerable<Func<FeatureBatch>> DecoderBatches(List<(int[] Inputs, int[] Targets)> sequences)
+    {
+        var converter = new PrefixLmFeatureConverter(PrefixLmFeatureOptions.ForVocabulary(Vocabulary, SequenceLength));
+        var (rows, stats) = converter.Convert(sequences);
+        CheckSegments(stats.Segments, sequences.Count);
+        var all = rows.ToList();
+        for (int start = 0; start < all.Count; start += Options.BatchSize)
+        {
+            var slice = all.GetRange(start, Math.Min(Options.BatchSize, all.Count - start));
+            yield return () =>
+            {
+                var batch = PrefixLmFeatureConverter.ToTensors(slice); // (B, L) each
+                batch.CausalAttention.Dispose();
+                return FeatureBatch.Decoder(batch.Tokens, batch.Targets, batch.SegmentIds, batch.Positions, batch.LossWeights);
+            };
+        }
+    }
+
+    /// <summary>The rows training uses for an encoder-decoder: inputs to the encoder, targets to the decoder, each side L tokens.</summary>
+    private IEnumerable<Func<FeatureBatch>> EncoderDecoderBatches(List<(int[] Inputs, int[] Targets)> sequences)
+    {
+        var converter = new EncoderDecoderFeatureConverter(EncoderDecoderFeatureOptions.ForVocabulary(Vocabulary, SequenceLength, SequenceLength));
+        var (rows, stats) = converter.Convert(sequences);
+        CheckSegments(stats.Decoder.Segments, sequences.Count);
+        var all = rows.ToList();
+        for (int start = 0; start < all.Count; start += Options.BatchSize)
+        {
+            var slice = all.GetRange(start, Math.Min(Options.BatchSize, all.Count - start));
+            yield return () => EncoderDecoderFeatureConverter.ToTensors(slice).ToFeatures(); // (B, L) each
+        }
+    }
+
+    private static void CheckSegments(int segments, int sequences)
+    {
+        if (segments != sequences)
+            throw new InvalidOperationException($"packing made {segments} segments of {sequences} sequences that all fit a row");
     }
 
     /// <summary>Greedy predictions for every example, and the task's metrics over them.</summary>
     private (IReadOnlyList<MetricResult> Metrics, IReadOnlyList<ExamplePrediction> Kept) Predict(DataTask task, IReadOnlyList<Example> examples)
     {
         var postprocessor = Options.PostprocessorFor(task.Name);
-        var sampling = new SamplingOptions { Temperature = 0, MaxTokens = Options.MaxDecodeLength, StopAtEos = true, Seed = 0 };
-        int promptRoom = SequenceLength - Options.MaxDecodeLength - 1; // the start token takes one place
-        int[][] prompts = [.. examples.Select(e => e.Tokens[InputsFeature]).Select(inputs => (int[])[startId, .. inputs.Length > promptRoom ? inputs[^promptRoom..] : inputs])];
-        // All examples at once through the continuous-batching engine: greedy decoding there gives the
-        // tokens of decoding each alone (the engine's tests hold it to that), at batch speed.
-        var decoded = DecodeAll(prompts, sampling);
+        // A decoder-only prompt shares the context with the answer; an encoder takes up to L inputs.
+        int promptRoom = Model.IsEncoderDecoder ? SequenceLength : SequenceLength - Options.MaxDecodeLength - 1; // the start token takes one place
+        int[][] prompts = [.. examples.Select(e => e.Tokens[InputsFeature]).Select(inputs => inputs.Length > promptRoom ? inputs[^promptRoom..] : inputs)
+            .Select(inputs => Model.IsEncoderDecoder ? inputs : (int[])[startId, .. inputs])];
+        var decoded = Decoder.Decode(Model, prompts, new DecodeSettings(Options.MaxDecodeLength, Vocabulary.EosId, startId, Options.BatchSize));
         var targets = new List<string>(examples.Count);
         var predictions = new List<string>(examples.Count);
         var kept = new List<ExamplePrediction>();
@@ -248,27 +283,9 @@ public sealed class TaskEvaluator
             if (kept.Count < Options.PredictionsToKeep)
             {
                 string inputsText = example.Texts.TryGetValue(InputsFeature, out var text) ? text : Vocabulary.Decode(example.Tokens[InputsFeature]);
-                kept.Add(new ExamplePrediction(i, inputsText, target, prediction, decoded[i].Finish == FinishReason.Stop));
+                kept.Add(new ExamplePrediction(i, inputsText, target, prediction, decoded[i].Finished));
             }
         }
         return ([.. task.Metrics.Select(m => m.Compute(targets, predictions))], kept);
-    }
-
-    private (int[] Tokens, FinishReason? Finish)[] DecodeAll(int[][] prompts, SamplingOptions sampling)
-    {
-        using var engine = new ContinuousBatchingEngine(Model, Vocabulary, "evaluation",
-            new EngineOptions { MaxRunning = Options.BatchSize, MaxQueue = Math.Max(1, prompts.Length) });
-        async Task<(int[], FinishReason?)> Decode(int[] prompt)
-        {
-            var tokens = new List<int>();
-            FinishReason? finish = null;
-            await foreach (var update in engine.GenerateAsync(new GenerationRequest(prompt, sampling)).ConfigureAwait(false))
-            {
-                tokens.AddRange(update.Tokens);
-                finish = update.FinishReason ?? finish;
-            }
-            return ([.. tokens], finish);
-        }
-        return Task.WhenAll(prompts.Select(Decode)).GetAwaiter().GetResult();
     }
 }

@@ -79,6 +79,21 @@ public sealed record MetricEvent(
     [JsonPropertyName("metrics"), JsonPropertyOrder(12)]
     public IReadOnlyDictionary<string, double>? Metrics { get; init; }
 
+    /// <summary>
+    /// The model's auxiliary losses over the interval, weighted as they enter the total loss, by name
+    /// (mixture of experts: <c>load_balancing</c>, <c>router_z_loss</c>).
+    /// </summary>
+    [JsonPropertyName("aux_losses"), JsonPropertyOrder(13)]
+    public IReadOnlyDictionary<string, double>? AuxiliaryLosses { get; init; }
+
+    /// <summary>Mixture of experts: each expert's share of the routed token assignments over the interval (averaged over MoE layers).</summary>
+    [JsonPropertyName("expert_load"), JsonPropertyOrder(14)]
+    public IReadOnlyList<double>? ExpertLoad { get; init; }
+
+    /// <summary>Mixture of experts: the fraction of token assignments dropped for lack of expert capacity over the interval.</summary>
+    [JsonPropertyName("dropped_fraction"), JsonPropertyOrder(15)]
+    public double? DroppedFraction { get; init; }
+
     private static string CheckSplit(string split)
     {
         ArgumentNullException.ThrowIfNull(split);

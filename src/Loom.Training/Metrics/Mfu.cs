@@ -31,13 +31,7 @@ public static class Mfu
     /// <exception cref="ArgumentOutOfRangeException">An argument is negative (or, for <paramref name="layers"/>, <paramref name="heads"/>, <paramref name="headDim"/>, <paramref name="sequenceLength"/>, zero).</exception>
     public static double FlopsPerToken(long matmulParameters, int layers, int heads, int headDim, int sequenceLength)
     {
-        ArgumentOutOfRangeException.ThrowIfNegative(matmulParameters);
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(layers);
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(heads);
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(headDim);
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(sequenceLength);
-        // Doubles throughout: L·H·Q·T alone overflows an int for large models with long contexts.
-        return 6.0 * matmulParameters + 12.0 * layers * heads * headDim * sequenceLength;
+        return Loom.Models.ModelFlops.PerToken(matmulParameters, layers, heads, headDim, sequenceLength);
     }
 
     /// <summary>

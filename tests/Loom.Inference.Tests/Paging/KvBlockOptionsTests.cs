@@ -43,8 +43,7 @@ public class KvBlockOptionsTests
         Assert.Equal(6, new KvBlockOptions { MemoryBudgetBytes = 100_000 }.ResolveNumBlocks(HalfPrecisionMqa)); // 100000 / 16384 = 6.1
         Assert.Equal(1, new KvBlockOptions { MemoryBudgetBytes = 16_384 }.ResolveNumBlocks(HalfPrecisionMqa));
 
-        var model = new DecoderLmOptions { NumLayers = 2, NumKvHeads = 2, NumHeads = 4, HeadDim = 8 };
-        var layout = KvLayout.For(model, ScalarType.BFloat16);
+        var layout = KvLayout.For(new KvCacheShape(NumLayers: 2, NumKvHeads: 2, HeadDim: 8), ScalarType.BFloat16);
         Assert.Equal((2, 2, 8, 2), (layout.NumLayers, layout.NumKvHeads, layout.HeadDim, layout.ElementBytes));
         Assert.Equal(10, new KvBlockOptions { BlockSize = 4, MemoryBudgetBytes = 10 * 512 + 511 }.ResolveNumBlocks(layout)); // 2*2*2*8*4*2 = 512 bytes a block
     }

@@ -4,6 +4,7 @@ using Loom.Data;
 using Loom.Data.Evaluation;
 using Loom.Data.Tasks;
 using Loom.Inference;
+using Loom.Inference.Engine;
 using Loom.Models;
 using Loom.Training.Evaluation;
 using static TorchSharp.torch;
@@ -78,7 +79,7 @@ public class TaskEvaluatorTests
         using var model = TinyModel();
         var lm = LmTask("lm", "validation", "It is a truth", "universally acknowledged,", "that a single man", "in possession", "of a good fortune");
         var pairs = PairTask("pairs", "validation", [], ("2+2=", "4"), ("capital of France:", "Paris"), ("é?", "ü"));
-        var evaluator = new TaskEvaluator(model, Vocabulary, CPU, new TaskEvaluationOptions { SequenceLength = 48, BatchSize = 2, MaxDecodeLength = 8 });
+        var evaluator = new TaskEvaluator(model, Vocabulary, CPU, new EngineSequenceDecoder(Vocabulary), new TaskEvaluationOptions { SequenceLength = 48, BatchSize = 2, MaxDecodeLength = 8 });
         foreach (var task in new[] { lm, pairs })
         {
             model.train();
@@ -109,7 +110,7 @@ public class TaskEvaluatorTests
         using var model = TinyModel();
         string longInput = new('x', 50), longTarget = new('y', 30);
         var task = PairTask("long", "test", [], (longInput, "ok"), ("hi", longTarget), ("short", "fine"));
-        var result = new TaskEvaluator(model, Vocabulary, CPU, new TaskEvaluationOptions { SequenceLength = 20, Predict = false }).Evaluate(task, "test");
+        var result = new TaskEvaluator(model, Vocabulary, CPU, new EngineSequenceDecoder(Vocabulary), new TaskEvaluationOptions { SequenceLength = 20, Predict = false }).Evaluate(task, "test");
 
         var e = task.GetDataset("test").ToList();
         var (nats, tokens) = ScoreAlone(model, [
@@ -129,7 +130,7 @@ public class TaskEvaluatorTests
         using var model = TinyModel();
         string[] inputs = ["abc", "hello there", "12+3=", "é"];
         var options = new TaskEvaluationOptions { SequenceLength = 40, MaxDecodeLength = 6, PredictionsToKeep = 10 };
-        var evaluator = new TaskEvaluator(model, Vocabulary, CPU, options);
+        var evaluator = new TaskEvaluator(model, Vocabulary, CPU, new EngineSequenceDecoder(Vocabulary), options);
         var byHand = GreedyByHand(model, inputs.Select(Vocabulary.Encode), options.MaxDecodeLength);
         Assert.All(byHand, p => Assert.NotEmpty(p));
         Assert.True(byHand.Distinct().Count() > 2, "the predictions should differ from example to example");
@@ -175,7 +176,7 @@ public class TaskEvaluatorTests
         };
         // Targets padded with spaces still match once trimmed.
         var task = PairTask("own", "validation", [new ExactMatch(normalize: false)], inputsEos: false, [.. inputs.Zip(byHand.Select(p => $"  {p} "))]);
-        var result = new TaskEvaluator(model, Vocabulary, CPU, options).Evaluate(task, "validation");
+        var result = new TaskEvaluator(model, Vocabulary, CPU, new EngineSequenceDecoder(Vocabulary), options).Evaluate(task, "validation");
         Assert.Equal(100, result.Metrics.Single().Value);
         var only = Assert.Single(result.Predictions);
         Assert.Equal($"<{byHand[0]}>", only.Prediction);
@@ -193,7 +194,7 @@ public class TaskEvaluatorTests
             .Add(LmTask("lm", "validation", "It is a truth", "universally acknowledged"))
             .Add(PairTask("pairs", "validation", [new ExactMatch()], ("2+2=", "4"), ("1+1=", "2"), ("3+3=", "6")))
             .Add(new Mixture("both", [new("lm", 1), new("pairs", 3)]));
-        var evaluator = new TaskEvaluator(model, Vocabulary, CPU, new TaskEvaluationOptions { SequenceLength = 32, MaxDecodeLength = 4 });
+        var evaluator = new TaskEvaluator(model, Vocabulary, CPU, new EngineSequenceDecoder(Vocabulary), new TaskEvaluationOptions { SequenceLength = 32, MaxDecodeLength = 4 });
         var result = evaluator.EvaluateMixture(registry, "both", "validation");
 
         Assert.Equal(["lm", "pairs"], result.Tasks.Select(t => t.Task));
@@ -224,7 +225,7 @@ public class TaskEvaluatorTests
     {
         using var _ = NewDisposeScope();
         using var model = TinyModel();
-        var evaluator = new TaskEvaluator(model, Vocabulary, CPU, new TaskEvaluationOptions { SequenceLength = 32, MaxDecodeLength = 4 });
+        var evaluator = new TaskEvaluator(model, Vocabulary, CPU, new EngineSequenceDecoder(Vocabulary), new TaskEvaluationOptions { SequenceLength = 32, MaxDecodeLength = 4 });
         var trainOnly = LmTask("train_only", "train", "some text");
         var error = Assert.Throws<ArgumentException>(() => evaluator.Evaluate(trainOnly, "validation"));
         Assert.Contains("'train_only' has no split 'validation'", error.Message);
@@ -243,8 +244,8 @@ public class TaskEvaluatorTests
             new Dictionary<string, OutputFeature> { ["targets"] = new(Vocabulary) });
         Assert.Contains("ExamplePreprocessors.Tokenize", Assert.Throws<InvalidOperationException>(() => evaluator.Evaluate(untokenized, "validation")).Message);
 
-        Assert.Contains("max_sequence_length", Assert.Throws<ArgumentException>(() => new TaskEvaluator(model, Vocabulary, CPU, new TaskEvaluationOptions { SequenceLength = 65 })).Message);
-        Assert.Contains("at most 30", Assert.Throws<ArgumentException>(() => new TaskEvaluator(model, Vocabulary, CPU, new TaskEvaluationOptions { SequenceLength = 32, MaxDecodeLength = 31 })).Message);
+        Assert.Contains("max_sequence_length", Assert.Throws<ArgumentException>(() => new TaskEvaluator(model, Vocabulary, CPU, new EngineSequenceDecoder(Vocabulary), new TaskEvaluationOptions { SequenceLength = 65 })).Message);
+        Assert.Contains("at most 30", Assert.Throws<ArgumentException>(() => new TaskEvaluator(model, Vocabulary, CPU, new EngineSequenceDecoder(Vocabulary), new TaskEvaluationOptions { SequenceLength = 32, MaxDecodeLength = 31 })).Message);
         Assert.Throws<ArgumentException>(() => new TaskEvaluationOptions { BatchSize = 0 });
         Assert.Throws<ArgumentException>(() => new TaskEvaluationOptions { MaxExamples = 0 });
         Assert.Throws<ArgumentException>(() => new TaskEvaluationOptions { PredictionsToKeep = -1 });
@@ -256,7 +257,7 @@ public class TaskEvaluatorTests
         using var _ = NewDisposeScope();
         using var model = TinyModel();
         var task = LmTask("lm", "validation", "first", "second", "third");
-        var result = new TaskEvaluator(model, Vocabulary, CPU, new TaskEvaluationOptions { SequenceLength = 16, MaxExamples = 2, Predict = false }).Evaluate(task, "validation");
+        var result = new TaskEvaluator(model, Vocabulary, CPU, new EngineSequenceDecoder(Vocabulary), new TaskEvaluationOptions { SequenceLength = 16, MaxExamples = 2, Predict = false }).Evaluate(task, "validation");
         Assert.Equal(2, result.ExampleCount);
         var (nats, tokens) = ScoreAlone(model, task.GetDataset("validation").Take(2).Select(Tokens));
         Assert.Equal(tokens, result.Score.TokenCount);
