@@ -13,9 +13,9 @@ public class DecoderBlockTests
     public void ParallelBlockAddsBothBranchesOfOneNorm()
     {
         using var _ = NewDisposeScope();
-        manual_seed(5);
-        var block = new DecoderBlock(TestModels.Tiny(parallel: true), 0, new Rotary(8, 32, 10000));
-        var x = randn(2, 6, 32);
+        using var g = Seeded.Generator(5);
+        var block = new DecoderBlock(TinyModels.Decoder(parallel: true), 0, new Rotary(8, 32, 10000), generator: g);
+        var x = randn([2, 6, 32], generator: g);
         var h = Child(block, "norm").forward(x);
         var expected = x + Child(block, "attn").forward(h) + Child(block, "mlp").forward(h);
         Assert.True(allclose(block.forward(x), expected, rtol: 1e-5, atol: 1e-6));
@@ -26,9 +26,9 @@ public class DecoderBlockTests
     public void SerialBlockFeedsAttentionOutputToTheMlp()
     {
         using var _ = NewDisposeScope();
-        manual_seed(6);
-        var block = new DecoderBlock(TestModels.Tiny(parallel: false), 0, new Rotary(8, 32, 10000));
-        var x = randn(2, 6, 32);
+        using var g = Seeded.Generator(6);
+        var block = new DecoderBlock(TinyModels.Decoder(parallel: false), 0, new Rotary(8, 32, 10000), generator: g);
+        var x = randn([2, 6, 32], generator: g);
         var h = x + Child(block, "attn").forward(Child(block, "norm").forward(x));
         var expected = h + Child(block, "mlp").forward(Child(block, "mlp_norm").forward(h));
         Assert.True(allclose(block.forward(x), expected, rtol: 1e-5, atol: 1e-6));
@@ -43,7 +43,7 @@ public class DecoderBlockTests
     public void GeluLearnedLayerNormBiasVariantRuns()
     {
         using var _ = NewDisposeScope();
-        var o = TestModels.Tiny() with
+        var o = TinyModels.Decoder() with
         {
             Activation = MlpActivation.Gelu, Positions = PositionEncoding.Learned, Norm = NormKind.LayerNorm,
             UseBias = true, SharedEmbeddings = false, NumKvHeads = 4,
@@ -60,8 +60,8 @@ public class DecoderBlockTests
     [Fact]
     public void InvalidOptionsNameTheField()
     {
-        var e = Assert.Throws<ArgumentException>(() => new DecoderLm(TestModels.Tiny() with { NumKvHeads = 3 }));
+        var e = Assert.Throws<ArgumentException>(() => new DecoderLm(TinyModels.Decoder() with { NumKvHeads = 3 }));
         Assert.Contains("num_kv_heads", e.Message);
-        Assert.Contains("num_layers", Assert.Throws<ArgumentException>(() => (TestModels.Tiny() with { NumLayers = 0 }).Validate()).Message);
+        Assert.Contains("num_layers", Assert.Throws<ArgumentException>(() => (TinyModels.Decoder() with { NumLayers = 0 }).Validate()).Message);
     }
 }
