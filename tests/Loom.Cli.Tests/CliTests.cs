@@ -2,11 +2,11 @@ namespace Loom.Cli.Tests;
 
 public sealed class CliTests : IDisposable
 {
-    private readonly string dir = Path.Combine(Path.GetTempPath(), "loom-cli-" + Guid.NewGuid().ToString("N"));
+    private readonly TempDirectory temp = new("loom-cli-");
 
-    public CliTests() => Directory.CreateDirectory(dir);
+    private string dir => temp.Path;
 
-    public void Dispose() => Directory.Delete(dir, recursive: true);
+    public void Dispose() => temp.Dispose();
 
     private static void AssertOneLineError(CliRunner.Result r, string expected)
     {

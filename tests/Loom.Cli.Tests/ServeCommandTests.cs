@@ -10,11 +10,11 @@ namespace Loom.Cli.Tests;
 /// <summary><c>loom serve</c> as a child process: it prints its URL, answers over HTTP and exits 0 on SIGTERM.</summary>
 public sealed class ServeCommandTests : IDisposable
 {
-    private readonly string dir = Path.Combine(Path.GetTempPath(), "loom-serve-" + Guid.NewGuid().ToString("N"));
+    private readonly TempDirectory temp = new("loom-serve-");
 
-    public ServeCommandTests() => Directory.CreateDirectory(dir);
+    private string dir => temp.Path;
 
-    public void Dispose() => Directory.Delete(dir, recursive: true);
+    public void Dispose() => temp.Dispose();
 
     private string SaveTinyCheckpoint()
     {

@@ -7,9 +7,11 @@ namespace Loom.Core.Tests;
 
 public sealed class SafeTensorsTests : IDisposable
 {
-    private readonly string file = Path.Combine(Path.GetTempPath(), $"loom-st-{Guid.NewGuid():N}.safetensors");
+    private readonly TempDirectory temp = new("loom-st-");
 
-    public void Dispose() => File.Delete(file);
+    private string file => temp.File("tensors.safetensors");
+
+    public void Dispose() => temp.Dispose();
 
     [Fact]
     public void RoundTripsTensorsOfEveryDtypeWithMetadata()

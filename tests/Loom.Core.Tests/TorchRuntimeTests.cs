@@ -14,7 +14,32 @@ public class TorchRuntimeTests
         var product = a.matmul(a);
         Assert.Equal(new float[] { 7, 10, 15, 22 }, product.data<float>().ToArray());
         Assert.Equal(torch.CPU.type, Devices.Resolve("cpu").type);
-        Assert.Equal(DeviceType.CPU, Devices.Resolve("auto").type); // no GPU on the test machines
+        var auto = Devices.Resolve("auto");
+        // CUDA exactly where libtorch can use it (Resolve has tried to initialise it by now), else the CPU.
+        Assert.Equal(torch.cuda.is_available() ? DeviceType.CUDA : DeviceType.CPU, auto.type);
+    }
+
+    /// <summary>The libstdc++ this process loaded (libtorch pulls it in), read from /proc/self/maps.</summary>
+    private static string LoadedLibStdCxx()
+    {
+        using (torch.NewDisposeScope()) _ = torch.ones(1); // make sure libtorch, and so libstdc++, is loaded
+        string? path = File.ReadLines("/proc/self/maps")
+            .Select(line => line.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+            .Where(fields => fields.Length >= 6)
+            .Select(fields => string.Join(' ', fields.Skip(5)))
+            .FirstOrDefault(p => Path.GetFileName(p).StartsWith("libstdc++.so", StringComparison.Ordinal));
+        Assert.True(path is not null && File.Exists(path), "this process has no libstdc++ mapped");
+        return path!;
+    }
+
+    /// <summary>The package's own libLibTorchSharp.so, as restored into the NuGet cache (the build records its path).</summary>
+    private static string PackageLibTorchSharp()
+    {
+        string? path = typeof(TorchRuntimeTests).Assembly.GetCustomAttributes(typeof(System.Reflection.AssemblyMetadataAttribute), false)
+            .Cast<System.Reflection.AssemblyMetadataAttribute>()
+            .SingleOrDefault(a => a.Key == "LibTorchSharpPackageCopy")?.Value;
+        Assert.False(string.IsNullOrEmpty(path), "the build did not record the package's libLibTorchSharp.so");
+        return path!;
     }
 
     [Fact]
@@ -29,7 +54,7 @@ public class TorchRuntimeTests
     {
         string lib = Path.Combine(AppContext.BaseDirectory, "libLibTorchSharp.so");
         Assert.True(File.Exists(lib), lib);
-        var host = new[] { "/lib/x86_64-linux-gnu/libstdc++.so.6", "/usr/lib/x86_64-linux-gnu/libstdc++.so.6" }.First(File.Exists);
+        string host = LoadedLibStdCxx();
         var defined = ElfVersionNeeds.DefinedVersionStrings(File.ReadAllBytes(host), "GLIBCXX_");
         var needs = ElfVersionNeeds.Read(File.ReadAllBytes(lib)).Where(n => n.File == "libstdc++.so.6").ToList();
         Assert.Contains(needs, n => n.Version == "GLIBCXX_3.4.32");
@@ -40,8 +65,7 @@ public class TorchRuntimeTests
     [Fact]
     public void WeakenSetsOnlyTheNamedRequirementAndIsIdempotent()
     {
-        string original = Path.Combine(Environment.GetEnvironmentVariable("HOME") ?? "/root",
-            ".nuget/packages/torchsharp/0.107.0/runtimes/linux-x64/native/libLibTorchSharp.so");
+        string original = PackageLibTorchSharp();
         Assert.True(File.Exists(original), original);
         byte[] elf = File.ReadAllBytes(original);
         var before = ElfVersionNeeds.Read(elf);

@@ -39,9 +39,9 @@ public class AustenCorpusTests(ITestOutputHelper output)
 
     /// <summary>
     /// Fetches the real package into a fresh cache (needs the Debian mirror), then loads again from the
-    /// cache. Where the mirror cannot be reached, checks the one-line refusal instead.
+    /// cache. Where the mirror cannot be reached, checks the one-line refusal and reports the test skipped.
     /// </summary>
-    [Fact]
+    [SkippableFact]
     public void LoadsTheRealNovelsThenReadsTheCache()
     {
         using var root = new TempDirectory();
@@ -59,6 +59,7 @@ public class AustenCorpusTests(ITestOutputHelper output)
             Assert.Contains("Austen", e.Message);
             Assert.Contains("--data FILE_OR_DIR", e.Message);
             Assert.False(Directory.Exists(Path.Combine(root.Path, AustenCorpus.Name)));
+            Requires.Missing($"the Austen corpus could not be fetched: {e.Message}");
             return;
         }
 

@@ -10,8 +10,7 @@ public class SamplerTests
     private static HashSet<long> Draws(SamplingOptions options, int n = 400)
     {
         using var _ = NewDisposeScope();
-        using var g = new Generator(0);
-        g.manual_seed(42);
+        using var g = Seeded.Generator(42);
         var logits = tensor(Logits).unsqueeze(0).expand(n, -1);
         return Sampler.Sample(logits, options, g).data<long>().ToHashSet();
     }

@@ -8,12 +8,11 @@ public class TextGeneratorTests
 {
     private static DecoderLm Model(int kvHeads, bool parallel, PositionEncoding positions = PositionEncoding.Rotary)
     {
-        manual_seed(11);
-        return new DecoderLm(new DecoderLmOptions
+        return Seeded.Model(new DecoderLmOptions
         {
             VocabSize = 50, ModelDim = 32, NumLayers = 2, NumHeads = 4, NumKvHeads = kvHeads, HeadDim = 8, MlpDim = 64,
             MaxSequenceLength = 64, ParallelBlock = parallel, Positions = positions,
-        });
+        }, 11);
     }
 
     [Theory]

@@ -11,10 +11,10 @@ public class AttentionTests
     public void RotaryScoresDependOnlyOnRelativePosition()
     {
         using var _ = NewDisposeScope();
-        manual_seed(1);
+        using var g = Seeded.Generator(1);
         var rotary = new Rotary(headDim: 16, maxLength: 64, ropeBase: 10000);
-        var q = randn(1, 1, 1, 16);
-        var k = randn(1, 1, 1, 16);
+        var q = randn([1, 1, 1, 16], generator: g);
+        var k = randn([1, 1, 1, 16], generator: g);
         float Score(int m, int n) => (rotary.Apply(q, m) * rotary.Apply(k, n)).sum().item<float>();
 
         float reference = Score(7, 3);
@@ -28,10 +28,10 @@ public class AttentionTests
     public void FusedAttentionMatchesReferenceDefinition()
     {
         using var _ = NewDisposeScope();
-        manual_seed(2);
-        var q = randn(2, 3, 5, 8);
-        var k = randn(2, 3, 9, 8);
-        var v = randn(2, 3, 9, 8);
+        using var g = Seeded.Generator(2);
+        var q = randn([2, 3, 5, 8], generator: g);
+        var k = randn([2, 3, 9, 8], generator: g);
+        var v = randn([2, 3, 9, 8], generator: g);
         // queries at the last 5 of 9 positions: the masked form used during cached prefill
         var fused = nn.functional.scaled_dot_product_attention(q, k, v, Attention.CausalMask(5, 4, CPU));
         Assert.True(allclose(fused, Attention.Reference(q, k, v), rtol: 1e-5, atol: 1e-5));
@@ -45,9 +45,9 @@ public class AttentionTests
     public void SharedKvHeadsEqualMultiHeadWithDuplicatedKv(int kvHeads)
     {
         using var _ = NewDisposeScope();
-        manual_seed(3);
-        var shared = new DecoderLm(TestModels.Tiny(kvHeads));
-        var multiHead = new DecoderLm(TestModels.Tiny(kvHeads: 4));
+        using var g = Seeded.Generator(3);
+        var shared = new DecoderLm(TinyModels.Decoder(kvHeads), generator: g);
+        var multiHead = new DecoderLm(TinyModels.Decoder(kvHeads: 4), generator: g);
         int group = 4 / kvHeads, headDim = 8;
 
         var state = shared.state_dict();
@@ -63,7 +63,7 @@ public class AttentionTests
                 tensor.copy_(source);
             }
         }
-        var tokens = randint(0, 40, new long[] { 2, 12 });
+        var tokens = randint(0, 40, new long[] { 2, 12 }, generator: g);
         var a = shared.forward(tokens);
         var b = multiHead.forward(tokens);
         Assert.True(allclose(a, b, rtol: 1e-4, atol: 1e-5), $"max diff {(a - b).abs().max().item<float>()}");
@@ -73,9 +73,9 @@ public class AttentionTests
     public void OutputIsCausal()
     {
         using var _ = NewDisposeScope();
-        manual_seed(4);
-        var model = new DecoderLm(TestModels.Tiny());
-        var tokens = randint(0, 40, new long[] { 1, 10 });
+        using var g = Seeded.Generator(4);
+        var model = new DecoderLm(TinyModels.Decoder(), generator: g);
+        var tokens = randint(0, 40, new long[] { 1, 10 }, generator: g);
         var changed = tokens.clone();
         changed[0, 9] = (tokens[0, 9] + 1) % 40;
         var a = model.forward(tokens);

@@ -9,10 +9,10 @@ public class DecoderBlockTests
     private static nn.Module<Tensor, Tensor> Child(nn.Module block, string name) =>
         (nn.Module<Tensor, Tensor>)block.named_children().Single(c => c.name == name).module;
 
-    private static DecoderBlock Block(DecoderLmOptions o) => new(
+    private static DecoderBlock Block(DecoderLmOptions o, Generator generator) => new(
         0,
-        new Attention(o.ModelDim, o.NumHeads, o.NumKvHeads, o.HeadDim, o.UseBias, new Rotary(o.HeadDim, o.MaxSequenceLength, o.RopeBase)),
-        new Mlp(o.ModelDim, o.MlpDim, o.Activation, o.UseBias),
+        new Attention(o.ModelDim, o.NumHeads, o.NumKvHeads, o.HeadDim, o.UseBias, new Rotary(o.HeadDim, o.MaxSequenceLength, o.RopeBase), generator: generator),
+        new Mlp(o.ModelDim, o.MlpDim, o.Activation, o.UseBias, generator: generator),
         () => Norms.Create(o.Norm, o.ModelDim, o.NormEpsilon, o.UseBias, null),
         o.ParallelBlock);
 
@@ -20,9 +20,9 @@ public class DecoderBlockTests
     public void ParallelBlockAddsBothBranchesOfOneNorm()
     {
         using var _ = NewDisposeScope();
-        manual_seed(5);
-        var block = Block(TestModels.Tiny(parallel: true));
-        var x = randn(2, 6, 32);
+        using var g = Seeded.Generator(5);
+        var block = Block(TinyModels.Decoder(parallel: true), g);
+        var x = randn([2, 6, 32], generator: g);
         var h = Child(block, "norm").forward(x);
         var expected = x + Child(block, "attn").forward(h) + Child(block, "mlp").forward(h);
         Assert.True(allclose(block.forward(x), expected, rtol: 1e-5, atol: 1e-6));
@@ -33,9 +33,9 @@ public class DecoderBlockTests
     public void SerialBlockFeedsAttentionOutputToTheMlp()
     {
         using var _ = NewDisposeScope();
-        manual_seed(6);
-        var block = Block(TestModels.Tiny(parallel: false));
-        var x = randn(2, 6, 32);
+        using var g = Seeded.Generator(6);
+        var block = Block(TinyModels.Decoder(parallel: false), g);
+        var x = randn([2, 6, 32], generator: g);
         var h = x + Child(block, "attn").forward(Child(block, "norm").forward(x));
         var expected = h + Child(block, "mlp").forward(Child(block, "mlp_norm").forward(h));
         Assert.True(allclose(block.forward(x), expected, rtol: 1e-5, atol: 1e-6));
@@ -50,7 +50,7 @@ public class DecoderBlockTests
     public void GeluLearnedLayerNormBiasVariantRuns()
     {
         using var _ = NewDisposeScope();
-        var o = TestModels.Tiny() with
+        var o = TinyModels.Decoder() with
         {
             Activation = MlpActivation.Gelu, Positions = PositionEncoding.Learned, Norm = NormKind.LayerNorm,
             UseBias = true, SharedEmbeddings = false, NumKvHeads = 4,
@@ -67,8 +67,8 @@ public class DecoderBlockTests
     [Fact]
     public void InvalidOptionsNameTheField()
     {
-        var e = Assert.Throws<ArgumentException>(() => new DecoderLm(TestModels.Tiny() with { NumKvHeads = 3 }));
+        var e = Assert.Throws<ArgumentException>(() => new DecoderLm(TinyModels.Decoder() with { NumKvHeads = 3 }));
         Assert.Contains("num_kv_heads", e.Message);
-        Assert.Contains("num_layers", Assert.Throws<ArgumentException>(() => (TestModels.Tiny() with { NumLayers = 0 }).Validate()).Message);
+        Assert.Contains("num_layers", Assert.Throws<ArgumentException>(() => (TinyModels.Decoder() with { NumLayers = 0 }).Validate()).Message);
     }
 }

@@ -9,10 +9,10 @@ public class DecoderLmTests
     public void LossMatchesCrossEntropyPlusZLoss()
     {
         using var _ = NewDisposeScope();
-        manual_seed(8);
-        var model = new DecoderLm(TestModels.Tiny());
-        var inputs = randint(0, 40, new long[] { 2, 10 });
-        var targets = randint(0, 40, new long[] { 2, 10 });
+        using var g = Seeded.Generator(8);
+        var model = new DecoderLm(TinyModels.Decoder(), generator: g);
+        var inputs = randint(0, 40, new long[] { 2, 10 }, generator: g);
+        var targets = randint(0, 40, new long[] { 2, 10 }, generator: g);
         var loss = model.Loss(inputs, targets, zLossWeight: 1e-4);
 
         var logits = model.forward(inputs).reshape(-1, 40);
@@ -27,10 +27,10 @@ public class DecoderLmTests
     public void IgnoredTargetsDoNotCount()
     {
         using var _ = NewDisposeScope();
-        manual_seed(9);
-        var model = new DecoderLm(TestModels.Tiny());
-        var inputs = randint(0, 40, new long[] { 1, 8 });
-        var targets = randint(0, 40, new long[] { 1, 8 });
+        using var g = Seeded.Generator(9);
+        var model = new DecoderLm(TinyModels.Decoder(), generator: g);
+        var inputs = randint(0, 40, new long[] { 1, 8 }, generator: g);
+        var targets = randint(0, 40, new long[] { 1, 8 }, generator: g);
         var masked = targets.clone();
         masked[0, TensorIndex.Slice(4, 8)] = tensor(-1L);
         var full = model.Loss(inputs, targets, 0).CrossEntropy.item<float>();
@@ -46,10 +46,10 @@ public class DecoderLmTests
     public void CachedPrefillAndDecodeEqualFullForward(bool parallel)
     {
         using var _ = NewDisposeScope();
-        manual_seed(10);
-        var o = TestModels.Tiny(kvHeads: 2, parallel: parallel);
-        var model = new DecoderLm(o);
-        var tokens = randint(0, 40, new long[] { 2, 12 });
+        using var g = Seeded.Generator(10);
+        var o = TinyModels.Decoder(kvHeads: 2, parallel: parallel);
+        var model = new DecoderLm(o, generator: g);
+        var tokens = randint(0, 40, new long[] { 2, 12 }, generator: g);
         var full = model.forward(tokens); // (2, 12, V)
 
         using var cache = new KvCache(model.KvCacheShape, batchSize: 2, capacity: 16);
@@ -65,7 +65,7 @@ public class DecoderLmTests
     public void SequenceLongerThanTheModelIsRefused()
     {
         using var _ = NewDisposeScope();
-        var model = new DecoderLm(TestModels.Tiny());
+        var model = new DecoderLm(TinyModels.Decoder());
         var e = Assert.Throws<ArgumentException>(() => model.forward(zeros(1, 33, dtype: int64)));
         Assert.Contains("max_sequence_length", e.Message);
     }

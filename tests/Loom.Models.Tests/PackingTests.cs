@@ -11,8 +11,7 @@ public class PackingTests
     public void PackedExamplesScoreAsIfAlone(PositionEncoding positions, bool parallel)
     {
         using var _ = NewDisposeScope();
-        manual_seed(12);
-        var model = new DecoderLm(TestModels.Tiny(kvHeads: 2, parallel: parallel) with { Positions = positions });
+        var model = Seeded.Model(TinyModels.Decoder(kvHeads: 2, parallel: parallel) with { Positions = positions }, 12);
         int[][] examples = { new[] { 5, 9, 2, 33, 7 }, new[] { 1, 4, 4, 8, 21, 30, 6 }, new[] { 11, 12, 13, 14 } };
         const int rowLength = 20; // 16 tokens of examples + 4 of padding
 

@@ -33,7 +33,7 @@ public class PrefixLmPackingTests
     public void PrefixPositionsSeeLaterPrefixTokensButNeverTargets()
     {
         using var _ = NewDisposeScope();
-        var model = new DecoderLm(TestModels.Tiny(kvHeads: 2), generator: new Generator(21));
+        var model = new DecoderLm(TinyModels.Decoder(kvHeads: 2), generator: new Generator(21));
         // Segment 1: positions 0..5, prefix 0..2; segment 2: positions 6..9, prefix 6..7.
         long[] tokens = [Start, 5, 9, 2, 33, 7, Start, 11, 12, 13];
         long[] segments = [1, 1, 1, 1, 1, 1, 2, 2, 2, 2];
@@ -67,7 +67,7 @@ public class PrefixLmPackingTests
     public void PackedPrefixLmExamplesScoreAsIfAlone(PositionEncoding positionEncoding, bool parallel)
     {
         using var _ = NewDisposeScope();
-        var model = new DecoderLm(TestModels.Tiny(kvHeads: 2, parallel: parallel) with { Positions = positionEncoding }, generator: new Generator(12));
+        var model = new DecoderLm(TinyModels.Decoder(kvHeads: 2, parallel: parallel) with { Positions = positionEncoding }, generator: new Generator(12));
         (long[] Inputs, long[] Targets)[] examples = [([5, 9, 2], [33, 7, 1]), ([4, 4, 8, 21, 1], [30, 6, 1]), ([11], [12, 13, 14, 1])];
         const int rowLength = 24; // 20 tokens of examples + 4 of padding
 

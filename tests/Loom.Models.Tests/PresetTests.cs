@@ -40,27 +40,19 @@ public class PresetTests
     public void UnknownPresetAndUnknownKeyAreRefused()
     {
         Assert.Contains("palm-8b", Assert.Throws<ConfigException>(() => ModelPresets.Load("palm-9b", Configs)).Message);
-        string file = Path.Combine(Path.GetTempPath(), $"loom-bad-{Guid.NewGuid():N}.json");
-        File.WriteAllText(file, """{ "model_dim": 64, "num_layerz": 2 }""");
-        try
-        {
-            var e = Assert.Throws<ConfigException>(() => ModelPresets.Load(file, Configs));
-            Assert.Contains("num_layerz", e.Message);
-            Assert.Contains("num_layers", e.Message); // lists the known keys
-        }
-        finally
-        {
-            File.Delete(file);
-        }
+        using var temp = new TempDirectory("loom-bad-");
+        string file = temp.Write("bad.json", """{ "model_dim": 64, "num_layerz": 2 }""");
+        var e = Assert.Throws<ConfigException>(() => ModelPresets.Load(file, Configs));
+        Assert.Contains("num_layerz", e.Message);
+        Assert.Contains("num_layers", e.Message); // lists the known keys
     }
 
     [Fact]
     public void InitialisationFollowsPalm()
     {
         using var _ = NewDisposeScope();
-        manual_seed(7);
-        var o = TestModels.Tiny() with { ModelDim = 256, MlpDim = 512, VocabSize = 300 };
-        var model = new DecoderLm(o);
+        var o = TinyModels.Decoder() with { ModelDim = 256, MlpDim = 512, VocabSize = 300 };
+        var model = Seeded.Model(o, 7);
         var p = model.named_parameters().ToDictionary(x => x.name, x => x.parameter);
         Assert.Equal(1.0, p["embed"].std().item<float>(), 1);                            // N(0, 1)
         Assert.Equal(1 / Math.Sqrt(256), p["blocks.0.attn.wq.weight"].std().item<float>(), 2); // N(0, 1/sqrt(fan_in))

@@ -34,20 +34,17 @@ public sealed class BatchingServerTests
     [Fact]
     public async Task ADisconnectMidStreamFreesTheRequestsBlocks()
     {
-        await using var server = await ServerHarness.StartAsync(contextLength: 2048, batching: true);
-        using (var client = new HttpClient { BaseAddress = server.Server.Address })
-        {
-            string body = JsonSerializer.Serialize(new { prompt = "Once upon a time", max_tokens = 2000, ignore_eos = true, stream = true });
-            var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions") { Content = new StringContent(body, Encoding.UTF8, "application/json") };
-            using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
-            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-            await using var events = ServerHarness.EventsAsync(response).GetAsyncEnumerator();
-            for (int i = 0; i < 3; i++) Assert.True(await events.MoveNextAsync()); // tokens are flowing
-            Assert.True(server.Engine.Stats.KvBlocksInUse > 0);
-        } // the client goes away mid-stream
-        await ServerHarness.WaitUntilAsync(() => server.Engine.Stats.Running == 0 && server.Engine.Stats.KvBlocksInUse == 0, "the request's blocks are freed");
-        Assert.True(server.Engine.Stats.GeneratedTokensTotal < 2000);
-        using var next = await server.PostAsync("/v1/completions", new { prompt = "hi", max_tokens = 2 });
+        // The engine is held inside the request's third token until the server has cancelled it (see DisconnectTests).
+        await using var s = await DisconnectTests.StartAsync(batching: true);
+        var engine = s.Server.Engine;
+        await DisconnectTests.DisconnectMidStreamAsync(s.Server, s.Vocabulary.Held); // the client goes away mid-stream
+        Assert.Equal(1, engine.Stats.Running);
+        Assert.True(engine.Stats.KvBlocksInUse > 0, "the running request holds blocks");
+        await Eventually.For(s.Witness.Cancelled, "the server cancels the request of the client that went away");
+        s.Vocabulary.Open();
+        await ServerHarness.WaitUntilAsync(() => engine.Stats.Running == 0 && engine.Stats.KvBlocksInUse == 0, "the request's blocks are freed");
+        Assert.Equal(3, engine.Stats.GeneratedTokensTotal); // stopped at the held token, far short of max_tokens
+        using var next = await s.Server.PostAsync("/v1/completions", new { prompt = "hi", max_tokens = 2 });
         Assert.Equal(HttpStatusCode.OK, next.StatusCode);
     }
 }

@@ -42,17 +42,20 @@ internal sealed class ServerHarness : IAsyncDisposable
     public IVocabulary Vocabulary => Engine.Vocabulary;
 
     public static async Task<ServerHarness> StartAsync(int contextLength = 128, IReadOnlyList<string>? apiKeys = null, int maxQueue = 256,
-        Func<IGenerationEngine, IGenerationEngine>? wrap = null, TimeSpan? shutdownTimeout = null, bool batching = false)
+        Func<IGenerationEngine, IGenerationEngine>? wrap = null, TimeSpan? shutdownTimeout = null, bool batching = false,
+        IVocabulary? vocabulary = null)
     {
         using var generator = new Generator(17);
         var model = new DecoderLm(new DecoderLmOptions
         {
             VocabSize = 258, ModelDim = 32, NumLayers = 2, NumHeads = 4, NumKvHeads = 1, HeadDim = 8, MlpDim = 64, MaxSequenceLength = contextLength,
         }, generator: generator);
-        var sequential = new SequentialEngine(model, new ByteVocabulary(), ModelName, maxQueue);
+        // The served engine uses the given vocabulary (bytes by default); the reference always uses plain bytes.
+        var servedVocabulary = vocabulary ?? new ByteVocabulary();
+        var sequential = new SequentialEngine(model, batching ? new ByteVocabulary() : servedVocabulary, ModelName, maxQueue);
         // The batching engine serves when asked; the sequential one stays the reference either way.
         IGenerationEngine served = batching
-            ? new ContinuousBatchingEngine(model, new ByteVocabulary(), ModelName, new EngineOptions { BlockSize = 8, MaxRunning = 16, MaxQueue = maxQueue })
+            ? new ContinuousBatchingEngine(model, servedVocabulary, ModelName, new EngineOptions { BlockSize = 8, MaxRunning = 16, MaxQueue = maxQueue })
             : sequential;
         var engine = wrap is null ? served : wrap(served);
         var options = new ServerOptions { Port = 0, ApiKeys = apiKeys ?? [], ShutdownTimeout = shutdownTimeout ?? TimeSpan.FromSeconds(10) };
@@ -89,18 +92,10 @@ internal sealed class ServerHarness : IAsyncDisposable
     }
 
     /// <summary>Waits (without a fixed delay) until <paramref name="condition"/> holds; fails after a generous limit.</summary>
-    public static Task WaitUntilAsync(Func<bool> condition, string what) => WaitUntilAsync(() => Task.FromResult(condition()), what);
+    public static Task WaitUntilAsync(Func<bool> condition, string what) => Eventually.UntilAsync(condition, what);
 
     /// <summary>Waits (without a fixed delay) until <paramref name="condition"/> holds; fails after a generous limit.</summary>
-    public static async Task WaitUntilAsync(Func<Task<bool>> condition, string what)
-    {
-        var limit = DateTime.UtcNow + TimeSpan.FromSeconds(60);
-        while (!await condition())
-        {
-            if (DateTime.UtcNow > limit) throw new TimeoutException($"gave up waiting until {what}");
-            await Task.Delay(10);
-        }
-    }
+    public static Task WaitUntilAsync(Func<Task<bool>> condition, string what) => Eventually.UntilAsync(condition, what);
 
     /// <summary>Reads a server-sent-event stream: the payload of each <c>data:</c> line, in order.</summary>
     public static async IAsyncEnumerable<string> EventsAsync(HttpResponseMessage response, [EnumeratorCancellation] CancellationToken cancellationToken = default)
@@ -168,6 +163,73 @@ internal sealed class GatedEngine(IGenerationEngine inner) : IGenerationEngine
                 await gate.Task.WaitAsync(cancellationToken);
             }
         }
+    }
+
+    public void Dispose() => inner.Dispose();
+}
+
+/// <summary>
+/// Bytes, but the engine's detokenizing of a request's <c>n</c>-th generated token (a decode of at least
+/// prompt + n ids) blocks until <see cref="Open"/>. The engines detokenize each token on their worker (or
+/// engine) thread as soon as it is sampled, so while held the request is known to be running, to have
+/// streamed exactly n - 1 tokens, and to be unable to run to its end however fast the machine is.
+/// </summary>
+internal sealed class HoldingVocabulary(int holdAtLength) : IVocabulary
+{
+    private readonly ByteVocabulary bytes = new();
+    private readonly ManualResetEventSlim gate = new();
+    private readonly TaskCompletionSource held = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>Completes once the engine is blocked in the held decode.</summary>
+    public Task Held => held.Task;
+
+    public void Open() => gate.Set();
+
+    public string Name => bytes.Name;
+
+    public int Size => bytes.Size;
+
+    public int EosId => bytes.EosId;
+
+    public int PadId => bytes.PadId;
+
+    public int[] Encode(string text) => bytes.Encode(text);
+
+    public string Decode(ReadOnlySpan<int> ids)
+    {
+        if (ids.Length >= holdAtLength && !gate.IsSet)
+        {
+            held.TrySetResult();
+            // A bound only so that a broken test cannot hang the run; the test opens the gate itself.
+            if (!gate.Wait(Eventually.DefaultLimit)) throw new TimeoutException("the test never opened the gate");
+        }
+        return bytes.Decode(ids);
+    }
+}
+
+/// <summary>Passes requests through unchanged and reports when the server cancels one (the token it passes is cancelled).</summary>
+internal sealed class CancellationWitness(IGenerationEngine inner) : IGenerationEngine
+{
+    private readonly TaskCompletionSource cancelled = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>Completes once the token of a request has been cancelled.</summary>
+    public Task Cancelled => cancelled.Task;
+
+    public string ModelName => inner.ModelName;
+
+    public IVocabulary Vocabulary => inner.Vocabulary;
+
+    public int ContextLength => inner.ContextLength;
+
+    public EngineStats Stats => inner.Stats;
+
+    public async IAsyncEnumerable<GenerationUpdate> GenerateAsync(GenerationRequest request, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        // Registered before the inner engine registers its own callbacks on the token, so (callbacks run
+        // last-registered first) by the time this one reports, the engine has seen the cancellation.
+        using var registration = cancellationToken.Register(() => cancelled.TrySetResult());
+        await foreach (var update in inner.GenerateAsync(request, cancellationToken))
+            yield return update;
     }
 
     public void Dispose() => inner.Dispose();

@@ -67,11 +67,17 @@ public class TaskTrainingTests
         {
             using var cts = new CancellationTokenSource();
             first.Observer = new StopAt(n, cts);
-            Assert.True(first.Run(cts.Token).Interrupted);
+            var partial = first.Run(cts.Token);
+            Assert.True(partial.Interrupted);
+            Assert.Equal(n, partial.Step);
         }
         using var resumed = NewTrainer(Config(2 * n), dir.File("resumed"));
         resumed.Resume(TrainingCheckpoint.Resolve(dir.File("resumed")));
-        resumed.Run();
+        Assert.Equal(n, resumed.State.Step); // the resume picked up where the interrupted run stopped
+        var rest = resumed.Run();
+        Assert.False(rest.Interrupted);
+        Assert.Equal(2 * n, rest.Step);
+        Assert.Equal(straight.State with { ElapsedSeconds = 0 }, resumed.State with { ElapsedSeconds = 0 });
         var a = straight.Model.state_dict();
         var b = resumed.Model.state_dict();
         foreach (var key in a.Keys) Assert.True(a[key].eq(b[key]).all().item<bool>(), $"weight {key} differs");

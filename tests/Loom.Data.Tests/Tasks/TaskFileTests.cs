@@ -6,16 +6,13 @@ namespace Loom.Data.Tests.Tasks;
 
 public sealed class TaskFileTests : IDisposable
 {
-    private readonly string dir = Directory.CreateTempSubdirectory("loom-taskfile-").FullName;
+    private readonly TempDirectory temp = new("loom-taskfile-");
 
-    public void Dispose() => Directory.Delete(dir, recursive: true);
+    private string dir => temp.Path;
 
-    private string Write(string name, string text)
-    {
-        string path = Path.Combine(dir, name);
-        File.WriteAllText(path, text);
-        return path;
-    }
+    public void Dispose() => temp.Dispose();
+
+    private string Write(string name, string text) => temp.Write(name, text);
 
     [Fact]
     public void JsonLinesTaskFileBecomesAnLmTaskWithAHeldOutTail()

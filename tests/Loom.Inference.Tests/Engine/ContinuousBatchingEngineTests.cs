@@ -28,10 +28,12 @@ public class ContinuousBatchingEngineTests
         return tokens;
     }
 
-    private static async Task WaitIdle(ContinuousBatchingEngine engine)
-    {
-        for (int i = 0; i < 500 && (engine.Stats.Running > 0 || engine.Stats.Waiting > 0); i++) await Task.Delay(10);
-    }
+    /// <summary>
+    /// Waits until the engine has retired everything (it publishes its counts just after a request's
+    /// stream ends); fails loudly if it never does.
+    /// </summary>
+    private static Task WaitIdle(ContinuousBatchingEngine engine) =>
+        Eventually.UntilAsync(() => engine.Stats.Running == 0 && engine.Stats.Waiting == 0, "the engine has no running or waiting request");
 
     [Theory]
     [InlineData(PositionEncoding.Rotary, 1)]
@@ -91,26 +93,37 @@ public class ContinuousBatchingEngineTests
         using var engine = new ContinuousBatchingEngine(model, Bytes, "tiny", new EngineOptions { BlockSize = 4, NumBlocks = 48, TokenBudget = 48, MaxRunning = 16, MaxQueue = 2000 });
         var random = new Random(11);
         int[][] prefixes = [RandomPrompt(random, 9), RandomPrompt(random, 17)];
-        int cancelled = 0;
-        var tasks = new List<Task>();
+        var tasks = new List<Task<(int CancelAfter, bool AskedToCancel, bool Cancelled, int Updates)>>();
+        int cancelledBeforeStart = 0;
         for (int i = 0; i < 1000; i++)
         {
             int[] prompt = random.Next(3) == 0 ? [.. prefixes[random.Next(2)], .. RandomPrompt(random, random.Next(1, 6))] : RandomPrompt(random, random.Next(1, 24));
             var request = new GenerationRequest(prompt, new SamplingOptions { Temperature = random.Next(2), Seed = i, MaxTokens = random.Next(1, 10) });
             var cts = new CancellationTokenSource();
             int cancelAfter = random.Next(4) == 0 ? random.Next(0, 4) : -1; // a quarter are cancelled after 0..3 updates
+            if (cancelAfter == 0) cancelledBeforeStart++;
             tasks.Add(Task.Run(async () =>
             {
                 int seen = 0;
+                bool asked = false;
                 try
                 {
-                    if (cancelAfter == 0) await cts.CancelAsync();
+                    if (cancelAfter == 0)
+                    {
+                        asked = true;
+                        await cts.CancelAsync();
+                    }
                     await foreach (var _ in engine.GenerateAsync(request, cts.Token))
-                        if (++seen == cancelAfter) await cts.CancelAsync();
+                        if (++seen == cancelAfter)
+                        {
+                            asked = true;
+                            await cts.CancelAsync();
+                        }
+                    return (cancelAfter, asked, false, seen);
                 }
                 catch (OperationCanceledException)
                 {
-                    Interlocked.Increment(ref cancelled);
+                    return (cancelAfter, asked, true, seen);
                 }
                 finally
                 {
@@ -119,9 +132,15 @@ public class ContinuousBatchingEngineTests
             }));
             if (i % 50 == 0) await Task.Delay(1);
         }
-        await Task.WhenAll(tasks);
+        var results = await Task.WhenAll(tasks);
         await WaitIdle(engine);
-        Assert.True(cancelled > 100, $"only {cancelled} requests were cancelled");
+        // Whatever the arrival order: a request ends cancelled exactly when its caller cancelled it, and
+        // every request cancelled before it started (how many is fixed by the seed) ended cancelled.
+        for (int i = 0; i < results.Length; i++)
+            Assert.True(results[i].AskedToCancel == results[i].Cancelled, $"request {i}: cancelled {results[i].AskedToCancel}, ended cancelled {results[i].Cancelled}");
+        Assert.True(cancelledBeforeStart > 0);
+        Assert.Equal(cancelledBeforeStart, results.Count(r => r.CancelAfter == 0 && r.Cancelled));
+        Assert.True(results.Count(r => r.CancelAfter > 0 && r.Cancelled) > 0, "no request was cancelled mid-stream");
         Assert.Equal(0, engine.Stats.Running);
         Assert.Equal(0, engine.Stats.Waiting);
         Assert.Equal(0, engine.Stats.KvBlocksInUse);

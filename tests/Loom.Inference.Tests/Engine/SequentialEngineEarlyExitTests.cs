@@ -13,7 +13,12 @@ public class SequentialEngineEarlyExitTests
         private readonly ByteVocabulary bytes = new();
         private int decodes;
 
+        private readonly TaskCompletionSource held = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
         public ManualResetEventSlim Gate { get; } = new();
+
+        /// <summary>Completes once the worker is blocked in the decode of the second token.</summary>
+        public Task Held => held.Task;
 
         public string Name => bytes.Name;
 
@@ -28,7 +33,11 @@ public class SequentialEngineEarlyExitTests
         public string Decode(ReadOnlySpan<int> ids)
         {
             // Decode 1 is the prompt (RequestOutput's constructor), 2 the first token, 3 the second.
-            if (Interlocked.Increment(ref decodes) == 3) Gate.Wait();
+            if (Interlocked.Increment(ref decodes) == 3)
+            {
+                held.TrySetResult();
+                if (!Gate.Wait(Eventually.DefaultLimit)) throw new TimeoutException("the test never opened the gate");
+            }
             return bytes.Decode(ids);
         }
     }
@@ -49,6 +58,8 @@ public class SequentialEngineEarlyExitTests
         // worker, and must not return (passing the turn on) while the worker is still in the model.
         var updates = engine.GenerateAsync(new GenerationRequest([1, 2, 3], greedy)).GetAsyncEnumerator();
         Assert.True(await updates.MoveNextAsync());
+        // Leave only once the worker is inside the second token: leaving earlier would stop it before the gate.
+        await Eventually.For(vocabulary.Held, "the worker reaches the second token");
         var disposing = updates.DisposeAsync().AsTask();
         Assert.False(disposing.IsCompleted);           // the worker is held inside its second token
         vocabulary.Gate.Set();

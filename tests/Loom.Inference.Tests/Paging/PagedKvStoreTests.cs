@@ -127,9 +127,14 @@ public class PagedKvStoreTests
     [Fact]
     public void HoldsAllLayersOfEveryBlockAndFreesThemOnDispose()
     {
+        // Tensor lifetimes are counted per thread, so other tests running in parallel do not disturb the count.
+        var tensors = DisposeScopeManager.Statistics;
+        long before = tensors.ThreadTotalLiveCount;
         var store = new PagedKvStore(Layout, 5, BlockSize, device: null);
         Assert.Equal(2L * 2 * 5 * 2 * BlockSize * 3 * sizeof(float), store.Bytes); // K and V, layers, blocks, heads, tokens, dims
+        Assert.Equal(before + 2 * Layout.NumLayers, tensors.ThreadTotalLiveCount); // one K and one V pool per layer stay alive
         store.Dispose();
+        Assert.Equal(before, tensors.ThreadTotalLiveCount); // and all of them are freed
     }
 
     [Fact]

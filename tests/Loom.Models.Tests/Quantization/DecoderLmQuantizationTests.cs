@@ -16,7 +16,7 @@ public class DecoderLmQuantizationTests
     private static Tensor Tokens(long batch, long length, ulong seed)
     {
         using var generator = new Generator(seed);
-        return randint(0, TestModels.Tiny().VocabSize, new[] { batch, length }, generator: generator);
+        return randint(0, TinyModels.Decoder().VocabSize, new[] { batch, length }, generator: generator);
     }
 
     /// <summary>The float model and a quantized copy with the same weights.</summary>
@@ -35,7 +35,7 @@ public class DecoderLmQuantizationTests
     public void ReportCountsEveryKernelExactly(bool sharedEmbeddings, bool useBias)
     {
         using var _ = NewDisposeScope();
-        var o = TestModels.Tiny(kvHeads: 2) with { SharedEmbeddings = sharedEmbeddings, UseBias = useBias };
+        var o = TinyModels.Decoder(kvHeads: 2) with { SharedEmbeddings = sharedEmbeddings, UseBias = useBias };
         using var model = Model(o, 1);
         long floatBytes = model.ParameterCount * 4;
 
@@ -64,7 +64,7 @@ public class DecoderLmQuantizationTests
     public void FloatKernelsAreReplacedByInt8BuffersAndEmbeddingsAndNormsStayFloat()
     {
         using var _ = NewDisposeScope();
-        using var model = Model(TestModels.Tiny() with { SharedEmbeddings = false }, 2);
+        using var model = Model(TinyModels.Decoder() with { SharedEmbeddings = false }, 2);
         model.Quantize(QuantizationMode.Int8);
 
         var dense = model.modules().OfType<Dense>().ToList();
@@ -85,7 +85,7 @@ public class DecoderLmQuantizationTests
     public void QuantizedLogitsStayCloseToTheFloatModel(bool sharedEmbeddings)
     {
         using var _ = NewDisposeScope();
-        var (original, quantized) = Pair(TestModels.Tiny(kvHeads: 2) with { SharedEmbeddings = sharedEmbeddings }, 3);
+        var (original, quantized) = Pair(TinyModels.Decoder(kvHeads: 2) with { SharedEmbeddings = sharedEmbeddings }, 3);
         using (original)
         using (quantized)
         {
@@ -104,7 +104,7 @@ public class DecoderLmQuantizationTests
     public void GreedyDecodingMostlyAgreesWithTheFloatModel()
     {
         using var _ = NewDisposeScope();
-        var (original, quantized) = Pair(TestModels.Tiny(), 5);
+        var (original, quantized) = Pair(TinyModels.Decoder(), 5);
         using (original)
         using (quantized)
         {
@@ -131,7 +131,7 @@ public class DecoderLmQuantizationTests
     public void QuantizedModelWorksWithTheKvCache(bool parallel)
     {
         using var _ = NewDisposeScope();
-        var o = TestModels.Tiny(kvHeads: 2, parallel: parallel);
+        var o = TinyModels.Decoder(kvHeads: 2, parallel: parallel);
         using var model = Model(o, 7);
         model.Quantize(QuantizationMode.Int8);
         var tokens = Tokens(2, 10, seed: 8);
@@ -149,7 +149,7 @@ public class DecoderLmQuantizationTests
     public void QuantizedModelWorksWithPackedRows()
     {
         using var _ = NewDisposeScope();
-        using var model = Model(TestModels.Tiny(), 9);
+        using var model = Model(TinyModels.Decoder(), 9);
         model.Quantize(QuantizationMode.Int8);
         var first = Tokens(1, 5, seed: 10);
         var second = Tokens(1, 7, seed: 11);
@@ -166,21 +166,21 @@ public class DecoderLmQuantizationTests
     public void QuantizedModelIsForInferenceOnly()
     {
         using var _ = NewDisposeScope();
-        using var model = Model(TestModels.Tiny(), 12);
+        using var model = Model(TinyModels.Decoder(), 12);
         model.Quantize(QuantizationMode.Int8);
         Assert.False(model.training);
         model.train();
         var e = Assert.Throws<InvalidOperationException>(() => model.Loss(Tokens(1, 4, 13), Tokens(1, 4, 14), zLossWeight: 0));
         Assert.Contains("inference only", e.Message);
         Assert.Throws<InvalidOperationException>(() => model.Quantize(QuantizationMode.Int8));
-        Assert.Throws<ArgumentException>(() => Model(TestModels.Tiny(), 12).Quantize(QuantizationMode.None));
+        Assert.Throws<ArgumentException>(() => Model(TinyModels.Decoder(), 12).Quantize(QuantizationMode.None));
     }
 
     [Fact]
     public void ConvertingTheModelKeepsTheValuesInt8()
     {
         using var _ = NewDisposeScope();
-        using var model = Model(TestModels.Tiny(), 15);
+        using var model = Model(TinyModels.Decoder(), 15);
         model.Quantize(QuantizationMode.Int8);
         var tokens = Tokens(1, 6, seed: 16);
         using var noGrad = no_grad();
@@ -198,13 +198,12 @@ public class DecoderLmQuantizationTests
     public void CheckpointsLoadQuantizedAndQuantizedModelsAreNotSaved()
     {
         using var _ = NewDisposeScope();
-        var directory = Directory.CreateTempSubdirectory("loom-int8-");
-        try
+        using var directory = new TempDirectory("loom-int8-");
         {
-            var options = TestModels.Tiny();
+            var options = TinyModels.Decoder();
             using var model = Model(options, 17);
-            ModelCheckpoint.Save(directory.FullName, model, new ModelManifest { Model = options });
-            var (loaded, _) = ModelCheckpoint.Load(directory.FullName, quantization: QuantizationMode.Int8);
+            ModelCheckpoint.Save(directory.Path, model, new ModelManifest { Model = options });
+            var (loaded, _) = ModelCheckpoint.Load(directory.Path, quantization: QuantizationMode.Int8);
             using (loaded)
             {
                 Assert.NotNull(loaded.Quantization);
@@ -212,15 +211,11 @@ public class DecoderLmQuantizationTests
                 var tokens = Tokens(1, 8, seed: 18);
                 using var noGrad = no_grad();
                 Assert.True(loaded.Forward(tokens, null).eq(model.forward(tokens)).all().item<bool>());
-                var e = Assert.Throws<InvalidOperationException>(() => ModelCheckpoint.Save(directory.FullName, loaded, new ModelManifest { Model = options }));
+                var e = Assert.Throws<InvalidOperationException>(() => ModelCheckpoint.Save(directory.Path, loaded, new ModelManifest { Model = options }));
                 Assert.Contains("--quantize int8", e.Message);
             }
-            var (plain, _) = ModelCheckpoint.Load(directory.FullName);
+            var (plain, _) = ModelCheckpoint.Load(directory.Path);
             using (plain) Assert.Null(plain.Quantization);
-        }
-        finally
-        {
-            directory.Delete(recursive: true);
         }
     }
 }

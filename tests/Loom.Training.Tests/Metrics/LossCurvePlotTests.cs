@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using Loom.Training.Metrics;
+using SkiaSharp;
 
 namespace Loom.Training.Tests.Metrics;
 
@@ -30,6 +31,40 @@ public sealed class LossCurvePlotTests : IDisposable
         return (BinaryPrimitives.ReadInt32BigEndian(bytes.AsSpan(16, 4)), BinaryPrimitives.ReadInt32BigEndian(bytes.AsSpan(20, 4)));
     }
 
+    private static SKBitmap Decode(string path)
+    {
+        var bitmap = SKBitmap.Decode(path);
+        Assert.True(bitmap is not null, $"{path} does not decode as an image");
+        return bitmap!;
+    }
+
+    /// <summary>Pixels of exactly a series colour: anti-aliasing blends the edges, but a drawn line has a solid core.</summary>
+    private static int PixelsOf(SKBitmap bitmap, ScottPlot.Color color)
+    {
+        int n = 0;
+        foreach (SKColor p in bitmap.Pixels)
+            if (p.Red == color.R && p.Green == color.G && p.Blue == color.B) n++;
+        return n;
+    }
+
+    private static bool SamePixels(string a, string b)
+    {
+        using SKBitmap x = Decode(a), y = Decode(b);
+        return x.Width == y.Width && x.Height == y.Height && x.Pixels.SequenceEqual(y.Pixels);
+    }
+
+    private static readonly ScottPlot.Color Train = ScottPlot.Colors.C0, Validation = ScottPlot.Colors.C1;
+
+    [Fact]
+    public void Draws_the_train_and_validation_curves()
+    {
+        string path = _dir.File("loss.png");
+        LossCurvePlot.Save(path, SampleRun(), "tiny run");
+        using var bitmap = Decode(path);
+        Assert.True(PixelsOf(bitmap, Train) > 500, "the train curve is not drawn");
+        Assert.True(PixelsOf(bitmap, Validation) > 200, "the validation curve is not drawn");
+    }
+
     [Fact]
     public void Writes_a_png_of_the_requested_size_and_no_temporary_files()
     {
@@ -58,6 +93,9 @@ public sealed class LossCurvePlotTests : IDisposable
         string path = _dir.File("loss.png");
         LossCurvePlot.Save(path, SampleRun().Where(e => e.Split == MetricEvent.TrainSplit).ToList(), "train only");
         Assert.Equal((LossCurvePlot.DefaultWidth, LossCurvePlot.DefaultHeight), ReadPngSize(path));
+        using var bitmap = Decode(path);
+        Assert.True(PixelsOf(bitmap, Train) > 500, "the train curve is not drawn");
+        Assert.Equal(0, PixelsOf(bitmap, Validation)); // no validation series, not even in the legend
     }
 
     [Fact]
@@ -72,6 +110,21 @@ public sealed class LossCurvePlotTests : IDisposable
         LossCurvePlot.Save(path, events, "resumed");
 
         Assert.Equal((LossCurvePlot.DefaultWidth, LossCurvePlot.DefaultHeight), ReadPngSize(path));
+        // What the plot promises: one point per step, the resumed run's value winning, the diverged step left
+        // out (and not stretching the axis). So it must be the very image of that clean series.
+        List<MetricEvent> clean = SampleRun()
+            .Where(e => !(e.Split == MetricEvent.TrainSplit && e.Step is >= 500 and <= 600))
+            .Concat(Enumerable.Range(50, 11).Select(i => new MetricEvent(i * 10, MetricEvent.TrainSplit, 2.5)))
+            .ToList();
+        string expected = _dir.File("clean.png");
+        LossCurvePlot.Save(expected, clean, "resumed");
+        Assert.True(SamePixels(path, expected), "the resumed run is not drawn as one line through the last value of each step");
+        // And the re-logged values did change the curve (the comparison can tell plots apart).
+        string original = _dir.File("original.png");
+        LossCurvePlot.Save(original, SampleRun(), "resumed");
+        Assert.False(SamePixels(path, original), "the resumed run's values were not drawn");
+        using var bitmap = Decode(path);
+        Assert.True(PixelsOf(bitmap, Train) > 500, "the train curve is not drawn");
     }
 
     [Fact]

@@ -42,5 +42,24 @@ public sealed class SkiaSharpRuntimeTests : IDisposable
         Assert.Equal(200, image.Height);
         byte[] encoded = image.EncodedImageString.ToByteArray();
         Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }, encoded[..4]);
+
+        // The resized image itself: half the size, and still the plot (compared with SkiaSharp's own downscale).
+        using var resized = SKBitmap.Decode(encoded);
+        Assert.NotNull(resized);
+        Assert.Equal((160, 100), (resized.Width, resized.Height));
+        using var original = SKBitmap.Decode(png);
+        using var reference = original.Resize(new SKImageInfo(160, 100, resized.ColorType, resized.AlphaType), new SKSamplingOptions(SKCubicResampler.Mitchell));
+        double difference = 0;
+        for (int y = 0; y < 100; y++)
+            for (int x = 0; x < 160; x++)
+            {
+                SKColor a = resized.GetPixel(x, y), b = reference.GetPixel(x, y);
+                difference += Math.Abs(a.Red - b.Red) + Math.Abs(a.Green - b.Green) + Math.Abs(a.Blue - b.Blue);
+            }
+        Assert.InRange(difference / (160 * 100 * 3), 0, 12); // mean difference per channel, out of 255
+        // Not a blank image: a white background with darker text and axes and the blue curve.
+        Assert.Contains(resized.Pixels, p => p.Red > 240 && p.Green > 240 && p.Blue > 240);
+        Assert.Contains(resized.Pixels, p => p.Red + p.Green + p.Blue < 300);
+        Assert.Contains(resized.Pixels, p => p.Blue > p.Red + 60);
     }
 }
