@@ -42,6 +42,7 @@ public enum NormKind
 public sealed record DecoderLmOptions : ModelOptions
 {
     /// <inheritdoc />
+    [System.Text.Json.Serialization.JsonIgnore] // the tag is the polymorphic discriminator, not a property
     public override string Architecture => ModelArchitectures.DecoderLm;
 
     /// <summary>Width of the residual stream (d_model).</summary>

@@ -9,12 +9,19 @@ public class DecoderBlockTests
     private static nn.Module<Tensor, Tensor> Child(nn.Module block, string name) =>
         (nn.Module<Tensor, Tensor>)block.named_children().Single(c => c.name == name).module;
 
+    private static DecoderBlock Block(DecoderLmOptions o, Rotary rotary) => new(
+        0,
+        new Attention(o.ModelDim, o.NumHeads, o.NumKvHeads, o.HeadDim, o.UseBias, rotary),
+        new Mlp(o.ModelDim, o.MlpDim, o.Activation, o.UseBias),
+        () => Norms.Create(o.Norm, o.ModelDim, o.NormEpsilon, o.UseBias, null),
+        o.ParallelBlock);
+
     [Fact]
     public void ParallelBlockAddsBothBranchesOfOneNorm()
     {
         using var _ = NewDisposeScope();
         manual_seed(5);
-        var block = new DecoderBlock(TestModels.Tiny(parallel: true), 0, new Rotary(8, 32, 10000));
+        var block = Block(TestModels.Tiny(parallel: true), new Rotary(8, 32, 10000));
         var x = randn(2, 6, 32);
         var h = Child(block, "norm").forward(x);
         var expected = x + Child(block, "attn").forward(h) + Child(block, "mlp").forward(h);
@@ -27,7 +34,7 @@ public class DecoderBlockTests
     {
         using var _ = NewDisposeScope();
         manual_seed(6);
-        var block = new DecoderBlock(TestModels.Tiny(parallel: false), 0, new Rotary(8, 32, 10000));
+        var block = Block(TestModels.Tiny(parallel: false), new Rotary(8, 32, 10000));
         var x = randn(2, 6, 32);
         var h = x + Child(block, "attn").forward(Child(block, "norm").forward(x));
         var expected = h + Child(block, "mlp").forward(Child(block, "mlp_norm").forward(h));

@@ -52,10 +52,10 @@ public class DecoderLmTests
         var tokens = randint(0, 40, new long[] { 2, 12 });
         var full = model.forward(tokens); // (2, 12, V)
 
-        using var cache = new KvCache(o, batchSize: 2, capacity: 16);
-        var prefill = model.Forward(tokens.narrow(1, 0, 5), cache);            // 5 prompt tokens at once
-        var chunk = model.Forward(tokens.narrow(1, 5, 3), cache);              // a 3-token chunk against the cache
-        var steps = Enumerable.Range(8, 4).Select(i => model.Forward(tokens.narrow(1, i, 1), cache)).ToList(); // one at a time
+        using var cache = KvCache.For(model, batchSize: 2, capacity: 16);
+        var prefill = cache.Run(model, tokens.narrow(1, 0, 5));            // 5 prompt tokens at once
+        var chunk = cache.Run(model, tokens.narrow(1, 5, 3));              // a 3-token chunk against the cache
+        var steps = Enumerable.Range(8, 4).Select(i => cache.Run(model, tokens.narrow(1, i, 1))).ToList(); // one at a time
         var cached = cat(new[] { prefill, chunk }.Concat(steps).ToList(), 1);
         Assert.Equal(12, cache.Length);
         Assert.True(allclose(full, cached, rtol: 1e-4, atol: 1e-5), $"max diff {(full - cached).abs().max().item<float>()}");

@@ -16,7 +16,7 @@ public class PresetTests
     public void PalmPresetParameterCountsMatchThePaper(string preset, double paperCount)
     {
         using var _ = NewDisposeScope();
-        var options = ModelPresets.Load(preset, Configs);
+        var options = (DecoderLmOptions)ModelPresets.Load(preset, Configs);
         using var model = new DecoderLm(options, META);
         Assert.All(model.parameters(), p => Assert.Equal(DeviceType.META, p.device_type));
         // The paper rounds to two decimals of a billion: allow half a unit of that rounding.
@@ -26,7 +26,7 @@ public class PresetTests
     [Fact]
     public void TinyPresetIsAPalmStyleByteModel()
     {
-        var o = ModelPresets.Load("tiny", Configs);
+        var o = (DecoderLmOptions)ModelPresets.Load("tiny", Configs);
         Assert.True(o.ParallelBlock);
         Assert.Equal(MlpActivation.SwiGlu, o.Activation);
         Assert.Equal(1, o.NumKvHeads);

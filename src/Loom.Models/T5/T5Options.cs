@@ -18,6 +18,7 @@ public sealed record T5Options : ModelOptions
     }
 
     /// <inheritdoc />
+    [System.Text.Json.Serialization.JsonIgnore] // the tag is the polymorphic discriminator, not a property
     public override string Architecture => ModelArchitectures.T5;
 
     /// <summary>Width of the residual stream (d_model).</summary>

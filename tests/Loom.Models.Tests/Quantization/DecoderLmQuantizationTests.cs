@@ -138,9 +138,9 @@ public class DecoderLmQuantizationTests
         using var noGrad = no_grad();
         var full = model.forward(tokens); // (2, 10, V)
 
-        using var cache = new KvCache(o, batchSize: 2, capacity: 12);
-        var prefill = model.Forward(tokens.narrow(1, 0, 6), cache);
-        var steps = Enumerable.Range(6, 4).Select(i => model.Forward(tokens.narrow(1, i, 1), cache));
+        using var cache = KvCache.For(model, batchSize: 2, capacity: 12);
+        var prefill = cache.Run(model, tokens.narrow(1, 0, 6));
+        var steps = Enumerable.Range(6, 4).Select(i => cache.Run(model, tokens.narrow(1, i, 1)));
         var cached = cat(new[] { prefill }.Concat(steps).ToList(), 1);
         Assert.True(cached.allclose(full, rtol: 1e-4, atol: 1e-5));
     }
@@ -211,7 +211,7 @@ public class DecoderLmQuantizationTests
                 model.Quantize(QuantizationMode.Int8);
                 var tokens = Tokens(1, 8, seed: 18);
                 using var noGrad = no_grad();
-                Assert.True(loaded.forward(tokens).eq(model.forward(tokens)).all().item<bool>());
+                Assert.True(loaded.Forward(tokens, null).eq(model.forward(tokens)).all().item<bool>());
                 var e = Assert.Throws<InvalidOperationException>(() => ModelCheckpoint.Save(directory.FullName, loaded, new ModelManifest { Model = options }));
                 Assert.Contains("--quantize int8", e.Message);
             }
