@@ -18,7 +18,7 @@ internal sealed class EncoderContext : IAttentionContext
     {
         if (segmentIds is not null && positions is null)
             throw new ArgumentException($"packed encoder rows need \"{FeatureNames.EncoderPositions}\" beside their segment ids");
-        if (segmentIds is not null && !segmentIds.shape.SequenceEqual(tokens.shape) || positions is not null && !positions.shape.SequenceEqual(tokens.shape))
+        if ((segmentIds is not null && !segmentIds.shape.SequenceEqual(tokens.shape)) || (positions is not null && !positions.shape.SequenceEqual(tokens.shape)))
             throw new ArgumentException($"encoder segment ids and positions must have the encoder inputs' shape [{string.Join(", ", tokens.shape)}]");
         long b = tokens.shape[0], s = tokens.shape[1];
         Positions = positions ?? arange(s, dtype: int64, device: tokens.device).unsqueeze(0).expand(b, s); // (B, S)

@@ -142,6 +142,24 @@ public class T5ModelTests
     }
 
     [Fact]
+    public void QuantizedModelDecodesCloseToTheFloatOne()
+    {
+        using var _ = NewDisposeScope();
+        using var noGrad = no_grad();
+        using var model = Model(Tiny(), 25);
+        using var batch = Alone([5, 9, 2, 33, 7, 1], [12, 13, 14, 1]);
+        var reference = model.Forward(batch).Logits;
+        var report = model.Quantize(Loom.Models.Quantization.QuantizationMode.Int8);
+        Assert.Equal(2 * 4 + 2 * 8 + 2 * 2 * 3 + 1, report.Layers); // attention q k v o (self and cross), MLPs, lm_head
+        var quantized = model.Forward(batch).Logits;
+        Assert.True(allclose(reference, quantized, rtol: 0.05, atol: 0.05), $"max diff {(reference - quantized).abs().max().item<float>()}");
+
+        using var cache = KvCache.For(model, 1, 8);
+        cache.Memory = model.Encode(batch[FeatureNames.EncoderInputTokens]);
+        Assert.True(allclose(quantized, cache.Run(model, batch.Inputs), rtol: 1e-4, atol: 1e-4));
+    }
+
+    [Fact]
     public void TheDecoderNeedsTheEncoderMemory()
     {
         using var _ = NewDisposeScope();
