@@ -71,7 +71,7 @@ public abstract class LanguageModel : nn.Module
     public abstract ModelOptions Options { get; }
 
     /// <summary>Which feature converter makes this model's batches.</summary>
-    public virtual FeatureLayout FeatureLayout => Options.FeatureLayout;
+    public FeatureLayout FeatureLayout => Options.FeatureLayout;
 
     /// <summary>Whether the model has an encoder (<see cref="Encode"/>), whose memory decoding cross-attends to.</summary>
     public bool IsEncoderDecoder => FeatureLayout == FeatureLayout.EncoderDecoder;

@@ -1,3 +1,4 @@
+using Loom.Data;
 using Loom.Models;
 using static TorchSharp.torch;
 
@@ -40,7 +41,7 @@ public class PackingTests
         }
 
         // The packed loss is the token-weighted mean of the examples' own losses.
-        var packedLoss = model.Loss(tensor(inputs).unsqueeze(0), tensor(targets).unsqueeze(0), tensor(weights).unsqueeze(0), packing, 0).CrossEntropy.item<float>();
+        var packedLoss = model.Loss(FeatureBatch.Decoder(tensor(inputs).unsqueeze(0), tensor(targets).unsqueeze(0), tensor(segments).unsqueeze(0), tensor(positionIds).unsqueeze(0), tensor(weights).unsqueeze(0)), 0).CrossEntropy.item<float>();
         double nats = 0;
         int tokens = 0;
         foreach (var example in examples)

@@ -1,3 +1,4 @@
+using Loom.Data;
 using Loom.Models;
 using static TorchSharp.torch;
 
@@ -76,7 +77,7 @@ public class PrefixLmPackingTests
         foreach (var (inputs, targets) in examples) row.Add(inputs, targets);
         var packedLayout = row.Layout();
         var packedLogits = model.Forward(row.TokensTensor(), packedLayout); // (1, T, V)
-        var packedLoss = model.Loss(row.TokensTensor(), row.TargetsTensor(), row.WeightsTensor(), packedLayout, 0).CrossEntropy.item<float>();
+        var packedLoss = model.Loss(row.Batch(), 0).CrossEntropy.item<float>();
 
         int at = 0;
         double nats = 0;
@@ -90,7 +91,7 @@ public class PrefixLmPackingTests
             var aloneLogits = model.Forward(alone.TokensTensor(), aloneLayout); // (1, n, V)
             var packedSlice = packedLogits.narrow(1, at, n);
             Assert.True(allclose(aloneLogits, packedSlice, rtol: 1e-4, atol: 1e-5), $"max diff {(aloneLogits - packedSlice).abs().max().item<float>()}");
-            nats += model.Loss(alone.TokensTensor(), alone.TargetsTensor(), alone.WeightsTensor(), aloneLayout, 0).CrossEntropy.item<float>() * targets.Length;
+            nats += model.Loss(alone.Batch(), 0).CrossEntropy.item<float>() * targets.Length;
             weight += targets.Length;
             at += n;
         }
@@ -128,5 +129,16 @@ public class PrefixLmPackingTests
         public Tensor TargetsTensor() => tensor(_targets).unsqueeze(0); // (1, T)
 
         public Tensor WeightsTensor() => tensor(_weights).unsqueeze(0); // (1, T)
+
+        /// <summary>The row as the prefix-LM converter's features (with decoder_causal_attention).</summary>
+        public FeatureBatch Batch() => new(new Dictionary<string, Tensor>
+        {
+            [FeatureNames.DecoderInputTokens] = TokensTensor(),
+            [FeatureNames.DecoderTargetTokens] = TargetsTensor(),
+            [FeatureNames.DecoderSegmentIds] = tensor(_segments).unsqueeze(0),
+            [FeatureNames.DecoderPositions] = tensor(_positions).unsqueeze(0),
+            [FeatureNames.DecoderCausalAttention] = tensor(_prefix).unsqueeze(0),
+            [FeatureNames.DecoderLossWeights] = WeightsTensor(),
+        });
     }
 }

@@ -18,7 +18,7 @@ public sealed record T5Options : ModelOptions
     }
 
     /// <inheritdoc />
-    [System.Text.Json.Serialization.JsonIgnore]
+    [System.Text.Json.Serialization.JsonIgnore] // the tag is the polymorphic discriminator, not a property
     public override string Architecture => ModelArchitectures.T5;
 
     /// <inheritdoc />
@@ -73,6 +73,10 @@ public sealed record T5Options : ModelOptions
         Positive(RelativeAttentionMaxDistance, "relative_attention_max_distance");
         if (RelativeAttentionNumBuckets % 2 != 0)
             throw new ArgumentException($"model.relative_attention_num_buckets = {RelativeAttentionNumBuckets} must be even (the encoder's buckets are split between the two directions)");
+        if (RelativeAttentionNumBuckets < 4)
+            throw new ArgumentException($"model.relative_attention_num_buckets = {RelativeAttentionNumBuckets} must be at least 4 (each of the encoder's two directions needs an exact and a logarithmic bucket)");
+        if (RelativeAttentionMaxDistance <= RelativeAttentionNumBuckets / 2)
+            throw new ArgumentException($"model.relative_attention_max_distance = {RelativeAttentionMaxDistance} must exceed relative_attention_num_buckets / 2 = {RelativeAttentionNumBuckets / 2} (the decoder's exactly bucketed distances)");
         if (!(DropoutRate >= 0 && DropoutRate < 1)) throw new ArgumentException($"model.dropout_rate = {DropoutRate} must be in [0, 1)");
         if (!(NormEpsilon > 0)) throw new ArgumentException($"model.norm_epsilon = {NormEpsilon} must be positive");
         Moe?.Validate();
@@ -80,6 +84,5 @@ public sealed record T5Options : ModelOptions
     }
 
     /// <inheritdoc />
-    public override LanguageModel Build(Device? device = null, Generator? generator = null) =>
-        throw new NotSupportedException("the T5 model is not built yet");
+    public override LanguageModel Build(Device? device = null, Generator? generator = null) => new T5Model(Validate(), device, generator);
 }
