@@ -177,7 +177,7 @@ public sealed class MoeMlp : nn.Module<Tensor, Tensor?, MoeOutput>
         var assignmentGates = gates.t().reshape(k * n);                                      // (k·N)
         var assignmentReal = real.repeat(k);                                                 // (k·N)
         var routed = nn.functional.one_hot(experts, e) * assignmentReal.to(int64).unsqueeze(1); // (k·N, E), padding rows 0
-        var load = routed.sum(0);                                                            // (E), assignments per expert
+        var load = routed.sum(dim: 0);                                                       // (E), assignments per expert
         // Slot of an assignment within its expert = how many earlier assignments chose that expert; -1 for padding.
         var position = (routed.cumsum(0) * routed).sum(-1) - 1;                              // (k·N)
 
@@ -204,13 +204,13 @@ public sealed class MoeMlp : nn.Module<Tensor, Tensor?, MoeOutput>
         // sum is taken in float32 so that the gates are not rounded to a 16-bit activation dtype first.
         var withSpare = cat(new[] { expertOutput, zeros(1, d, dtype: x.dtype, device: x.device) }, 0); // (E·C + 1, D)
         var perAssignment = withSpare.index_select(0, slot).to(float32) * assignmentGates.unsqueeze(1); // (k·N, D)
-        var output = perAssignment.view(k, n, d).sum(0).to(x.dtype).view(batch, time, d);   // (B, T, D)
+        var output = perAssignment.view(k, n, d).sum(dim: 0).to(x.dtype).view(batch, time, d);   // (B, T, D)
 
         // Statistics and losses over real tokens. fᵢ counts all k choices over k·N assignments (for k = 1
         // Switch's top-1 fraction), so the loss is 1 under uniform routing whatever k; HF's Mixtral loss
         // counts them over N, which is k times this. f is piecewise constant: the gradient flows through P.
         var expertLoad = load.to(float32) / (realCount * k);                                 // (E)
-        var meanProbs = (probs * real.unsqueeze(1)).sum(0) / realCount;                      // (E)
+        var meanProbs = (probs * real.unsqueeze(1)).sum(dim: 0) / realCount;                 // (E)
         var loadBalancing = (expertLoad * meanProbs).sum() * e;                              // ()
         var zLoss = (logits.logsumexp(-1).pow(2) * real).sum() / realCount;                 // ()
         var dropped = (position.ge(0).logical_and(kept.logical_not())).to(float32).sum() / (realCount * k); // ()
