@@ -316,6 +316,15 @@ public class MixtureOfExpertsTests
     }
 
     [Fact]
+    public void WrongShapesAreRefused()
+    {
+        using var _ = NewDisposeScope();
+        var moe = new MoeMlp(8, 16, 4, 2, null, MlpActivation.SwiGlu);
+        Assert.Contains("(B, T, D)", Assert.Throws<ArgumentException>(() => moe.call(zeros(6, 8), null)).Message);
+        Assert.Contains("mask of shape (B, T) = [2, 3]", Assert.Throws<ArgumentException>(() => moe.call(zeros(2, 3, 8), ones(3, 2))).Message);
+    }
+
+    [Fact]
     public void InvalidRoutingNamesTheField()
     {
         string Error(int experts, int topK, double? capacityFactor) =>

@@ -155,10 +155,14 @@ public sealed class MoeMlp : nn.Module<Tensor, Tensor?, MoeOutput>
     /// marks real tokens with 1 and padding with 0 (all real when null): padding takes no expert
     /// slot, comes out as 0 and counts in neither the statistics nor the losses.
     /// </summary>
+    /// <exception cref="ArgumentException"><paramref name="x"/> is not (B, T, D) or <paramref name="mask"/> is not (B, T).</exception>
     /// <exception cref="InvalidOperationException">The layer is quantized and in training mode.</exception>
     public override MoeOutput forward(Tensor x, Tensor? mask)
     {
         ArgumentNullException.ThrowIfNull(x);
+        if (x.dim() != 3) throw new ArgumentException($"expected x of shape (B, T, D), got [{string.Join(", ", x.shape)}]", nameof(x));
+        if (mask is not null && !mask.shape.SequenceEqual(x.shape[..2]))
+            throw new ArgumentException($"expected a mask of shape (B, T) = [{x.shape[0]}, {x.shape[1]}], got [{string.Join(", ", mask.shape)}]", nameof(mask));
         using var scope = NewDisposeScope();
         long batch = x.shape[0], time = x.shape[1], d = x.shape[2];
         long n = batch * time, e = numExperts, k = topK;
