@@ -190,7 +190,8 @@ public sealed class MoeMlp : nn.Module<Tensor, Tensor?, MoeOutput>
             : load.max().item<long>();                                                       // dropless: the one host read
         capacity = Math.Max(capacity, 1);
         var kept = position.ge(0).logical_and(position.lt(capacity));                       // (k·N)
-        // Slot in the flattened (E·C) buffer; dropped and padding assignments all go to one spare row E·C, never read back.
+        // Slot in the flattened (E·C) buffer. Dropped and padding assignments share one spare row E·C: cut off
+        // before the experts run, and a row of zeros when the outputs are gathered back.
         var slot = where(kept, experts * capacity + position, full_like(position, e * capacity)); // (k·N)
 
         // Dispatch: each kept slot receives exactly one token, so the index_add is a copy (and differentiable).
