@@ -67,13 +67,14 @@ public sealed class MoeMlp : nn.Module<Tensor, Tensor?, MoeOutput>
     /// <param name="useBias">Biases in the expert kernels (the router has none).</param>
     /// <param name="device">Device of the weights.</param>
     /// <param name="generator">Source of the initial values.</param>
-    /// <exception cref="ArgumentException">A dimension is not positive, or the routing is invalid (see <see cref="MixtureOfExpertsOptions.Validate"/>).</exception>
+    /// <exception cref="ArgumentException">A dimension is not positive, or the routing is invalid; the message names the
+    /// config field (<c>model.moe.num_experts</c>, <c>top_k</c>, <c>capacity_factor</c>).</exception>
     public MoeMlp(int modelDim, int mlpDim, int numExperts, int topK, double? capacityFactor, MlpActivation activation,
         bool useBias = false, Device? device = null, Generator? generator = null) : base(nameof(MoeMlp))
     {
         if (modelDim <= 0) throw new ArgumentException($"modelDim = {modelDim} must be a positive integer", nameof(modelDim));
         if (mlpDim <= 0) throw new ArgumentException($"mlpDim = {mlpDim} must be a positive integer", nameof(mlpDim));
-        MixtureOfExpertsOptions.ValidateRouting(numExperts, topK, capacityFactor);
+        ValidateRouting(numExperts, topK, capacityFactor);
         this.numExperts = numExperts;
         this.topK = topK;
         this.capacityFactor = capacityFactor;
@@ -85,6 +86,16 @@ public sealed class MoeMlp : nn.Module<Tensor, Tensor?, MoeOutput>
         up = new ExpertDense(numExperts, modelDim, mlpDim, useBias, device, generator);
         down = new ExpertDense(numExperts, mlpDim, modelDim, useBias, device, generator);
         RegisterComponents();
+    }
+
+    // The constructor takes plain values, so it names the config fields they come from itself.
+    private static void ValidateRouting(int numExperts, int topK, double? capacityFactor)
+    {
+        if (numExperts <= 0) throw new ArgumentException($"model.moe.num_experts = {numExperts} must be a positive integer");
+        if (topK > numExperts) throw new ArgumentException($"model.moe.top_k = {topK} must be at most model.moe.num_experts = {numExperts}");
+        if (topK is not (1 or 2)) throw new ArgumentException($"model.moe.top_k = {topK} must be 1 (Switch) or 2 (GShard)");
+        if (capacityFactor is { } c && !(c > 0 && double.IsFinite(c)))
+            throw new ArgumentException($"model.moe.capacity_factor = {c} must be positive (or null for dropless routing)");
     }
 
     /// <summary>E, the number of experts.</summary>
