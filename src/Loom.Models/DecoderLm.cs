@@ -48,7 +48,7 @@ public sealed class DecoderLm : LanguageModel
         blocks = new ModuleList<DecoderBlock>(Enumerable.Range(0, o.NumLayers).Select(l => new DecoderBlock(
             l,
             new Attention(o.ModelDim, o.NumHeads, o.NumKvHeads, o.HeadDim, o.UseBias, rotary, device, generator),
-            new Mlp(o.ModelDim, o.MlpDim, o.Activation, o.UseBias, device, generator),
+            FeedForward(o, l, device, generator),
             Norm, o.ParallelBlock)).ToArray());
         final_norm = Norm();
         lm_head = o.SharedEmbeddings ? null : new Dense(o.ModelDim, o.VocabSize, useBias: false, device, generator);
@@ -58,6 +58,12 @@ public sealed class DecoderLm : LanguageModel
     /// <inheritdoc />
     /// <remarks>Typed as the base record: a covariant override would give the module two properties of one name, which TorchSharp's <c>to()</c> cannot map.</remarks>
     public override ModelOptions Options => options;
+
+    /// <summary>Layer <paramref name="layer"/>'s feed-forward sublayer: a dense MLP, or a mixture of experts where <see cref="MoeOptions.IsMoeLayer"/> says so.</summary>
+    private static nn.Module FeedForward(DecoderLmOptions o, int layer, Device? device, Generator? generator) =>
+        o.Moe is { } moe && moe.IsMoeLayer(layer)
+            ? new MoeMlp(o.ModelDim, o.MlpDim, moe.NumExperts, moe.TopK, moe.CapacityFactor, o.Activation, o.UseBias, device, generator)
+            : new Mlp(o.ModelDim, o.MlpDim, o.Activation, o.UseBias, device, generator);
 
     /// <summary>The validated decoder options the model was built from.</summary>
     public DecoderLmOptions DecoderOptions => options;
@@ -69,12 +75,14 @@ public sealed class DecoderLm : LanguageModel
     public Tensor forward(Tensor tokens) => Forward(tokens, null);
 
     /// <inheritdoc />
-    public override Tensor Forward(Tensor tokens, IAttentionContext? context)
+    public override Tensor Forward(Tensor tokens, IAttentionContext? context) => Forward(tokens, context, null);
+
+    private Tensor Forward(Tensor tokens, IAttentionContext? context, MoeTrace? trace)
     {
         ArgumentNullException.ThrowIfNull(tokens);
         if (context is null && tokens.shape[1] > options.MaxSequenceLength)
             throw new ArgumentException($"sequence of {tokens.shape[1]} tokens exceeds model.max_sequence_length = {options.MaxSequenceLength}");
-        return Head(Blocks(Embed(tokens, context), context)); // (B, T, V)
+        return Head(Blocks(Embed(tokens, context), context, trace)); // (B, T, V)
     }
 
     /// <inheritdoc />
@@ -85,7 +93,11 @@ public sealed class DecoderLm : LanguageModel
             ? new PackedLayout(segments, features.Positions ?? throw new ArgumentException($"packed rows need \"{FeatureNames.DecoderPositions}\" beside their segment ids"),
                 features.Find(FeatureNames.DecoderCausalAttention))
             : null;
-        return new ModelOutput(Forward(features.Inputs, context), new Dictionary<string, Tensor>(), new Dictionary<string, Tensor>());
+        // Padding (segment 0) takes no expert slot and counts in no routing loss.
+        var trace = new MoeTrace(features.SegmentIds?.ne(0));
+        var logits = Forward(features.Inputs, context, trace); // (B, T, V)
+        var (auxiliary, statistics) = MoeTrace.Summarize(options.Moe, trace);
+        return new ModelOutput(logits, auxiliary, statistics);
     }
 
     /// <summary>Token (and learned position) embeddings of <paramref name="tokens"/>, (B, T) -> (B, T, D).</summary>
@@ -100,10 +112,10 @@ public sealed class DecoderLm : LanguageModel
             : x + pos_embed.index_select(0, context.Positions.reshape(-1)).view(b, t, -1);        // (B, T, D)
     }
 
-    /// <summary>The block stack over embeddings, (B, T, D) -> (B, T, D), within an attention context.</summary>
-    public Tensor Blocks(Tensor x, IAttentionContext? context)
+    /// <summary>The block stack over embeddings, (B, T, D) -> (B, T, D), within an attention context; MoE layers report to <paramref name="trace"/>.</summary>
+    public Tensor Blocks(Tensor x, IAttentionContext? context, MoeTrace? trace = null)
     {
-        foreach (var block in blocks) x = block.Forward(x, context); // (B, T, D)
+        foreach (var block in blocks) x = block.Forward(x, context, trace); // (B, T, D)
         return x;
     }
 
@@ -134,7 +146,9 @@ public sealed class DecoderLm : LanguageModel
         LossOfLogits(Forward(inputs, context ?? throw new ArgumentNullException(nameof(context))), targets, lossWeights, zLossWeight);
 
     /// <inheritdoc />
-    public override long ActiveParameterCount => ParameterCount;
+    /// <remarks>Each MoE layer counts its router and the k experts a token visits instead of all E.</remarks>
+    public override long ActiveParameterCount => ParameterCount - blocks
+        .Select(b => b.FeedForward).OfType<MoeMlp>().Sum(m => m.InactiveParameterCount);
 
     /// <summary>Parameters outside the token and position embeddings (the N of Kaplan et al.).</summary>
     public long NonEmbeddingParameterCount =>

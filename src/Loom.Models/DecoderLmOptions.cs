@@ -11,6 +11,10 @@ public enum MlpActivation
 
     /// <summary>GELU (GPT): down(GELU(x W_up)); two kernels.</summary>
     Gelu,
+
+    /// <summary>GeGLU (T5.1.1's gated GELU): down(GELU_tanh(x W_gate) · (x W_up)); three kernels.</summary>
+    [JsonStringEnumMemberName("geglu")]
+    GeGlu,
 }
 
 /// <summary>How token positions enter the model.</summary>

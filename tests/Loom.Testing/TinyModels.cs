@@ -11,4 +11,11 @@ public static class TinyModels
         VocabSize = 40, ModelDim = 32, NumLayers = 2, NumHeads = 4, NumKvHeads = kvHeads, HeadDim = 8,
         MlpDim = 64, MaxSequenceLength = 32, ParallelBlock = parallel,
     };
+
+    /// <summary>The tiny decoder with a mixture of <paramref name="experts"/> experts (top-<paramref name="topK"/>) in every <paramref name="every"/>-th layer.</summary>
+    public static DecoderLmOptions MoeDecoder(int experts = 4, int topK = 2, int every = 1, double? capacityFactor = 1.25) => Decoder() with
+    {
+        MlpDim = 32,
+        Moe = new MoeOptions { NumExperts = experts, TopK = topK, Every = every, CapacityFactor = capacityFactor },
+    };
 }

@@ -13,7 +13,7 @@ namespace Loom.Models.Layers;
 /// (expert, output channel) (state keys <c>weight_int8</c>, (E, out, in), and <c>weight_scale</c>,
 /// (E, out), instead of <c>weight</c>) and the layer is for inference only.
 /// </summary>
-public sealed class ExpertDense : nn.Module<Tensor, Tensor>
+public sealed class ExpertDense : nn.Module<Tensor, Tensor>, Loom.Models.Quantization.IQuantizableKernel
 {
     // Field names are the state-dict keys: TorchSharp's module.to(device) finds fields by them.
     private Parameter? weight;          // (E, out, in), float; null once quantized

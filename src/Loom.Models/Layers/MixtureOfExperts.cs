@@ -46,6 +46,7 @@ public sealed class MoeMlp : nn.Module<Tensor, Tensor?, MoeOutput>
     private readonly int numExperts;
     private readonly int topK;
     private readonly double? capacityFactor;
+    private readonly int modelDim, mlpDim;
 
     /// <summary>
     /// Creates the layer on <paramref name="device"/>; initial values come from
@@ -61,7 +62,8 @@ public sealed class MoeMlp : nn.Module<Tensor, Tensor?, MoeOutput>
     /// of a batch; padding is counted in N so that C depends on the batch's shape only, not on its
     /// mask (which would need a host read). Null = dropless: C is the largest expert load of the
     /// batch, read from the device once per call. The alternative without the read, C = N, would
-    /// make the expert matmuls E / k times larger than the work routed to them.
+    /// make the expert matmuls E / k times larger than the work routed to them. The limit applies in
+    /// training mode only; in evaluation mode routing is always dropless.
     /// </param>
     /// <param name="activation">Each expert's nonlinearity, as in <see cref="Mlp"/>.</param>
     /// <param name="useBias">Biases in the expert kernels (the router has none).</param>
@@ -78,11 +80,13 @@ public sealed class MoeMlp : nn.Module<Tensor, Tensor?, MoeOutput>
         this.numExperts = numExperts;
         this.topK = topK;
         this.capacityFactor = capacityFactor;
+        this.modelDim = modelDim;
+        this.mlpDim = mlpDim;
         Activation = activation;
 
         router_weight = new Parameter(empty(numExperts, modelDim, device: device));
         Initializers.Normal(router_weight, 1.0 / Math.Sqrt(modelDim), generator);
-        gate = activation == MlpActivation.SwiGlu ? new ExpertDense(numExperts, modelDim, mlpDim, useBias, device, generator) : null;
+        gate = activation.IsGated() ? new ExpertDense(numExperts, modelDim, mlpDim, useBias, device, generator) : null;
         up = new ExpertDense(numExperts, modelDim, mlpDim, useBias, device, generator);
         down = new ExpertDense(numExperts, mlpDim, modelDim, useBias, device, generator);
         RegisterComponents();
@@ -147,7 +151,7 @@ public sealed class MoeMlp : nn.Module<Tensor, Tensor?, MoeOutput>
     /// <summary>Parameters of one expert: its kernels and, with <paramref name="useBias"/>, their biases.</summary>
     private static long ExpertParameterCount(int modelDim, int mlpDim, MlpActivation activation, bool useBias)
     {
-        long kernelsIn = activation == MlpActivation.SwiGlu ? 2 : 1; // gate and up, or up: D -> F each
+        long kernelsIn = activation.IsGated() ? 2 : 1; // gate and up, or up: D -> F each
         long weights = kernelsIn * modelDim * mlpDim + (long)mlpDim * modelDim;
         long biases = useBias ? kernelsIn * mlpDim + modelDim : 0;
         return weights + biases;
@@ -156,6 +160,15 @@ public sealed class MoeMlp : nn.Module<Tensor, Tensor?, MoeOutput>
     /// <summary>Parameters the layer holds: the router, E · D, and E experts.</summary>
     public static long ParameterCount(int modelDim, int mlpDim, int numExperts, MlpActivation activation, bool useBias = false) =>
         (long)numExperts * modelDim + numExperts * ExpertParameterCount(modelDim, mlpDim, activation, useBias);
+
+    /// <summary>Parameters of the E − k experts a token does not visit: what separates a model's total and active counts.</summary>
+    public long InactiveParameterCount
+    {
+        get
+        {
+            return (long)(numExperts - topK) * ExpertParameterCount(modelDim, mlpDim, Activation, up.Bias is not null);
+        }
+    }
 
     /// <summary>Parameters a token is computed with: the whole router, E · D, and the k experts it visits.</summary>
     public static long ActiveParameterCount(int modelDim, int mlpDim, int numExperts, int topK, MlpActivation activation, bool useBias = false) =>
@@ -196,7 +209,10 @@ public sealed class MoeMlp : nn.Module<Tensor, Tensor?, MoeOutput>
         // Slot of an assignment within its expert = how many earlier assignments chose that expert; -1 for padding.
         var position = (routed.cumsum(0) * routed).sum(-1) - 1;                              // (k·N)
 
-        long capacity = capacityFactor is { } factor
+        // The capacity limit is a training device (fixed shapes, bounded work). In evaluation routing is
+        // dropless, so a token's output never depends on what else shares its batch: an inference engine's
+        // batched output equals decoding each request alone.
+        long capacity = capacityFactor is { } factor && training
             ? Math.Min(n, (long)Math.Ceiling(factor * n * k / e))
             : load.max().item<long>();                                                       // dropless: the one host read
         capacity = Math.Max(capacity, 1);
@@ -211,9 +227,7 @@ public sealed class MoeMlp : nn.Module<Tensor, Tensor?, MoeOutput>
         var expertInput = dispatched.narrow(0, 0, e * capacity).view(e, capacity, d);        // (E, C, D)
 
         // The experts, batched: Mlp's forward with an expert axis in front.
-        var hidden = gate is null
-            ? nn.functional.gelu(up.forward(expertInput))                                    // (E, C, F)
-            : nn.functional.silu(gate.forward(expertInput)) * up.forward(expertInput);       // (E, C, F)
+        var hidden = MlpActivations.Hidden(Activation, gate?.forward(expertInput), up.forward(expertInput)); // (E, C, F)
         var expertOutput = down.forward(hidden).view(e * capacity, d);                       // (E·C, D)
 
         // Combine: the spare row reads as 0, so a dropped assignment contributes nothing. The gate-weighted
@@ -266,9 +280,8 @@ public sealed class MoeMlp : nn.Module<Tensor, Tensor?, MoeOutput>
                 {
                     long expert = topExperts[j].item<long>();
                     var upValue = upKernels[expert].mv(token) + (up.Bias?[expert].to(dtype) ?? zeros(1, dtype: dtype)); // (F)
-                    var h = gateKernels is null
-                        ? nn.functional.gelu(upValue)                                        // (F)
-                        : nn.functional.silu(gateKernels[expert].mv(token) + (gate!.Bias?[expert].to(dtype) ?? zeros(1, dtype: dtype))) * upValue; // (F)
+                    var gateValue = gateKernels is null ? null : gateKernels[expert].mv(token) + (gate!.Bias?[expert].to(dtype) ?? zeros(1, dtype: dtype)); // (F)
+                    var h = MlpActivations.Hidden(Activation, gateValue, upValue);           // (F)
                     var value = downKernels[expert].mv(h) + (down.Bias?[expert].to(dtype) ?? zeros(1, dtype: dtype)); // (D)
                     y += gates[j] * value.to(float32);
                 }

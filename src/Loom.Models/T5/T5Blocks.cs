@@ -47,12 +47,12 @@ public sealed class T5Block : nn.Module<Tensor, Tensor>
     private readonly RmsNorm? cross_attn_norm;
     private readonly T5Attention? cross_attn;
     private readonly RmsNorm mlp_norm;
-    private readonly nn.Module<Tensor, Tensor> mlp;
+    private readonly nn.Module mlp; // a dense T5Mlp or an MoeMlp
     private readonly int layer;
     private readonly double dropoutRate;
 
     /// <summary>Creates block <paramref name="layer"/> of its stack; with <paramref name="crossAttention"/> it is a decoder block.</summary>
-    public T5Block(int layer, T5Attention selfAttention, T5Attention? crossAttention, nn.Module<Tensor, Tensor> feedForward, int modelDim, double normEpsilon, double dropoutRate, Device? device = null)
+    public T5Block(int layer, T5Attention selfAttention, T5Attention? crossAttention, nn.Module feedForward, int modelDim, double normEpsilon, double dropoutRate, Device? device = null)
         : base(nameof(T5Block))
     {
         this.layer = layer;
@@ -70,7 +70,7 @@ public sealed class T5Block : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>The feed-forward layer (the seam where a mixture of experts replaces the dense MLP).</summary>
-    public nn.Module<Tensor, Tensor> FeedForward => mlp;
+    public nn.Module FeedForward => mlp;
 
     /// <summary>The cross-attention layer (decoder blocks), or null.</summary>
     public T5Attention? CrossAttention => cross_attn;
@@ -80,9 +80,10 @@ public sealed class T5Block : nn.Module<Tensor, Tensor>
 
     /// <summary>
     /// Applies the block to x, (B, T, D): self-attention within <paramref name="context"/>, cross-attention
-    /// to <paramref name="context"/>'s encoder memory (decoder blocks), and the MLP.
+    /// to <paramref name="context"/>'s encoder memory (decoder blocks), and the MLP (a mixture of experts
+    /// reports its routing to <paramref name="trace"/>).
     /// </summary>
-    public Tensor Forward(Tensor x, IAttentionContext? context, StackMasks masks)
+    public Tensor Forward(Tensor x, IAttentionContext? context, StackMasks masks, MoeTrace? trace = null)
     {
         long t = x.shape[1];
         var h = self_attn_norm.forward(x);                                                      // (B, T, D)
@@ -93,7 +94,7 @@ public sealed class T5Block : nn.Module<Tensor, Tensor>
             h = cross_attn_norm!.forward(x);                                                    // (B, T, D)
             x = x + Drop(cross_attn.CrossAttend(h, memory, masks.Cross(memory, t, x.dtype)));   // (B, T, D)
         }
-        return x + Drop(mlp.forward(mlp_norm.forward(x)));                                      // (B, T, D)
+        return x + Drop(MoeTrace.FeedForward(mlp, mlp_norm.forward(x), trace));                 // (B, T, D)
     }
 
     private Tensor Drop(Tensor x) => nn.functional.dropout(x, dropoutRate, training);

@@ -38,11 +38,11 @@ public sealed class T5Stack : nn.Module<Tensor, Tensor>
     /// <inheritdoc />
     public override Tensor forward(Tensor x) => Forward(x, null);
 
-    /// <summary>Embeddings, (B, T, D), through every block within <paramref name="context"/>, then the final norm: (B, T, D).</summary>
-    public Tensor Forward(Tensor x, IAttentionContext? context)
+    /// <summary>Embeddings, (B, T, D), through every block within <paramref name="context"/>, then the final norm: (B, T, D); MoE layers report to <paramref name="trace"/>.</summary>
+    public Tensor Forward(Tensor x, IAttentionContext? context, MoeTrace? trace = null)
     {
-        var masks = new StackMasks(relative_attention_bias, context?.Positions); // the bias: once per forward
-        foreach (var block in blocks) x = block.Forward(x, context, masks);    // (B, T, D)
+        var masks = new StackMasks(relative_attention_bias, context?.Positions);   // the bias: once per forward
+        foreach (var block in blocks) x = block.Forward(x, context, masks, trace); // (B, T, D)
         return nn.functional.dropout(final_norm.forward(x), dropoutRate, training); // (B, T, D)
     }
 }
@@ -93,13 +93,13 @@ public sealed class T5Model : LanguageModel
     }
 
     /// <summary>
-    /// The feed-forward layer of block <paramref name="layer"/> of a stack: the one place a
-    /// mixture-of-experts layer would replace the dense gated-GELU MLP (<see cref="T5Options.Moe"/>).
+    /// The feed-forward layer of block <paramref name="layer"/> of a stack: the dense gated-GELU MLP, or
+    /// where <see cref="T5Options.Moe"/> says so a mixture of gated-GELU experts (Switch Transformer's T5).
     /// </summary>
-    private static nn.Module<Tensor, Tensor> FeedForward(T5Options o, int layer, bool decoder, Device? device, Generator? generator) =>
-        o.Moe is null
-            ? new T5Mlp(o.ModelDim, o.MlpDim, o.DropoutRate, device, generator)
-            : throw new NotSupportedException("mixture-of-experts MLPs are not built for T5 yet: leave model.moe unset for a t5 model");
+    private static nn.Module FeedForward(T5Options o, int layer, bool decoder, Device? device, Generator? generator) =>
+        o.Moe is { } moe && moe.IsMoeLayer(layer)
+            ? new MoeMlp(o.ModelDim, o.MlpDim, moe.NumExperts, moe.TopK, moe.CapacityFactor, MlpActivation.GeGlu, useBias: false, device, generator)
+            : new T5Mlp(o.ModelDim, o.MlpDim, o.DropoutRate, device, generator);
 
     /// <summary>The validated options the model was built from (a <see cref="T5.T5Options"/>; see <see cref="T5Options"/>).</summary>
     /// <remarks>Typed as the base record: a covariant override shows up twice to TorchSharp's reflection over the module.</remarks>
@@ -130,11 +130,13 @@ public sealed class T5Model : LanguageModel
     /// The encoder's output for <paramref name="inputs"/>, (B, S) -> (B, S, D); packed rows with
     /// <paramref name="segmentIds"/> and <paramref name="positions"/>, (B, S) each, attend within their segment.
     /// </summary>
-    public Tensor EncoderOutput(Tensor inputs, Tensor? segmentIds = null, Tensor? positions = null)
+    public Tensor EncoderOutput(Tensor inputs, Tensor? segmentIds = null, Tensor? positions = null) => EncoderOutput(inputs, segmentIds, positions, null);
+
+    private Tensor EncoderOutput(Tensor inputs, Tensor? segmentIds, Tensor? positions, MoeTrace? trace)
     {
         ArgumentNullException.ThrowIfNull(inputs);
         CheckLength(inputs, "encoder inputs");
-        return encoder.Forward(Embed(inputs), new EncoderContext(inputs, segmentIds, positions)); // (B, S, D)
+        return encoder.Forward(Embed(inputs), new EncoderContext(inputs, segmentIds, positions), trace); // (B, S, D)
     }
 
     /// <inheritdoc />
@@ -152,11 +154,13 @@ public sealed class T5Model : LanguageModel
 
     /// <inheritdoc />
     /// <exception cref="NotSupportedException">No context, or one without encoder memory: the decoder has nothing to cross-attend to.</exception>
-    public override Tensor Forward(Tensor tokens, IAttentionContext? context)
+    public override Tensor Forward(Tensor tokens, IAttentionContext? context) => Forward(tokens, context, null);
+
+    private Tensor Forward(Tensor tokens, IAttentionContext? context, MoeTrace? trace)
     {
         ArgumentNullException.ThrowIfNull(tokens);
         if (context is null) throw T5Block.NoMemory();
-        var x = decoder.Forward(Embed(tokens), context); // (B, T, D)
+        var x = decoder.Forward(Embed(tokens), context, trace); // (B, T, D)
         return lm_head.forward(x);                       // (B, T, V)
     }
 
@@ -179,7 +183,10 @@ public sealed class T5Model : LanguageModel
             throw new ArgumentException($"give both \"{FeatureNames.EncoderSegmentIds}\" and \"{FeatureNames.DecoderSegmentIds}\" or neither: segment k of the encoder and of the decoder are the same example");
         var tokens = features.Inputs;                                                                  // (B, T)
         CheckLength(tokens, "decoder inputs");
-        var encoded = EncoderOutput(inputs, encoderSegments, features.Find(FeatureNames.EncoderPositions)); // (B, S, D)
+        // Padding (segment 0) takes no expert slot and counts in no routing loss, on either side.
+        var encoderTrace = new MoeTrace(encoderSegments?.ne(0));
+        var decoderTrace = new MoeTrace(decoderSegments?.ne(0));
+        var encoded = EncoderOutput(inputs, encoderSegments, features.Find(FeatureNames.EncoderPositions), encoderTrace); // (B, S, D)
         var valid = encoderSegments?.ne(0) ?? ones(inputs.shape[0], inputs.shape[1], dtype: @bool, device: inputs.device); // (B, S)
         var memory = Memory(encoded, valid);
         DecoderContext context = decoderSegments is null
@@ -187,7 +194,9 @@ public sealed class T5Model : LanguageModel
             : new DecoderContext(
                 new PackedLayout(decoderSegments, features.Positions ?? throw new ArgumentException($"packed rows need \"{FeatureNames.DecoderPositions}\" beside their segment ids")),
                 memory, DecoderContext.SegmentCrossMask(decoderSegments, encoderSegments!), tokens.shape[1]); // cross mask (B, 1, T, S)
-        return new ModelOutput(Forward(tokens, context), new Dictionary<string, Tensor>(), new Dictionary<string, Tensor>());
+        var logits = Forward(tokens, context, decoderTrace);                                      // (B, T, V)
+        var (auxiliary, statistics) = MoeTrace.Summarize(options.Moe, encoderTrace, decoderTrace);
+        return new ModelOutput(logits, auxiliary, statistics);
     }
 
     private void CheckLength(Tensor tokens, string what)
@@ -198,8 +207,9 @@ public sealed class T5Model : LanguageModel
     }
 
     /// <inheritdoc />
-    /// <remarks>All parameters: T5's MLPs are dense (mixture-of-experts layers would count their routed experts here).</remarks>
-    public override long ActiveParameterCount => ParameterCount;
+    /// <remarks>Each MoE layer counts its router and the k experts a token visits instead of all E.</remarks>
+    public override long ActiveParameterCount => ParameterCount - encoder.Blocks.Concat(decoder.Blocks)
+        .Select(b => b.FeedForward).OfType<MoeMlp>().Sum(m => m.InactiveParameterCount);
 
     /// <inheritdoc />
     /// <remarks>

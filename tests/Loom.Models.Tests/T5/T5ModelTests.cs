@@ -261,13 +261,38 @@ public class T5ModelTests
     }
 
     [Fact]
+    public void SwitchStyleT5RoutesBothStacksAndCountsActiveExperts()
+    {
+        using var _ = NewDisposeScope();
+        var options = Tiny() with { Moe = new MoeOptions { NumExperts = 4, TopK = 1, Every = 2, CapacityFactor = 2 } };
+        using var model = Model(options, 72);
+        var moe = model.modules().OfType<Loom.Models.Layers.MoeMlp>().ToList();
+        Assert.Equal(options.NumEncoderLayers / 2 + options.NumDecoderLayers / 2, moe.Count);
+        Assert.All(moe, m => Assert.Equal(MlpActivation.GeGlu, m.Activation)); // T5.1.1's gated GELU in every expert
+        Assert.Equal(model.ParameterCount - moe.Sum(m => m.InactiveParameterCount), model.ActiveParameterCount);
+
+        using var g = Seeded.Generator(73);
+        using var batch = new FeatureBatch(new Dictionary<string, Tensor>
+        {
+            [FeatureNames.EncoderInputTokens] = randint(1, options.VocabSize, [2, 9], generator: g),
+            [FeatureNames.DecoderInputTokens] = randint(1, options.VocabSize, [2, 5], generator: g),
+            [FeatureNames.DecoderTargetTokens] = randint(1, options.VocabSize, [2, 5], generator: g),
+        });
+        var loss = model.Loss(batch, 0);
+        Assert.Equal(["load_balancing", "router_z_loss"], loss.Auxiliary.Keys.Order());
+        Assert.Equal(1.0, loss.Statistics["expert_load"].sum().item<float>(), 4);
+        loss.Total.backward();
+        Assert.All(moe, m => Assert.True(m.RouterWeight.grad is { } grad && grad.abs().sum().item<float>() > 0));
+    }
+
+    [Fact]
     public void BadOptionsAndBatchesAreRefusedWithTheirNames()
     {
         using var _ = NewDisposeScope();
         Assert.Contains("num_heads", Assert.Throws<ArgumentException>(() => (Tiny() with { NumHeads = 0 }).Validate()).Message);
         Assert.Contains("num_decoder_layers", Assert.Throws<ArgumentException>(() => (Tiny() with { NumDecoderLayers = 0 }).Build()).Message);
         Assert.Contains("dropout_rate", Assert.Throws<ArgumentException>(() => (Tiny() with { DropoutRate = 1 }).Validate()).Message);
-        Assert.Contains("moe", Assert.Throws<NotSupportedException>(() => (Tiny() with { Moe = new MoeOptions() }).Build(META)).Message);
+        Assert.Contains("model.moe.top_k", Assert.Throws<ArgumentException>(() => (Tiny() with { Moe = new MoeOptions { NumExperts = 1, TopK = 2 } }).Validate()).Message);
 
         using var model = Model(Tiny(), 71);
         using var decoderOnly = FeatureBatch.Decoder(zeros(1, 3, dtype: int64), zeros(1, 3, dtype: int64));
