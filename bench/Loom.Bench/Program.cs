@@ -11,6 +11,7 @@ if (args.Length == 0 || args[0] is "-h" or "--help")
           train-step   one full training step, Loom vs plain TorchSharp (see train-step --help)
           pipeline     data pipeline throughput, on the fly and cached, vs training (see pipeline --help)
           serve-load   the HTTP server under concurrent streaming clients, batching vs sequential (see serve-load --help)
+          moe          tiny-moe against the dense tiny preset at equal active parameters and steps (see moe --help)
         """);
     return args.Length == 0 ? 2 : 0;
 }
@@ -72,7 +73,25 @@ switch (args[0])
         }
         Console.Write(ServeLoadBenchmark.Run(serveLoad));
         return 0;
+    case "moe":
+        if (help)
+        {
+            Console.WriteLine(MoeSettings.Usage);
+            return 0;
+        }
+        MoeSettings moe;
+        try
+        {
+            moe = MoeSettings.Parse(args.Skip(1).ToList());
+        }
+        catch (ArgumentException e)
+        {
+            Console.Error.WriteLine($"loom-bench moe: {e.Message}\n\n{MoeSettings.Usage}");
+            return 2;
+        }
+        Console.Write(MoeBenchmark.Run(moe));
+        return 0;
     default:
-        Console.Error.WriteLine($"loom-bench: unknown benchmark '{args[0]}' (known: train-step, pipeline, serve-load)");
+        Console.Error.WriteLine($"loom-bench: unknown benchmark '{args[0]}' (known: train-step, pipeline, serve-load, moe)");
         return 2;
 }

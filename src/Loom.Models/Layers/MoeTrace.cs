@@ -29,7 +29,8 @@ public sealed class MoeTrace(Tensor? tokenMask)
 
     /// <summary>
     /// The weighted auxiliary losses, averaged over the MoE layers (<c>load_balancing</c> = α · E · Σᵢ fᵢ · Pᵢ,
-    /// <c>router_z_loss</c>), and the statistics (<c>expert_load</c> (E), <c>dropped_fraction</c>); empty for a dense model.
+    /// <c>router_z_loss</c>), and the statistics (<c>expert_load</c> (E), <c>expert_load_by_layer</c> (MoE layers, E),
+    /// <c>dropped_fraction</c>); empty for a dense model.
     /// </summary>
     /// <param name="options">The model's MoE options (null: a dense model).</param>
     /// <param name="traces">The traces of the pass (an encoder-decoder has one per stack, each with its own token mask).</param>
@@ -47,6 +48,7 @@ public sealed class MoeTrace(Tensor? tokenMask)
             new Dictionary<string, Tensor>
             {
                 ["expert_load"] = Mean(o => o.ExpertLoad),           // (E)
+                ["expert_load_by_layer"] = stack([.. layers.Select(o => o.ExpertLoad)]), // (L_moe, E)
                 ["dropped_fraction"] = Mean(o => o.DroppedFraction).reshape(1), // (1)
             });
     }
