@@ -1,6 +1,7 @@
 using Loom.Data;
 using Loom.Inference.Engine;
 using Loom.Models;
+using Loom.Models.Quantization;
 using Loom.Models.T5;
 
 namespace Loom.Inference.Tests.Engine;
@@ -116,5 +117,71 @@ public class EncoderDecoderEngineTests
         await WaitIdle(engine);
         Assert.Equal(1, engine.EncoderRuns); // the refused prompt never reached the encoder
         Assert.Equal(0, engine.Stats.KvBlocksInUse);
+    }
+
+    [Fact]
+    public async Task AnInt8ModelThroughTheEngineEqualsItsOwnNoCacheDecoding()
+    {
+        using var model = Model();
+        model.Quantize(QuantizationMode.Int8);
+        using var engine = new ContinuousBatchingEngine(model, Bytes, "t5-int8", new EngineOptions { BlockSize = 4, TokenBudget = 16, MaxRunning = 4 });
+        var random = new Random(19);
+        var requests = Enumerable.Range(0, 6).Select(_ => new GenerationRequest(RandomPrompt(random, random.Next(1, 40)),
+            new SamplingOptions { Temperature = 0, MaxTokens = random.Next(4, 16), StopAtEos = false })).ToList();
+        var outputs = await Task.WhenAll(requests.Select(r => Collect(engine, r)));
+        var reference = Reference(model);
+        for (int i = 0; i < requests.Count; i++)
+            Assert.Equal(reference.GenerateWithoutCache(requests[i].Prompt, requests[i].Sampling).ToList(), outputs[i]);
+    }
+
+    [Fact]
+    public async Task CancelledAndFinishedRequestsFreeTheirBlocksAndLeaveTheOthersIntact()
+    {
+        using var model = Model();
+        // A pool of one context and a small batch: requests preempt each other, finish at different
+        // lengths and are cancelled before starting or mid-stream, while the rest must still decode right.
+        using var engine = new ContinuousBatchingEngine(model, Bytes, "t5", new EngineOptions { BlockSize = 4, NumBlocks = 16, TokenBudget = 12, MaxRunning = 6, MaxQueue = 200 });
+        var random = new Random(23);
+        var requests = Enumerable.Range(0, 60).Select(_ => new GenerationRequest(RandomPrompt(random, random.Next(1, 65)),
+            new SamplingOptions { Temperature = 0, MaxTokens = random.Next(1, 30), StopAtEos = false })).ToList();
+        int[] cancelAfter = [.. requests.Select(_ => random.Next(4) == 0 ? random.Next(0, 3) : -1)]; // a quarter cancelled after 0..2 updates
+        var results = await Task.WhenAll(requests.Select((request, i) => Task.Run(async () =>
+        {
+            using var cts = new CancellationTokenSource();
+            if (cancelAfter[i] == 0) await cts.CancelAsync();
+            var tokens = new List<int>();
+            try
+            {
+                int seen = 0;
+                await foreach (var update in engine.GenerateAsync(request, cts.Token))
+                {
+                    tokens.AddRange(update.Tokens);
+                    if (++seen == cancelAfter[i]) await cts.CancelAsync();
+                }
+                return (Tokens: tokens, Cancelled: false);
+            }
+            catch (OperationCanceledException)
+            {
+                return (Tokens: tokens, Cancelled: true);
+            }
+        })));
+        await WaitIdle(engine);
+        Assert.Equal(0, engine.Stats.KvBlocksInUse);
+        Assert.True(engine.EncoderRuns <= requests.Count, $"{engine.EncoderRuns} encoder runs for {requests.Count} requests");
+        var reference = Reference(model);
+        int completed = 0;
+        for (int i = 0; i < requests.Count; i++)
+        {
+            var expected = reference.GenerateWithoutCache(requests[i].Prompt, requests[i].Sampling).ToList();
+            if (results[i].Cancelled)
+                Assert.Equal(expected.Take(results[i].Tokens.Count), results[i].Tokens); // what was streamed before the cancellation was right
+            else
+            {
+                Assert.Equal(expected, results[i].Tokens);
+                completed++;
+            }
+        }
+        Assert.True(completed > requests.Count / 2, $"only {completed} of {requests.Count} requests completed");
+        Assert.Contains(results, r => r.Cancelled);
     }
 }
