@@ -125,4 +125,30 @@ public sealed class EncoderDecoderServerTests
         Assert.Equal(prompts.Length, engine.EncoderRuns);
         Assert.Equal(0, engine.Stats.KvBlocksInUse);
     }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task APromptMayFillTheEncoderButNotExceedIt(bool batching)
+    {
+        await using var server = await StartAsync(batching);
+        Assert.True(server.Engine.IsEncoderDecoder);
+        int context = server.Engine.ContextLength;
+        // A decoder-only model needs room for the reply after the prompt; an encoder-decoder's reply has a context of its own.
+        using (var full = await server.PostAsync("/v1/completions", new { prompt = Enumerable.Range(0, context).Select(i => 65 + i % 26).ToArray(), max_tokens = 3, temperature = 0, ignore_eos = true }))
+        {
+            Assert.Equal(HttpStatusCode.OK, full.StatusCode);
+            var usage = (await ServerHarness.JsonAsync(full)).GetProperty("usage");
+            Assert.Equal(context, usage.GetProperty("prompt_tokens").GetInt32());
+            Assert.Equal(3, usage.GetProperty("completion_tokens").GetInt32());
+        }
+        using var tooLong = await server.PostAsync("/v1/completions", new { prompt = new string('a', context + 1), max_tokens = 3 });
+        Assert.Equal(HttpStatusCode.BadRequest, tooLong.StatusCode);
+        var error = (await ServerHarness.JsonAsync(tooLong)).GetProperty("error");
+        Assert.Equal("context_length_exceeded", error.GetProperty("code").GetString());
+        Assert.Contains("encoder takes at most", error.GetProperty("message").GetString());
+        using var chat = await server.PostAsync("/v1/chat/completions", new { messages = new[] { new { role = "user", content = new string('a', context) } } });
+        Assert.Equal(HttpStatusCode.BadRequest, chat.StatusCode);
+        Assert.Equal("messages", (await ServerHarness.JsonAsync(chat)).GetProperty("error").GetProperty("param").GetString());
+    }
 }

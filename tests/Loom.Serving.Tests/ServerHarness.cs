@@ -151,6 +151,8 @@ internal sealed class GatedEngine(IGenerationEngine inner) : IGenerationEngine
 
     public int ContextLength => inner.ContextLength;
 
+    public bool IsEncoderDecoder => inner.IsEncoderDecoder;
+
     public EngineStats Stats => inner.Stats;
 
     public async IAsyncEnumerable<GenerationUpdate> GenerateAsync(GenerationRequest request, [EnumeratorCancellation] CancellationToken cancellationToken = default)
@@ -223,6 +225,8 @@ internal sealed class CancellationWitness(IGenerationEngine inner) : IGeneration
     public IVocabulary Vocabulary => inner.Vocabulary;
 
     public int ContextLength => inner.ContextLength;
+
+    public bool IsEncoderDecoder => inner.IsEncoderDecoder;
 
     public EngineStats Stats => inner.Stats;
 

@@ -88,6 +88,9 @@ public sealed class ContinuousBatchingEngine : IGenerationEngine
     /// <inheritdoc />
     public int ContextLength => model.ContextLength;
 
+    /// <inheritdoc />
+    public bool IsEncoderDecoder => model.IsEncoderDecoder;
+
     /// <summary>Bytes of the KV-cache pool.</summary>
     public long KvCacheBytes { get; }
 
