@@ -14,7 +14,7 @@ internal static class CompletionsEndpoint
         long arrived = state.Metrics.Time.GetTimestamp();
         using var body = await ServerState.ReadBodyAsync(http).ConfigureAwait(false);
         state.CheckModel(body.RootElement);
-        var call = CompletionRequestReader.Read(body.RootElement, state.Engine.Vocabulary, state.Engine.ContextLength);
+        var call = CompletionRequestReader.Read(body.RootElement, state.Engine.Vocabulary, state.Engine.ContextLength, state.Engine.IsEncoderDecoder);
         await using var run = await EngineRun.StartAsync(state.Engine, call.Request, state.Metrics, arrived, http.RequestAborted).ConfigureAwait(false);
         string id = "cmpl-" + Guid.NewGuid().ToString("N");
         long created = state.UnixNow();

@@ -18,7 +18,7 @@ internal sealed class ServerHarness : IAsyncDisposable
 {
     public const string ModelName = "tiny-test";
 
-    private ServerHarness(DecoderLm model, SequentialEngine sequential, IGenerationEngine engine, LoomServer server)
+    private ServerHarness(LanguageModel model, SequentialEngine sequential, IGenerationEngine engine, LoomServer server)
     {
         Model = model;
         Sequential = sequential;
@@ -27,7 +27,8 @@ internal sealed class ServerHarness : IAsyncDisposable
         Http = new HttpClient { BaseAddress = server.Address, Timeout = TimeSpan.FromMinutes(2) };
     }
 
-    public DecoderLm Model { get; }
+    /// <summary>The served model: a decoder-only one, or a T5 encoder-decoder when started with <c>encoderDecoder</c>.</summary>
+    public LanguageModel Model { get; }
 
     /// <summary>The sequential engine: what the server serves unless batching or a wrapper was asked for, and the reference.</summary>
     public SequentialEngine Sequential { get; }
@@ -43,13 +44,15 @@ internal sealed class ServerHarness : IAsyncDisposable
 
     public static async Task<ServerHarness> StartAsync(int contextLength = 128, IReadOnlyList<string>? apiKeys = null, int maxQueue = 256,
         Func<IGenerationEngine, IGenerationEngine>? wrap = null, TimeSpan? shutdownTimeout = null, bool batching = false,
-        IVocabulary? vocabulary = null)
+        IVocabulary? vocabulary = null, bool encoderDecoder = false)
     {
         using var generator = new Generator(17);
-        var model = new DecoderLm(new DecoderLmOptions
-        {
-            VocabSize = 258, ModelDim = 32, NumLayers = 2, NumHeads = 4, NumKvHeads = 1, HeadDim = 8, MlpDim = 64, MaxSequenceLength = contextLength,
-        }, generator: generator);
+        LanguageModel model = encoderDecoder
+            ? TinyModels.T5(258, contextLength).Build(generator: generator) // prompts go to the encoder
+            : new DecoderLm(new DecoderLmOptions
+            {
+                VocabSize = 258, ModelDim = 32, NumLayers = 2, NumHeads = 4, NumKvHeads = 1, HeadDim = 8, MlpDim = 64, MaxSequenceLength = contextLength,
+            }, generator: generator);
         // The served engine uses the given vocabulary (bytes by default); the reference always uses plain bytes.
         var servedVocabulary = vocabulary ?? new ByteVocabulary();
         var sequential = new SequentialEngine(model, batching ? new ByteVocabulary() : servedVocabulary, ModelName, maxQueue);
@@ -148,6 +151,8 @@ internal sealed class GatedEngine(IGenerationEngine inner) : IGenerationEngine
 
     public int ContextLength => inner.ContextLength;
 
+    public bool IsEncoderDecoder => inner.IsEncoderDecoder;
+
     public EngineStats Stats => inner.Stats;
 
     public async IAsyncEnumerable<GenerationUpdate> GenerateAsync(GenerationRequest request, [EnumeratorCancellation] CancellationToken cancellationToken = default)
@@ -220,6 +225,8 @@ internal sealed class CancellationWitness(IGenerationEngine inner) : IGeneration
     public IVocabulary Vocabulary => inner.Vocabulary;
 
     public int ContextLength => inner.ContextLength;
+
+    public bool IsEncoderDecoder => inner.IsEncoderDecoder;
 
     public EngineStats Stats => inner.Stats;
 

@@ -1,4 +1,5 @@
 using Loom.Models;
+using Loom.Models.T5;
 using TorchSharp;
 
 namespace Loom.Testing;
@@ -17,5 +18,13 @@ public static class Seeded
     {
         using var generator = Generator(seed);
         return new DecoderLm(options, device, generator);
+    }
+
+    /// <summary>A T5 model whose initial weights depend only on <paramref name="seed"/>.</summary>
+    public static T5Model Model(T5Options options, long seed, torch.Device? device = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        using var generator = Generator(seed);
+        return (T5Model)options.Build(device, generator);
     }
 }

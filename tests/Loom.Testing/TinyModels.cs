@@ -1,4 +1,5 @@
 using Loom.Models;
+using Loom.Models.T5;
 
 namespace Loom.Testing;
 
@@ -17,5 +18,16 @@ public static class TinyModels
     {
         MlpDim = 32,
         Moe = new MoeOptions { NumExperts = experts, TopK = topK, Every = every, CapacityFactor = capacityFactor },
+    };
+
+    /// <summary>
+    /// A T5 (v1.1) encoder-decoder of t5-tiny's shape but smaller (2 + 2 blocks of width 32, 4 heads of 8,
+    /// 8 relative-position buckets), over <paramref name="vocabSize"/> ids (258: the byte vocabulary) with
+    /// encoder inputs and decoder sequences of up to <paramref name="maxSequenceLength"/> tokens.
+    /// </summary>
+    public static T5Options T5(int vocabSize = 258, int maxSequenceLength = 64) => new()
+    {
+        VocabSize = vocabSize, ModelDim = 32, NumEncoderLayers = 2, NumDecoderLayers = 2, NumHeads = 4, HeadDim = 8, MlpDim = 64,
+        RelativeAttentionNumBuckets = 8, RelativeAttentionMaxDistance = 16, MaxSequenceLength = maxSequenceLength,
     };
 }

@@ -39,7 +39,7 @@ public sealed class ContinuousBatchingEngine : IGenerationEngine
     private readonly Thread thread;
     private volatile bool stopping;
     private int waitingCount, runningCount, blocksInUse;
-    private long promptTokens, generatedTokens, prefixHitTokens, preemptions;
+    private long promptTokens, generatedTokens, prefixHitTokens, preemptions, encoderRuns;
 
     /// <summary>Creates the engine and starts its thread.</summary>
     /// <param name="model">The model; it is put in eval mode.</param>
@@ -88,6 +88,9 @@ public sealed class ContinuousBatchingEngine : IGenerationEngine
     /// <inheritdoc />
     public int ContextLength => model.ContextLength;
 
+    /// <inheritdoc />
+    public bool IsEncoderDecoder => model.IsEncoderDecoder;
+
     /// <summary>Bytes of the KV-cache pool.</summary>
     public long KvCacheBytes { get; }
 
@@ -96,6 +99,13 @@ public sealed class ContinuousBatchingEngine : IGenerationEngine
 
     /// <summary>Times a running sequence was preempted (its blocks freed, to be recomputed later) since the engine started.</summary>
     public long Preemptions => Interlocked.Read(ref preemptions);
+
+    /// <summary>
+    /// Times the encoder ran since the engine started: once per encoder-decoder request that reached a
+    /// step (its memory is kept across preemption, so recomputing does not run it again); 0 for a
+    /// decoder-only model. A counter bumped on the engine thread, for tests and metrics.
+    /// </summary>
+    public long EncoderRuns => Interlocked.Read(ref encoderRuns);
 
     /// <inheritdoc />
     public EngineStats Stats => new(Volatile.Read(ref waitingCount), Volatile.Read(ref runningCount), Volatile.Read(ref blocksInUse), allocator.NumBlocks,
@@ -276,7 +286,10 @@ public sealed class ContinuousBatchingEngine : IGenerationEngine
         using var noGrad = no_grad();
         if (model.IsEncoderDecoder)
             foreach (var (s, _, _) in plan.Rows.Where(r => r.Sequence.Memory is null))
+            {
                 s.Memory = model.Encode(tensor(s.Request.Prompt.Select(t => (long)t).ToArray(), int64, device).unsqueeze(0)).DetachFromDisposeScope(); // (1, S): once per request
+                Interlocked.Increment(ref encoderRuns);
+            }
         var context = new PagedAttentionContext(pagedRows, store, width, device,
             model.IsEncoderDecoder ? [.. plan.Rows.Select(r => r.Sequence.Memory!)] : null);
         var logits = model.Forward(tensor(input, [plan.Rows.Count, width], int64, device), context); // (B, T, V)
@@ -298,7 +311,13 @@ public sealed class ContinuousBatchingEngine : IGenerationEngine
             using (row)
             {
                 var (token, logProb) = s.Sampler.Next(row);
-                if (s.Output.CompletionTokens == 0 && s.Preemptions == 0) Interlocked.Add(ref promptTokens, s.Request.Prompt.Count);
+                // Counted at the first sampled token, once: a sequence preempted mid-prompt (chunked prefill)
+                // samples its first token only after it was preempted, so "no preemption yet" cannot be the test.
+                if (!s.PromptCounted)
+                {
+                    s.PromptCounted = true;
+                    Interlocked.Add(ref promptTokens, s.Request.Prompt.Count);
+                }
                 s.Tokens.Add(token);
                 var update = s.Output.Accept(token, logProb);
                 if (update is not null && update.Tokens.Count > 0) Interlocked.Add(ref generatedTokens, update.Tokens.Count);
@@ -362,6 +381,8 @@ public sealed class ContinuousBatchingEngine : IGenerationEngine
         public EncoderMemory? Memory { get; set; }
         public int Computed { get; set; }
         public int Preemptions { get; set; }
+        /// <summary>Whether the prompt's tokens were added to the engine's prompt-token total.</summary>
+        public bool PromptCounted { get; set; }
         public Channel<GenerationUpdate> Updates { get; } = Channel.CreateUnbounded<GenerationUpdate>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
         public bool IsCancelled => Volatile.Read(ref cancelled) == 1;
 

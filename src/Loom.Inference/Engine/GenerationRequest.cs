@@ -67,8 +67,18 @@ public interface IGenerationEngine : IDisposable
     /// <summary>The vocabulary prompts are encoded with.</summary>
     Data.IVocabulary Vocabulary { get; }
 
-    /// <summary>The model's context length: prompt plus generated tokens never exceed it.</summary>
+    /// <summary>
+    /// The model's context length: prompt plus generated tokens never exceed it (for an encoder-decoder,
+    /// the prompt alone never exceeds it, nor the start token plus generated tokens).
+    /// </summary>
     int ContextLength { get; }
+
+    /// <summary>
+    /// Whether the model is an encoder-decoder: a prompt goes to its encoder and may hold up to
+    /// <see cref="ContextLength"/> tokens, and the reply is a new sequence rather than the prompt's
+    /// continuation. A wrapper that does not forward it reads as decoder-only (the stricter prompt limit).
+    /// </summary>
+    bool IsEncoderDecoder => false;
 
     /// <summary>The current load.</summary>
     EngineStats Stats { get; }

@@ -47,6 +47,9 @@ public sealed class SequentialEngine : IGenerationEngine
     public int ContextLength => model.ContextLength;
 
     /// <inheritdoc />
+    public bool IsEncoderDecoder => model.IsEncoderDecoder;
+
+    /// <inheritdoc />
     public EngineStats Stats => new(Volatile.Read(ref waiting), Volatile.Read(ref running), 0, 0,
         Interlocked.Read(ref promptTokens), Interlocked.Read(ref generatedTokens), 0);
 

@@ -24,6 +24,12 @@ internal sealed class ApiException(int status, string message, string type, stri
             $"the prompt has {promptTokens} tokens, but this model's context is {contextLength} tokens and the reply needs at least one: shorten the prompt",
             "invalid_request_error", param, "context_length_exceeded");
 
+    /// <summary>An encoder-decoder's prompt longer than its encoder takes (its reply does not share the prompt's context).</summary>
+    public static ApiException EncoderInputTooLong(string param, int promptTokens, int contextLength) =>
+        new(StatusCodes.Status400BadRequest,
+            $"the prompt has {promptTokens} tokens, but this model's encoder takes at most {contextLength}: shorten the prompt",
+            "invalid_request_error", param, "context_length_exceeded");
+
     public static ApiException ModelNotFound(string requested, string served) =>
         new(StatusCodes.Status404NotFound, $"the model '{requested}' does not exist; this server serves '{served}' (see GET /v1/models)",
             "invalid_request_error", "model", "model_not_found");

@@ -14,7 +14,7 @@ internal static class ChatRequestReader
     /// that is a string or an array of text parts. The template's end-of-turn marker is added to the
     /// stop sequences, so the reply ends where the model closes its turn.
     /// </summary>
-    public static GenerationCall Read(JsonElement body, IVocabulary vocabulary, int contextLength, ChatTemplate template)
+    public static GenerationCall Read(JsonElement body, IVocabulary vocabulary, int contextLength, ChatTemplate template, bool encoderDecoder = false)
     {
         var fields = JsonFields.Of(body);
         SamplingFields.Unsupported(fields, "tools", "this server has no tool calling; leave tools out");
@@ -22,7 +22,7 @@ internal static class ChatRequestReader
         if (fields.Element("response_format") is { } format && JsonFields.Of(format, "response_format").String("type") is { } type && type != "text")
             throw ApiException.InvalidRequest($"response_format type '{type}' is not supported: only text", "response_format");
         int[] prompt = vocabulary.Encode(template.Render(Messages(fields)));
-        if (prompt.Length >= contextLength) throw ApiException.ContextLengthExceeded("messages", prompt.Length, contextLength);
+        CompletionRequestReader.CheckPromptLength("messages", prompt.Length, contextLength, encoderDecoder);
         int maxTokens = SamplingFields.MaxTokens(fields, "max_completion_tokens", "max_tokens") ?? contextLength;
         var stop = SamplingFields.Stop(fields, 3, "at most 3 are allowed in chat, because the template's end-of-turn marker is the fourth");
         if (!stop.Contains(template.EndOfTurn)) stop = [.. stop, template.EndOfTurn];

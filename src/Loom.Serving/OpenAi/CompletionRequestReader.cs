@@ -12,21 +12,32 @@ internal static class CompletionRequestReader
 
     /// <summary>
     /// The prompt is a string, or token ids (an array of integers); an array holding one of either is
-    /// accepted too, several prompts are not. Refuses a prompt that leaves no room in the context.
+    /// accepted too, several prompts are not. Refuses a prompt that leaves no room in the context (an
+    /// encoder-decoder's: one longer than the encoder takes).
     /// </summary>
-    public static GenerationCall Read(JsonElement body, IVocabulary vocabulary, int contextLength)
+    public static GenerationCall Read(JsonElement body, IVocabulary vocabulary, int contextLength, bool encoderDecoder = false)
     {
         var fields = JsonFields.Of(body);
         SamplingFields.Unsupported(fields, "echo", "leave it out or set it to false");
         SamplingFields.Unsupported(fields, "suffix", "leave it out");
         var (prompt, promptText) = Prompt(fields, vocabulary);
-        if (prompt.Count >= contextLength) throw ApiException.ContextLengthExceeded("prompt", prompt.Count, contextLength);
+        CheckPromptLength("prompt", prompt.Count, contextLength, encoderDecoder);
         int maxTokens = SamplingFields.MaxTokens(fields, "max_tokens") ?? DefaultMaxTokens;
         var stop = SamplingFields.Stop(fields, 4, "at most 4 are allowed");
         int? logProbs = fields.Integer("logprobs", 0, 20, "use an integer from 0 to 20 (alternatives per token), or leave it out");
         var sampling = SamplingFields.Read(fields, maxTokens, stop, logProbs);
         var (stream, includeUsage) = SamplingFields.Streaming(fields);
         return new GenerationCall(new GenerationRequest(prompt, sampling), stream, includeUsage, promptText.Length);
+    }
+
+    /// <summary>
+    /// Refuses a prompt the engine would refuse: a decoder-only model's prompt must leave room for a reply in
+    /// the context; an encoder-decoder's may fill its encoder (the reply is decoded in a context of its own).
+    /// </summary>
+    internal static void CheckPromptLength(string param, int promptTokens, int contextLength, bool encoderDecoder)
+    {
+        if (encoderDecoder && promptTokens > contextLength) throw ApiException.EncoderInputTooLong(param, promptTokens, contextLength);
+        if (!encoderDecoder && promptTokens >= contextLength) throw ApiException.ContextLengthExceeded(param, promptTokens, contextLength);
     }
 
     private static (IReadOnlyList<int> Ids, string Text) Prompt(JsonFields fields, IVocabulary vocabulary)

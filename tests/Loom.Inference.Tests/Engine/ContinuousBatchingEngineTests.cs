@@ -68,6 +68,31 @@ public class ContinuousBatchingEngineTests
         var reference = new TextGenerator(model, Bytes.EosId);
         for (int i = 0; i < requests.Count; i++)
             Assert.Equal(reference.GenerateWithoutCache(requests[i].Prompt, requests[i].Sampling).ToList(), outputs[i]);
+        // Every prompt counts once, also those preempted mid-prefill (before their first token) and recomputed.
+        await WaitIdle(engine);
+        Assert.Equal(requests.Sum(r => r.Prompt.Count), engine.Stats.PromptTokensTotal);
+        Assert.Equal(outputs.Sum(o => o.Count), engine.Stats.GeneratedTokensTotal);
+    }
+
+    [Fact]
+    public async Task APromptPreemptedMidPrefillIsCountedOnce()
+    {
+        using var model = Model();
+        // 16 blocks of 4 hold one 64-token context and prompts are prefilled 8 tokens a step: while the first
+        // 50-token prompt decodes, it runs out of blocks and preempts the second in the middle of its prompt,
+        // before that one has sampled a token; the second is recomputed once the first is done.
+        using var engine = new ContinuousBatchingEngine(model, Bytes, "tiny", new EngineOptions { BlockSize = 4, NumBlocks = 16, TokenBudget = 8 });
+        var random = new Random(13);
+        var requests = Enumerable.Range(0, 3).Select(_ => new GenerationRequest(RandomPrompt(random, 50),
+            new SamplingOptions { Temperature = 0, MaxTokens = 6, StopAtEos = false })).ToList();
+        var outputs = await Task.WhenAll(requests.Select(r => Collect(engine, r)));
+        await WaitIdle(engine);
+        Assert.True(engine.Preemptions > 0, "the pool was meant to run out");
+        Assert.Equal(requests.Sum(r => r.Prompt.Count), engine.Stats.PromptTokensTotal);
+        Assert.Equal(outputs.Sum(o => o.Count), engine.Stats.GeneratedTokensTotal);
+        var reference = new TextGenerator(model, Bytes.EosId);
+        for (int i = 0; i < requests.Count; i++)
+            Assert.Equal(reference.GenerateWithoutCache(requests[i].Prompt, requests[i].Sampling).ToList(), outputs[i]);
     }
 
     [Fact]
