@@ -100,35 +100,27 @@ public sealed class PackedTrainingBatches : ITrainingBatches
     /// <inheritdoc />
     public FeatureBatch GetBatch(long step)
     {
-        if (Layout == FeatureLayout.EncoderDecoder) return GetEncoderDecoderBatch(step);
-        var rows = new List<PrefixLmRow>(BatchSize);
-        for (int b = 0; b < BatchSize; b++)
-        {
-            var (component, examples) = RowAt(step, b);
-            var (converted, _) = _converter.Convert(examples);
-            if (converted.Count != 1)
-                throw new InvalidOperationException($"{_components[component].Name}: a packed row became {converted.Count} rows; the batcher and converter disagree on lengths");
-            rows.Add(converted[0]);
-        }
         using var scope = torch.NewDisposeScope();
-        var batch = PrefixLmFeatureConverter.ToTensors(rows);
+        if (Layout == FeatureLayout.EncoderDecoder)
+            return EncoderDecoderFeatureConverter.ToTensors(Rows(step, e => _encoderDecoder.Convert(e).Rows, "encoder-decoder ")).ToFeatures().MoveToOuterDisposeScope();
+        var batch = PrefixLmFeatureConverter.ToTensors(Rows(step, e => _converter.Convert(e).Rows, ""));
         batch.CausalAttention.Dispose(); // attention stays causal over inputs, as when generating
         return FeatureBatch.Decoder(batch.Tokens, batch.Targets, batch.SegmentIds, batch.Positions, batch.LossWeights).MoveToOuterDisposeScope();
     }
 
-    private FeatureBatch GetEncoderDecoderBatch(long step)
+    /// <summary>The converted rows of <paramref name="step"/>'s batch: each row's examples, converted into exactly one row.</summary>
+    private List<TRow> Rows<TRow>(long step, Func<IReadOnlyList<(int[] Inputs, int[] Targets)>, IReadOnlyList<TRow>> convert, string kind)
     {
-        var rows = new List<EncoderDecoderRow>(BatchSize);
+        var rows = new List<TRow>(BatchSize);
         for (int b = 0; b < BatchSize; b++)
         {
             var (component, examples) = RowAt(step, b);
-            var (converted, _) = _encoderDecoder.Convert(examples);
+            var converted = convert(examples);
             if (converted.Count != 1)
-                throw new InvalidOperationException($"{_components[component].Name}: a packed row became {converted.Count} encoder-decoder rows; the batcher and converter disagree on lengths");
+                throw new InvalidOperationException($"{_components[component].Name}: a packed row became {converted.Count} {kind}rows; the batcher and converter disagree on lengths");
             rows.Add(converted[0]);
         }
-        using var scope = torch.NewDisposeScope();
-        return EncoderDecoderFeatureConverter.ToTensors(rows).ToFeatures().MoveToOuterDisposeScope();
+        return rows;
     }
 
     /// <summary>Packing efficiency of a component over one epoch: tokens placed over row capacity, in (0, 1].</summary>
