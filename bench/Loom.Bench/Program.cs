@@ -12,86 +12,46 @@ if (args.Length == 0 || args[0] is "-h" or "--help")
           pipeline     data pipeline throughput, on the fly and cached, vs training (see pipeline --help)
           serve-load   the HTTP server under concurrent streaming clients, batching vs sequential (see serve-load --help)
           moe          tiny-moe against the dense tiny preset at equal active parameters and steps (see moe --help)
+          t5-spam      T5 pre-training and spam_assassin fine-tuning, beside a decoder-only twin (see t5-spam --help)
         """);
     return args.Length == 0 ? 2 : 0;
 }
 
-bool help = args.Skip(1).Any(a => a is "-h" or "--help");
-switch (args[0])
+var flags = args.Skip(1).ToList();
+return args[0] switch
 {
-    case "train-step":
-        if (help)
-        {
-            Console.WriteLine(TrainStepSettings.Usage);
-            return 0;
-        }
-        TrainStepSettings settings;
-        try
-        {
-            settings = TrainStepSettings.Parse(args.Skip(1).ToList());
-        }
-        catch (ArgumentException e)
-        {
-            Console.Error.WriteLine($"loom-bench train-step: {e.Message}\n\n{TrainStepSettings.Usage}");
-            return 2;
-        }
-        Console.Write(TrainStepBenchmark.Run(settings));
+    "train-step" => Bench(TrainStepSettings.Usage, TrainStepSettings.Parse, TrainStepBenchmark.Run),
+    "pipeline" => Bench(PipelineSettings.Usage, PipelineSettings.Parse, PipelineBenchmark.Run),
+    "serve-load" => Bench(ServeLoadSettings.Usage, ServeLoadSettings.Parse, ServeLoadBenchmark.Run),
+    "moe" => Bench(MoeSettings.Usage, MoeSettings.Parse, MoeBenchmark.Run),
+    "t5-spam" => Bench(T5SpamSettings.Usage, T5SpamSettings.Parse, T5SpamBenchmark.Run),
+    _ => Unknown(args[0]),
+};
+
+// Prints the usage for --help, a one-line error and the usage for bad flags (exit 2), else the report.
+int Bench<TSettings>(string usage, Func<IReadOnlyList<string>, TSettings> parse, Func<TSettings, string> run)
+{
+    if (flags.Any(a => a is "-h" or "--help"))
+    {
+        Console.WriteLine(usage);
         return 0;
-    case "pipeline":
-        if (help)
-        {
-            Console.WriteLine(PipelineSettings.Usage);
-            return 0;
-        }
-        PipelineSettings pipeline;
-        try
-        {
-            pipeline = PipelineSettings.Parse(args.Skip(1).ToList());
-        }
-        catch (ArgumentException e)
-        {
-            Console.Error.WriteLine($"loom-bench pipeline: {e.Message}\n\n{PipelineSettings.Usage}");
-            return 2;
-        }
-        Console.Write(PipelineBenchmark.Run(pipeline));
-        return 0;
-    case "serve-load":
-        if (help)
-        {
-            Console.WriteLine(ServeLoadSettings.Usage);
-            return 0;
-        }
-        ServeLoadSettings serveLoad;
-        try
-        {
-            serveLoad = ServeLoadSettings.Parse(args.Skip(1).ToList());
-        }
-        catch (ArgumentException e)
-        {
-            Console.Error.WriteLine($"loom-bench serve-load: {e.Message}\n\n{ServeLoadSettings.Usage}");
-            return 2;
-        }
-        Console.Write(ServeLoadBenchmark.Run(serveLoad));
-        return 0;
-    case "moe":
-        if (help)
-        {
-            Console.WriteLine(MoeSettings.Usage);
-            return 0;
-        }
-        MoeSettings moe;
-        try
-        {
-            moe = MoeSettings.Parse(args.Skip(1).ToList());
-        }
-        catch (ArgumentException e)
-        {
-            Console.Error.WriteLine($"loom-bench moe: {e.Message}\n\n{MoeSettings.Usage}");
-            return 2;
-        }
-        Console.Write(MoeBenchmark.Run(moe));
-        return 0;
-    default:
-        Console.Error.WriteLine($"loom-bench: unknown benchmark '{args[0]}' (known: train-step, pipeline, serve-load, moe)");
+    }
+    TSettings settings;
+    try
+    {
+        settings = parse(flags);
+    }
+    catch (ArgumentException e)
+    {
+        Console.Error.WriteLine($"loom-bench {args[0]}: {e.Message}\n\n{usage}");
         return 2;
+    }
+    Console.Write(run(settings));
+    return 0;
+}
+
+static int Unknown(string name)
+{
+    Console.Error.WriteLine($"loom-bench: unknown benchmark '{name}' (known: train-step, pipeline, serve-load, moe, t5-spam)");
+    return 2;
 }
