@@ -177,7 +177,7 @@ public sealed record RunConfig
     public string ModelPreset { get; init; } = "tiny";
 
     /// <summary>Model options, tagged by <c>architecture</c> (decoder_lm or t5).</summary>
-    public ModelOptions Model { get; init; } = new DecoderLmOptions();
+    public ModelOptions Model { get; init; } = ModelArchitectures.DefaultOptions();
 
     /// <summary>Data options.</summary>
     public DataOptions Data { get; init; } = new();
