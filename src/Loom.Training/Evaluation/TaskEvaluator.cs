@@ -320,11 +320,35 @@ public sealed class TaskEvaluator
         for (int i = 0; i < examples.Count; i++)
         {
             var example = examples[i];
-            string prediction = postprocessor.Apply(Vocabulary.Decode(decoded[i].Tokens));
+            string prediction = postprocessor.Apply(DecodePrediction(decoded[i].Tokens));
             string target = postprocessor.Apply(Vocabulary.Decode(example.Tokens[TargetsFeature]));
             all.Add(new ExamplePrediction(i, i < withInputs ? InputsText(example) : "", target, prediction, decoded[i].Finished));
         }
         return all;
+    }
+
+    /// <summary>
+    /// Decodes a prediction. A model's embedding may be padded past its vocabulary (t5-tiny has 384 ids for
+    /// the 358 of byte+extra_ids=100), and a poorly trained model can predict such an id; each one decodes
+    /// to U+FFFD, as seqio decodes ids beyond the vocabulary to its unknown token, instead of failing the run.
+    /// </summary>
+    internal string DecodePrediction(IReadOnlyList<int> ids)
+    {
+        int size = Vocabulary.Size;
+        if (ids.All(id => id >= 0 && id < size)) return Vocabulary.Decode([.. ids]);
+        var text = new StringBuilder();
+        var run = new List<int>();
+        foreach (int id in ids)
+        {
+            if (id >= 0 && id < size)
+            {
+                run.Add(id);
+                continue;
+            }
+            text.Append(Vocabulary.Decode([.. run])).Append('\uFFFD');
+            run.Clear();
+        }
+        return text.Append(Vocabulary.Decode([.. run])).ToString();
     }
 
     /// <summary>An example's inputs text: its "inputs" text feature, else its decoded input tokens; empty when it has no inputs.</summary>

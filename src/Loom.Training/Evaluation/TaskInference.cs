@@ -134,7 +134,8 @@ public sealed class TaskInference
         }
     }
 
-    private static readonly JsonSerializerOptions LineOptions = new() { WriteIndented = false };
+    // Readable lines: "<", ">", "&", "+" and non-ASCII text are written as they are (the output is a file, not HTML).
+    private static readonly JsonSerializerOptions LineOptions = new() { WriteIndented = false, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     /// <summary>Each example's score alone: one unpacked row per example, batched; 0 for an example without targets.</summary>
     private double[] Scores(List<Example> examples, bool hasInputs)

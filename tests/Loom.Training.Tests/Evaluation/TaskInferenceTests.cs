@@ -141,6 +141,38 @@ public class TaskInferenceTests
     }
 
     [Fact]
+    public void PredictedIdsBeyondTheVocabularyDecodeToAReplacementCharacterInsteadOfFailing()
+    {
+        // A model whose embedding is padded far past the byte vocabulary (as t5-tiny's 384 ids for 358):
+        // an untrained one predicts ids the vocabulary cannot decode.
+        using var _ = NewDisposeScope();
+        var options = new DecoderLmOptions
+        {
+            VocabSize = 1024, ModelDim = 32, NumLayers = 1, NumHeads = 4, NumKvHeads = 1, HeadDim = 8, MlpDim = 64, MaxSequenceLength = 64,
+            SharedEmbeddings = false, // a shared table mostly repeats the last prompt token
+        };
+        using var generator = new Generator(3);
+        using var model = options.Build(generator: generator);
+        model.eval();
+        var task = PairTask(Pairs);
+        var examples = task.GetDataset("validation").ToList();
+        var reference = new ReferenceDecoder().Decode(model, [.. examples.Select(e => (int[])[Vocabulary.PadId, .. e.Tokens["inputs"]])],
+            new DecodeSettings(6, Vocabulary.EosId, Vocabulary.PadId));
+        Assert.Contains(reference, d => d.Tokens.Any(t => t >= Vocabulary.Size)); // the case under test happens
+
+        // The reference decoder hands back raw ids (the engine's streaming detokenizer refuses such ids itself).
+        var results = new TaskInference(model, Vocabulary, CPU, new ReferenceDecoder(), new TaskEvaluationOptions { MaxDecodeLength = 6 })
+            .Infer(task, "validation");
+        for (int i = 0; i < results.Count; i++)
+        {
+            int[] tokens = reference[i].Tokens;
+            int first = Array.FindIndex(tokens, t => t >= Vocabulary.Size);
+            if (first < 0) Assert.Equal(Vocabulary.Decode(tokens).Trim(), results[i].Prediction);
+            else Assert.StartsWith((Vocabulary.Decode(tokens[..first]) + '\uFFFD').Trim(), results[i].Prediction);
+        }
+    }
+
+    [Fact]
     public void BadInputIsRefusedAndLeavesNoFileBehind()
     {
         using var _ = NewDisposeScope();
