@@ -6,7 +6,7 @@ using Spectre.Console.Cli;
 
 namespace Loom.Cli;
 
-/// <summary>The <c>loom</c> command line: demo, train, eval, generate, serve, data, vocab train.</summary>
+/// <summary>The <c>loom</c> command line: demo, train, eval, infer, generate, serve, data, vocab train.</summary>
 public static class LoomApp
 {
     /// <summary>Runs the command line and returns the process exit code (0 ok, 1 error, 130 interrupted).</summary>
@@ -26,6 +26,9 @@ public static class LoomApp
             config.AddCommand<EvalCommand>("eval")
                 .WithDescription("Score a checkpoint on held-out text: loss, perplexity, bits per byte.")
                 .WithExample("eval", "--checkpoint", "runs/demo");
+            config.AddCommand<InferCommand>("infer")
+                .WithDescription("Predict (greedy) and score every example of a task's split with a checkpoint, one JSON line per example.")
+                .WithExample("infer", "--checkpoint", "runs/t5-finetune-spam", "--task", "spam_assassin", "--split", "validation", "--output", "spam.jsonl");
             config.AddBranch("data", data =>
             {
                 data.SetDescription("Tasks and mixtures.");

@@ -52,6 +52,10 @@ internal static class TrainingSession
             trainer.Resume(run.ResumeFrom);
             Console.WriteLine($"resumed from {run.ResumeFrom} (step {trainer.State.Step})");
         }
+        else if (trainer.InitialisedFrom is { } initialisedFrom)
+        {
+            Console.WriteLine($"initialised the weights from {initialisedFrom} (training.init_from)");
+        }
         string peak = trainer.Peak is { } p
             ? FormattableString.Invariant($"MFU against {p.FlopsPerSecond / 1e12:G3} TFLOP/s ({p.Source})")
             : "MFU not reported: peak FLOP/s unknown for this device (pass --set training.peak_tflops=N)";

@@ -61,6 +61,12 @@ public static class ModelArchitectures
     /// <summary>The T5 (v1.1) encoder-decoder.</summary>
     public const string T5 = "t5";
 
+    /// <summary>
+    /// The model a config without a model section gets: a decoder-only model with its options' defaults
+    /// (so that code outside Loom.Models need not name a concrete options class).
+    /// </summary>
+    public static ModelOptions DefaultOptions() => new DecoderLmOptions();
+
     /// <summary>Every known tag.</summary>
     public static IReadOnlyList<string> Names { get; } = [DecoderLm, T5];
 

@@ -124,6 +124,16 @@ public sealed record TrainerOptions
     /// <summary>Checkpoints kept; older ones are deleted.</summary>
     public int KeepCheckpoints { get; init; } = 3;
 
+    /// <summary>
+    /// A checkpoint folder, or a run folder (its newest checkpoint), whose model weights initialise this
+    /// run instead of the seeded random initialisation: fine-tuning from a pre-trained model, as t5x's
+    /// <c>initial_checkpoint_path</c>. Only the weights are taken (the optimizer, its schedule and the step
+    /// start afresh). The checkpoint must hold a model of this run's architecture and shape; relative
+    /// paths are relative to the current directory. Null (the default) initialises from training.seed.
+    /// Resuming a run (<c>--resume</c>) restores its own checkpoint over these weights.
+    /// </summary>
+    public string? InitFrom { get; init; }
+
     /// <summary>Peak FLOP/s of the device for MFU, in TFLOP/s; null = detect.</summary>
     public double? PeakTflops { get; init; }
 
@@ -150,6 +160,7 @@ public sealed record TrainerOptions
         Check(CheckpointEvery >= 0, "checkpoint_every", CheckpointEvery, "must be 0 or more");
         Check(KeepCheckpoints > 0, "keep_checkpoints", KeepCheckpoints, "must be positive");
         Check(PeakTflops is null || PeakTflops > 0, "peak_tflops", PeakTflops ?? 0, "must be positive");
+        Check(InitFrom is null || !string.IsNullOrWhiteSpace(InitFrom), "init_from", $"'{InitFrom}'", "must name a checkpoint or run folder, or be left out");
         return this;
     }
 
@@ -166,7 +177,7 @@ public sealed record RunConfig
     public string ModelPreset { get; init; } = "tiny";
 
     /// <summary>Model options, tagged by <c>architecture</c> (decoder_lm or t5).</summary>
-    public ModelOptions Model { get; init; } = new DecoderLmOptions();
+    public ModelOptions Model { get; init; } = ModelArchitectures.DefaultOptions();
 
     /// <summary>Data options.</summary>
     public DataOptions Data { get; init; } = new();

@@ -71,6 +71,7 @@ public sealed class Trainer : IDisposable
         // It lives on the CPU whatever the device, so a seed gives the same weights on the CPU and a GPU.
         random = new Generator(unchecked((ulong)config.Training.Seed));
         Model = config.Model.Build(device, random);
+        if (config.Training.InitFrom is { } initFrom) InitialisedFrom = TrainingCheckpoint.InitialiseWeights(initFrom, Model);
         var t = config.Training;
         optimizer = Optimizers.Create(t.Optimizer, Model.named_parameters(),
             new AdamWOptions { Beta1 = t.Beta1, Beta2 = t.Beta2, WeightDecay = t.WeightDecay },
@@ -94,6 +95,9 @@ public sealed class Trainer : IDisposable
 
     /// <summary>Receives progress (optional).</summary>
     public ITrainingObserver? Observer { get; set; }
+
+    /// <summary>The checkpoint whose weights initialised the model (training.init_from); null when it was initialised from the seed.</summary>
+    public string? InitialisedFrom { get; }
 
     /// <summary>The model being trained.</summary>
     public LanguageModel Model { get; }

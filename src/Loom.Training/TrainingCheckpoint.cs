@@ -105,6 +105,45 @@ public static class TrainingCheckpoint
         return all[^1];
     }
 
+    /// <summary>
+    /// Copies the model weights of a checkpoint (or of a run folder's newest one) into
+    /// <paramref name="model"/>, for <see cref="TrainerOptions.InitFrom"/>; returns the checkpoint folder used.
+    /// </summary>
+    /// <param name="path">A checkpoint or run folder.</param>
+    /// <param name="model">The freshly built model of the run.</param>
+    /// <exception cref="InvalidDataException">
+    /// No checkpoint is there, it holds a model of another architecture, or its weights do not fit the
+    /// model's shape; the message names training.init_from.
+    /// </exception>
+    public static string InitialiseWeights(string path, LanguageModel model)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        ArgumentNullException.ThrowIfNull(model);
+        string checkpoint;
+        ModelManifest manifest;
+        try
+        {
+            checkpoint = Resolve(path);
+            manifest = ModelCheckpoint.ReadManifest(checkpoint);
+        }
+        catch (InvalidDataException e)
+        {
+            throw new InvalidDataException($"training.init_from = {path}: {e.Message}", e);
+        }
+        string family = model.Options.Architecture;
+        if (manifest.Model.Architecture != family)
+            throw new InvalidDataException($"training.init_from = {path} holds a {manifest.Model.Architecture} model but this run builds a {family} one: initialise from a {family} checkpoint, or set model.architecture = {manifest.Model.Architecture}");
+        try
+        {
+            ModelCheckpoint.LoadWeights(model, Path.Combine(checkpoint, ModelCheckpoint.WeightsFile));
+        }
+        catch (InvalidDataException e)
+        {
+            throw new InvalidDataException($"training.init_from = {path}: its model does not fit this run's ({e.Message}); use the checkpoint's model options (its model.json)", e);
+        }
+        return checkpoint;
+    }
+
     /// <summary>Restores weights, optimizer state and the run's RNG from a checkpoint; returns the trainer state.</summary>
     /// <exception cref="InvalidDataException">A file is missing or corrupt.</exception>
     public static TrainerState Restore(string checkpoint, LanguageModel model, IOptimizer optimizer, Generator random)

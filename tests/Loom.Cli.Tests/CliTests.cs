@@ -141,6 +141,7 @@ public sealed class CliTests : IDisposable
     [Theory]
     [InlineData("train")]
     [InlineData("eval")]
+    [InlineData("infer")]
     [InlineData("generate")]
     [InlineData("demo")]
     [InlineData("serve")]

@@ -64,6 +64,53 @@ public static class SpanCorruption
     }
 
     /// <summary>
+    /// The lengths span corruption gives an example of <paramref name="tokensLength"/> tokens, counting the
+    /// EOS appended to each side afterwards (T5's <c>random_spans_helper</c> arithmetic).
+    /// </summary>
+    /// <param name="tokensLength">Tokens before corruption, at least 2.</param>
+    /// <param name="options">Noise density and mean span length.</param>
+    /// <returns>Inputs length (kept tokens, one sentinel per span, EOS) and targets length (noise tokens, one sentinel per span, EOS).</returns>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="tokensLength"/> is below 2.</exception>
+    public static (int Inputs, int Targets) LengthsWithEos(int tokensLength, SpanCorruptionOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentOutOfRangeException.ThrowIfLessThan(tokensLength, 2);
+        var (numNoise, numSpans) = NoiseCounts(tokensLength, options);
+        return (tokensLength - numNoise + numSpans + 1, numNoise + numSpans + 1);
+    }
+
+    /// <summary>
+    /// The longest chunk of tokens whose corrupted inputs, EOS included, fit <paramref name="inputsLength"/>
+    /// (T5's <c>random_spans_helper</c>: with T5's 0.15 and 3, inputs of 512 come from chunks of 568 tokens).
+    /// Chunking documents to this length before span corruption fills the encoder's rows without truncation.
+    /// </summary>
+    /// <param name="inputsLength">The encoder's length, at least 3.</param>
+    /// <param name="options">Noise density and mean span length.</param>
+    /// <returns>The chunk length, at least <paramref name="inputsLength"/> - 1.</returns>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="inputsLength"/> is below 3.</exception>
+    public static int TokensLengthForInputs(int inputsLength, SpanCorruptionOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentOutOfRangeException.ThrowIfLessThan(inputsLength, 3);
+        int tokensLength = inputsLength - 1;
+        while (LengthsWithEos(tokensLength + 1, options).Inputs <= inputsLength) tokensLength++;
+        return tokensLength;
+    }
+
+    /// <summary>Noise tokens and noise spans of a mask over <paramref name="length"/> (at least 2) tokens.</summary>
+    private static (int Noise, int Spans) NoiseCounts(int length, SpanCorruptionOptions options)
+    {
+        // T5 computes in float32 and rounds half to even (tf.round); so does this.
+        int numNoise = (int)MathF.Round(length * (float)options.NoiseDensity, MidpointRounding.ToEven);
+        numNoise = Math.Min(Math.Max(numNoise, 1), length - 1);
+        int numSpans = (int)MathF.Round(numNoise / (float)options.MeanNoiseSpanLength, MidpointRounding.ToEven);
+        // T5 fails (a reshape error) when there are more spans than kept tokens, which needs a density
+        // above about mean/(mean+1); here the span count is capped instead. At T5's 0.15/3 it never binds.
+        numSpans = Math.Min(Math.Max(numSpans, 1), length - numNoise);
+        return (numNoise, numSpans);
+    }
+
+    /// <summary>
     /// T5's <c>random_spans_noise_mask</c>: a mask of <paramref name="length"/> entries, true for noise,
     /// made of alternating kept and noise spans that start with a kept span.
     /// </summary>
@@ -81,14 +128,8 @@ public static class SpanCorruption
         int origLength = length;
         // As in T5, a length below 2 is computed as 2 and truncated, so a 1-token example is all kept.
         length = Math.Max(length, 2);
-        // T5 computes in float32 and rounds half to even (tf.round); so does this.
-        int numNoise = (int)MathF.Round(length * (float)options.NoiseDensity, MidpointRounding.ToEven);
-        numNoise = Math.Min(Math.Max(numNoise, 1), length - 1);
-        int numSpans = (int)MathF.Round(numNoise / (float)options.MeanNoiseSpanLength, MidpointRounding.ToEven);
+        var (numNoise, numSpans) = NoiseCounts(length, options);
         int numKept = length - numNoise;
-        // T5 fails (a reshape error) when there are more spans than kept tokens, which needs a density
-        // above about mean/(mean+1); here the span count is capped instead. At T5's 0.15/3 it never binds.
-        numSpans = Math.Min(Math.Max(numSpans, 1), numKept);
 
         int[] noiseLengths = RandomSegmentation(numNoise, numSpans, CounterRng.Key(seed, NoisePurpose, (ulong)exampleIndex));
         int[] keptLengths = RandomSegmentation(numKept, numSpans, CounterRng.Key(seed, NonNoisePurpose, (ulong)exampleIndex));

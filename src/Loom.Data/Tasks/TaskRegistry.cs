@@ -1,5 +1,6 @@
 using System.Text.RegularExpressions;
 using Loom.Data.Evaluation;
+using Loom.Data.Preprocessors;
 using Loom.Data.Sources;
 
 namespace Loom.Data.Tasks;
@@ -12,6 +13,7 @@ public sealed partial class TaskRegistry
 {
     private readonly Dictionary<string, DataTask> tasks = new(StringComparer.Ordinal);
     private readonly Dictionary<string, Mixture> mixtures = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, string> unavailable = new(StringComparer.Ordinal); // name -> why it is not registered
 
     /// <summary>Registered task names, sorted.</summary>
     public IReadOnlyList<string> TaskNames => [.. tasks.Keys.Order(StringComparer.Ordinal)];
@@ -37,7 +39,9 @@ public sealed partial class TaskRegistry
         CheckFree(mixture.Name);
         foreach (var c in mixture.Components)
             if (!tasks.ContainsKey(c.Name) && !mixtures.ContainsKey(c.Name))
-                throw new ArgumentException($"mixture '{mixture.Name}': unknown component '{c.Name}'; register it first ({Known()})");
+                throw new ArgumentException(unavailable.TryGetValue(c.Name, out var why)
+                    ? $"mixture '{mixture.Name}': component {why}"
+                    : $"mixture '{mixture.Name}': unknown component '{c.Name}'; register it first ({Known()})");
         mixtures.Add(mixture.Name, mixture);
         return this;
     }
@@ -45,12 +49,27 @@ public sealed partial class TaskRegistry
     /// <summary>The task called <paramref name="name"/>.</summary>
     /// <exception cref="KeyNotFoundException">No such task; the message lists the known ones.</exception>
     public DataTask GetTask(string name) => tasks.TryGetValue(name, out var t) ? t
-        : throw new KeyNotFoundException($"unknown task '{name}' ({Known()})");
+        : throw new KeyNotFoundException(unavailable.TryGetValue(name, out var why) ? why : $"unknown task '{name}' ({Known()})");
 
     /// <summary>The mixture called <paramref name="name"/>.</summary>
     /// <exception cref="KeyNotFoundException">No such mixture; the message lists the known ones.</exception>
     public Mixture GetMixture(string name) => mixtures.TryGetValue(name, out var m) ? m
-        : throw new KeyNotFoundException($"unknown mixture '{name}' ({Known()})");
+        : throw new KeyNotFoundException(unavailable.TryGetValue(name, out var why) ? why : $"unknown mixture '{name}' ({Known()})");
+
+    /// <summary>
+    /// Records that <paramref name="name"/> is known but cannot be registered with this registry's
+    /// vocabulary: asking for it (<see cref="GetTask"/>, <see cref="GetMixture"/>, a mixture's component)
+    /// throws <paramref name="reason"/> instead of "unknown task".
+    /// </summary>
+    /// <param name="name">The task or mixture name.</param>
+    /// <param name="reason">A one-line error saying why it is unavailable and how to make it available.</param>
+    public TaskRegistry AddUnavailable(string name, string reason)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(name);
+        ArgumentException.ThrowIfNullOrWhiteSpace(reason);
+        unavailable[name] = reason;
+        return this;
+    }
 
     /// <summary>
     /// The tasks a mixture samples from and their rates, normalised to sum to 1, with nested mixtures
@@ -126,10 +145,12 @@ public sealed partial class TaskRegistry
         var lm = new Dictionary<string, OutputFeature> { ["targets"] = new(vocabulary) };
         var toTargets = ExamplePreprocessors.Rekey(new Dictionary<string, string> { ["targets"] = "text" });
         IPreprocessor[] lmSteps = [toTargets, ExamplePreprocessors.Tokenize];
-        return new TaskRegistry()
-            .Add(new DataTask(AustenCorpus.Name, new TextCorpusSource(() => BuiltInFingerprint(AustenCorpus.Name), () => AustenCorpus.Load(cacheRoot, progress)), lmSteps, lm,
+        var austen = new TextCorpusSource(() => BuiltInFingerprint(AustenCorpus.Name), () => AustenCorpus.Load(cacheRoot, progress));
+        var kjv = new TextCorpusSource(() => BuiltInFingerprint(KjvCorpus.Name), () => KjvCorpus.Load(cacheRoot, progress));
+        var registry = new TaskRegistry()
+            .Add(new DataTask(AustenCorpus.Name, austen, lmSteps, lm,
                 description: "Jane Austen's six novels (Persuasion held out), from Debian's r-cran-janeaustenr"))
-            .Add(new DataTask(KjvCorpus.Name, new TextCorpusSource(() => BuiltInFingerprint(KjvCorpus.Name), () => KjvCorpus.Load(cacheRoot, progress)), lmSteps, lm,
+            .Add(new DataTask(KjvCorpus.Name, kjv, lmSteps, lm,
                 description: "the King James Bible by book, from Debian's bible-kjv-text"))
             .Add(new DataTask(MobyDickCorpus.Name, new TextCorpusSource(() => BuiltInFingerprint(MobyDickCorpus.Name), () => MobyDickCorpus.Load(cacheRoot, progress)), lmSteps, lm,
                 description: "Moby-Dick by chapter, from Debian's r-cran-tokenizers"))
@@ -144,6 +165,64 @@ public sealed partial class TaskRegistry
                 new Dictionary<string, OutputFeature> { ["inputs"] = new(new ByteVocabulary(), AddEos: false), ["targets"] = new(vocabulary) },
                 [new Accuracy()],
                 description: "Fashion-MNIST: 28x28 greyscale clothing images (pixels as 784 tokens) labelled with one of 10 class names, from Debian's dataset-fashion-mnist"));
+        AddSpanCorruption(registry, vocabulary, [(AustenSpanCorruption, austen, "Jane Austen's novels"), (KjvSpanCorruption, kjv, "the King James Bible")]);
+        return registry;
+    }
+
+    /// <summary>The built-in span-corruption task over Jane Austen's novels (registered when the vocabulary has sentinels).</summary>
+    public const string AustenSpanCorruption = "austen_span_corruption";
+
+    /// <summary>The built-in span-corruption task over the King James Bible (registered when the vocabulary has sentinels).</summary>
+    public const string KjvSpanCorruption = "kjv_span_corruption";
+
+    /// <summary>The built-in mixture of <see cref="AustenSpanCorruption"/> and <see cref="KjvSpanCorruption"/>, at equal rates.</summary>
+    public const string BooksSpanCorruption = "books_span_corruption";
+
+    /// <summary>
+    /// The encoder length the built-in span-corruption tasks are cut for: documents are concatenated and
+    /// split into chunks of <see cref="SpanCorruption.TokensLengthForInputs"/>(256) = 284 tokens (as T5
+    /// cuts C4 into 568-token chunks for 512-token inputs), so that every example's inputs, EOS included,
+    /// hold 256 tokens and its targets 58.
+    /// </summary>
+    public const int SpanCorruptionInputsLength = 256;
+
+    /// <summary>The vocabulary spec to suggest when a vocabulary has no sentinels.</summary>
+    private const string SentinelVocabularyHint = "data.vocabulary=byte+extra_ids=100";
+
+    /// <summary>
+    /// T5 pre-training tasks (seqio's <c>span_corruption</c> pipeline): each book's text is tokenized,
+    /// the split's documents are concatenated and cut into chunks (<see cref="SpanCorruptionInputsLength"/>),
+    /// and each chunk is span-corrupted with T5's noise density 0.15 and mean span length 3 (deterministic
+    /// per seed and chunk index) into "inputs" and "targets", each ended with EOS. Registered only when
+    /// <paramref name="vocabulary"/> has extra ids for the sentinels; otherwise asking for them says how to get them.
+    /// </summary>
+    private static void AddSpanCorruption(TaskRegistry registry, IVocabulary vocabulary, IReadOnlyList<(string Name, IDataSource Source, string What)> books)
+    {
+        string[] names = [.. books.Select(b => b.Name), BooksSpanCorruption];
+        if (vocabulary is not ExtraIdsVocabulary extraIds)
+        {
+            foreach (string name in names)
+                registry.AddUnavailable(name, $"'{name}' needs a vocabulary with sentinel ids for span corruption, and '{vocabulary.Name}' has none: use {SentinelVocabularyHint} (--set {SentinelVocabularyHint})");
+            return;
+        }
+        var options = new SpanCorruptionOptions { NoiseDensity = 0.15, MeanNoiseSpanLength = 3 };
+        int chunk = SpanCorruption.TokensLengthForInputs(SpanCorruptionInputsLength, options);
+        // Tokens without EOS: EOS is appended after corruption, as seqio's append_eos_after_trim.
+        var features = new Dictionary<string, OutputFeature> { ["inputs"] = new(vocabulary, AddEos: false), ["targets"] = new(vocabulary, AddEos: false) };
+        IPreprocessor[] steps =
+        [
+            ExamplePreprocessors.Rekey(new Dictionary<string, string> { ["targets"] = "text" }),
+            ExamplePreprocessors.Tokenize,
+            ExamplePreprocessors.ConcatenateDocuments("targets", chunk),
+            ExamplePreprocessors.SpanCorruption(options, extraIds),
+            ExamplePreprocessors.AppendEos("inputs"),
+            ExamplePreprocessors.AppendEos("targets"),
+        ];
+        foreach (var (name, source, what) in books)
+            registry.Add(new DataTask(name, source, steps, features,
+                description: $"T5 span corruption of {what}: {chunk}-token chunks, noise density 0.15, mean span 3 (inputs at most {SpanCorruptionInputsLength} tokens)"));
+        registry.Add(new Mixture(BooksSpanCorruption, [.. books.Select(b => new MixtureComponent(b.Name))],
+            description: "span corruption over Austen and the King James Bible, at equal rates (T5 pre-training)"));
     }
 
     /// <summary>The folder of task and mixture files read by default, relative to the current directory.</summary>

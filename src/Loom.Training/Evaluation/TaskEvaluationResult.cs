@@ -157,7 +157,7 @@ internal static class EvaluationFormat
     }
 
     // System.Text.Json refuses to write NaN or infinity as numbers; strings keep the information.
-    private static JsonNode Number(double value) => double.IsFinite(value)
+    internal static JsonNode Number(double value) => double.IsFinite(value)
         ? JsonValue.Create(value)
         : JsonValue.Create(double.IsNaN(value) ? "NaN" : value > 0 ? "Infinity" : "-Infinity");
 

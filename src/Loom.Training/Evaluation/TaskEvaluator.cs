@@ -111,13 +111,22 @@ public sealed class TaskEvaluator
         bool hasInputs = CheckTask(task, split);
         var examples = ReadExamples(task, split, hasInputs);
         bool predict = Options.Predict && hasInputs && task.Metrics.Count > 0 && examples.Count > 0;
-        bool wasTraining = Model.training;
-        Model.eval();
-        try
+        return InEvalMode(() =>
         {
             var score = Score(examples, hasInputs);
             var (metrics, predictions) = predict ? Predict(task, examples) : ([], []);
             return new TaskEvaluationResult(task.Name, split, examples.Count, score, metrics, predictions);
+        });
+    }
+
+    /// <summary>Runs <paramref name="run"/> with the model in evaluation mode, returning it to training mode afterwards if it was in it.</summary>
+    internal T InEvalMode<T>(Func<T> run)
+    {
+        bool wasTraining = Model.training;
+        Model.eval();
+        try
+        {
+            return run();
         }
         finally
         {
@@ -156,7 +165,7 @@ public sealed class TaskEvaluator
     }
 
     /// <summary>Checks that the task can be evaluated here; returns whether it has inputs.</summary>
-    private bool CheckTask(DataTask task, string split)
+    internal bool CheckTask(DataTask task, string split)
     {
         if (!task.Source.Splits.Contains(split))
             throw new ArgumentException($"task '{task.Name}' has no split '{split}' (it has: {string.Join(", ", task.Source.Splits)}): pick one of those");
@@ -174,7 +183,8 @@ public sealed class TaskEvaluator
 
     private static string[] Features(bool hasInputs) => hasInputs ? [InputsFeature, TargetsFeature] : [TargetsFeature];
 
-    private List<Example> ReadExamples(DataTask task, string split, bool hasInputs)
+    /// <summary>The first examples of the split (up to <see cref="TaskEvaluationOptions.MaxExamples"/>), checked for their token features.</summary>
+    internal List<Example> ReadExamples(DataTask task, string split, bool hasInputs)
     {
         var dataset = task.GetDataset(split, Options.Seed);
         var examples = (Options.MaxExamples is int max ? dataset.Take(max) : dataset).ToList();
@@ -193,11 +203,10 @@ public sealed class TaskEvaluator
         int truncated = 0;
         foreach (var example in examples)
         {
+            if (Fit(example, hasInputs) is not { } fitted) continue; // nothing to score
+            var (keptInputs, keptTargets, wasTruncated) = fitted;
             int[] targets = example.Tokens[TargetsFeature];
-            if (targets.Length == 0) continue; // nothing to score
-            int[] inputs = hasInputs ? example.Tokens[InputsFeature] : [];
-            var (keptInputs, keptTargets) = PackedTrainingBatches.Fit(inputs, targets, SequenceLength);
-            if (keptInputs.Length + keptTargets.Length < inputs.Length + targets.Length) truncated++;
+            if (wasTruncated) truncated++;
             bytes += keptTargets.Length < targets.Length
                 ? Encoding.UTF8.GetByteCount(Vocabulary.Decode(keptTargets)) // only the scored part counts
                 : Encoding.UTF8.GetByteCount(example.Texts.TryGetValue(TargetsFeature, out var text) ? text : Vocabulary.Decode(targets));
@@ -206,26 +215,50 @@ public sealed class TaskEvaluator
         }
         if (sequences.Count == 0) return new ScoreResult(0, 0, bytes, truncated);
 
-        var batches = Model.IsEncoderDecoder ? EncoderDecoderBatches(sequences) : DecoderBatches(sequences);
         using var evaluation = NewDisposeScope();
-        using var noGrad = no_grad();
         var totalNats = zeros(1, float64, Device); // (1), summed on the device: one host sync at the end
+        ScoreRows(sequences, pack: true, rowScores => totalNats.add_(-rowScores.sum().to(float64))); // this batch's summed nats
+        return new ScoreResult(totalNats.item<double>(), tokens, bytes, truncated);
+    }
+
+    /// <summary>
+    /// An example's inputs and targets as scoring sees them: shortened as training shortens them
+    /// (<see cref="PackedTrainingBatches.Fit"/>), with whether tokens were lost; null when it has no target to score.
+    /// </summary>
+    internal (int[] Inputs, int[] Targets, bool Truncated)? Fit(Example example, bool hasInputs)
+    {
+        int[] targets = example.Tokens[TargetsFeature];
+        if (targets.Length == 0) return null;
+        int[] inputs = hasInputs ? example.Tokens[InputsFeature] : [];
+        var (keptInputs, keptTargets) = PackedTrainingBatches.Fit(inputs, targets, SequenceLength);
+        return (keptInputs, keptTargets, keptInputs.Length + keptTargets.Length < inputs.Length + targets.Length);
+    }
+
+    /// <summary>
+    /// Scores <paramref name="sequences"/> in batches of <see cref="TaskEvaluationOptions.BatchSize"/> rows
+    /// made by the model family's feature converter, packed (several sequences per row, each scored as if
+    /// alone) or one sequence per row, and hands each batch's per-row scores, (B) on the device, to
+    /// <paramref name="consume"/> inside the batch's dispose scope.
+    /// </summary>
+    internal void ScoreRows(List<(int[] Inputs, int[] Targets)> sequences, bool pack, Action<Tensor> consume)
+    {
+        var batches = Model.IsEncoderDecoder ? EncoderDecoderBatches(sequences, pack) : DecoderBatches(sequences, pack);
+        using var noGrad = no_grad();
         foreach (var makeBatch in batches)
         {
             using var batchScope = NewDisposeScope();
             using var batch = makeBatch();
-            totalNats.add_(-Model.Score(batch.To(Device)).sum().to(float64)); // this batch's summed nats
+            consume(Model.Score(batch.To(Device))); // (B)
         }
-        return new ScoreResult(totalNats.item<double>(), tokens, bytes, truncated);
     }
 
     /// <summary>
     /// The rows training uses for a decoder-only model: inputs ++ targets per segment, loss weight on the
     /// targets only (attention stays causal: the converter's bidirectional-prefix feature is not used).
     /// </summary>
-    private IEnumerable<Func<FeatureBatch>> DecoderBatches(List<(int[] Inputs, int[] Targets)> sequences)
+    private IEnumerable<Func<FeatureBatch>> DecoderBatches(List<(int[] Inputs, int[] Targets)> sequences, bool pack)
     {
-        var converter = new PrefixLmFeatureConverter(PrefixLmFeatureOptions.ForVocabulary(Vocabulary, SequenceLength));
+        var converter = new PrefixLmFeatureConverter(PrefixLmFeatureOptions.ForVocabulary(Vocabulary, SequenceLength) with { Pack = pack });
         var (rows, stats) = converter.Convert(sequences);
         CheckSegments(stats.Segments, sequences.Count);
         var all = rows.ToList();
@@ -242,9 +275,9 @@ public sealed class TaskEvaluator
     }
 
     /// <summary>The rows training uses for an encoder-decoder: inputs to the encoder, targets to the decoder, each side L tokens.</summary>
-    private IEnumerable<Func<FeatureBatch>> EncoderDecoderBatches(List<(int[] Inputs, int[] Targets)> sequences)
+    private IEnumerable<Func<FeatureBatch>> EncoderDecoderBatches(List<(int[] Inputs, int[] Targets)> sequences, bool pack)
     {
-        var converter = new EncoderDecoderFeatureConverter(EncoderDecoderFeatureOptions.ForVocabulary(Vocabulary, SequenceLength, SequenceLength));
+        var converter = new EncoderDecoderFeatureConverter(EncoderDecoderFeatureOptions.ForVocabulary(Vocabulary, SequenceLength, SequenceLength) with { Pack = pack });
         var (rows, stats) = converter.Convert(sequences);
         CheckSegments(stats.Decoder.Segments, sequences.Count);
         var all = rows.ToList();
@@ -264,28 +297,62 @@ public sealed class TaskEvaluator
     /// <summary>Greedy predictions for every example, and the task's metrics over them.</summary>
     private (IReadOnlyList<MetricResult> Metrics, IReadOnlyList<ExamplePrediction> Kept) Predict(DataTask task, IReadOnlyList<Example> examples)
     {
+        var all = PredictAll(task, examples, Options.PredictionsToKeep);
+        var targets = all.Select(p => p.Target).ToList();
+        var predictions = all.Select(p => p.Prediction).ToList();
+        return ([.. task.Metrics.Select(m => m.Compute(targets, predictions))], [.. all.Take(Options.PredictionsToKeep)]);
+    }
+
+    /// <summary>
+    /// Greedy predictions for every example (which must have inputs), postprocessed by the task's
+    /// postprocessor, with their postprocessed targets; the inputs text is filled in for the first
+    /// <paramref name="withInputs"/> examples only (empty for the rest), since decoding it costs time.
+    /// </summary>
+    internal IReadOnlyList<ExamplePrediction> PredictAll(DataTask task, IReadOnlyList<Example> examples, int withInputs)
+    {
         var postprocessor = Options.PostprocessorFor(task.Name);
         // A decoder-only prompt shares the context with the answer; an encoder takes up to L inputs.
         int promptRoom = Model.IsEncoderDecoder ? SequenceLength : SequenceLength - Options.MaxDecodeLength - 1; // the start token takes one place
         int[][] prompts = [.. examples.Select(e => e.Tokens[InputsFeature]).Select(inputs => inputs.Length > promptRoom ? inputs[^promptRoom..] : inputs)
             .Select(inputs => Model.IsEncoderDecoder ? inputs : (int[])[startId, .. inputs])];
         var decoded = Decoder.Decode(Model, prompts, new DecodeSettings(Options.MaxDecodeLength, Vocabulary.EosId, startId, Options.BatchSize));
-        var targets = new List<string>(examples.Count);
-        var predictions = new List<string>(examples.Count);
-        var kept = new List<ExamplePrediction>();
+        var all = new List<ExamplePrediction>(examples.Count);
         for (int i = 0; i < examples.Count; i++)
         {
             var example = examples[i];
-            string prediction = postprocessor.Apply(Vocabulary.Decode(decoded[i].Tokens));
+            string prediction = postprocessor.Apply(DecodePrediction(decoded[i].Tokens));
             string target = postprocessor.Apply(Vocabulary.Decode(example.Tokens[TargetsFeature]));
-            predictions.Add(prediction);
-            targets.Add(target);
-            if (kept.Count < Options.PredictionsToKeep)
-            {
-                string inputsText = example.Texts.TryGetValue(InputsFeature, out var text) ? text : Vocabulary.Decode(example.Tokens[InputsFeature]);
-                kept.Add(new ExamplePrediction(i, inputsText, target, prediction, decoded[i].Finished));
-            }
+            all.Add(new ExamplePrediction(i, i < withInputs ? InputsText(example) : "", target, prediction, decoded[i].Finished));
         }
-        return ([.. task.Metrics.Select(m => m.Compute(targets, predictions))], kept);
+        return all;
     }
+
+    /// <summary>
+    /// Decodes a prediction. A model's embedding may be padded past its vocabulary (t5-tiny has 384 ids for
+    /// the 358 of byte+extra_ids=100), and a poorly trained model can predict such an id; each one decodes
+    /// to U+FFFD, as seqio decodes ids beyond the vocabulary to its unknown token, instead of failing the run.
+    /// </summary>
+    internal string DecodePrediction(IReadOnlyList<int> ids)
+    {
+        int size = Vocabulary.Size;
+        if (ids.All(id => id >= 0 && id < size)) return Vocabulary.Decode([.. ids]);
+        var text = new StringBuilder();
+        var run = new List<int>();
+        foreach (int id in ids)
+        {
+            if (id >= 0 && id < size)
+            {
+                run.Add(id);
+                continue;
+            }
+            text.Append(Vocabulary.Decode([.. run])).Append('\uFFFD');
+            run.Clear();
+        }
+        return text.Append(Vocabulary.Decode([.. run])).ToString();
+    }
+
+    /// <summary>An example's inputs text: its "inputs" text feature, else its decoded input tokens; empty when it has no inputs.</summary>
+    internal string InputsText(Example example) =>
+        example.Texts.TryGetValue(InputsFeature, out var text) ? text
+        : example.Tokens.TryGetValue(InputsFeature, out var tokens) ? Vocabulary.Decode(tokens) : "";
 }
