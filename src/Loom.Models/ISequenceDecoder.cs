@@ -8,7 +8,8 @@ namespace Loom.Models;
 /// <param name="EosId">The token that ends a sequence (not included in the result).</param>
 /// <param name="StartId">The token an encoder-decoder's decoder starts from (seqio: the pad id).</param>
 /// <param name="BatchSize">Prompts decoded together.</param>
-public sealed record DecodeSettings(int MaxTokens, int EosId, int StartId, int BatchSize = 16);
+/// <param name="VocabularySize">Ids the vocabulary has: only they are candidates (a model's embedding may be padded past them); null = every id the model has.</param>
+public sealed record DecodeSettings(int MaxTokens, int EosId, int StartId, int BatchSize = 16, int? VocabularySize = null);
 
 /// <summary>A decoded continuation.</summary>
 /// <param name="Tokens">The generated tokens, without the end-of-sequence token.</param>
@@ -61,18 +62,18 @@ public sealed class ReferenceDecoder : ISequenceDecoder
         var generated = new List<int>();
         for (int i = 0; i < settings.MaxTokens; i++)
         {
-            int next = (int)NextTokenLogits(model, prompt, generated).argmax().item<long>();
+            int next;
+            using (var scope = NewDisposeScope())
+            using (no_grad())
+            {
+                var logits = LastLogits(model, prompt, generated, settings.StartId); // (V)
+                if (settings.VocabularySize is int known && known < logits.shape[0]) logits = logits.narrow(0, 0, known);
+                next = (int)logits.argmax().item<long>();
+            }
             if (next == settings.EosId) return new DecodedSequence([.. generated], true);
             generated.Add(next);
         }
         return new DecodedSequence([.. generated], false);
-
-        Tensor NextTokenLogits(LanguageModel m, int[] p, List<int> g)
-        {
-            using var scope = NewDisposeScope();
-            using var noGrad = no_grad();
-            return LastLogits(m, p, g, settings.StartId).MoveToOuterDisposeScope();
-        }
     }
 
     /// <summary>

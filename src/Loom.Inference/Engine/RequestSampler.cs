@@ -25,12 +25,17 @@ public sealed class RequestSampler : IDisposable
         else generator.seed();
     }
 
-    /// <summary>Picks the next token from the last position's logits, (V), and records it as generated.</summary>
+    /// <summary>
+    /// Picks the next token from the last position's logits, (V), and records it as generated. Only ids the
+    /// vocabulary has are candidates: a model's embedding is often padded past its vocabulary (PaLM pads to a
+    /// multiple of 128), and an undertrained model may still favour an id no text can come from.
+    /// </summary>
     public (int Token, TokenLogProb? LogProb) Next(Tensor logits)
     {
         ArgumentNullException.ThrowIfNull(logits);
         using var scope = NewDisposeScope();
-        var adjusted = Penalize(logits.to(float32));                             // (V)
+        var known = logits.narrow(0, 0, Math.Min(logits.shape[0], vocabulary.Size));            // (V'), V' ≤ V
+        var adjusted = Penalize(known.to(float32));                                            // (V')
         int token = (int)Sampler.Sample(adjusted.unsqueeze(0), options, generator).item<long>();
         TokenLogProb? logProb = options.LogProbs is int top ? LogProbOf(adjusted, token, top) : null;
         generatedCounts[token] = generatedCounts.GetValueOrDefault(token) + 1;

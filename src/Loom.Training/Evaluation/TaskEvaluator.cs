@@ -315,7 +315,7 @@ public sealed class TaskEvaluator
         int promptRoom = Model.IsEncoderDecoder ? SequenceLength : SequenceLength - Options.MaxDecodeLength - 1; // the start token takes one place
         int[][] prompts = [.. examples.Select(e => e.Tokens[InputsFeature]).Select(inputs => inputs.Length > promptRoom ? inputs[^promptRoom..] : inputs)
             .Select(inputs => Model.IsEncoderDecoder ? inputs : (int[])[startId, .. inputs])];
-        var decoded = Decoder.Decode(Model, prompts, new DecodeSettings(Options.MaxDecodeLength, Vocabulary.EosId, startId, Options.BatchSize));
+        var decoded = Decoder.Decode(Model, prompts, new DecodeSettings(Options.MaxDecodeLength, Vocabulary.EosId, startId, Options.BatchSize, Vocabulary.Size));
         var all = new List<ExamplePrediction>(examples.Count);
         for (int i = 0; i < examples.Count; i++)
         {

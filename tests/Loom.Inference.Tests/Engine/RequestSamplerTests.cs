@@ -17,6 +17,19 @@ public class RequestSamplerTests
     }
 
     [Fact]
+    public void IdsPastTheVocabularyAreNeverChosen()
+    {
+        // A model whose embedding is padded past the vocabulary's 8 ids, favouring padding id 10.
+        using var sampler = new RequestSampler(new SamplingOptions { Temperature = 0, LogProbs = 3 }, Vocabulary);
+        using var logits = tensor([.. Logits, 1f, 2f, 9f, 3f]); // (12)
+        var (token, logProb) = sampler.Next(logits);
+        Assert.Equal(1, token); // b, the best id the vocabulary has
+        Assert.All(logProb!.Top, t => Assert.InRange(t.Token, 0, Vocabulary.Size - 1));
+        using var sampling = new RequestSampler(new SamplingOptions { Temperature = 2, Seed = 3 }, Vocabulary);
+        Assert.All(Enumerable.Range(0, 50), _ => Assert.InRange(sampling.Next(logits).Token, 0, Vocabulary.Size - 1));
+    }
+
+    [Fact]
     public void WithoutPenaltiesGreedyRepeatsTheArgmax() =>
         Assert.Equal([1, 1, 1], Draw(new SamplingOptions { Temperature = 0 }, 3));
 
