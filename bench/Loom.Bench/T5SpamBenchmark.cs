@@ -15,6 +15,7 @@ internal sealed record T5SpamSettings
 {
     public long PretrainSteps { get; init; } = 600;
     public long FinetuneSteps { get; init; } = 600;
+    public int? FinetuneSequenceLength { get; init; }
     public long Seed { get; init; }
     public string Device { get; init; } = "cpu";
     public string? RunDir { get; init; }
@@ -32,6 +33,7 @@ internal sealed record T5SpamSettings
 
           --pretrain-steps N   span-corruption steps of each model (default 600)
           --finetune-steps N   spam_assassin steps of each model (default 600)
+          --finetune-seq N     tokens per fine-tuning row (default: the run file's 512); an email keeps its last tokens
           --seed N             weights and batch order (default 0)
           --device D           cpu (default), cuda, cuda:N or auto
           --run-dir D          keep the runs under D (default: a temporary folder, deleted)
@@ -52,6 +54,7 @@ internal sealed record T5SpamSettings
             {
                 "--pretrain-steps" => s with { PretrainSteps = Math.Max(1, Long()) },
                 "--finetune-steps" => s with { FinetuneSteps = Math.Max(1, Long()) },
+                "--finetune-seq" => s with { FinetuneSequenceLength = (int)Math.Clamp(Long(), 16, 512) },
                 "--seed" => s with { Seed = Long() },
                 "--device" => s with { Device = Value() },
                 "--run-dir" => s with { RunDir = Value() },
@@ -97,7 +100,8 @@ internal static class T5SpamBenchmark
         string[] common = [.. modelOverrides, $"training.seed={s.Seed}", $"device={s.Device}"];
         var pretrain = RunPhase("t5-pretrain", preset, [.. common, $"training.steps={s.PretrainSteps}", $"training.warmup_steps={Math.Min(100, s.PretrainSteps / 10)}",
             $"training.eval_every={s.PretrainSteps}", $"training.checkpoint_every={s.PretrainSteps}"], pretrainDir, out _, out long pretrainTokens);
-        var finetune = RunPhase("t5-finetune-spam", preset, [.. common, $"training.steps={s.FinetuneSteps}", $"training.init_from={pretrainDir}",
+        string[] finetuneLength = s.FinetuneSequenceLength is int n ? [$"data.sequence_length={n}"] : [];
+        var finetune = RunPhase("t5-finetune-spam", preset, [.. common, .. finetuneLength, $"training.steps={s.FinetuneSteps}", $"training.init_from={pretrainDir}",
             $"training.eval_every={s.FinetuneSteps}", $"training.checkpoint_every={s.FinetuneSteps}"], finetuneDir, out var finetuned, out long finetuneTokens);
         using (finetuned.Model)
         {
@@ -145,7 +149,8 @@ internal static class T5SpamBenchmark
         Line($"## t5-spam: span-corruption pre-training ({s.PretrainSteps} steps) then spam_assassin fine-tuning ({s.FinetuneSteps} steps)");
         Line("");
         Line($"- machine: {MachineInfo.CpuModel()}, {Environment.ProcessorCount} cores, {MachineInfo.OperatingSystem()}; load average {Fmt(load.Before)} -> {Fmt(load.After)}");
-        Line($"- commit: {MachineInfo.GitCommit()}, device {s.Device}, seed {s.Seed}; recipes configs/runs/t5-pretrain.json and t5-finetune-spam.json");
+        Line($"- commit: {MachineInfo.GitCommit()}, device {s.Device}, seed {s.Seed}; recipes configs/runs/t5-pretrain.json and t5-finetune-spam.json"
+             + (s.FinetuneSequenceLength is int n ? $" with fine-tuning rows of {n} tokens" : ""));
         Line("");
         Line("| model | parameters | training tokens | pre-training held-out loss | fine-tuning held-out loss | validation accuracy | examples | seconds |");
         Line("|---|---|---|---|---|---|---|---|");
