@@ -97,7 +97,13 @@ public sealed class EvalCommand : Command<EvalCommand.Settings>
         var (model, manifest) = settings.LoadModel(checkpoint, device);
         using (model)
         {
-            var evaluator = new TaskEvaluator(model, vocabulary, device, new EngineSequenceDecoder(vocabulary), new TaskEvaluationOptions { MaxExamples = settings.Examples });
+            // Scored and predicted at the run's sequence length: the rows it trained on, not the model's longest.
+            int length = Math.Min(config.Data.SequenceLength, model.ContextLength);
+            var evaluator = new TaskEvaluator(model, vocabulary, device, new EngineSequenceDecoder(vocabulary), new TaskEvaluationOptions
+            {
+                MaxExamples = settings.Examples, SequenceLength = length,
+                MaxDecodeLength = Math.Min(new TaskEvaluationOptions().MaxDecodeLength, Math.Max(1, length - 2)),
+            });
             Console.WriteLine($"checkpoint {checkpoint} (step {manifest.Step}):");
             var result = evaluator.EvaluateTasks(name, tasks, settings.Split);
             Console.WriteLine(result);
