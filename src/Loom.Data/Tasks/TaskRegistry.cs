@@ -154,7 +154,7 @@ public sealed partial class TaskRegistry
                 description: "the King James Bible by book, from Debian's bible-kjv-text"))
             .Add(new DataTask(MobyDickCorpus.Name, new TextCorpusSource(() => BuiltInFingerprint(MobyDickCorpus.Name), () => MobyDickCorpus.Load(cacheRoot, progress)), lmSteps, lm,
                 description: "Moby-Dick by chapter, from Debian's r-cran-tokenizers"))
-            .Add(new DataTask(SpamAssassinCorpus.Name, new LabeledCorpusSource(BuiltInFingerprint(SpamAssassinCorpus.Name), () => SpamAssassinCorpus.Load(cacheRoot, progress)),
+            .Add(new DataTask(SpamAssassinCorpus.Name, new LabeledCorpusSource(BuiltInFingerprint(SpamAssassinCorpus.Name, SpamAssassinCorpus.Version), () => SpamAssassinCorpus.Load(cacheRoot, progress)),
                 [ExamplePreprocessors.Rekey(new Dictionary<string, string> { ["inputs"] = "text", ["targets"] = "label" }), ExamplePreprocessors.Tokenize],
                 new Dictionary<string, OutputFeature> { ["inputs"] = new(vocabulary), ["targets"] = new(vocabulary) },
                 [new Accuracy(), new ExactMatch(normalize: false)],
@@ -259,9 +259,10 @@ public sealed partial class TaskRegistry
 
     /// <summary>
     /// Built-in corpora are identified by name and the version of their decoder: bump
-    /// <see cref="BuiltInCorpusVersion"/> when a decoder's output changes, so caches built from it are refused.
+    /// <see cref="BuiltInCorpusVersion"/> when every decoder's output changes, or pass a corpus's own
+    /// version when one corpus's output (or order) changes, so caches built from it are refused.
     /// </summary>
-    private static string BuiltInFingerprint(string corpus) => $"builtin:{corpus}:v{BuiltInCorpusVersion}";
+    private static string BuiltInFingerprint(string corpus, int version = BuiltInCorpusVersion) => $"builtin:{corpus}:v{version}";
 
     private const int BuiltInCorpusVersion = 1;
 
