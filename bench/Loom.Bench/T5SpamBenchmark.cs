@@ -20,6 +20,8 @@ internal sealed record T5SpamSettings
     public string Device { get; init; } = "cpu";
     public string? RunDir { get; init; }
     public bool SkipDecoder { get; init; }
+    public double? FinetuneLearningRate { get; init; }
+    public bool Resume { get; init; }
 
     public const string Usage = """
         usage: loom-bench t5-spam [flags]
@@ -34,10 +36,13 @@ internal sealed record T5SpamSettings
           --pretrain-steps N   span-corruption steps of each model (default 600)
           --finetune-steps N   spam_assassin steps of each model (default 600)
           --finetune-seq N     tokens per fine-tuning row (default: the run file's 512); an email keeps its last tokens
+          --finetune-lr X      fine-tuning learning rate (default: the run file's)
           --seed N             weights and batch order (default 0)
           --device D           cpu (default), cuda, cuda:N or auto
           --run-dir D          keep the runs under D (default: a temporary folder, deleted)
           --skip-decoder       train T5 only
+          --resume             with --run-dir: a phase whose run folder has checkpoints resumes from the newest
+                               (a finished pre-training is not redone), as `loom train --resume` does
         """;
 
     public static T5SpamSettings Parse(IReadOnlyList<string> args)
@@ -59,10 +64,17 @@ internal sealed record T5SpamSettings
                 "--device" => s with { Device = Value() },
                 "--run-dir" => s with { RunDir = Value() },
                 "--skip-decoder" => s with { SkipDecoder = true },
+                "--resume" => s with { Resume = true },
+                "--finetune-lr" => s with
+                {
+                    FinetuneLearningRate = double.TryParse(Value(), NumberStyles.Float, CultureInfo.InvariantCulture, out double lr) && lr > 0
+                        ? lr
+                        : throw new ArgumentException($"{flag} needs a positive number, got '{args[i]}'"),
+                },
                 _ => throw new ArgumentException($"unknown flag '{flag}'"),
             };
         }
-        return s;
+        return s.Resume && s.RunDir is null ? throw new ArgumentException("--resume needs --run-dir: the runs to resume are kept there") : s;
     }
 }
 
@@ -99,10 +111,12 @@ internal static class T5SpamBenchmark
         string pretrainDir = Path.Combine(root, $"{preset}-pretrain"), finetuneDir = Path.Combine(root, $"{preset}-finetune");
         string[] common = [.. modelOverrides, $"training.seed={s.Seed}", $"device={s.Device}"];
         var pretrain = RunPhase("t5-pretrain", preset, [.. common, $"training.steps={s.PretrainSteps}", $"training.warmup_steps={Math.Min(100, s.PretrainSteps / 10)}",
-            $"training.eval_every={s.PretrainSteps}", $"training.checkpoint_every={s.PretrainSteps}"], pretrainDir, out _, out long pretrainTokens);
+            $"training.eval_every={s.PretrainSteps}", $"training.checkpoint_every={s.PretrainSteps}"], pretrainDir, s.Resume, out _, out long pretrainTokens);
         string[] finetuneLength = s.FinetuneSequenceLength is int n ? [$"data.sequence_length={n}"] : [];
+        if (s.FinetuneLearningRate is double lr) finetuneLength = [.. finetuneLength, string.Create(CultureInfo.InvariantCulture, $"training.learning_rate={lr}")];
         var finetune = RunPhase("t5-finetune-spam", preset, [.. common, .. finetuneLength, $"training.steps={s.FinetuneSteps}", $"training.init_from={pretrainDir}",
-            $"training.eval_every={s.FinetuneSteps}", $"training.checkpoint_every={s.FinetuneSteps}"], finetuneDir, out var finetuned, out long finetuneTokens);
+            // Evaluations (the first 128 validation emails, a fair sample) and checkpoints four times along the way, to follow progress and to resume.
+            $"training.eval_every={Math.Max(1, s.FinetuneSteps / 4)}", $"training.checkpoint_every={Math.Max(1, s.FinetuneSteps / 4)}"], finetuneDir, s.Resume, out var finetuned, out long finetuneTokens);
         using (finetuned.Model)
         {
             var accuracy = finetuned.Accuracy;
@@ -114,13 +128,19 @@ internal static class T5SpamBenchmark
     private sealed record Finetuned(LanguageModel Model, (double Value, int Examples) Accuracy);
 
     /// <summary>Trains one phase through the trainer as <c>loom train -c RUN</c> would; returns its last held-out loss.</summary>
-    private static double RunPhase(string runFile, string preset, string[] overrides, string runDir, out Finetuned finetuned, out long tokens)
+    private static double RunPhase(string runFile, string preset, string[] overrides, string runDir, bool resume, out Finetuned finetuned, out long tokens)
     {
         var config = RunConfigLoader.Load(runFile, preset, overrides, ModelPresets.DefaultConfigsDirectory);
         var device = Devices.Resolve(config.Device);
         var data = TrainingDataLoader.Load(config.Data, config.Training, new Progress<string>(m => Console.Error.WriteLine(m)), layout: config.Model.FeatureLayout);
-        if (Directory.Exists(runDir)) Directory.Delete(runDir, recursive: true);
+        string? newest = resume && Directory.Exists(runDir) ? TrainingCheckpoint.List(runDir).LastOrDefault() : null;
+        if (newest is null && Directory.Exists(runDir)) Directory.Delete(runDir, recursive: true);
         var trainer = new Trainer(config, data, runDir, device, new EngineSequenceDecoder(data.Vocabulary));
+        if (newest is not null)
+        {
+            trainer.Resume(newest);
+            Console.Error.WriteLine($"t5-spam: resumed {runDir} at step {trainer.State.Step}");
+        }
         Console.Error.WriteLine($"t5-spam: {runFile} with {preset} ({config.Model.Architecture}, {trainer.Model.ParameterCount:N0} parameters) for {config.Training.Steps} steps");
         var result = trainer.Run();
         tokens = trainer.State.TokensSeen;
@@ -152,7 +172,8 @@ internal static class T5SpamBenchmark
         Line("");
         Line($"- machine: {MachineInfo.CpuModel()}, {Environment.ProcessorCount} cores, {MachineInfo.OperatingSystem()}; load average {Fmt(load.Before)} -> {Fmt(load.After)}");
         Line($"- commit: {MachineInfo.GitCommit()}, device {s.Device}, seed {s.Seed}; recipes configs/runs/t5-pretrain.json and t5-finetune-spam.json"
-             + (s.FinetuneSequenceLength is int n ? $" with fine-tuning rows of {n} tokens" : ""));
+             + (s.FinetuneSequenceLength is int n ? $" with fine-tuning rows of {n} tokens" : "")
+             + (s.FinetuneLearningRate is double lr ? string.Create(CultureInfo.InvariantCulture, $" at learning rate {lr}") : ""));
         Line("");
         Line("| model | parameters | training tokens | pre-training held-out loss | fine-tuning held-out loss | validation accuracy | examples | seconds |");
         Line("|---|---|---|---|---|---|---|---|");
