@@ -32,27 +32,14 @@ internal sealed record MoeSettings
           --run-dir D   keep the two runs under D (default: a temporary folder, deleted)
         """;
 
-    public static MoeSettings Parse(IReadOnlyList<string> args)
+    public static MoeSettings Parse(IReadOnlyList<string> args) => BenchFlags.Parse(args, new MoeSettings(), (s, flag) => flag.Name switch
     {
-        var s = new MoeSettings();
-        for (int i = 0; i < args.Count; i++)
-        {
-            string flag = args[i];
-            string Value() => i + 1 < args.Count ? args[++i] : throw new ArgumentException($"{flag} needs a value");
-            long Long() => long.TryParse(Value(), NumberStyles.Integer, CultureInfo.InvariantCulture, out long v) && v >= 0
-                ? v
-                : throw new ArgumentException($"{flag} needs a non-negative integer, got '{args[i]}'");
-            s = flag switch
-            {
-                "--steps" => s with { Steps = Math.Max(1, Long()) },
-                "--seed" => s with { Seed = Long() },
-                "--device" => s with { Device = Value() },
-                "--run-dir" => s with { RunDir = Value() },
-                _ => throw new ArgumentException($"unknown flag '{flag}'"),
-            };
-        }
-        return s;
-    }
+        "--steps" => s with { Steps = Math.Max(1, flag.NonNegativeLong()) },
+        "--seed" => s with { Seed = flag.NonNegativeLong() },
+        "--device" => s with { Device = flag.Value() },
+        "--run-dir" => s with { RunDir = flag.Value() },
+        _ => throw flag.Unknown(),
+    });
 }
 
 /// <summary>

@@ -53,36 +53,18 @@ internal sealed record PipelineSettings
         """;
 
     /// <summary>Parses flags; throws <see cref="ArgumentException"/> with a message that names the bad flag.</summary>
-    public static PipelineSettings Parse(IReadOnlyList<string> args)
+    public static PipelineSettings Parse(IReadOnlyList<string> args) => BenchFlags.Parse(args, new PipelineSettings(), (s, flag) => flag.Name switch
     {
-        var s = new PipelineSettings();
-        for (int i = 0; i < args.Count; i++)
-        {
-            string flag = args[i];
-            string Value() => i + 1 < args.Count ? args[++i] : throw new ArgumentException($"{flag} needs a value");
-            int Int() => int.TryParse(Value(), NumberStyles.Integer, CultureInfo.InvariantCulture, out int v) && v > 0
-                ? v
-                : throw new ArgumentException($"{flag} needs a positive integer, got '{args[i]}'");
-            s = flag switch
-            {
-                "--vocabulary" => s with { Vocabulary = Value() },
-                "--batch" => s with { Batch = Int() },
-                "--seq" => s with { Seq = Int() },
-                "--steps" => s with { Steps = Int() },
-                "--seconds" => s with
-                {
-                    Seconds = double.TryParse(Value(), NumberStyles.Float, CultureInfo.InvariantCulture, out double d) && d >= 0
-                        ? d
-                        : throw new ArgumentException($"--seconds needs a number >= 0, got '{args[i]}'"),
-                },
-                "--train-steps" => s with { TrainSteps = Int() },
-                "--threads" => s with { Threads = Int() },
-                "--cache-dir" => s with { CacheDir = Value() },
-                "--seed" => s with { Seed = Int() },
-                "--device" => s with { Device = Value() },
-                _ => throw new ArgumentException($"unknown flag '{flag}'"),
-            };
-        }
-        return s;
-    }
+        "--vocabulary" => s with { Vocabulary = flag.Value() },
+        "--batch" => s with { Batch = flag.PositiveInt() },
+        "--seq" => s with { Seq = flag.PositiveInt() },
+        "--steps" => s with { Steps = flag.PositiveInt() },
+        "--seconds" => s with { Seconds = flag.Number(0, inclusive: true) },
+        "--train-steps" => s with { TrainSteps = flag.PositiveInt() },
+        "--threads" => s with { Threads = flag.PositiveInt() },
+        "--cache-dir" => s with { CacheDir = flag.Value() },
+        "--seed" => s with { Seed = flag.PositiveInt() },
+        "--device" => s with { Device = flag.Value() },
+        _ => throw flag.Unknown(),
+    });
 }

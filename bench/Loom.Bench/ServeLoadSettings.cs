@@ -48,32 +48,18 @@ internal sealed record ServeLoadSettings
         """;
 
     /// <summary>Parses flags; throws <see cref="ArgumentException"/> with a message that names the bad flag.</summary>
-    public static ServeLoadSettings Parse(IReadOnlyList<string> args)
+    public static ServeLoadSettings Parse(IReadOnlyList<string> args) => BenchFlags.Parse(args, new ServeLoadSettings(), (s, flag) => flag.Name switch
     {
-        var s = new ServeLoadSettings();
-        for (int i = 0; i < args.Count; i++)
-        {
-            string flag = args[i];
-            string Value() => i + 1 < args.Count ? args[++i] : throw new ArgumentException($"{flag} needs a value");
-            int Positive(string text) => int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out int v) && v > 0
-                ? v
-                : throw new ArgumentException($"{flag} needs positive integers, got '{text}'");
-            int Int() => Positive(Value());
-            s = flag switch
-            {
-                "--clients" => s with { Clients = [.. Value().Split(',', StringSplitOptions.TrimEntries).Select(Positive)] },
-                "--requests-per-client" => s with { RequestsPerClient = Int() },
-                "--prompt-tokens" => s with { PromptTokens = Int() },
-                "--output-tokens" => s with { OutputTokens = Int() },
-                "--engines" => s with { Engines = [.. Value().Split(',', StringSplitOptions.TrimEntries).Select(ServingEngineOptions.ParseKind)] },
-                "--preset" => s with { Preset = Value() },
-                "--checkpoint" => s with { Checkpoint = Value() },
-                "--device" => s with { Device = Value() },
-                "--threads" => s with { Threads = Int() },
-                "--seed" => s with { Seed = Int() },
-                _ => throw new ArgumentException($"unknown flag '{flag}'"),
-            };
-        }
-        return s;
-    }
+        "--clients" => s with { Clients = flag.PositiveInts() },
+        "--requests-per-client" => s with { RequestsPerClient = flag.PositiveInt() },
+        "--prompt-tokens" => s with { PromptTokens = flag.PositiveInt() },
+        "--output-tokens" => s with { OutputTokens = flag.PositiveInt() },
+        "--engines" => s with { Engines = [.. flag.Value().Split(',', StringSplitOptions.TrimEntries).Select(ServingEngineOptions.ParseKind)] },
+        "--preset" => s with { Preset = flag.Value() },
+        "--checkpoint" => s with { Checkpoint = flag.Value() },
+        "--device" => s with { Device = flag.Value() },
+        "--threads" => s with { Threads = flag.PositiveInt() },
+        "--seed" => s with { Seed = flag.PositiveInt() },
+        _ => throw flag.Unknown(),
+    });
 }

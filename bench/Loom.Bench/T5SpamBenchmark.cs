@@ -47,34 +47,20 @@ internal sealed record T5SpamSettings
 
     public static T5SpamSettings Parse(IReadOnlyList<string> args)
     {
-        var s = new T5SpamSettings();
-        for (int i = 0; i < args.Count; i++)
+        var settings = BenchFlags.Parse(args, new T5SpamSettings(), (s, flag) => flag.Name switch
         {
-            string flag = args[i];
-            string Value() => i + 1 < args.Count ? args[++i] : throw new ArgumentException($"{flag} needs a value");
-            long Long() => long.TryParse(Value(), NumberStyles.Integer, CultureInfo.InvariantCulture, out long v) && v >= 0
-                ? v
-                : throw new ArgumentException($"{flag} needs a non-negative integer, got '{args[i]}'");
-            s = flag switch
-            {
-                "--pretrain-steps" => s with { PretrainSteps = Math.Max(1, Long()) },
-                "--finetune-steps" => s with { FinetuneSteps = Math.Max(1, Long()) },
-                "--finetune-seq" => s with { FinetuneSequenceLength = (int)Math.Clamp(Long(), 16, 512) },
-                "--seed" => s with { Seed = Long() },
-                "--device" => s with { Device = Value() },
-                "--run-dir" => s with { RunDir = Value() },
-                "--skip-decoder" => s with { SkipDecoder = true },
-                "--resume" => s with { Resume = true },
-                "--finetune-lr" => s with
-                {
-                    FinetuneLearningRate = double.TryParse(Value(), NumberStyles.Float, CultureInfo.InvariantCulture, out double lr) && lr > 0
-                        ? lr
-                        : throw new ArgumentException($"{flag} needs a positive number, got '{args[i]}'"),
-                },
-                _ => throw new ArgumentException($"unknown flag '{flag}'"),
-            };
-        }
-        return s.Resume && s.RunDir is null ? throw new ArgumentException("--resume needs --run-dir: the runs to resume are kept there") : s;
+            "--pretrain-steps" => s with { PretrainSteps = Math.Max(1, flag.NonNegativeLong()) },
+            "--finetune-steps" => s with { FinetuneSteps = Math.Max(1, flag.NonNegativeLong()) },
+            "--finetune-seq" => s with { FinetuneSequenceLength = Math.Clamp(flag.NonNegativeInt(), 16, 512) },
+            "--finetune-lr" => s with { FinetuneLearningRate = flag.Number(0, inclusive: false) },
+            "--seed" => s with { Seed = flag.NonNegativeLong() },
+            "--device" => s with { Device = flag.Value() },
+            "--run-dir" => s with { RunDir = flag.Value() },
+            "--skip-decoder" => s with { SkipDecoder = true },
+            "--resume" => s with { Resume = true },
+            _ => throw flag.Unknown(),
+        });
+        return settings.Resume && settings.RunDir is null ? throw new ArgumentException("--resume needs --run-dir: the runs to resume are kept there") : settings;
     }
 }
 

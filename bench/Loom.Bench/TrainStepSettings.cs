@@ -57,34 +57,25 @@ internal sealed record TrainStepSettings
     /// <summary>Parses flags; throws <see cref="ArgumentException"/> with a message that names the bad flag.</summary>
     public static TrainStepSettings Parse(IReadOnlyList<string> args)
     {
-        var s = new TrainStepSettings();
-        for (int i = 0; i < args.Count; i++)
+        var settings = BenchFlags.Parse(args, new TrainStepSettings(), (s, flag) => flag.Name switch
         {
-            string flag = args[i];
-            string Value() => i + 1 < args.Count ? args[++i] : throw new ArgumentException($"{flag} needs a value");
-            int Int() => int.TryParse(Value(), NumberStyles.Integer, CultureInfo.InvariantCulture, out int v) && v > 0
-                ? v
-                : throw new ArgumentException($"{flag} needs a positive integer, got '{args[i]}'");
-            s = flag switch
-            {
-                "--steps" => s with { Steps = Int() },
-                "--warmup" => s with { Warmup = int.TryParse(Value(), NumberStyles.Integer, CultureInfo.InvariantCulture, out int w) && w >= 0 ? w : throw new ArgumentException($"--warmup needs an integer >= 0, got '{args[i]}'") },
-                "--dim" => s with { Dim = Int() },
-                "--head-dim" => s with { HeadDim = Int() },
-                "--layers" => s with { Layers = Int() },
-                "--batch" => s with { Batch = Int() },
-                "--seq" => s with { Seq = Int() },
-                "--vocab" => s with { Vocab = Int() },
-                "--threads" => s with { Threads = Int() },
-                "--device" => s with { Device = Value() },
-                "--phases" => s with { Phases = true },
-                "--qkv" => s with { FusedQkv = Value() switch { "fused" => true, "separate" => false, var k => throw new ArgumentException($"--qkv takes fused or separate, got '{k}'") } },
-                "--seed" => s with { Seed = Int() },
-                _ => throw new ArgumentException($"unknown flag '{flag}'"),
-            };
-        }
-        if (s.Dim % s.HeadDim != 0)
-            throw new ArgumentException($"--dim {s.Dim} must be a multiple of --head-dim {s.HeadDim} (heads · head_dim = d_model)");
-        return s;
+            "--steps" => s with { Steps = flag.PositiveInt() },
+            "--warmup" => s with { Warmup = flag.NonNegativeInt() },
+            "--dim" => s with { Dim = flag.PositiveInt() },
+            "--head-dim" => s with { HeadDim = flag.PositiveInt() },
+            "--layers" => s with { Layers = flag.PositiveInt() },
+            "--batch" => s with { Batch = flag.PositiveInt() },
+            "--seq" => s with { Seq = flag.PositiveInt() },
+            "--vocab" => s with { Vocab = flag.PositiveInt() },
+            "--threads" => s with { Threads = flag.PositiveInt() },
+            "--device" => s with { Device = flag.Value() },
+            "--phases" => s with { Phases = true },
+            "--qkv" => s with { FusedQkv = flag.Value() switch { "fused" => true, "separate" => false, var k => throw new ArgumentException($"--qkv takes fused or separate, got '{k}'") } },
+            "--seed" => s with { Seed = flag.PositiveInt() },
+            _ => throw flag.Unknown(),
+        });
+        if (settings.Dim % settings.HeadDim != 0)
+            throw new ArgumentException($"--dim {settings.Dim} must be a multiple of --head-dim {settings.HeadDim} (heads · head_dim = d_model)");
+        return settings;
     }
 }
