@@ -50,18 +50,34 @@ public sealed class PackedLayout : IAttentionContext
     /// <param name="segmentIds">Segment of each token, (B, T); 0 marks padding.</param>
     /// <param name="causalAttention">Optional (B, T) prefix marks; null: causal within each segment.</param>
     /// <returns>The mask, (B, 1, T, T) bool.</returns>
-    public static Tensor SegmentCausalMask(Tensor segmentIds, Tensor? causalAttention = null)
+    public static Tensor SegmentCausalMask(Tensor segmentIds, Tensor? causalAttention = null) => SegmentMask(segmentIds, causal: true, causalAttention);
+
+    /// <summary>
+    /// True where tokens i and j belong to the same non-padding segment and, when <paramref name="causal"/>,
+    /// j ≤ i or both lie in the segment's bidirectional prefix; plus the diagonal, so that padding rows are
+    /// never fully masked. Not causal, it is t5x's encoder mask,
+    /// <c>make_attention_mask(segment_ids, segment_ids, jnp.equal)</c> restricted to real tokens.
+    /// </summary>
+    /// <param name="segmentIds">Segment of each token, (B, T); 0 marks padding.</param>
+    /// <param name="causal">Whether a token sees only earlier tokens of its segment (decoder) or all of them (encoder).</param>
+    /// <param name="causalAttention">Optional (B, T) prefix marks, used only when <paramref name="causal"/>.</param>
+    /// <returns>The mask, (B, 1, T, T) bool.</returns>
+    public static Tensor SegmentMask(Tensor segmentIds, bool causal, Tensor? causalAttention = null)
     {
         ArgumentNullException.ThrowIfNull(segmentIds);
         long t = segmentIds.shape[1];
         var same = segmentIds.unsqueeze(2).eq(segmentIds.unsqueeze(1)) & segmentIds.ne(0).unsqueeze(2); // (B, T, T)
-        var allowed = ones(t, t, dtype: @bool, device: segmentIds.device).tril();                     // (T, T) causal
-        if (causalAttention is not null)
+        if (causal)
         {
-            var prefix = causalAttention.ne(0);                                  // (B, T)
-            allowed = allowed | (prefix.unsqueeze(2) & prefix.unsqueeze(1));    // (B, T, T)
+            var allowed = ones(t, t, dtype: @bool, device: segmentIds.device).tril();                 // (T, T) causal
+            if (causalAttention is not null)
+            {
+                var prefix = causalAttention.ne(0);                                  // (B, T)
+                allowed = allowed | (prefix.unsqueeze(2) & prefix.unsqueeze(1));    // (B, T, T)
+            }
+            same = same & allowed;
         }
         var diagonal = eye(t, dtype: @bool, device: segmentIds.device);          // (T, T)
-        return ((same & allowed) | diagonal).unsqueeze(1);                       // (B, 1, T, T)
+        return (same | diagonal).unsqueeze(1);                                   // (B, 1, T, T)
     }
 }

@@ -72,4 +72,22 @@ public class PackingTests
             for (int j = 0; j < 5; j++)
                 Assert.Equal(expected[i, j], mask[0, 0, i, j].item<bool>());
     }
+
+    [Fact]
+    public void EncoderSegmentMaskKeepsExamplesApartInBothDirections()
+    {
+        using var _ = NewDisposeScope();
+        var mask = PackedLayout.SegmentMask(tensor(new long[] { 1, 1, 2, 2, 0 }).unsqueeze(0), causal: false); // (1, 1, 5, 5)
+        bool[,] expected =
+        {
+            { true, true, false, false, false },
+            { true, true, false, false, false },
+            { false, false, true, true, false },
+            { false, false, true, true, false },
+            { false, false, false, false, true }, // padding sees only itself
+        };
+        for (int i = 0; i < 5; i++)
+            for (int j = 0; j < 5; j++)
+                Assert.Equal(expected[i, j], mask[0, 0, i, j].item<bool>());
+    }
 }

@@ -23,7 +23,7 @@ internal sealed class EncoderContext : IAttentionContext
         long b = tokens.shape[0], s = tokens.shape[1];
         Positions = positions ?? arange(s, dtype: int64, device: tokens.device).unsqueeze(0).expand(b, s); // (B, S)
         keyPositions = positions;
-        if (segmentIds is not null) mask = SegmentMask(segmentIds);
+        if (segmentIds is not null) mask = PackedLayout.SegmentMask(segmentIds, causal: false); // (B, 1, S, S)
     }
 
     /// <inheritdoc />
@@ -31,18 +31,6 @@ internal sealed class EncoderContext : IAttentionContext
 
     /// <inheritdoc />
     public AttentionInputs Attend(int layer, Tensor keys, Tensor values) => new(keys, values, mask, IsCausal: false, KeyPositions: keyPositions);
-
-    /// <summary>
-    /// True where tokens i and j are in the same non-padding segment, in both directions, plus the
-    /// diagonal (padding rows are never fully masked), (B, 1, S, S): t5x's encoder
-    /// <c>make_attention_mask(segment_ids, segment_ids, jnp.equal)</c> restricted to real tokens.
-    /// </summary>
-    public static Tensor SegmentMask(Tensor segmentIds)
-    {
-        long s = segmentIds.shape[1];
-        var same = segmentIds.unsqueeze(2).eq(segmentIds.unsqueeze(1)) & segmentIds.ne(0).unsqueeze(2); // (B, S, S)
-        return (same | eye(s, dtype: @bool, device: segmentIds.device)).unsqueeze(1);                  // (B, 1, S, S)
-    }
 }
 
 /// <summary>
