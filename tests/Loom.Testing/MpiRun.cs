@@ -31,7 +31,14 @@ public static class MpiRun
     /// <paramref name="workingDirectory"/>, each rank limited to one libtorch/OpenMP thread so that several
     /// ranks share a small machine fairly.
     /// </summary>
-    public static Result Dotnet(int ranks, string workingDirectory, string assembly, IEnumerable<string> args, IReadOnlyDictionary<string, string>? environment = null)
+    public static Result Dotnet(int ranks, string workingDirectory, string assembly, IEnumerable<string> args, IReadOnlyDictionary<string, string>? environment = null) =>
+        Run(workingDirectory, ["-n", ranks.ToString(System.Globalization.CultureInfo.InvariantCulture), "dotnet", assembly, .. args], environment);
+
+    /// <summary>
+    /// Runs <c>mpirun <paramref name="arguments"/></c> (for example an MPMD job, <c>-n 1 A : -n 1 B</c>) and waits
+    /// for every rank to exit; each rank gets one libtorch/OpenMP thread.
+    /// </summary>
+    public static Result Run(string workingDirectory, IReadOnlyList<string> arguments, IReadOnlyDictionary<string, string>? environment = null)
     {
         var start = new ProcessStartInfo("mpirun")
         {
@@ -40,8 +47,7 @@ public static class MpiRun
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        foreach (var a in new[] { "-n", ranks.ToString(System.Globalization.CultureInfo.InvariantCulture), "dotnet", assembly }.Concat(args))
-            start.ArgumentList.Add(a);
+        foreach (var a in arguments) start.ArgumentList.Add(a);
         start.Environment["OMP_NUM_THREADS"] = "1";
         start.Environment["MKL_NUM_THREADS"] = "1";
         foreach (var (key, value) in environment ?? new Dictionary<string, string>()) start.Environment[key] = value;
@@ -51,7 +57,7 @@ public static class MpiRun
         if (!process.WaitForExit(Limit))
         {
             process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"mpirun -n {ranks} {assembly} {string.Join(' ', args)} did not finish within {Limit.TotalMinutes:F0} minutes");
+            throw new TimeoutException($"mpirun {string.Join(' ', arguments)} did not finish within {Limit.TotalMinutes:F0} minutes");
         }
         return new Result(process.ExitCode, stdout.Result, stderr.Result);
     }
