@@ -45,7 +45,7 @@ public sealed class DataParallel : IDisposable
         foreach (var p in parameters)
         {
             long size = p.numel() * p.ElementSize;
-            bool fits = current.Count == 0 || (bytes + size <= bucketBytes && current[0].dtype == p.dtype && current[0].device == p.device);
+            bool fits = current.Count == 0 || (bytes + size <= bucketBytes && current[0].dtype == p.dtype && current[0].device_type == p.device_type && current[0].device_index == p.device_index);
             if (!fits)
             {
                 buckets.Add(new Bucket(current));
