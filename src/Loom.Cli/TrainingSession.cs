@@ -1,7 +1,9 @@
 using Loom.Inference.Engine;
 using System.Globalization;
 using Loom.Core;
+using Loom.Distributed;
 using Loom.Training;
+using Loom.Training.DataParallelism;
 using Spectre.Console;
 using TorchSharp;
 
@@ -36,32 +38,63 @@ internal static class TrainingSession
         return new PreparedRun(fresh, dir, null);
     }
 
+    /// <summary>
+    /// Trains the run. Under <c>mpirun -n N</c> (or <c>srun</c>) each process is one data-parallel rank: it trains
+    /// on its share of every global batch, and only rank 0 prints, logs and checkpoints. An error on any rank
+    /// ends the whole job (MPI_Abort) rather than leaving the other ranks waiting in a collective.
+    /// </summary>
     public static TrainingResult Train(PreparedRun run, CancellationToken cancellationToken)
     {
-        var config = run.Config;
-        var device = Devices.Resolve(config.Device);
-        Console.WriteLine($"device: {Devices.Describe(device)}");
-        var data = TrainingDataLoader.Load(config.Data, config.Training, new Progress<string>(m => Console.WriteLine(m)), layout: config.Model.FeatureLayout);
-        Console.WriteLine($"data: {data.Description}");
+        var device = Devices.Resolve(run.Config.Device);
+        using var communicator = Communicators.FromEnvironment(device);
+        if (communicator.WorldSize == 1) return Train(run, device, communicator, Console.Out, cancellationToken);
+        try
+        {
+            // Rank 0 speaks for the job; the other ranks' output would only repeat it.
+            return Train(run, device, communicator, communicator.Rank == 0 ? Console.Out : TextWriter.Null, cancellationToken);
+        }
+        catch (Exception e)
+        {
+            string message = LoomApp.IsUserError(e) ? LoomApp.OneLine(e) : e.ToString();
+            Console.Error.WriteLine($"loom: error: rank {communicator.Rank} of {communicator.WorldSize}: {message}");
+            Console.Error.Flush();
+            communicator.Abort(1);
+            throw; // not reached: Abort ends the process
+        }
+    }
 
-        Directory.CreateDirectory(run.RunDirectory);
-        File.WriteAllText(Path.Combine(run.RunDirectory, "config.json"), RunConfigLoader.ToJson(config));
-        using var trainer = new Trainer(config, data, run.RunDirectory, device, new EngineSequenceDecoder(data.Vocabulary));
+    private static TrainingResult Train(PreparedRun run, torch.Device device, ICommunicator communicator, TextWriter output, CancellationToken cancellationToken)
+    {
+        var config = run.Config;
+        bool primary = communicator.Rank == 0;
+        output.WriteLine($"device: {Devices.Describe(device)}");
+        if (communicator.WorldSize > 1)
+            output.WriteLine(FormattableString.Invariant($"data parallel: {communicator.WorldSize} ranks ({communicator.Backend}), {config.Training.BatchSize / communicator.WorldSize} of the {config.Training.BatchSize} rows of every batch each"));
+        var shard = new DataShard(communicator.Rank, communicator.WorldSize);
+        var data = TrainingDataLoader.Load(config.Data, config.Training, new Progress<string>(m => output.WriteLine(m)), layout: config.Model.FeatureLayout, shard: shard);
+        output.WriteLine($"data: {data.Description}");
+
+        if (primary)
+        {
+            Directory.CreateDirectory(run.RunDirectory);
+            File.WriteAllText(Path.Combine(run.RunDirectory, "config.json"), RunConfigLoader.ToJson(config));
+        }
+        using var trainer = new Trainer(config, data, run.RunDirectory, device, new EngineSequenceDecoder(data.Vocabulary), communicator);
         if (run.ResumeFrom is not null)
         {
             trainer.Resume(run.ResumeFrom);
-            Console.WriteLine($"resumed from {run.ResumeFrom} (step {trainer.State.Step})");
+            output.WriteLine($"resumed from {run.ResumeFrom} (step {trainer.State.Step})");
         }
         else if (trainer.InitialisedFrom is { } initialisedFrom)
         {
-            Console.WriteLine($"initialised the weights from {initialisedFrom} (training.init_from)");
+            output.WriteLine($"initialised the weights from {initialisedFrom} (training.init_from)");
         }
         string peak = trainer.Peak is { } p
             ? FormattableString.Invariant($"MFU against {p.FlopsPerSecond / 1e12:G3} TFLOP/s ({p.Source})")
             : "MFU not reported: peak FLOP/s unknown for this device (pass --set training.peak_tflops=N)";
         string active = trainer.Model.ActiveParameterCount == trainer.Model.ParameterCount ? "" : FormattableString.Invariant($" ({trainer.Model.ActiveParameterCount / 1e6:F2}M active per token)");
-        Console.WriteLine(FormattableString.Invariant($"model: {config.ModelPreset} ({config.Model.Architecture}), {trainer.Model.ParameterCount / 1e6:F2}M parameters{active}; {peak}"));
-        Console.WriteLine($"run folder: {run.RunDirectory}");
+        output.WriteLine(FormattableString.Invariant($"model: {config.ModelPreset} ({config.Model.Architecture}), {trainer.Model.ParameterCount / 1e6:F2}M parameters{active}; {peak}"));
+        output.WriteLine($"run folder: {run.RunDirectory}");
         if (trainer.State.Step >= config.Training.Steps)
             throw new ArgumentException($"the run is already at step {trainer.State.Step} of training.steps = {config.Training.Steps}: pass --set training.steps=N with a larger N to continue");
 
@@ -71,17 +104,17 @@ internal static class TrainingSession
             if (interrupt.IsCancellationRequested) return; // a second Ctrl-C kills the process
             e.Cancel = true;
             interrupt.Cancel();
-            Console.Error.WriteLine("loom: stopping after this step and writing a checkpoint (Ctrl-C again to abort)");
+            if (primary) Console.Error.WriteLine("loom: stopping after this step and writing a checkpoint (Ctrl-C again to abort)");
         };
         Console.CancelKeyPress += onCancel;
         try
         {
-            var result = ConsoleProgress.Show(progress => Run(trainer, progress, interrupt.Token));
-            Console.WriteLine(result.Interrupted
+            var result = primary ? ConsoleProgress.Show(progress => Run(trainer, progress, interrupt.Token)) : trainer.Run(interrupt.Token);
+            output.WriteLine(result.Interrupted
                 ? $"interrupted at step {result.Step}; resume with: ./loom train --resume --run-dir {run.RunDirectory}"
                 : FormattableString.Invariant($"done: {result.Step} steps in {result.ElapsedSeconds:F0}s, held-out loss {result.ValidationLoss:F4} nats/token"));
-            Console.WriteLine($"checkpoint: {result.Checkpoint}");
-            Console.WriteLine($"metrics: {Path.Combine(run.RunDirectory, "metrics.jsonl")}, plot: {Path.Combine(run.RunDirectory, "loss.png")}, TensorBoard: {Path.Combine(run.RunDirectory, "tensorboard")}");
+            output.WriteLine($"checkpoint: {result.Checkpoint}");
+            output.WriteLine($"metrics: {Path.Combine(run.RunDirectory, "metrics.jsonl")}, plot: {Path.Combine(run.RunDirectory, "loss.png")}, TensorBoard: {Path.Combine(run.RunDirectory, "tensorboard")}");
             return result;
         }
         finally

@@ -66,7 +66,10 @@ public sealed record TrainerOptions
     /// <summary>Number of optimizer updates.</summary>
     public long Steps { get; init; } = 1000;
 
-    /// <summary>Rows per micro-batch.</summary>
+    /// <summary>
+    /// Rows per micro-batch over all data-parallel ranks (the global batch): under <c>mpirun -n N</c> each rank
+    /// trains on batch_size / N of them, so N ranks follow the one-process run with the same value.
+    /// </summary>
     public int BatchSize { get; init; } = 16;
 
     /// <summary>Micro-batches whose gradients are summed per update.</summary>

@@ -1,8 +1,10 @@
 using System.Diagnostics;
+using Loom.Distributed;
 using Loom.Models;
 using Loom.Training.Evaluation;
 using Loom.Training.Metrics;
 using Loom.Training.Optimization;
+using Loom.Training.DataParallelism;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -42,6 +44,8 @@ public sealed class Trainer : IDisposable
     private readonly Generator random;
 
     private readonly ISequenceDecoder? decoder;
+    private readonly DataParallel parallel;
+    private readonly bool primary; // rank 0: the one rank that evaluates, logs, plots and checkpoints
 
     /// <summary>Builds the model (seeded by training.seed) and optimizer on <paramref name="device"/>.</summary>
     /// <param name="config">The run's resolved config.</param>
@@ -52,7 +56,13 @@ public sealed class Trainer : IDisposable
     /// Decodes predictions when tasks with metrics are evaluated (an inference engine, injected so that
     /// training does not depend on inference); null uses the plain <see cref="ReferenceDecoder"/>.
     /// </param>
-    public Trainer(RunConfig config, TrainingData data, string runDirectory, Device device, ISequenceDecoder? decoder = null)
+    /// <param name="communicator">
+    /// The data-parallel group (not owned); null trains alone. With several ranks, <paramref name="data"/> must
+    /// hold this rank's shard of every global batch (<see cref="TrainingDataLoader.Load"/> with a
+    /// <see cref="DataShard"/>); gradients and logged losses are averaged over the ranks, and only rank 0
+    /// evaluates and writes metrics, plots and checkpoints.
+    /// </param>
+    public Trainer(RunConfig config, TrainingData data, string runDirectory, Device device, ISequenceDecoder? decoder = null, ICommunicator? communicator = null)
     {
         this.config = (config ?? throw new ArgumentNullException(nameof(config))).Validate();
         this.data = data ?? throw new ArgumentNullException(nameof(data));
@@ -62,8 +72,13 @@ public sealed class Trainer : IDisposable
             throw new ArgumentException($"the data was made for {data.Layout} models but model.architecture = {config.Model.Architecture} needs {config.Model.FeatureLayout} batches: load the data with the model's feature layout");
         this.device = device;
         this.decoder = decoder;
+        communicator ??= new SingleProcessCommunicator();
+        primary = communicator.Rank == 0;
+        DataParallel.CheckSameConfig(communicator, RunConfigLoader.ToJson(config));
+        if (data.Train.BatchSize * communicator.WorldSize != config.Training.BatchSize)
+            throw new ArgumentException($"the training data has {data.Train.BatchSize} rows per batch on each of {communicator.WorldSize} ranks, but training.batch_size = {config.Training.BatchSize} is the global batch: load the data with this rank's DataShard");
         RunDirectory = runDirectory;
-        Directory.CreateDirectory(runDirectory);
+        if (primary) Directory.CreateDirectory(runDirectory);
 
         // The run's own generator (not torch's global one, which other code may draw from): the
         // initial weights depend on training.seed alone, and its state is checkpointed for any
@@ -87,9 +102,12 @@ public sealed class Trainer : IDisposable
             : device.type == DeviceType.CUDA
                 ? PeakFlops.Detect("cuda", Loom.Core.Devices.CudaDeviceName(Math.Max(0, (int)device.index)))
                 : PeakFlops.Detect("cpu", null, get_num_threads());
-        sink = new CompositeMetricSink(
-            new JsonlMetricSink(Path.Combine(runDirectory, "metrics.jsonl"), append: true),
-            new TensorBoardMetricSink(Path.Combine(runDirectory, "tensorboard")));
+        sink = primary
+            ? new CompositeMetricSink(
+                new JsonlMetricSink(Path.Combine(runDirectory, "metrics.jsonl"), append: true),
+                new TensorBoardMetricSink(Path.Combine(runDirectory, "tensorboard")))
+            : new CompositeMetricSink();
+        parallel = new DataParallel(communicator, Model.parameters().ToList());
         State = new TrainerState { Seed = t.Seed };
     }
 
@@ -130,6 +148,7 @@ public sealed class Trainer : IDisposable
         double elapsedBefore = State.ElapsedSeconds;
         Observer?.OnStart(State.Step, t.Steps);
         var parameters = Model.parameters().ToList();
+        parallel.BroadcastParameters(parameters); // every rank starts from rank 0's weights
         long tokensPerUpdate = (long)t.BatchSize * t.GradientAccumulation * config.Data.SequenceLength;
 
         // Device-side accumulators for the logging interval: read back only when logging.
@@ -158,7 +177,7 @@ public sealed class Trainer : IDisposable
             };
             Observer?.OnStep(State.Step);
             bool last = State.Step == t.Steps;
-            interrupted = cancellation.IsCancellationRequested && !last;
+            interrupted = parallel.Communicator.Any(cancellation.IsCancellationRequested) && !last; // all ranks stop together
 
             if (State.Step % t.LogEvery == 0 || last || interrupted)
             {
@@ -166,12 +185,12 @@ public sealed class Trainer : IDisposable
                 intervalUpdates = 0;
                 intervalClock.Restart();
             }
-            if ((t.EvalEvery > 0 && State.Step % t.EvalEvery == 0) || last)
+            if (primary && ((t.EvalEvery > 0 && State.Step % t.EvalEvery == 0) || last))
             {
                 lastValidation = EvaluateAndLog();
                 intervalClock.Restart(); // evaluation time is not training throughput
             }
-            if ((t.CheckpointEvery > 0 && State.Step % t.CheckpointEvery == 0) || last || interrupted)
+            if (primary && ((t.CheckpointEvery > 0 && State.Step % t.CheckpointEvery == 0) || last || interrupted))
             {
                 lastCheckpoint = TrainingCheckpoint.Save(RunDirectory, Model, optimizer, random, State, config, data.VocabularySpec, t.KeepCheckpoints);
                 Observer?.OnCheckpoint(lastCheckpoint);
@@ -180,7 +199,8 @@ public sealed class Trainer : IDisposable
             if (interrupted) break;
         }
         sink.Flush();
-        SavePlot();
+        if (primary) SavePlot();
+        parallel.Communicator.Barrier(); // the last checkpoint exists on every rank's return
         return new TrainingResult(State.Step, interrupted, lastValidation, lastCheckpoint, clock.Elapsed.TotalSeconds);
     }
 
@@ -206,6 +226,7 @@ public sealed class Trainer : IDisposable
                 auxiliary.Add(loss, 1.0 / t.GradientAccumulation, device);
             }
         }
+        parallel.AverageGradients(); // clipping and the optimizer see the global batch's gradient
         // Clipping off (0) still measures the norm: clip at a bound no gradient reaches.
         var norm = GradientClipping.ClipGlobalNormOfParameters(parameters, t.ClipNorm > 0 ? t.ClipNorm : double.MaxValue);
         using (no_grad()) gradNorm.copy_(norm.reshape(1));
@@ -216,13 +237,14 @@ public sealed class Trainer : IDisposable
     private void LogTraining(double lr, double tokensPerSecond, long updates, Tensor lossSum, Tensor zLossSum, Tensor gradNorm, AuxiliarySums auxiliary)
     {
         using var scope = NewDisposeScope(); // in-place ops hand back wrappers that must be freed too
+        parallel.AverageMetrics([lossSum, zLossSum, .. auxiliary.Sums]); // every rank logs at the same steps
         var e = new MetricEvent(State.Step, MetricEvent.TrainSplit, lossSum.item<float>() / updates)
         {
             ZLoss = zLossSum.item<float>() / updates,
             LearningRate = lr,
             GradNorm = gradNorm.item<float>(),
             TokensPerSecond = tokensPerSecond,
-            Mfu = peak is null ? null : Mfu.Compute(flopsPerToken, tokensPerSecond, peak.FlopsPerSecond),
+            Mfu = peak is null ? null : Mfu.Compute(flopsPerToken, tokensPerSecond, peak.FlopsPerSecond * parallel.Communicator.WorldSize),
             ElapsedSeconds = State.ElapsedSeconds,
             AuxiliaryLosses = auxiliary.Losses(updates),
             ExpertLoad = auxiliary.Statistic(ExpertLoadStatistic, updates),
@@ -315,6 +337,9 @@ public sealed class Trainer : IDisposable
         public IReadOnlyList<double>? Statistic(string name, long updates) =>
             statistics.TryGetValue(name, out var sum) ? [.. sum.to(float64).cpu().data<double>().Select(v => v / updates)] : null;
 
+        /// <summary>Every sum, in a fixed order (the same on every rank).</summary>
+        public IEnumerable<Tensor> Sums => losses.Values.Concat(statistics.Values);
+
         public void Reset()
         {
             foreach (var t in losses.Values.Concat(statistics.Values)) t.zero_();
@@ -339,6 +364,7 @@ public sealed class Trainer : IDisposable
     /// <inheritdoc />
     public void Dispose()
     {
+        parallel.Dispose();
         sink.Dispose();
         optimizer.Dispose();
         Model.Dispose();

@@ -4,6 +4,7 @@ using Loom.Data;
 using Loom.Data.Caching;
 using Loom.Data.FeatureConverters;
 using Loom.Data.Tasks;
+using Loom.Training.DataParallelism;
 
 namespace Loom.Training;
 
@@ -26,11 +27,15 @@ public static class TrainingDataLoader
     /// The model family's features: decoder-only (LM streams, or inputs ++ targets rows) or encoder-decoder
     /// (inputs to the encoder, targets to the decoder; tasks with inputs only).
     /// </param>
+    /// <param name="shard">
+    /// This process's data-parallel rank: its training batches hold batch_size / world size rows of every
+    /// global batch (<see cref="DataShard"/>); null for one process. Held-out data is not sharded.
+    /// </param>
     /// <exception cref="CorpusUnavailableException">The built-in corpus cannot be fetched.</exception>
     /// <exception cref="FileNotFoundException">data.path does not exist.</exception>
     /// <exception cref="StaleCacheException">data.use_cache is set and a task's cache is missing or stale.</exception>
     public static TrainingData Load(DataOptions data, TrainerOptions training, IProgress<string>? progress = null, bool evaluateAll = false,
-        TaskRegistry? registry = null, FeatureLayout layout = FeatureLayout.Decoder)
+        TaskRegistry? registry = null, FeatureLayout layout = FeatureLayout.Decoder, DataShard? shard = null)
     {
         ArgumentNullException.ThrowIfNull(data);
         ArgumentNullException.ThrowIfNull(training);
@@ -38,7 +43,8 @@ public static class TrainingDataLoader
         string vocabularySpec = Vocabularies.ModelFile(data.Vocabulary) is { } file
             ? Vocabularies.WithModelFile(data.Vocabulary, Path.GetFullPath(file))
             : data.Vocabulary;
-        var run = new Run(data, training, vocabulary, vocabularySpec, layout);
+        shard ??= DataShard.Single;
+        var run = new Run(data, training, vocabulary, vocabularySpec, layout, shard, shard.RowsPerRank(training.BatchSize));
         if (data.Task is null && data.Mixture is null)
         {
             if (layout == FeatureLayout.EncoderDecoder) throw NeedsInputs(data.Path ?? data.Corpus);
@@ -58,7 +64,8 @@ public static class TrainingDataLoader
         new($"'{name}' is one stream of text, but an encoder-decoder model trains on examples with inputs and targets: pick a task with inputs (e.g. a span-corruption task such as --task austen_span_corruption) or a decoder-only model");
 
     /// <summary>What every data path needs: the options, the vocabulary, the model's features and how to read a task's split.</summary>
-    private sealed record Run(DataOptions Data, TrainerOptions Training, IVocabulary Vocabulary, string VocabularySpec, FeatureLayout Layout)
+    private sealed record Run(DataOptions Data, TrainerOptions Training, IVocabulary Vocabulary, string VocabularySpec, FeatureLayout Layout,
+        DataShard Shard, int RowsPerRank)
     {
         private ulong Seed => unchecked((ulong)Training.Seed);
 
@@ -71,7 +78,7 @@ public static class TrainingDataLoader
         {
             var train = Concatenate(documents.Train);
             var validation = Concatenate(documents.Validation);
-            var trainBatches = new LmBatcher(train, Data.SequenceLength, Training.BatchSize, Seed);
+            var trainBatches = new LmBatcher(train, Data.SequenceLength, RowsPerRank, Seed, Shard.Rank, Shard.WorldSize);
             var validationBatches = new LmBatcher(validation, Data.SequenceLength, Training.BatchSize, Seed);
             double bytesPerToken = documents.ValidationBytes / (double)Math.Max(1, validation.Length);
             string description = string.Create(CultureInfo.InvariantCulture,
@@ -98,7 +105,7 @@ public static class TrainingDataLoader
             foreach (var t in tasks)
                 if (!t.Source.Splits.Contains("validation"))
                     throw new ArgumentException($"task '{t.Name}' has no validation split (it has: {string.Join(", ", t.Source.Splits)}), which the trainer evaluates on");
-            var batches = new PackedTrainingBatches(components, Vocabulary, Data.SequenceLength, Training.BatchSize, Seed, layout: Layout);
+            var batches = new PackedTrainingBatches(components, Vocabulary, Data.SequenceLength, RowsPerRank, Seed, Shard.Rank, Shard.WorldSize, Layout);
             string parts = string.Join(", ", components.Select((c, i) => string.Create(CultureInfo.InvariantCulture,
                 $"{c.Name} {c.Examples.Count:N0} examples at rate {rates[i]:0.###}, packing {batches.PackingEfficiency(i):P0}")));
             string description = $"{name}: {parts} ({Vocabulary.Name} vocabulary{(Data.UseCache ? ", from the cache" : "")})";

@@ -1,0 +1,177 @@
+using System.Globalization;
+using Loom.Distributed;
+using TorchSharp;
+using static TorchSharp.torch;
+
+// Usage: Loom.Distributed.TestHost collectives | nccl-missing | launch
+// Prints one "OK rank R of W ..." line and exits 0 when every check holds; otherwise prints the first
+// mismatch to standard error and exits 1.
+torch.set_num_threads(1);
+string command = args.Length > 0 ? args[0] : "collectives";
+try
+{
+    switch (command)
+    {
+        case "collectives":
+            using (var communicator = Communicators.FromEnvironment())
+            {
+                int checks = Collectives.Run(communicator);
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"OK rank {communicator.Rank} of {communicator.WorldSize} ({communicator.Backend}): {checks} checks"));
+            }
+            return 0;
+        case "nccl-missing":
+            try
+            {
+                using var nccl = Communicators.FromEnvironment(new Device(DeviceType.CUDA, 0));
+                Console.WriteLine("no error");
+                return 1;
+            }
+            catch (CommunicatorUnavailableException e)
+            {
+                Console.WriteLine($"ERROR {e.Message}");
+                return 0;
+            }
+        default:
+            Console.Error.WriteLine($"unknown command '{command}': use collectives or nccl-missing");
+            return 2;
+    }
+}
+catch (Exception e) when (e is InvalidDataException)
+{
+    Console.Error.WriteLine($"FAIL {e.Message}");
+    return 1;
+}
+
+internal static class Collectives
+{
+    public static int Run(ICommunicator c)
+    {
+        int w = c.WorldSize, r = c.Rank, checks = 0;
+        long triangle = (long)w * (w + 1) / 2; // sum over ranks of (rank + 1)
+
+        // Sum all-reduce, each supported dtype: rank r holds (r + 1) * (i + 1).
+        foreach (var type in new[] { float32, float64, int64, int32, bfloat16, float16, ScalarType.Byte, int8 })
+        {
+            using var t = (arange(1, 9, float64) * (r + 1)).to(type); // (8)
+            c.AllReduce(t);
+            Expect(t, arange(1, 9, float64) * triangle, $"AllReduce sum {type}");
+            checks++;
+        }
+
+        // 64-bit integers beyond float precision survive exactly.
+        using (var big = tensor(new[] { (1L << 53) + 1 + r, -(1L << 40) * (r + 1) }))
+        {
+            c.AllReduce(big);
+            var expected = new[] { ((1L << 53) + 1) * w + (long)w * (w - 1) / 2, -(1L << 40) * triangle };
+            if (!big.data<long>().ToArray().SequenceEqual(expected)) Fail($"AllReduce int64 gave [{string.Join(", ", big.data<long>().ToArray())}], expected [{string.Join(", ", expected)}]");
+            checks++;
+        }
+
+        // A non-contiguous view is reduced in place, its base updated.
+        using (var matrix = arange(6, float32).reshape(2, 3) + r)
+        using (var view = matrix.t())
+        {
+            c.AllReduce(view);
+            Expect(matrix, arange(6, float64).reshape(2, 3) * w + (double)w * (w - 1) / 2, "AllReduce of a transposed view");
+            checks++;
+        }
+
+        // Max, min and the mean.
+        using (var t = tensor(new[] { (float)r, -(float)r, 10f * r }))
+        {
+            c.AllReduce(t, ReduceOp.Max);
+            Expect(t, tensor(new[] { w - 1.0, 0.0, 10.0 * (w - 1) }), "AllReduce max");
+            checks++;
+        }
+        using (var t = tensor(new[] { (float)r, -(float)r }))
+        {
+            c.AllReduce(t, ReduceOp.Min);
+            Expect(t, tensor(new[] { 0.0, -(w - 1.0) }), "AllReduce min");
+            checks++;
+        }
+        using (var t = full(4, 2.0 * r, float64))
+        {
+            c.AllReduceAverage(t);
+            Expect(t, full(4, w - 1.0, float64), "AllReduceAverage");
+            checks++;
+        }
+
+        // A large buffer (4 MB), as a gradient bucket is.
+        using (var t = ones(1 << 20, float32) * (r + 1))
+        {
+            c.AllReduce(t);
+            Expect(t, full(1 << 20, (double)triangle, float64), "AllReduce of 2^20 floats");
+            checks++;
+        }
+
+        // Reduce-scatter: rank q contributes q * 100 + j at flat position j; rank r keeps chunk r of the sum.
+        foreach (var type in new[] { float32, int64, bfloat16 })
+        {
+            using var input = (arange(w * 3, float64) + 100 * r).reshape(w, 3).to(type);    // (W, 3)
+            using var output = zeros(3, type);                                                  // (3)
+            c.ReduceScatter(input, output);
+            Expect(output, (arange(3, float64) + 3 * r) * w + 100.0 * w * (w - 1) / 2, $"ReduceScatter {type}");
+            checks++;
+        }
+
+        // All-gather: rank q contributes q * 10 + k; the output holds rank 0's first.
+        foreach (var type in new[] { float32, float64, int64 })
+        {
+            using var input = (arange(3, float64) + 10 * r).to(type);                           // (3)
+            using var output = zeros(new long[] { w, 3 }, type);                              // (W, 3)
+            c.AllGather(input, output);
+            Expect(output, arange(3, float64).unsqueeze(0) + 10 * arange(w, float64).unsqueeze(1), $"AllGather {type}");
+            checks++;
+        }
+        var ranks = c.AllGather(1000L + r);
+        if (!ranks.SequenceEqual(Enumerable.Range(0, w).Select(q => 1000L + q))) Fail($"AllGather(long) gave [{string.Join(", ", ranks)}]");
+        checks++;
+
+        // Broadcast from the last rank, floats and integers.
+        using (var t = full(5, (double)r, float32))
+        {
+            c.Broadcast(t, root: w - 1);
+            Expect(t, full(5, w - 1.0, float64), "Broadcast float32 from the last rank");
+            checks++;
+        }
+        using (var t = tensor(new[] { 7L * r, -r }))
+        {
+            c.Broadcast(t, root: 0);
+            Expect(t, zeros(2, float64), "Broadcast int64 from rank 0");
+            checks++;
+        }
+
+        // Any: true only on rank 1 (when there is one) is true everywhere.
+        bool any = c.Any(r == 1);
+        if (any != (w > 1)) Fail($"Any gave {any}");
+        checks++;
+
+        // Wrong shapes fail with a message on every rank alike, before any communication.
+        try
+        {
+            using var bad = zeros(w * 3 + 1);
+            using var output = zeros(3);
+            c.ReduceScatter(bad, output);
+            Fail("ReduceScatter accepted a wrong shape");
+        }
+        catch (ArgumentException e) when (e.Message.Contains("world size", StringComparison.Ordinal))
+        {
+            checks++;
+        }
+
+        c.Barrier();
+        return checks + 1;
+    }
+
+    private static void Expect(Tensor actual, Tensor expected, string what)
+    {
+        using var a = actual.to(float64).cpu();
+        using var e = expected.to(float64).reshape(actual.shape);
+        using var same = a.eq(e).all();
+        if (!same.item<bool>())
+            Fail($"{what}: got [{string.Join(", ", a.flatten().data<double>().ToArray())}], expected [{string.Join(", ", e.flatten().data<double>().ToArray())}]");
+    }
+
+    private static void Fail(string message) => throw new InvalidDataException(message);
+}
