@@ -13,6 +13,7 @@ if (args.Length == 0 || args[0] is "-h" or "--help")
           serve-load   the HTTP server under concurrent streaming clients, batching vs sequential (see serve-load --help)
           moe          tiny-moe against the dense tiny preset at equal active parameters and steps (see moe --help)
           t5-spam      T5 pre-training and spam_assassin fine-tuning, beside a decoder-only twin (see t5-spam --help)
+          scaling      data-parallel training under mpirun at 1 and 2 ranks (see scaling --help)
         """);
     return args.Length == 0 ? 2 : 0;
 }
@@ -25,6 +26,7 @@ return args[0] switch
     "serve-load" => Bench(ServeLoadSettings.Usage, ServeLoadSettings.Parse, ServeLoadBenchmark.Run),
     "moe" => Bench(MoeSettings.Usage, MoeSettings.Parse, MoeBenchmark.Run),
     "t5-spam" => Bench(T5SpamSettings.Usage, T5SpamSettings.Parse, T5SpamBenchmark.Run),
+    "scaling" => Bench(ScalingSettings.Usage, ScalingSettings.Parse, ScalingBenchmark.Run),
     _ => Unknown(args[0]),
 };
 
@@ -46,12 +48,21 @@ int Bench<TSettings>(string usage, Func<IReadOnlyList<string>, TSettings> parse,
         Console.Error.WriteLine($"loom-bench {args[0]}: {e.Message}\n\n{usage}");
         return 2;
     }
-    Console.Write(run(settings));
-    return 0;
+    try
+    {
+        Console.Write(run(settings));
+        return 0;
+    }
+    catch (Exception e) when (e is ArgumentException or InvalidOperationException or IOException)
+    {
+        // What the user can fix (a missing tool or build, a failed child run): one line, not a stack trace.
+        Console.Error.WriteLine($"loom-bench {args[0]}: {e.Message}");
+        return 1;
+    }
 }
 
 static int Unknown(string name)
 {
-    Console.Error.WriteLine($"loom-bench: unknown benchmark '{name}' (known: train-step, pipeline, serve-load, moe, t5-spam)");
+    Console.Error.WriteLine($"loom-bench: unknown benchmark '{name}' (known: train-step, pipeline, serve-load, moe, t5-spam, scaling)");
     return 2;
 }
