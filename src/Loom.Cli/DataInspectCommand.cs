@@ -64,7 +64,8 @@ public sealed class DataInspectCommand : Command<DataInspectCommand.Settings>
         if (examples.Count > 0 && examples[0].Tokens.ContainsKey("targets"))
         {
             var converter = new PrefixLmFeatureConverter(PrefixLmFeatureOptions.ForVocabulary(vocabulary, settings.SequenceLength));
-            var pairs = examples.Select(e => PackedTrainingBatches.Fit(e.Tokens.GetValueOrDefault("inputs") ?? [], e.Tokens["targets"], settings.SequenceLength));
+            int room = PackedTrainingBatches.TargetsRoom(examples.Select(e => ((e.Tokens.GetValueOrDefault("inputs") ?? []).Length, e.Tokens["targets"].Length)), settings.SequenceLength);
+            var pairs = examples.Select(e => PackedTrainingBatches.Fit(e.Tokens.GetValueOrDefault("inputs") ?? [], e.Tokens["targets"], settings.SequenceLength, room));
             var (rows, stats) = converter.Convert(pairs);
             var row = rows[0];
             int firstLoss = Math.Max(0, Array.IndexOf(row.LossWeights, 1));

@@ -134,16 +134,39 @@ public sealed class PackedTrainingBatches : ITrainingBatches
 
     /// <summary>
     /// Shortens an example to at most <paramref name="length"/> tokens: inputs lose tokens from the
-    /// front first, then targets from the end.
+    /// front first, then targets from the end. Long inputs keep <c>length - max(targets, targetsRoom)</c>
+    /// tokens: with <paramref name="targetsRoom"/> at least every target's length (see <see cref="TargetsRoom"/>),
+    /// where the inputs stop no longer depends on the target, so a model cannot read the answer off
+    /// the position its answer starts at (with "ham" + EOS one token shorter than "spam" + EOS, every
+    /// truncated email would otherwise end one position later when its label is ham).
     /// </summary>
-    public static (int[] Inputs, int[] Targets) Fit(int[] inputs, int[] targets, int length)
+    /// <param name="inputs">The example's inputs.</param>
+    /// <param name="targets">The example's targets.</param>
+    /// <param name="length">The most tokens the two may keep together.</param>
+    /// <param name="targetsRoom">Positions kept for targets however short they are; 0 keeps only what each example's targets need.</param>
+    public static (int[] Inputs, int[] Targets) Fit(int[] inputs, int[] targets, int length, int targetsRoom = 0)
     {
         ArgumentNullException.ThrowIfNull(inputs);
         ArgumentNullException.ThrowIfNull(targets);
-        if (inputs.Length + targets.Length <= length) return (inputs, targets);
+        ArgumentOutOfRangeException.ThrowIfNegative(targetsRoom);
         int keptTargets = Math.Min(targets.Length, length);
-        int keptInputs = length - keptTargets;
-        return (inputs[(inputs.Length - keptInputs)..], targets[..keptTargets]);
+        int room = Math.Min(length, Math.Max(keptTargets, targetsRoom));
+        int keptInputs = Math.Min(inputs.Length, length - room);
+        return keptInputs == inputs.Length && keptTargets == targets.Length ? (inputs, targets) : (inputs[(inputs.Length - keptInputs)..], targets[..keptTargets]);
+    }
+
+    /// <summary>
+    /// The room <see cref="Fit"/> keeps for targets in a task's rows: its longest target among examples that
+    /// have inputs, at most half of <paramref name="length"/> (so that one long target cannot crowd out every
+    /// example's inputs); 0 when no example has inputs.
+    /// </summary>
+    /// <param name="examples">Each example's (inputs length, targets length).</param>
+    /// <param name="length">The row length.</param>
+    public static int TargetsRoom(IEnumerable<(int Inputs, int Targets)> examples, int length)
+    {
+        ArgumentNullException.ThrowIfNull(examples);
+        int longest = examples.Where(e => e.Inputs > 0).Select(e => e.Targets).DefaultIfEmpty(0).Max();
+        return Math.Min(longest, length / 2);
     }
 
     private static ulong Mix(ulong seed, int component) => CounterRng.Key(seed, 0x636F6D70 /* "comp" */, (ulong)component);
@@ -155,6 +178,7 @@ public sealed class PackedTrainingBatches : ITrainingBatches
     {
         private readonly IReadOnlyList<Example> _examples;
         private readonly int _sequenceLength;
+        private readonly int _targetsRoom; // the room Fit keeps for targets, the same for every example of the component
 
         public Component(PackedComponent spec, int sequenceLength, int batchSize, ulong seed, int rank, int worldSize)
         {
@@ -162,6 +186,7 @@ public sealed class PackedTrainingBatches : ITrainingBatches
             Name = spec.Name;
             _examples = spec.Examples;
             _sequenceLength = sequenceLength;
+            _targetsRoom = TargetsRoom(_examples.Select(e => (e.Tokens.TryGetValue("inputs", out var x) ? x.Length : 0, e.Tokens.TryGetValue("targets", out var y) ? y.Length : 0)), sequenceLength);
             var units = new List<Unit>();
             for (int i = 0; i < _examples.Count; i++)
             {
@@ -173,7 +198,10 @@ public sealed class PackedTrainingBatches : ITrainingBatches
                     for (int offset = 0; offset < targets.Length; offset += sequenceLength)
                         units.Add(new Unit(i, offset, Math.Min(sequenceLength, targets.Length - offset)));
                 else if (targets.Length > 0)
-                    units.Add(new Unit(i, 0, Math.Min(sequenceLength, inputs + targets.Length)));
+                {
+                    var (keptInputs, keptTargets) = Fit(tokens.TryGetValue("inputs", out var all) ? all : [], targets, sequenceLength, _targetsRoom);
+                    units.Add(new Unit(i, 0, keptInputs.Length + keptTargets.Length));
+                }
             }
             if (units.Count == 0) throw new ArgumentException($"task '{Name}' has no non-empty examples to train on");
             Units = [.. units];
@@ -195,7 +223,7 @@ public sealed class PackedTrainingBatches : ITrainingBatches
             int[] targets = tokens["targets"];
             int[] inputs = tokens.TryGetValue("inputs", out var x) ? x : [];
             if (inputs.Length == 0 && targets.Length > _sequenceLength) return ([], targets[unit.Offset..(unit.Offset + unit.Length)]);
-            return Fit(inputs, targets, _sequenceLength);
+            return Fit(inputs, targets, _sequenceLength, _targetsRoom);
         }
     }
 }

@@ -55,4 +55,34 @@ public class PackedTrainingBatchesLayoutTests
             }
         }
     }
+
+    [Fact]
+    public void WhereLongInputsStopDoesNotDependOnTheTarget()
+    {
+        int[] email = [.. Enumerable.Range(0, 300)];
+        int[] ham = [1, 2, 3, 9], spam = [4, 5, 6, 7, 9];
+        int room = PackedTrainingBatches.TargetsRoom([(email.Length, ham.Length), (email.Length, spam.Length)], 256);
+        Assert.Equal(5, room);
+        var (hamInputs, hamTargets) = PackedTrainingBatches.Fit(email, ham, 256, room);
+        var (spamInputs, spamTargets) = PackedTrainingBatches.Fit(email, spam, 256, room);
+        // Both keep the email's last 251 tokens: the label's length cannot be read off where the inputs end.
+        Assert.Equal(email[^251..], hamInputs);
+        Assert.Equal(email[^251..], spamInputs);
+        Assert.Equal(ham, hamTargets);
+        Assert.Equal(spam, spamTargets);
+        // Without the room each keeps what its own target leaves: the position of the answer gives the answer away.
+        Assert.Equal(252, PackedTrainingBatches.Fit(email, ham, 256).Inputs.Length);
+        Assert.Equal(251, PackedTrainingBatches.Fit(email, spam, 256).Inputs.Length);
+    }
+
+    [Fact]
+    public void TheTargetsRoomIsTheLongestTargetWithInputsAtMostHalfTheRow()
+    {
+        Assert.Equal(0, PackedTrainingBatches.TargetsRoom([(0, 40), (0, 7)], 64));  // language modelling: no inputs, no room
+        Assert.Equal(7, PackedTrainingBatches.TargetsRoom([(0, 40), (3, 7)], 64));
+        Assert.Equal(32, PackedTrainingBatches.TargetsRoom([(10, 50), (3, 7)], 64)); // capped at half the row
+        var (inputs, targets) = PackedTrainingBatches.Fit([1, 2], [3], 64, 32); // short inputs are never cut
+        Assert.Equal([1, 2], inputs);
+        Assert.Equal([3], targets);
+    }
 }

@@ -195,15 +195,21 @@ public sealed class TaskEvaluator
         return examples;
     }
 
+    /// <summary>The room for targets in these examples' rows, as training keeps it (<see cref="PackedTrainingBatches.TargetsRoom"/>).</summary>
+    internal int TargetsRoom(IReadOnlyList<Example> examples, bool hasInputs) => hasInputs
+        ? PackedTrainingBatches.TargetsRoom(examples.Select(e => (e.Tokens[InputsFeature].Length, e.Tokens[TargetsFeature].Length)), SequenceLength)
+        : 0;
+
     /// <summary>The summed likelihood of every example's targets given its inputs, in packed batches.</summary>
     private ScoreResult Score(IReadOnlyList<Example> examples, bool hasInputs)
     {
         var sequences = new List<(int[] Inputs, int[] Targets)>();
         long bytes = 0, tokens = 0;
         int truncated = 0;
+        int room = TargetsRoom(examples, hasInputs);
         foreach (var example in examples)
         {
-            if (Fit(example, hasInputs) is not { } fitted) continue; // nothing to score
+            if (Fit(example, hasInputs, room) is not { } fitted) continue; // nothing to score
             var (keptInputs, keptTargets, wasTruncated) = fitted;
             int[] targets = example.Tokens[TargetsFeature];
             if (wasTruncated) truncated++;
@@ -223,14 +229,15 @@ public sealed class TaskEvaluator
 
     /// <summary>
     /// An example's inputs and targets as scoring sees them: shortened as training shortens them
-    /// (<see cref="PackedTrainingBatches.Fit"/>), with whether tokens were lost; null when it has no target to score.
+    /// (<see cref="PackedTrainingBatches.Fit"/>, with the room <see cref="TargetsRoom"/> gives), with whether
+    /// tokens were lost; null when it has no target to score.
     /// </summary>
-    internal (int[] Inputs, int[] Targets, bool Truncated)? Fit(Example example, bool hasInputs)
+    internal (int[] Inputs, int[] Targets, bool Truncated)? Fit(Example example, bool hasInputs, int targetsRoom)
     {
         int[] targets = example.Tokens[TargetsFeature];
         if (targets.Length == 0) return null;
         int[] inputs = hasInputs ? example.Tokens[InputsFeature] : [];
-        var (keptInputs, keptTargets) = PackedTrainingBatches.Fit(inputs, targets, SequenceLength);
+        var (keptInputs, keptTargets) = PackedTrainingBatches.Fit(inputs, targets, SequenceLength, targetsRoom);
         return (keptInputs, keptTargets, keptInputs.Length + keptTargets.Length < inputs.Length + targets.Length);
     }
 

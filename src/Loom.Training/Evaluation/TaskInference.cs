@@ -143,9 +143,10 @@ public sealed class TaskInference
         var scores = new double[examples.Count];
         var sequences = new List<(int[] Inputs, int[] Targets)>();
         var owners = new List<int>(); // the example each sequence belongs to
+        int room = evaluator.TargetsRoom(examples, hasInputs);
         for (int i = 0; i < examples.Count; i++)
         {
-            if (evaluator.Fit(examples[i], hasInputs) is not { } fitted) continue;
+            if (evaluator.Fit(examples[i], hasInputs, room) is not { } fitted) continue;
             sequences.Add((fitted.Inputs, fitted.Targets));
             owners.Add(i);
         }
