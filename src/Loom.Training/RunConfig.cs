@@ -137,6 +137,9 @@ public sealed record TrainerOptions
     /// <summary>Peak FLOP/s of the device for MFU, in TFLOP/s; null = detect.</summary>
     public double? PeakTflops { get; init; }
 
+    /// <summary>Automatic rollback and data skipping on loss spikes (training.spike_recovery.*; off by default).</summary>
+    public Recovery.SpikeRecoveryOptions SpikeRecovery { get; init; } = new();
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid field.</summary>
     public TrainerOptions Validate()
     {
@@ -161,6 +164,7 @@ public sealed record TrainerOptions
         Check(KeepCheckpoints > 0, "keep_checkpoints", KeepCheckpoints, "must be positive");
         Check(PeakTflops is null || PeakTflops > 0, "peak_tflops", PeakTflops ?? 0, "must be positive");
         Check(InitFrom is null || !string.IsNullOrWhiteSpace(InitFrom), "init_from", $"'{InitFrom}'", "must name a checkpoint or run folder, or be left out");
+        (SpikeRecovery ?? throw new ArgumentException("training.spike_recovery must be an object such as {\"enabled\": true}, or be left out")).Validate();
         return this;
     }
 

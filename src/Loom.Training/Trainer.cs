@@ -3,6 +3,7 @@ using Loom.Models;
 using Loom.Training.Evaluation;
 using Loom.Training.Metrics;
 using Loom.Training.Optimization;
+using Loom.Training.Recovery;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -29,7 +30,7 @@ public sealed record EvaluationResult(double Loss, double Perplexity, double Bit
 /// and steps the optimizer at the scheduled learning rate. Losses are read back from the device
 /// only at logging points. Evaluates, checkpoints and logs on the configured intervals.
 /// </summary>
-public sealed class Trainer : IDisposable
+public sealed partial class Trainer : IDisposable
 {
     private readonly RunConfig config;
     private readonly TrainingData data;
@@ -52,7 +53,8 @@ public sealed class Trainer : IDisposable
     /// Decodes predictions when tasks with metrics are evaluated (an inference engine, injected so that
     /// training does not depend on inference); null uses the plain <see cref="ReferenceDecoder"/>.
     /// </param>
-    public Trainer(RunConfig config, TrainingData data, string runDirectory, Device device, ISequenceDecoder? decoder = null)
+    /// <param name="schedule">The learning rate by step; null builds the one training.schedule names.</param>
+    public Trainer(RunConfig config, TrainingData data, string runDirectory, Device device, ISequenceDecoder? decoder = null, ILearningRateSchedule? schedule = null)
     {
         this.config = (config ?? throw new ArgumentNullException(nameof(config))).Validate();
         this.data = data ?? throw new ArgumentNullException(nameof(data));
@@ -80,7 +82,7 @@ public sealed class Trainer : IDisposable
                 Beta1 = t.Beta1, Factored = t.Factored,
                 DecoupledWeightDecayFromLrSquared = t.WeightDecay > 0, WeightDecayRate = t.WeightDecay > 0 && t.WeightDecay != 1 ? t.WeightDecay : null,
             });
-        schedule = LearningRateSchedules.Create(t.Schedule, t.LearningRate, t.WarmupSteps, t.Steps, t.MinLearningRate);
+        this.schedule = schedule ?? LearningRateSchedules.Create(t.Schedule, t.LearningRate, t.WarmupSteps, t.Steps, t.MinLearningRate);
         flopsPerToken = Model.FlopsPerToken(config.Data.SequenceLength);
         peak = t.PeakTflops is double tf
             ? new PeakFlops(tf * 1e12, "training.peak_tflops")
@@ -142,12 +144,16 @@ public sealed class Trainer : IDisposable
         string? lastCheckpoint = null;
         double? lastValidation = State.LastValidationLoss;
         bool interrupted = false;
+        using var spikes = t.SpikeRecovery.Enabled ? new LossSpikeMonitor(t.SpikeRecovery, device) : null;
+        string? lastGood = spikes is null ? null : SaveRollbackPoint();
 
         Model.train();
         while (State.Step < t.Steps)
         {
             double lr = schedule.At(State.Step);
+            spikes?.BeginStep(lossSum);
             Update(lr, parameters, lossSum, zLossSum, gradNorm, auxiliary);
+            spikes?.Observe(State.Step + 1, lossSum, gradNorm);
             intervalUpdates++;
             State = State with
             {
@@ -159,21 +165,41 @@ public sealed class Trainer : IDisposable
             Observer?.OnStep(State.Step);
             bool last = State.Step == t.Steps;
             interrupted = cancellation.IsCancellationRequested && !last;
+            bool logPoint = State.Step % t.LogEvery == 0 || last || interrupted;
+            bool evalPoint = (t.EvalEvery > 0 && State.Step % t.EvalEvery == 0) || last;
+            bool checkpointPoint = (t.CheckpointEvery > 0 && State.Step % t.CheckpointEvery == 0) || last || interrupted;
 
-            if (State.Step % t.LogEvery == 0 || last || interrupted)
+            // Spike flags are read only where the loop synchronises anyway, and always before a checkpoint.
+            if (spikes is not null && (logPoint || evalPoint || checkpointPoint) && spikes.Detect() is { } spike)
+            {
+                lastGood = RollBack(spike, lastGood!, lr, lossSum, zLossSum, auxiliary);
+                spikes.Reset();
+                intervalUpdates = 0;
+                intervalClock.Restart();
+                interrupted = cancellation.IsCancellationRequested;
+                if (interrupted)
+                {
+                    lastCheckpoint = lastGood;
+                    break;
+                }
+                continue;
+            }
+
+            if (logPoint)
             {
                 LogTraining(lr, intervalUpdates * tokensPerUpdate / intervalClock.Elapsed.TotalSeconds, intervalUpdates, lossSum, zLossSum, gradNorm, auxiliary);
                 intervalUpdates = 0;
                 intervalClock.Restart();
             }
-            if ((t.EvalEvery > 0 && State.Step % t.EvalEvery == 0) || last)
+            if (evalPoint)
             {
                 lastValidation = EvaluateAndLog();
                 intervalClock.Restart(); // evaluation time is not training throughput
             }
-            if ((t.CheckpointEvery > 0 && State.Step % t.CheckpointEvery == 0) || last || interrupted)
+            if (checkpointPoint)
             {
                 lastCheckpoint = TrainingCheckpoint.Save(RunDirectory, Model, optimizer, random, State, config, data.VocabularySpec, t.KeepCheckpoints);
+                if (spikes is not null) lastGood = lastCheckpoint;
                 Observer?.OnCheckpoint(lastCheckpoint);
                 intervalClock.Restart();
             }
