@@ -74,6 +74,7 @@ public sealed partial class Trainer : IDisposable
         random = new Generator(unchecked((ulong)config.Training.Seed));
         Model = config.Model.Build(device, random);
         if (config.Training.InitFrom is { } initFrom) InitialisedFrom = TrainingCheckpoint.InitialiseWeights(initFrom, Model);
+        Model.UsePrecision(ComputePrecisions.Parse(config.Training.Precision));
         var t = config.Training;
         optimizer = Optimizers.Create(t.Optimizer, Model.named_parameters(),
             new AdamWOptions { Beta1 = t.Beta1, Beta2 = t.Beta2, WeightDecay = t.WeightDecay },
