@@ -1,6 +1,7 @@
 using System.Globalization;
 using Loom.Training;
 using Loom.Training.Metrics;
+using Loom.Training.Recovery;
 using Spectre.Console;
 
 namespace Loom.Cli;
@@ -78,6 +79,13 @@ internal sealed class ConsoleProgress : ITrainingObserver
     public void OnCheckpoint(string directory)
     {
         if (task is null) Console.WriteLine($"checkpoint: {directory}");
+    }
+
+    public void OnRollback(SpikeRollback rollback)
+    {
+        string line = rollback.ToString();
+        if (task is null) Console.WriteLine(line);
+        else AnsiConsole.MarkupLine("[yellow]{0}[/]", Markup.Escape(line));
     }
 
     private void Describe(long step) =>

@@ -70,7 +70,8 @@ public static class LoomApp
     internal static bool IsUserError(Exception e) => e is ConfigException or InvalidDataException or FileNotFoundException
         or DirectoryNotFoundException or ArgumentException or CorpusUnavailableException or CommandParseException
         or CommandRuntimeException or UnauthorizedAccessException or IOException or KeyNotFoundException
-        or DataFormatException or StaleCacheException or Loom.Distributed.CommunicatorUnavailableException;
+        or DataFormatException or StaleCacheException or Loom.Distributed.CommunicatorUnavailableException
+        or Loom.Training.Recovery.TrainingDivergedException;
 
     internal static string OneLine(Exception e) => e.Message.Split('\n')[0].Trim();
 }

@@ -125,7 +125,16 @@ public sealed class DecoderLm : LanguageModel
         x = final_norm.forward(x);                                          // (B, T, D)
         return lm_head is not null
             ? lm_head.forward(x)                                            // (B, T, V)
-            : nn.functional.linear(x, embed) / Math.Sqrt(options.ModelDim); // (B, T, V), shared: scaled by 1/√D
+            : SharedHead(x);                                                 // (B, T, V)
+    }
+
+    /// <summary>The transposed embedding as output projection, scaled by 1/√D, in the compute dtype: (B, T, D) -> (B, T, V).</summary>
+    private Tensor SharedHead(Tensor x)
+    {
+        var logits = Precision.Dtype() is { } dtype
+            ? nn.functional.linear(x.to(dtype), embed.to(dtype)) // mixed precision: the float32 table cast at use
+            : nn.functional.linear(x, embed);                     // (B, T, V)
+        return logits / Math.Sqrt(options.ModelDim);
     }
 
     /// <summary>

@@ -165,6 +165,22 @@ public abstract class LanguageModel : nn.Module
         return (logZ - targetLogit, logZ, weight);
     }
 
+    /// <summary>
+    /// The dtype matmuls and attention run in (see <see cref="ComputePrecision"/>): float32 unless the trainer
+    /// chose otherwise (training.precision). A model built or loaded from a checkpoint computes in float32.
+    /// </summary>
+    public ComputePrecision Precision { get; private set; }
+
+    /// <summary>
+    /// Makes every dense and expert kernel (and a shared output projection) compute in <paramref name="precision"/>;
+    /// the parameters stay float32. Norms, the router, the residual stream and the loss stay float32.
+    /// </summary>
+    public void UsePrecision(ComputePrecision precision)
+    {
+        foreach (var layer in modules().OfType<IMixedPrecisionLayer>()) layer.ComputeDtype = precision.Dtype();
+        Precision = precision;
+    }
+
     /// <summary>Total parameters (shared tables counted once); a quantized model's int8 kernels are buffers, not parameters.</summary>
     public long ParameterCount => parameters().Sum(p => p.NumberOfElements);
 

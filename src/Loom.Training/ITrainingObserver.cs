@@ -1,4 +1,5 @@
 using Loom.Training.Metrics;
+using Loom.Training.Recovery;
 
 namespace Loom.Training;
 
@@ -19,4 +20,9 @@ public interface ITrainingObserver
 
     /// <summary>Called after a checkpoint is written.</summary>
     void OnCheckpoint(string directory);
+
+    /// <summary>Called after a loss spike made the trainer roll back to a checkpoint and skip data (training.spike_recovery).</summary>
+    void OnRollback(SpikeRollback rollback)
+    {
+    }
 }

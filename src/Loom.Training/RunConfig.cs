@@ -140,6 +140,16 @@ public sealed record TrainerOptions
     /// <summary>Peak FLOP/s of the device for MFU, in TFLOP/s; null = detect.</summary>
     public double? PeakTflops { get; init; }
 
+    /// <summary>
+    /// "fp32" (the default) or "bf16": bfloat16 matmuls and attention over float32 master weights and optimizer
+    /// state (see <see cref="ComputePrecision"/>); norms, the router, the softmax and the loss stay float32.
+    /// Held-out evaluation during training uses it too; checkpoints hold float32 weights and load in float32.
+    /// </summary>
+    public string Precision { get; init; } = "fp32";
+
+    /// <summary>Automatic rollback and data skipping on loss spikes (training.spike_recovery.*; off by default).</summary>
+    public Recovery.SpikeRecoveryOptions SpikeRecovery { get; init; } = new();
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid field.</summary>
     public TrainerOptions Validate()
     {
@@ -164,6 +174,8 @@ public sealed record TrainerOptions
         Check(KeepCheckpoints > 0, "keep_checkpoints", KeepCheckpoints, "must be positive");
         Check(PeakTflops is null || PeakTflops > 0, "peak_tflops", PeakTflops ?? 0, "must be positive");
         Check(InitFrom is null || !string.IsNullOrWhiteSpace(InitFrom), "init_from", $"'{InitFrom}'", "must name a checkpoint or run folder, or be left out");
+        ComputePrecisions.Parse(Precision);
+        (SpikeRecovery ?? throw new ArgumentException("training.spike_recovery must be an object such as {\"enabled\": true}, or be left out")).Validate();
         return this;
     }
 

@@ -5,6 +5,7 @@ using Loom.Training.Evaluation;
 using Loom.Training.Metrics;
 using Loom.Training.Optimization;
 using Loom.Training.DataParallelism;
+using Loom.Training.Recovery;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -31,7 +32,7 @@ public sealed record EvaluationResult(double Loss, double Perplexity, double Bit
 /// and steps the optimizer at the scheduled learning rate. Losses are read back from the device
 /// only at logging points. Evaluates, checkpoints and logs on the configured intervals.
 /// </summary>
-public sealed class Trainer : IDisposable
+public sealed partial class Trainer : IDisposable
 {
     private readonly RunConfig config;
     private readonly TrainingData data;
@@ -62,7 +63,9 @@ public sealed class Trainer : IDisposable
     /// <see cref="DataShard"/>); gradients and logged losses are averaged over the ranks, and only rank 0
     /// evaluates and writes metrics, plots and checkpoints.
     /// </param>
-    public Trainer(RunConfig config, TrainingData data, string runDirectory, Device device, ISequenceDecoder? decoder = null, ICommunicator? communicator = null)
+    /// <param name="schedule">The learning rate by step; null builds the one training.schedule names.</param>
+    public Trainer(RunConfig config, TrainingData data, string runDirectory, Device device, ISequenceDecoder? decoder = null, ICommunicator? communicator = null,
+        ILearningRateSchedule? schedule = null)
     {
         this.config = (config ?? throw new ArgumentNullException(nameof(config))).Validate();
         this.data = data ?? throw new ArgumentNullException(nameof(data));
@@ -74,6 +77,10 @@ public sealed class Trainer : IDisposable
         this.decoder = decoder;
         communicator ??= new SingleProcessCommunicator();
         primary = communicator.Rank == 0;
+        // Rolling back needs every rank to see the same spike and reload the same checkpoint at the same step;
+        // until the monitor reduces its flags across ranks, the two do not combine.
+        if (communicator.WorldSize > 1 && config.Training.SpikeRecovery.Enabled)
+            throw new ArgumentException($"training.spike_recovery does not yet work with data parallelism ({communicator.WorldSize} ranks): set training.spike_recovery.enabled=false, or train in one process");
         DataParallel.CheckSameConfig(communicator, RunConfigLoader.ToJson(config));
         if (data.Train.BatchSize * communicator.WorldSize != config.Training.BatchSize)
             throw new ArgumentException($"the training data has {data.Train.BatchSize} rows per batch on each of {communicator.WorldSize} ranks, but training.batch_size = {config.Training.BatchSize} is the global batch: load the data with this rank's DataShard");
@@ -87,6 +94,7 @@ public sealed class Trainer : IDisposable
         random = new Generator(unchecked((ulong)config.Training.Seed));
         Model = config.Model.Build(device, random);
         if (config.Training.InitFrom is { } initFrom) InitialisedFrom = TrainingCheckpoint.InitialiseWeights(initFrom, Model);
+        Model.UsePrecision(ComputePrecisions.Parse(config.Training.Precision));
         var t = config.Training;
         optimizer = Optimizers.Create(t.Optimizer, Model.named_parameters(),
             new AdamWOptions { Beta1 = t.Beta1, Beta2 = t.Beta2, WeightDecay = t.WeightDecay },
@@ -95,7 +103,7 @@ public sealed class Trainer : IDisposable
                 Beta1 = t.Beta1, Factored = t.Factored,
                 DecoupledWeightDecayFromLrSquared = t.WeightDecay > 0, WeightDecayRate = t.WeightDecay > 0 && t.WeightDecay != 1 ? t.WeightDecay : null,
             });
-        schedule = LearningRateSchedules.Create(t.Schedule, t.LearningRate, t.WarmupSteps, t.Steps, t.MinLearningRate);
+        this.schedule = schedule ?? LearningRateSchedules.Create(t.Schedule, t.LearningRate, t.WarmupSteps, t.Steps, t.MinLearningRate);
         flopsPerToken = Model.FlopsPerToken(config.Data.SequenceLength);
         peak = t.PeakTflops is double tf
             ? new PeakFlops(tf * 1e12, "training.peak_tflops")
@@ -161,12 +169,16 @@ public sealed class Trainer : IDisposable
         string? lastCheckpoint = null;
         double? lastValidation = State.LastValidationLoss;
         bool interrupted = false;
+        using var spikes = t.SpikeRecovery.Enabled ? new LossSpikeMonitor(t.SpikeRecovery, device) : null;
+        string? lastGood = spikes is null ? null : SaveRollbackPoint();
 
         Model.train();
         while (State.Step < t.Steps)
         {
             double lr = schedule.At(State.Step);
+            spikes?.BeginStep(lossSum);
             Update(lr, parameters, lossSum, zLossSum, gradNorm, auxiliary);
+            spikes?.Observe(State.Step + 1, lossSum, gradNorm);
             intervalUpdates++;
             State = State with
             {
@@ -178,21 +190,41 @@ public sealed class Trainer : IDisposable
             Observer?.OnStep(State.Step);
             bool last = State.Step == t.Steps;
             interrupted = parallel.Communicator.Any(cancellation.IsCancellationRequested) && !last; // all ranks stop together
+            bool logPoint = State.Step % t.LogEvery == 0 || last || interrupted;
+            bool evalPoint = primary && ((t.EvalEvery > 0 && State.Step % t.EvalEvery == 0) || last);
+            bool checkpointPoint = primary && ((t.CheckpointEvery > 0 && State.Step % t.CheckpointEvery == 0) || last || interrupted);
 
-            if (State.Step % t.LogEvery == 0 || last || interrupted)
+            // Spike flags are read only where the loop synchronises anyway, and always before a checkpoint.
+            if (spikes is not null && (logPoint || evalPoint || checkpointPoint) && spikes.Detect() is { } spike)
+            {
+                lastGood = RollBack(spike, lastGood!, lr, lossSum, zLossSum, auxiliary);
+                spikes.Reset();
+                intervalUpdates = 0;
+                intervalClock.Restart();
+                interrupted = cancellation.IsCancellationRequested;
+                if (interrupted)
+                {
+                    lastCheckpoint = lastGood;
+                    break;
+                }
+                continue;
+            }
+
+            if (logPoint)
             {
                 LogTraining(lr, intervalUpdates * tokensPerUpdate / intervalClock.Elapsed.TotalSeconds, intervalUpdates, lossSum, zLossSum, gradNorm, auxiliary);
                 intervalUpdates = 0;
                 intervalClock.Restart();
             }
-            if (primary && ((t.EvalEvery > 0 && State.Step % t.EvalEvery == 0) || last))
+            if (evalPoint)
             {
                 lastValidation = EvaluateAndLog();
                 intervalClock.Restart(); // evaluation time is not training throughput
             }
-            if (primary && ((t.CheckpointEvery > 0 && State.Step % t.CheckpointEvery == 0) || last || interrupted))
+            if (checkpointPoint)
             {
                 lastCheckpoint = TrainingCheckpoint.Save(RunDirectory, Model, optimizer, random, State, config, data.VocabularySpec, t.KeepCheckpoints);
+                if (spikes is not null) lastGood = lastCheckpoint;
                 Observer?.OnCheckpoint(lastCheckpoint);
                 intervalClock.Restart();
             }

@@ -28,6 +28,9 @@ public sealed record TrainerState
 
     /// <summary>Held-out loss at the last evaluation, if any.</summary>
     public double? LastValidationLoss { get; init; }
+
+    /// <summary>Loss-spike rollbacks so far (training.spike_recovery), counted against max_rollbacks across resumes.</summary>
+    public int Rollbacks { get; init; }
 }
 
 /// <summary>

@@ -66,8 +66,9 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
     /// </summary>
     public static Tensor Attend(Tensor q, AttentionInputs inputs, int heads)
     {
-        var k = ExpandKvHeads(inputs.Keys, heads);   // (B, H, S, Dh)
-        var v = ExpandKvHeads(inputs.Values, heads); // (B, H, S, Dh)
+        // A cache may hold another dtype than the queries (a float32 cache under a bf16 compute dtype).
+        var k = ExpandKvHeads(inputs.Keys.to(q.dtype), heads);   // (B, H, S, Dh)
+        var v = ExpandKvHeads(inputs.Values.to(q.dtype), heads); // (B, H, S, Dh)
         return inputs.Mask is { } mask
             ? nn.functional.scaled_dot_product_attention(q, k, v, mask)                    // mask (B, 1, T, S)
             : nn.functional.scaled_dot_product_attention(q, k, v, is_casual: inputs.IsCausal);

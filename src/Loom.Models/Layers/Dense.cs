@@ -11,7 +11,7 @@ namespace Loom.Models.Layers;
 /// (state keys <c>weight_int8</c> and <c>weight_scale</c> instead of <c>weight</c>) and the layer
 /// is for inference only.
 /// </summary>
-public sealed class Dense : nn.Module<Tensor, Tensor>, IQuantizableKernel
+public sealed class Dense : nn.Module<Tensor, Tensor>, IQuantizableKernel, IMixedPrecisionLayer
 {
     // Field names are the state-dict keys: TorchSharp's module.to(device) finds fields by them.
     private Parameter? weight;          // (out, in), float; null once quantized
@@ -28,6 +28,10 @@ public sealed class Dense : nn.Module<Tensor, Tensor>, IQuantizableKernel
         Initializers.Normal(weight, 1.0 / Math.Sqrt(inFeatures), generator);
         RegisterComponents();
     }
+
+    /// <inheritdoc />
+    /// <remarks>With a compute dtype, the output is in it too (the caller's residual add promotes it back to float32).</remarks>
+    public ScalarType? ComputeDtype { get; set; }
 
     /// <summary>The float kernel, (out, in).</summary>
     /// <exception cref="InvalidOperationException">The layer is quantized: its float kernel was freed.</exception>
@@ -66,7 +70,12 @@ public sealed class Dense : nn.Module<Tensor, Tensor>, IQuantizableKernel
     /// <exception cref="InvalidOperationException">The layer is quantized and in training mode.</exception>
     public override Tensor forward(Tensor x) // (..., in) -> (..., out)
     {
-        if (weight_int8 is null) return nn.functional.linear(x, weight!, bias);
+        if (weight_int8 is null)
+        {
+            return ComputeDtype is { } dtype && x.is_floating_point()
+                ? nn.functional.linear(x.to(dtype), weight!.to(dtype), bias?.to(dtype)) // mixed precision: float32 master weights cast at use
+                : nn.functional.linear(x, weight!, bias);
+        }
         // The int8 values carry no gradient, so training would silently update only biases, norms and embeddings.
         if (training) throw new InvalidOperationException("an int8-quantized model is for inference only: call model.eval(), or train the float checkpoint instead");
         return Int8Weights.Linear(x, weight_int8, weight_scale!, bias);

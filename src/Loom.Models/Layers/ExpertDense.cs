@@ -82,13 +82,17 @@ public sealed class ExpertDense : nn.Module<Tensor, Tensor>, Loom.Models.Quantiz
     }
 
     /// <inheritdoc />
+    public ScalarType? ComputeDtype { get; set; }
+
+    /// <inheritdoc />
     /// <exception cref="InvalidOperationException">The layer is quantized and in training mode.</exception>
     public override Tensor forward(Tensor x) // (E, C, in) -> (E, C, out)
     {
         Tensor y;
         if (weight_int8 is null)
         {
-            y = x.bmm(weight!.transpose(1, 2));                                     // (E, C, out)
+            if (ComputeDtype is { } dtype && x.is_floating_point()) x = x.to(dtype);  // mixed precision: cast input and kernel at use
+            y = x.bmm(weight!.to(x.dtype).transpose(1, 2));                         // (E, C, out)
         }
         else
         {

@@ -232,7 +232,7 @@ public sealed class MoeMlp : nn.Module<Tensor, Tensor?, MoeOutput>
 
         // Combine: the spare row reads as 0, so a dropped assignment contributes nothing. The gate-weighted
         // sum is taken in float32 so that the gates are not rounded to a 16-bit activation dtype first.
-        var withSpare = cat(new[] { expertOutput, zeros(1, d, dtype: x.dtype, device: x.device) }, 0); // (E·C + 1, D)
+        var withSpare = cat(new[] { expertOutput, zeros(1, d, dtype: expertOutput.dtype, device: x.device) }, 0); // (E·C + 1, D)
         var perAssignment = withSpare.index_select(0, slot).to(float32) * assignmentGates.unsqueeze(1); // (k·N, D)
         var output = perAssignment.view(k, n, d).sum(dim: 0).to(x.dtype).view(batch, time, d);   // (B, T, D)
 

@@ -78,8 +78,9 @@ public sealed class T5Attention : nn.Module<Tensor, Tensor>
     /// float mask broadcastable to (B, H, T, S) holds the position bias and a large negative value where
     /// attention is not allowed. <paramref name="dropout"/> drops attention probabilities.
     /// </summary>
+    /// <remarks>Keys, values and the mask are cast to the queries' dtype (16-bit under a mixed-precision compute dtype).</remarks>
     public static Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor mask, double dropout = 0) =>
-        nn.functional.scaled_dot_product_attention(q * Math.Sqrt(q.shape[^1]), k, v, mask, dropout); // (B, H, T, Dh)
+        nn.functional.scaled_dot_product_attention(q * Math.Sqrt(q.shape[^1]), k.to(q.dtype), v.to(q.dtype), mask.to(q.dtype), dropout); // (B, H, T, Dh)
 
     /// <summary>
     /// The additive float mask of <paramref name="inputs"/> for <paramref name="t"/> queries: the position

@@ -87,7 +87,7 @@ public static class LossCurvePlot
         foreach (MetricEvent e in events)
         {
             ArgumentNullException.ThrowIfNull(e, nameof(events));
-            if (e.Split != split || e.Task is not null) // per-task lines stay in the logs, not on the run's curve
+            if (e.Split != split || e.Task is not null || e.Event is not null) // per-task and event lines stay in the logs, not on the run's curve
                 continue;
             // Later events overwrite earlier ones, including with a non-finite loss that then drops the
             // point: the resumed run's value is the truth for that step.

@@ -94,6 +94,29 @@ public sealed record MetricEvent(
     [JsonPropertyName("dropped_fraction"), JsonPropertyOrder(15)]
     public double? DroppedFraction { get; init; }
 
+    /// <summary>
+    /// Set on lines that record an event rather than a measurement: <see cref="SpikeRollbackEvent"/> when a loss
+    /// spike made the trainer roll back (then <see cref="Loss"/> and <see cref="GradNorm"/> are the bad update's).
+    /// Loss plots and TensorBoard curves leave such lines out.
+    /// </summary>
+    [JsonPropertyName("event"), JsonPropertyOrder(16)]
+    public string? Event { get; init; }
+
+    /// <summary>Why the event happened, in words (for a spike: non-finite loss, or the loss against k × the recent median).</summary>
+    [JsonPropertyName("reason"), JsonPropertyOrder(17)]
+    public string? Reason { get; init; }
+
+    /// <summary>A rollback: the step of the checkpoint restored.</summary>
+    [JsonPropertyName("rolled_back_to"), JsonPropertyOrder(18)]
+    public long? RolledBackTo { get; init; }
+
+    /// <summary>A rollback: micro-batches skipped (from the checkpoint's data position through the spike, plus training.spike_recovery.skip_batches).</summary>
+    [JsonPropertyName("skipped_micro_batches"), JsonPropertyOrder(19)]
+    public long? SkippedMicroBatches { get; init; }
+
+    /// <summary>The <see cref="Event"/> of a loss-spike rollback.</summary>
+    public const string SpikeRollbackEvent = "loss_spike_rollback";
+
     private static string CheckSplit(string split)
     {
         ArgumentNullException.ThrowIfNull(split);

@@ -47,6 +47,12 @@ public sealed class TensorBoardMetricSink : IMetricSink
         if (e.Step is < 0 or > int.MaxValue)
             throw new ArgumentOutOfRangeException(nameof(e), e.Step, "TensorBoard steps are 32-bit; the step is outside 0..int.MaxValue");
         int step = (int)e.Step;
+        if (e.Event is not null)
+        {
+            // An event is a mark on the timeline, not a point of the loss curve.
+            lock (_gate) (_writer ?? throw new ObjectDisposedException(nameof(TensorBoardMetricSink))).add_scalar($"events/{e.Event}", (float)(e.RolledBackTo ?? 1), step);
+            return;
+        }
         string prefix = e.Task is null ? e.Split + "/" : $"{e.Split}/{e.Task}/";
 
         lock (_gate)
