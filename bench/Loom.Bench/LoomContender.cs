@@ -19,6 +19,7 @@ internal sealed class LoomContender : ITrainStepContender
     {
         Options = GptOptions(s);
         model = new DecoderLm(Options, device);
+        model.UsePrecision(ComputePrecisions.Parse(s.Precision, "--precision"));
         model.train();
         parameters = model.parameters().ToList();
         optimizer = new AdamW(model.named_parameters(), new AdamWOptions

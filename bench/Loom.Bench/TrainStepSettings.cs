@@ -18,6 +18,7 @@ internal sealed record TrainStepSettings
     public bool Phases { get; init; }
     public bool FusedQkv { get; init; } = true;
     public long Seed { get; init; } = 1234;
+    public string Precision { get; init; } = "fp32";
 
     // Optimizer settings shared by both contenders (and the Python twin); their values do not change the
     // work per step, only that both do the same update.
@@ -52,6 +53,8 @@ internal sealed record TrainStepSettings
                          (always on for CPU, where it costs nothing; on CUDA it adds a sync per phase)
           --qkv K        plain model's q/k/v projection: fused (default, nanoGPT) or separate (Loom's layout)
           --seed N       weights and token batches (default 1234)
+          --precision P  Loom's compute precision: fp32 (default) or bf16 (training.precision: bfloat16 matmuls
+                         and attention over float32 weights); the plain TorchSharp model stays float32
         """;
 
     /// <summary>Parses flags; throws <see cref="ArgumentException"/> with a message that names the bad flag.</summary>
@@ -72,10 +75,18 @@ internal sealed record TrainStepSettings
             "--phases" => s with { Phases = true },
             "--qkv" => s with { FusedQkv = flag.Value() switch { "fused" => true, "separate" => false, var k => throw new ArgumentException($"--qkv takes fused or separate, got '{k}'") } },
             "--seed" => s with { Seed = flag.PositiveInt() },
+            "--precision" => s with { Precision = CheckedPrecision(flag.Value()) },
             _ => throw flag.Unknown(),
         });
         if (settings.Dim % settings.HeadDim != 0)
             throw new ArgumentException($"--dim {settings.Dim} must be a multiple of --head-dim {settings.HeadDim} (heads · head_dim = d_model)");
         return settings;
+    }
+
+    /// <summary>The name, once <see cref="Loom.Models.ComputePrecisions.Parse"/> has accepted it (it throws otherwise).</summary>
+    private static string CheckedPrecision(string name)
+    {
+        Loom.Models.ComputePrecisions.Parse(name, "--precision");
+        return name;
     }
 }

@@ -3,13 +3,7 @@
 # carried: trains the tiny preset with --device cuda, then the train-step benchmark and its PyTorch
 # twin in the same call. Results go to $OUT.
 set -uo pipefail
-OUT="${OUT:-/tmp/loom-gpu-out}"; mkdir -p "$OUT"
-tar -C .gpu -xJf .gpu/loom.tar.xz
-export XDG_CACHE_HOME="$PWD/.gpu/corpus-cache"; mkdir -p "$XDG_CACHE_HOME/loom" && cp -r .gpu/corpus/austen "$XDG_CACHE_HOME/loom/"
-TDIR=$(python3 -c 'import torch,os;print(os.path.dirname(torch.__file__))')
-SP=$(dirname "$TDIR")
-export LD_LIBRARY_PATH=$TDIR/lib:$(ls -d "$SP"/nvidia/*/lib | tr '\n' ':')${LD_LIBRARY_PATH:-}
-nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$OUT/gpu.txt"
+source bench/gpu/env.sh
 timeout 240 .gpu/app/loom demo --device cuda --run-dir "$OUT/demo" 2>&1 | tee "$OUT/demo.log"
 timeout 120 .gpu/app/loom-bench train-step --device cuda --steps 50 2>/dev/null | tee "$OUT/bench-loom.md"
 PYTHONUNBUFFERED=1 timeout 120 python3 bench/peers/train_step.py --device cuda --steps 50 2>/dev/null | tee "$OUT/bench-pytorch.md"

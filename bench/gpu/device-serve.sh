@@ -4,13 +4,7 @@
 # loss with float and int8 weights, and the HTTP load benchmark (continuous batching against one request
 # at a time). Results in $OUT.
 set -uo pipefail
-OUT="${OUT:-/tmp/loom-gpu-out}"; mkdir -p "$OUT"
-tar -C .gpu -xJf .gpu/loom.tar.xz
-export XDG_CACHE_HOME="$PWD/.gpu/corpus-cache"; mkdir -p "$XDG_CACHE_HOME" && tar -C "$XDG_CACHE_HOME" -xJf .gpu/corpora.tar.xz
-TDIR=$(python3 -c 'import torch,os;print(os.path.dirname(torch.__file__))')
-SP=$(dirname "$TDIR")
-export LD_LIBRARY_PATH=$TDIR/lib:$(ls -d "$SP"/nvidia/*/lib | tr '\n' ':')${LD_LIBRARY_PATH:-}
-nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$OUT/gpu.txt"
+source bench/gpu/env.sh
 RUN=/tmp/demo-run
 timeout 120 .gpu/app/loom demo --device cuda --run-dir "$RUN" 2>&1 | grep -v "^step .*loss .* lr " | tail -8 | tee "$OUT/demo.log"
 timeout 60 .gpu/app/loom generate --device cuda --checkpoint "$RUN" --prompt "It was a fine morning" -n 200 --seed 1 2>&1 | tee "$OUT/generate.log"

@@ -3,13 +3,7 @@
 # (packed rows, per-task evaluation) with --device cuda, then the data pipeline benchmark with its
 # training row on the GPU, so the pipeline is measured against the GPU's consumption. Results in $OUT.
 set -uo pipefail
-OUT="${OUT:-/tmp/loom-gpu-out}"; mkdir -p "$OUT"
-tar -C .gpu -xJf .gpu/loom.tar.xz
-export XDG_CACHE_HOME="$PWD/.gpu/corpus-cache"; mkdir -p "$XDG_CACHE_HOME" && tar -C "$XDG_CACHE_HOME" -xJf .gpu/corpora.tar.xz
-TDIR=$(python3 -c 'import torch,os;print(os.path.dirname(torch.__file__))')
-SP=$(dirname "$TDIR")
-export LD_LIBRARY_PATH=$TDIR/lib:$(ls -d "$SP"/nvidia/*/lib | tr '\n' ':')${LD_LIBRARY_PATH:-}
-nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$OUT/gpu.txt"
+source bench/gpu/env.sh
 timeout 200 .gpu/app/loom train --mixture books_and_spam --device cuda --run-dir "$OUT/mixture" \
   --set training.steps=600 --set training.eval_every=300 --set training.eval_batches=4 --set training.checkpoint_every=600 \
   --set training.learning_rate=0.03 --set training.schedule='"cosine"' --set training.warmup_steps=50 2>&1 | grep -v "^step .*loss .* lr " | tee "$OUT/mixture.log"

@@ -133,6 +133,9 @@ def parse_args():
     p.add_argument("--qkv", choices=["fused", "separate"], default="fused",
                    help="q/k/v projection: fused (default, nanoGPT) or separate (Loom's layout)")
     p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="fp32 (default) or bf16: torch.autocast to bfloat16 over float32 weights (Loom's training.precision=bf16)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (default: eager)")
     a = p.parse_args()
     if a.dim % a.head_dim != 0:
         p.error(f"--dim {a.dim} must be a multiple of --head-dim {a.head_dim}")
@@ -204,6 +207,10 @@ def main():
     model = Gpt(a.vocab, a.seq, a.layers, heads, a.head_dim, a.dim, mlp_dim, a.qkv == "fused").to(device)
     model.train()
     params = list(model.parameters())
+    # The step's forward: eager or compiled, in float32 or under bf16 autocast (weights stay float32).
+    forward = torch.compile(model.loss) if a.compile else model.loss
+    autocast = (torch.autocast(device_type=device.type, dtype=torch.bfloat16) if a.precision == "bf16"
+                else torch.autocast(device_type=device.type, enabled=False))
     n_params = sum(p.numel() for p in params)
     # nanoGPT's optimizer groups: weight decay on matrices (embeddings included), not on biases or norms.
     optimizer = torch.optim.AdamW(
@@ -234,7 +241,8 @@ def main():
 
         optimizer.zero_grad(set_to_none=True)
         lap()
-        loss = model.loss(inputs, targets)
+        with autocast:
+            loss = forward(inputs, targets)
         lap()
         loss.backward()
         lap()
@@ -273,12 +281,12 @@ def main():
         f"- model: GPT, vocab {a.vocab}, d_model {a.dim}, {a.layers} layers, {heads} heads × {a.head_dim},"
         f" MLP {mlp_dim} (GELU), learned positions, LayerNorm + biases, tied embeddings; {n_params:,} parameters",
         f"- step: batch {a.batch} × seq {a.seq} = {tokens_per_step:,} tokens; AdamW (β {BETAS[0]}/{BETAS[1]},"
-        f" wd {WEIGHT_DECAY} on matrices), clip {CLIP_NORM:g}, float32",
+        f" wd {WEIGHT_DECAY} on matrices), clip {CLIP_NORM:g}, {'bf16 autocast over float32 weights' if a.precision == 'bf16' else 'float32'}",
         f"- timing: {a.steps} steps after {a.warmup} warm-up",
         "",
         "| contender | median ms/step | min ms/step | tokens/s (median) | Loom/plain |",
         "|---|---:|---:|---:|---:|",
-        f"| PyTorch (eager, {a.qkv} q/k/v, torch.optim.AdamW) | {median:.1f} | {fastest:.1f} | {tokens_per_step / (median / 1000):,.0f} | — |",
+        f"| PyTorch ({'torch.compile' if a.compile else 'eager'}, {a.precision}, {a.qkv} q/k/v, torch.optim.AdamW) | {median:.1f} | {fastest:.1f} | {tokens_per_step / (median / 1000):,.0f} | — |",
         "",
         f"Loss on the first batch: {initial_loss:.5f}; after the last step: {last_loss:.5f}.",
     ]
