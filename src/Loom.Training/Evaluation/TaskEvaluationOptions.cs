@@ -29,7 +29,11 @@ public sealed record TaskEvaluationOptions
         init => field = value > 0 ? value : throw new ArgumentException($"batch size = {value} must be positive");
     } = 8;
 
-    /// <summary>Most tokens generated per prediction, EOS not counted (64 by default); when predicting, it must leave room for a prompt: at most the sequence length − 2.</summary>
+    /// <summary>
+    /// Most tokens generated per prediction, EOS not counted (64 by default); when predicting, it must leave room
+    /// for a prompt: at most the sequence length − 2. Predictions stop sooner at the longest target of the
+    /// examples evaluated (<see cref="TaskEvaluator"/>'s decode budget, seqio's targets feature length).
+    /// </summary>
     public int MaxDecodeLength
     {
         get;

@@ -318,11 +318,12 @@ public sealed class TaskEvaluator
     internal IReadOnlyList<ExamplePrediction> PredictAll(DataTask task, IReadOnlyList<Example> examples, int withInputs)
     {
         var postprocessor = Options.PostprocessorFor(task.Name);
+        int budget = DecodeBudget(examples);
         // A decoder-only prompt shares the context with the answer; an encoder takes up to L inputs.
-        int promptRoom = Model.IsEncoderDecoder ? SequenceLength : SequenceLength - Options.MaxDecodeLength - 1; // the start token takes one place
+        int promptRoom = Model.IsEncoderDecoder ? SequenceLength : SequenceLength - budget - 1; // the start token takes one place
         int[][] prompts = [.. examples.Select(e => e.Tokens[InputsFeature]).Select(inputs => inputs.Length > promptRoom ? inputs[^promptRoom..] : inputs)
             .Select(inputs => Model.IsEncoderDecoder ? inputs : (int[])[startId, .. inputs])];
-        var decoded = Decoder.Decode(Model, prompts, new DecodeSettings(Options.MaxDecodeLength, Vocabulary.EosId, startId, Options.BatchSize, Vocabulary.Size));
+        var decoded = Decoder.Decode(Model, prompts, new DecodeSettings(budget, Vocabulary.EosId, startId, Options.BatchSize, Vocabulary.Size));
         var all = new List<ExamplePrediction>(examples.Count);
         for (int i = 0; i < examples.Count; i++)
         {
@@ -332,6 +333,20 @@ public sealed class TaskEvaluator
             all.Add(new ExamplePrediction(i, i < withInputs ? InputsText(example) : "", target, prediction, decoded[i].Finished));
         }
         return all;
+    }
+
+    /// <summary>
+    /// Tokens to generate per prediction: the longest target among <paramref name="examples"/>, EOS not
+    /// counted (seqio decodes up to the targets feature length), at most <see cref="TaskEvaluationOptions.MaxDecodeLength"/>.
+    /// No prediction longer than every reference can match one; and a decoder-only prompt keeps the room
+    /// the budget leaves it, so a task with short answers (a label) is prompted with as much of its inputs
+    /// as training gave it rather than L − 64 tokens.
+    /// </summary>
+    internal int DecodeBudget(IReadOnlyList<Example> examples)
+    {
+        int longest = examples.Select(e => e.Tokens[TargetsFeature]).Select(t => t.Length > 0 && t[^1] == Vocabulary.EosId ? t.Length - 1 : t.Length)
+            .DefaultIfEmpty(0).Max();
+        return Math.Clamp(longest, 1, Options.MaxDecodeLength);
     }
 
     /// <summary>

@@ -163,6 +163,23 @@ public class TaskEvaluatorTests
     }
 
     [Fact]
+    public void PredictionsStopAtTheLongestTargetAndPromptsKeepTheRoomItLeaves()
+    {
+        using var _ = NewDisposeScope();
+        using var model = TinyModel();
+        string input = new string('x', 30) + "abcdefghij";
+        var options = new TaskEvaluationOptions { SequenceLength = 20, MaxDecodeLength = 18, PredictionsToKeep = 10 };
+        var evaluator = new TaskEvaluator(model, Vocabulary, CPU, new EngineSequenceDecoder(Vocabulary), options);
+        var result = evaluator.Evaluate(PairTask("short", "validation", [new ExactMatch(normalize: false)], inputsEos: false, [(input, "ok"), (input[5..], "yes")]), "validation");
+
+        // The longest target is "yes" (3 tokens before EOS): at most 3 tokens are decoded, not 18, and each prompt
+        // keeps the last L − 3 − 1 = 16 input tokens (the start token takes one place), not L − 18 − 1 = 1.
+        var byHand = GreedyByHand(model, [Vocabulary.Encode(input)[^16..], Vocabulary.Encode(input[5..])[^16..]], 3);
+        Assert.Equal(byHand, result.Predictions.Select(p => p.Prediction));
+        Assert.All(result.Predictions, p => Assert.True(Vocabulary.Encode(p.Prediction).Length <= 3, p.Prediction));
+    }
+
+    [Fact]
     public void PredictionsToKeepLimitsTheLogNotTheMetricsAndPostprocessorsApplyToBothSides()
     {
         using var _ = NewDisposeScope();
