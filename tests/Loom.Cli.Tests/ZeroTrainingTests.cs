@@ -65,20 +65,23 @@ public sealed partial class ZeroTrainingTests : IClassFixture<DataParallelTraini
         Assert.True(control > 100 * Tolerance, $"AdamW ends only {control:E2} from Adafactor: the comparison cannot tell runs apart");
     }
 
-    [SkippableFact]
-    public void AZeroThreeCheckpointOfTwoRanksResumesOnOneProcess()
+    [SkippableTheory]
+    [InlineData(0)]
+    [InlineData(3)]
+    public void AZeroThreeCheckpointOfTwoRanksResumesOnOneProcess(int resumeStage)
     {
         MpiRun.RequireMpirun();
         Assert.True(reference.ExitCode == 0, reference.Output);
-        var first = MpiRun.Dotnet(2, reference.Dir, Loom, [.. reference.Train("zero3-resumed"), "--set", $"training.steps={Steps / 2}", "--set", "training.zero_stage=3"]);
+        string name = $"zero3-resumed-as-{resumeStage}";
+        var first = MpiRun.Dotnet(2, reference.Dir, Loom, [.. reference.Train(name), "--set", $"training.steps={Steps / 2}", "--set", "training.zero_stage=3"]);
         Assert.True(first.ExitCode == 0, first.ToString());
         var rest = CliRunner.Run(reference.Dir,
-            ["train", "--resume", "--run-dir", Path.Combine(reference.Dir, "zero3-resumed"), "--set", $"training.steps={Steps}", "--set", "training.zero_stage=0", "--threads", "1"]);
+            ["train", "--resume", "--run-dir", Path.Combine(reference.Dir, name), "--set", $"training.steps={Steps}", "--set", $"training.zero_stage={resumeStage}", "--threads", "1"]);
         Assert.True(rest.ExitCode == 0, rest.Stderr + rest.Stdout);
         Assert.Contains($"(step {Steps / 2})", rest.Stdout);
-        double difference = MaxRelativeDifference(reference.Checkpoint("one", Steps), reference.Checkpoint("zero3-resumed", Steps));
-        output.WriteLine($"ZeRO-3 on 2 ranks to step {Steps / 2}, then 1 process: max relative weight difference {difference:E2}");
-        Assert.True(difference < Tolerance, $"ZeRO-3 checkpoint resumed on 1 process: max relative weight difference {difference:E2}");
+        double difference = MaxRelativeDifference(reference.Checkpoint("one", Steps), reference.Checkpoint(name, Steps));
+        output.WriteLine($"ZeRO-3 on 2 ranks to step {Steps / 2}, then 1 process at stage {resumeStage}: max relative weight difference {difference:E2}");
+        Assert.True(difference < Tolerance, $"ZeRO-3 checkpoint resumed on 1 process at stage {resumeStage}: max relative weight difference {difference:E2}");
     }
 
     [SkippableFact]
@@ -88,6 +91,7 @@ public sealed partial class ZeroTrainingTests : IClassFixture<DataParallelTraini
         var plain = Memory("memory-zero0", 0);
         var zero3 = Memory("memory-zero3", 3);
         var zero2 = Memory("memory-zero2", 2);
+        var zero1 = Memory("memory-zero1", 1);
         for (int rank = 0; rank < 2; rank++)
         {
             double ratio = (double)(zero3[rank].Parameters + zero3[rank].Optimizer) / (plain[rank].Parameters + plain[rank].Optimizer);
@@ -96,6 +100,9 @@ public sealed partial class ZeroTrainingTests : IClassFixture<DataParallelTraini
             Assert.InRange((double)zero3[rank].Gradients / plain[rank].Gradients, 0.25, 0.75);
             Assert.Equal(plain[rank].Parameters, zero2[rank].Parameters); // ZeRO-2 keeps whole parameters
             Assert.InRange((double)zero2[rank].Optimizer / plain[rank].Optimizer, 0.25, 0.75);
+            Assert.InRange((double)zero2[rank].Gradients / plain[rank].Gradients, 0.25, 0.75);
+            Assert.Equal(plain[rank].Gradients, zero1[rank].Gradients); // ZeRO-1 all-reduces the whole gradient
+            Assert.InRange((double)zero1[rank].Optimizer / plain[rank].Optimizer, 0.25, 0.75);
         }
         // Together the ranks hold each parameter and its state exactly once.
         Assert.Equal(plain[0].Parameters, zero3[0].Parameters + zero3[1].Parameters);
