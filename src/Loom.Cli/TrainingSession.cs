@@ -110,6 +110,8 @@ internal static class TrainingSession
         try
         {
             var result = primary ? ConsoleProgress.Show(progress => Run(trainer, progress, interrupt.Token)) : trainer.Run(interrupt.Token);
+            if (trainer.MemoryPerRank() is { } memory) // collective: every rank measures, rank 0 prints
+                output.WriteLine(FormattableString.Invariant($"memory per rank (training.zero_stage = {config.Training.ZeroStage}): {string.Join("; ", memory)}"));
             output.WriteLine(result.Interrupted
                 ? $"interrupted at step {result.Step}; resume with: ./loom train --resume --run-dir {run.RunDirectory}"
                 : FormattableString.Invariant($"done: {result.Step} steps in {result.ElapsedSeconds:F0}s, held-out loss {result.ValidationLoss:F4} nats/token"));

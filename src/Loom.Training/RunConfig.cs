@@ -150,6 +150,13 @@ public sealed record TrainerOptions
     /// <summary>Automatic rollback and data skipping on loss spikes (training.spike_recovery.*; off by default).</summary>
     public Recovery.SpikeRecoveryOptions SpikeRecovery { get; init; } = new();
 
+    /// <summary>
+    /// Sharded data parallelism (ZeRO) under several ranks: 0 (the default) replicates everything on every rank;
+    /// 1 shards the optimizer state by parameter owner; 2 also the gradients; 3 also the parameters between steps.
+    /// Every stage trains to the same weights; it changes only what each rank keeps.
+    /// </summary>
+    public int ZeroStage { get; init; }
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid field.</summary>
     public TrainerOptions Validate()
     {
@@ -172,6 +179,7 @@ public sealed record TrainerOptions
         Check(EvalBatches > 0, "eval_batches", EvalBatches, "must be positive");
         Check(CheckpointEvery >= 0, "checkpoint_every", CheckpointEvery, "must be 0 or more");
         Check(KeepCheckpoints > 0, "keep_checkpoints", KeepCheckpoints, "must be positive");
+        Check(ZeroStage is >= 0 and <= 3, "zero_stage", ZeroStage, "must be 0 (plain data parallelism), 1 (shard optimizer state), 2 (and gradients) or 3 (and parameters)");
         Check(PeakTflops is null || PeakTflops > 0, "peak_tflops", PeakTflops ?? 0, "must be positive");
         Check(InitFrom is null || !string.IsNullOrWhiteSpace(InitFrom), "init_from", $"'{InitFrom}'", "must name a checkpoint or run folder, or be left out");
         ComputePrecisions.Parse(Precision);

@@ -47,6 +47,8 @@ public sealed partial class Trainer : IDisposable
     private readonly ISequenceDecoder? decoder;
     private readonly DataParallel parallel;
     private readonly bool primary; // rank 0: the one rank that evaluates, logs, plots and checkpoints
+    private readonly ZeroSharding? sharding; // training.zero_stage > 0
+    private ShardingMemory? memory;
 
     /// <summary>Builds the model (seeded by training.seed) and optimizer on <paramref name="device"/>.</summary>
     /// <param name="config">The run's resolved config.</param>
@@ -96,13 +98,17 @@ public sealed partial class Trainer : IDisposable
         if (config.Training.InitFrom is { } initFrom) InitialisedFrom = TrainingCheckpoint.InitialiseWeights(initFrom, Model);
         Model.UsePrecision(ComputePrecisions.Parse(config.Training.Precision));
         var t = config.Training;
-        optimizer = Optimizers.Create(t.Optimizer, Model.named_parameters(),
-            new AdamWOptions { Beta1 = t.Beta1, Beta2 = t.Beta2, WeightDecay = t.WeightDecay },
-            AdafactorOptions.PaLM with
-            {
-                Beta1 = t.Beta1, Factored = t.Factored,
-                DecoupledWeightDecayFromLrSquared = t.WeightDecay > 0, WeightDecayRate = t.WeightDecay > 0 && t.WeightDecay != 1 ? t.WeightDecay : null,
-            });
+        var named = Model.named_parameters().ToList();
+        if (t.ZeroStage > 0)
+        {
+            sharding = new ZeroSharding(communicator, named, t.ZeroStage);
+            var owned = sharding.Owned.ToList();
+            optimizer = new ShardedOptimizer(CreateOptimizer(owned), named, owned.Select(p => p.Name));
+        }
+        else
+        {
+            optimizer = CreateOptimizer(named);
+        }
         this.schedule = schedule ?? LearningRateSchedules.Create(t.Schedule, t.LearningRate, t.WarmupSteps, t.Steps, t.MinLearningRate);
         flopsPerToken = Model.FlopsPerToken(config.Data.SequenceLength);
         peak = t.PeakTflops is double tf
@@ -115,7 +121,7 @@ public sealed partial class Trainer : IDisposable
                 new JsonlMetricSink(Path.Combine(runDirectory, "metrics.jsonl"), append: true),
                 new TensorBoardMetricSink(Path.Combine(runDirectory, "tensorboard")))
             : new CompositeMetricSink();
-        parallel = new DataParallel(communicator, Model.parameters().ToList());
+        parallel = new DataParallel(communicator, sharding is null ? Model.parameters().ToList() : []); // ZeRO reduces its own way
         State = new TrainerState { Seed = t.Seed };
     }
 
@@ -140,9 +146,36 @@ public sealed partial class Trainer : IDisposable
     /// <summary>The optimizer (exposed for checkpoint tests).</summary>
     public IOptimizer Optimizer => optimizer;
 
+    /// <summary>
+    /// What each rank held after the last update (parameters between steps, reduced gradients, optimizer state);
+    /// collective: every rank must call it. Null before the first update.
+    /// </summary>
+    public IReadOnlyList<ShardingMemory>? MemoryPerRank()
+    {
+        var c = parallel.Communicator;
+        var mine = memory ?? new ShardingMemory(c.Rank, -1, -1, -1);
+        var p = c.AllGather(mine.ParameterBytes);
+        var g = c.AllGather(mine.GradientBytes);
+        var o = c.AllGather(mine.OptimizerStateBytes);
+        return memory is null ? null : [.. Enumerable.Range(0, c.WorldSize).Select(r => new ShardingMemory(r, p[r], g[r], o[r]))];
+    }
+
+    private IOptimizer CreateOptimizer(IEnumerable<(string Name, TorchSharp.Modules.Parameter Param)> parameters)
+    {
+        var t = config.Training;
+        return Optimizers.Create(t.Optimizer, parameters,
+            new AdamWOptions { Beta1 = t.Beta1, Beta2 = t.Beta2, WeightDecay = t.WeightDecay },
+            AdafactorOptions.PaLM with
+            {
+                Beta1 = t.Beta1, Factored = t.Factored,
+                DecoupledWeightDecayFromLrSquared = t.WeightDecay > 0, WeightDecayRate = t.WeightDecay > 0 && t.WeightDecay != 1 ? t.WeightDecay : null,
+            });
+    }
+
     /// <summary>Restores weights, optimizer state, RNG and progress from a checkpoint folder.</summary>
     public void Resume(string checkpoint)
     {
+        sharding?.GatherParameters();
         State = TrainingCheckpoint.Restore(checkpoint, Model, optimizer, random);
         if (State.Seed != config.Training.Seed)
             throw new InvalidDataException($"{checkpoint} was trained with seed {State.Seed}, this run has training.seed = {config.Training.Seed}");
@@ -156,6 +189,7 @@ public sealed partial class Trainer : IDisposable
         double elapsedBefore = State.ElapsedSeconds;
         Observer?.OnStart(State.Step, t.Steps);
         var parameters = Model.parameters().ToList();
+        sharding?.GatherParameters();
         parallel.BroadcastParameters(parameters); // every rank starts from rank 0's weights
         long tokensPerUpdate = (long)t.BatchSize * t.GradientAccumulation * config.Data.SequenceLength;
 
@@ -191,8 +225,9 @@ public sealed partial class Trainer : IDisposable
             bool last = State.Step == t.Steps;
             interrupted = parallel.Communicator.Any(cancellation.IsCancellationRequested) && !last; // all ranks stop together
             bool logPoint = State.Step % t.LogEvery == 0 || last || interrupted;
-            bool evalPoint = primary && ((t.EvalEvery > 0 && State.Step % t.EvalEvery == 0) || last);
-            bool checkpointPoint = primary && ((t.CheckpointEvery > 0 && State.Step % t.CheckpointEvery == 0) || last || interrupted);
+            // Decided on every rank: under ZeRO all ranks take part in gathering what rank 0 evaluates and saves.
+            bool evalPoint = (t.EvalEvery > 0 && State.Step % t.EvalEvery == 0) || last;
+            bool checkpointPoint = (t.CheckpointEvery > 0 && State.Step % t.CheckpointEvery == 0) || last || interrupted;
 
             // Spike flags are read only where the loop synchronises anyway, and always before a checkpoint.
             if (spikes is not null && (logPoint || evalPoint || checkpointPoint) && spikes.Detect() is { } spike)
@@ -216,16 +251,22 @@ public sealed partial class Trainer : IDisposable
                 intervalUpdates = 0;
                 intervalClock.Restart();
             }
-            if (evalPoint)
+            if (evalPoint || checkpointPoint) sharding?.GatherParameters(); // ZeRO-3: rank 0 evaluates and saves the whole model
+            if (primary && evalPoint)
             {
                 lastValidation = EvaluateAndLog();
                 intervalClock.Restart(); // evaluation time is not training throughput
             }
             if (checkpointPoint)
             {
-                lastCheckpoint = TrainingCheckpoint.Save(RunDirectory, Model, optimizer, random, State, config, data.VocabularySpec, t.KeepCheckpoints);
-                if (spikes is not null) lastGood = lastCheckpoint;
-                Observer?.OnCheckpoint(lastCheckpoint);
+                using var saveScope = NewDisposeScope(); // the optimizer state gathered from other ranks
+                var optimizerState = sharding is null ? optimizer.StateTensors() : sharding.GatherOptimizerState(optimizer, CreateOptimizer);
+                if (primary)
+                {
+                    lastCheckpoint = TrainingCheckpoint.Save(RunDirectory, Model, optimizerState, optimizer.StepCount, random, State, config, data.VocabularySpec, t.KeepCheckpoints);
+                    if (spikes is not null) lastGood = lastCheckpoint;
+                    Observer?.OnCheckpoint(lastCheckpoint);
+                }
                 intervalClock.Restart();
             }
             if (interrupted) break;
@@ -245,6 +286,7 @@ public sealed partial class Trainer : IDisposable
     {
         var t = config.Training;
         using var scope = NewDisposeScope();
+        sharding?.GatherParameters(); // ZeRO-3: the whole model for forward and backward
         optimizer.ZeroGrad();
         for (int micro = 0; micro < t.GradientAccumulation; micro++)
         {
@@ -260,9 +302,13 @@ public sealed partial class Trainer : IDisposable
         }
         parallel.AverageGradients(); // clipping and the optimizer see the global batch's gradient
         // Clipping off (0) still measures the norm: clip at a bound no gradient reaches.
-        var norm = GradientClipping.ClipGlobalNormOfParameters(parameters, t.ClipNorm > 0 ? t.ClipNorm : double.MaxValue);
+        double clip = t.ClipNorm > 0 ? t.ClipNorm : double.MaxValue;
+        var norm = sharding is null ? GradientClipping.ClipGlobalNormOfParameters(parameters, clip) : sharding.ReduceAndClipGradients(clip);
         using (no_grad()) gradNorm.copy_(norm.reshape(1));
+        long gradientBytes = sharding?.LastGradientBytes ?? ShardingMemory.GradientBytesOf(parameters);
         optimizer.Step(lr);
+        sharding?.AfterStep(); // the owners' updates reach every rank (ZeRO-3: non-owned parameters are freed)
+        memory = ShardingMemory.Measure(parallel.Communicator.Rank, parameters, optimizer) with { GradientBytes = gradientBytes };
     }
 
     /// <summary>Reads the interval's device-side sums back (the only host sync of training), logs them and resets them.</summary>
@@ -397,6 +443,7 @@ public sealed partial class Trainer : IDisposable
     public void Dispose()
     {
         parallel.Dispose();
+        sharding?.Dispose();
         sink.Dispose();
         optimizer.Dispose();
         Model.Dispose();

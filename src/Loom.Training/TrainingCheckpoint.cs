@@ -54,8 +54,18 @@ public static class TrainingCheckpoint
     /// model file it names is copied in.</summary>
     public static string Save(string runDirectory, LanguageModel model, IOptimizer optimizer, Generator random, TrainerState state, RunConfig config, string vocabulary, int keep)
     {
-        ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(optimizer);
+        return Save(runDirectory, model, optimizer.StateTensors(), optimizer.StepCount, random, state, config, vocabulary, keep);
+    }
+
+    /// <summary>
+    /// Writes a checkpoint whose optimizer state is given as tensors keyed as <see cref="IOptimizer.StateTensors"/>
+    /// names them (for example gathered from ZeRO-sharded ranks), and deletes all but the newest <paramref name="keep"/>.
+    /// </summary>
+    public static string Save(string runDirectory, LanguageModel model, IReadOnlyDictionary<string, Tensor> optimizerState, long optimizerStepCount, Generator random, TrainerState state, RunConfig config, string vocabulary, int keep)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(optimizerState);
         ArgumentNullException.ThrowIfNull(state);
         using var scope = NewDisposeScope();
         string root = Root(runDirectory);
@@ -72,9 +82,9 @@ public static class TrainingCheckpoint
             vocabulary = Vocabularies.WithModelFile(vocabulary, Path.GetFileName(modelFile));
         }
         ModelCheckpoint.Save(temp, model, new ModelManifest { Model = model.Options, Vocabulary = vocabulary, Step = state.Step });
-        var tensors = new Dictionary<string, Tensor>(optimizer.StateTensors()) { [RngKey] = random.get_state() };
+        var tensors = new Dictionary<string, Tensor>(optimizerState) { [RngKey] = random.get_state() };
         SafeTensors.Save(Path.Combine(temp, OptimizerFile), tensors,
-            new Dictionary<string, string> { ["optimizer_step_count"] = optimizer.StepCount.ToString(CultureInfo.InvariantCulture) });
+            new Dictionary<string, string> { ["optimizer_step_count"] = optimizerStepCount.ToString(CultureInfo.InvariantCulture) });
         File.WriteAllText(Path.Combine(temp, StateFile), JsonSerializer.Serialize(state, LoomJson.Options));
         File.WriteAllText(Path.Combine(temp, "config.json"), RunConfigLoader.ToJson(config));
 
