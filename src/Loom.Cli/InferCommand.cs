@@ -80,7 +80,11 @@ public sealed class InferCommand : Command<InferCommand.Settings>
             if (registry.HasMixture(name))
                 throw new ArgumentException($"'{name}' is a mixture: infer runs on one task at a time (its tasks: {string.Join(", ", registry.TasksOf(name))})");
             var task = TaskRegistry.Find(registry, name, vocabulary);
-            var options = new TaskEvaluationOptions { MaxExamples = settings.Examples, BatchSize = settings.BatchSize, MaxDecodeLength = settings.MaxDecodeLength };
+            // Predicted at the run's sequence length, as `loom eval` does: the rows the model trained on, not its longest
+            // context (a model fine-tuned on 256-token emails loses accuracy when handed 512).
+            int? length = config is null ? null : Math.Min(config.Data.SequenceLength, model.ContextLength);
+            int maxDecode = length is int l ? Math.Min(settings.MaxDecodeLength, Math.Max(1, l - 2)) : settings.MaxDecodeLength;
+            var options = new TaskEvaluationOptions { MaxExamples = settings.Examples, BatchSize = settings.BatchSize, MaxDecodeLength = maxDecode, SequenceLength = length };
             var inference = new TaskInference(model, vocabulary, device, new EngineSequenceDecoder(vocabulary), options);
             int lines = inference.WriteJsonLines(task, settings.Split, settings.Output!);
             Console.WriteLine($"checkpoint {checkpoint} (step {manifest.Step}): wrote {lines} example{(lines == 1 ? "" : "s")} of {task.Name}/{settings.Split} to {settings.Output}");
