@@ -71,7 +71,7 @@ public sealed class DataParallelTrainingTests : IClassFixture<DataParallelTraini
         Assert.Contains("data parallel: 2 ranks (mpi), 2 of the 4 rows", two.Stdout);
         Assert.Single(two.Stdout.Split('\n'), l => l.StartsWith("done:", StringComparison.Ordinal)); // only rank 0 speaks
 
-        double difference = MaxRelativeDifference(reference.Checkpoint("one", Steps), reference.Checkpoint("two", Steps));
+        double difference = WeightFiles.MaxRelativeDifference(reference.Checkpoint("one", Steps), reference.Checkpoint("two", Steps));
         output.WriteLine($"2 ranks vs 1 process after {Steps} steps: max relative weight difference {difference:E2}");
         Assert.True(difference < Tolerance, $"2 ranks vs 1 process: max relative weight difference {difference:E2}");
 
@@ -84,7 +84,7 @@ public sealed class DataParallelTrainingTests : IClassFixture<DataParallelTraini
         // The comparison can tell: half the global batch on one process ends elsewhere.
         var half = CliRunner.Run(reference.Dir, [.. reference.Train("half"), "--set", $"training.steps={Steps}", "--set", "training.batch_size=2"]);
         Assert.True(half.ExitCode == 0, half.Stderr + half.Stdout);
-        double control = MaxRelativeDifference(reference.Checkpoint("one", Steps), reference.Checkpoint("half", Steps));
+        double control = WeightFiles.MaxRelativeDifference(reference.Checkpoint("one", Steps), reference.Checkpoint("half", Steps));
         output.WriteLine($"half the global batch vs the whole: {control:E2}");
         Assert.True(control > 100 * Tolerance, $"half the global batch ends only {control:E2} away: the comparison cannot tell runs apart");
     }
@@ -100,7 +100,7 @@ public sealed class DataParallelTrainingTests : IClassFixture<DataParallelTraini
             ["train", "--resume", "--run-dir", Path.Combine(reference.Dir, "resumed"), "--set", $"training.steps={Steps}", "--threads", "1"]);
         Assert.True(rest.ExitCode == 0, rest.ToString());
         Assert.Contains($"(step {Steps / 2})", rest.Stdout);
-        double difference = MaxRelativeDifference(reference.Checkpoint("one", Steps), reference.Checkpoint("resumed", Steps));
+        double difference = WeightFiles.MaxRelativeDifference(reference.Checkpoint("one", Steps), reference.Checkpoint("resumed", Steps));
         output.WriteLine($"resumed at step {Steps / 2} on 2 ranks vs 1 process throughout: max relative weight difference {difference:E2}");
         Assert.True(difference < Tolerance, $"resumed on 2 ranks vs 1 process throughout: max relative weight difference {difference:E2}");
     }
@@ -124,21 +124,6 @@ public sealed class DataParallelTrainingTests : IClassFixture<DataParallelTraini
         var run = MpiRun.Dotnet(2, reference.Dir, Loom, [.. reference.Train("uneven"), "--set", "training.steps=2", "--set", "training.batch_size=3"]);
         Assert.NotEqual(0, run.ExitCode);
         Assert.Contains("training.batch_size = 3 is the global batch and must split evenly over the 2 ranks", run.Stderr);
-    }
-
-    /// <summary>The largest, over tensors, of max |a − b| / max |a|.</summary>
-    private static double MaxRelativeDifference(string a, string b)
-    {
-        using var scope = NewDisposeScope();
-        var left = SafeTensors.Load(a);
-        var right = SafeTensors.Load(b);
-        Assert.Equal(left.Keys.Order(), right.Keys.Order());
-        return left.Max(p =>
-        {
-            var x = p.Value.to(float64);
-            var y = right[p.Key].to(float64);
-            return (x - y).abs().max().item<double>() / Math.Max(x.abs().max().item<double>(), 1e-30);
-        });
     }
 
     private static List<(long Step, double Loss)> TrainLosses(string runDir) =>

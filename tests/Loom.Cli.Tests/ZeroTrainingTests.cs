@@ -37,7 +37,7 @@ public sealed partial class ZeroTrainingTests : IClassFixture<DataParallelTraini
         var two = MpiRun.Dotnet(2, reference.Dir, Loom, [.. reference.Train(name), "--set", $"training.steps={Steps}", "--set", $"training.zero_stage={stage}"]);
         Assert.True(two.ExitCode == 0, two.ToString());
         Assert.Contains($"memory per rank (training.zero_stage = {stage})", two.Stdout);
-        double difference = MaxRelativeDifference(reference.Checkpoint("one", Steps), reference.Checkpoint(name, Steps));
+        double difference = WeightFiles.MaxRelativeDifference(reference.Checkpoint("one", Steps), reference.Checkpoint(name, Steps));
         output.WriteLine($"ZeRO-{stage} on 2 ranks vs 1 process after {Steps} steps: max relative weight difference {difference:E2}");
         Assert.True(difference < Tolerance, $"ZeRO-{stage} on 2 ranks vs 1 process: max relative weight difference {difference:E2}");
         // The checkpoint holds the whole optimizer state, as one process's does.
@@ -58,10 +58,10 @@ public sealed partial class ZeroTrainingTests : IClassFixture<DataParallelTraini
         Assert.True(one.ExitCode == 0, one.Stderr + one.Stdout);
         var two = MpiRun.Dotnet(2, reference.Dir, Loom, [.. reference.Train("adamw-zero3"), .. adamW, "--set", "training.zero_stage=3"]);
         Assert.True(two.ExitCode == 0, two.ToString());
-        double difference = MaxRelativeDifference(reference.Checkpoint("adamw-one", Steps), reference.Checkpoint("adamw-zero3", Steps));
+        double difference = WeightFiles.MaxRelativeDifference(reference.Checkpoint("adamw-one", Steps), reference.Checkpoint("adamw-zero3", Steps));
         output.WriteLine($"AdamW, ZeRO-3 on 2 ranks vs 1 process after {Steps} steps: max relative weight difference {difference:E2}");
         Assert.True(difference < Tolerance, $"AdamW, ZeRO-3 on 2 ranks vs 1 process: max relative weight difference {difference:E2}");
-        double control = MaxRelativeDifference(reference.Checkpoint("one", Steps), reference.Checkpoint("adamw-one", Steps));
+        double control = WeightFiles.MaxRelativeDifference(reference.Checkpoint("one", Steps), reference.Checkpoint("adamw-one", Steps));
         Assert.True(control > 100 * Tolerance, $"AdamW ends only {control:E2} from Adafactor: the comparison cannot tell runs apart");
     }
 
@@ -79,7 +79,7 @@ public sealed partial class ZeroTrainingTests : IClassFixture<DataParallelTraini
             ["train", "--resume", "--run-dir", Path.Combine(reference.Dir, name), "--set", $"training.steps={Steps}", "--set", $"training.zero_stage={resumeStage}", "--threads", "1"]);
         Assert.True(rest.ExitCode == 0, rest.Stderr + rest.Stdout);
         Assert.Contains($"(step {Steps / 2})", rest.Stdout);
-        double difference = MaxRelativeDifference(reference.Checkpoint("one", Steps), reference.Checkpoint(name, Steps));
+        double difference = WeightFiles.MaxRelativeDifference(reference.Checkpoint("one", Steps), reference.Checkpoint(name, Steps));
         output.WriteLine($"ZeRO-3 on 2 ranks to step {Steps / 2}, then 1 process at stage {resumeStage}: max relative weight difference {difference:E2}");
         Assert.True(difference < Tolerance, $"ZeRO-3 checkpoint resumed on 1 process at stage {resumeStage}: max relative weight difference {difference:E2}");
     }
@@ -131,18 +131,4 @@ public sealed partial class ZeroTrainingTests : IClassFixture<DataParallelTraini
     [GeneratedRegex(@"rank \d+: parameters (\d+) B, gradients (\d+) B, optimizer state (\d+) B")]
     private static partial Regex RankMemory();
 
-    /// <summary>The largest, over tensors, of max |a − b| / max |a|.</summary>
-    private static double MaxRelativeDifference(string a, string b)
-    {
-        using var scope = NewDisposeScope();
-        var left = SafeTensors.Load(a);
-        var right = SafeTensors.Load(b);
-        Assert.Equal(left.Keys.Order(), right.Keys.Order());
-        return left.Max(p =>
-        {
-            var x = p.Value.to(float64);
-            var y = right[p.Key].to(float64);
-            return (x - y).abs().max().item<double>() / Math.Max(x.abs().max().item<double>(), 1e-30);
-        });
-    }
 }
