@@ -68,9 +68,13 @@ internal static class TrainingSession
         var config = run.Config;
         bool primary = communicator.Rank == 0;
         output.WriteLine($"device: {Devices.Describe(device)}");
-        if (communicator.WorldSize > 1)
+        // The mesh's data axis splits the batch; the ranks of one model group see the same rows.
+        var (replicas, modelAxis) = DeviceMesh.Shape(communicator.WorldSize, config.Parallelism.Data, config.Parallelism.Model);
+        if (communicator.WorldSize > 1 && modelAxis == 1)
             output.WriteLine(FormattableString.Invariant($"data parallel: {communicator.WorldSize} ranks ({communicator.Backend}), {config.Training.BatchSize / communicator.WorldSize} of the {config.Training.BatchSize} rows of every batch each"));
-        var shard = new DataShard(communicator.Rank, communicator.WorldSize);
+        else if (modelAxis > 1)
+            output.WriteLine(FormattableString.Invariant($"tensor parallel: mesh {replicas} × {modelAxis} (data × model) over {communicator.WorldSize} ranks ({communicator.Backend}); each layer's heads and MLP units split {modelAxis} ways, {config.Training.BatchSize / replicas} of the {config.Training.BatchSize} rows of every batch per replica"));
+        var shard = new DataShard(communicator.Rank / modelAxis, replicas);
         var data = TrainingDataLoader.Load(config.Data, config.Training, new Progress<string>(m => output.WriteLine(m)), layout: config.Model.FeatureLayout, shard: shard);
         output.WriteLine($"data: {data.Description}");
 

@@ -67,6 +67,15 @@ public interface ICommunicator : IDisposable
     void Barrier();
 
     /// <summary>
+    /// Splits the group into sub-groups (MPI_Comm_split): ranks that pass the same <paramref name="color"/> form one,
+    /// ranked within it by <paramref name="key"/>. Collective: every rank calls it. The caller owns the sub-group and
+    /// disposes it before this communicator. A (data, model) mesh is made of two such splits (see <see cref="DeviceMesh"/>).
+    /// </summary>
+    /// <param name="color">The sub-group to join, non-negative.</param>
+    /// <param name="key">This rank's order within it (ties keep the order of this group's ranks).</param>
+    ICommunicator Split(int color, int key);
+
+    /// <summary>
     /// Ends every rank of the job with <paramref name="exitCode"/> (MPI_Abort): for an error on one rank that
     /// would otherwise leave the others waiting in a collective. A single process just exits.
     /// </summary>

@@ -22,8 +22,10 @@ namespace Loom.Distributed;
 /// </remarks>
 public sealed class MpiCommunicator : ICommunicator
 {
-    private readonly Lock gate = new(); // MPI_THREAD_SERIALIZED: one call at a time
+    private readonly Lock gate; // MPI_THREAD_SERIALIZED: one call at a time, shared with the groups split from this one
     private readonly bool ownsMpi;
+    private readonly int comm;  // MPI_COMM_WORLD, or a group made by Split
+    private readonly MpiCommunicator? world; // the communicator this group was split from (null for the world itself)
     private bool disposed;
 
     /// <summary>Initialises MPI (unless the process already did) and joins MPI_COMM_WORLD.</summary>
@@ -46,8 +48,21 @@ public sealed class MpiCommunicator : ICommunicator
                 throw new CommunicatorUnavailableException($"this MPI library offers thread level {provided}, below MPI_THREAD_SERIALIZED that .NET needs: use Debian's mpich");
             }
         }
-        Mpi.Check(Mpi.CommRank(Mpi.CommWorld, out int rank), "MPI_Comm_rank");
-        Mpi.Check(Mpi.CommSize(Mpi.CommWorld, out int size), "MPI_Comm_size");
+        gate = new Lock();
+        comm = Mpi.CommWorld;
+        Mpi.Check(Mpi.CommRank(comm, out int rank), "MPI_Comm_rank");
+        Mpi.Check(Mpi.CommSize(comm, out int size), "MPI_Comm_size");
+        Rank = rank;
+        WorldSize = size;
+    }
+
+    private MpiCommunicator(MpiCommunicator world, int comm)
+    {
+        this.world = world;
+        gate = world.gate;
+        this.comm = comm;
+        Mpi.Check(Mpi.CommRank(comm, out int rank), "MPI_Comm_rank");
+        Mpi.Check(Mpi.CommSize(comm, out int size), "MPI_Comm_size");
         Rank = rank;
         WorldSize = size;
     }
@@ -71,7 +86,7 @@ public sealed class MpiCommunicator : ICommunicator
             ThrowIfDisposed();
             // MPI counts are ints: reduce very large tensors in pieces.
             foreach (var (offset, count) in Pieces(buffer.Count))
-                Mpi.Check(Mpi.Allreduce(Mpi.InPlace, buffer.At(offset), count, buffer.Datatype, Op(op), Mpi.CommWorld), "MPI_Allreduce");
+                Mpi.Check(Mpi.Allreduce(Mpi.InPlace, buffer.At(offset), count, buffer.Datatype, Op(op), comm), "MPI_Allreduce");
         }
     }
 
@@ -84,7 +99,7 @@ public sealed class MpiCommunicator : ICommunicator
         lock (gate)
         {
             ThrowIfDisposed();
-            Mpi.Check(Mpi.ReduceScatterBlock(send.At(0), receive.At(0), IntCount(receive.Count, "ReduceScatter"), receive.Datatype, Op(op), Mpi.CommWorld),
+            Mpi.Check(Mpi.ReduceScatterBlock(send.At(0), receive.At(0), IntCount(receive.Count, "ReduceScatter"), receive.Datatype, Op(op), comm),
                 "MPI_Reduce_scatter_block");
         }
     }
@@ -99,7 +114,7 @@ public sealed class MpiCommunicator : ICommunicator
         {
             ThrowIfDisposed();
             int count = IntCount(send.Count, "AllGather");
-            Mpi.Check(Mpi.Allgather(send.At(0), count, send.Datatype, receive.At(0), count, receive.Datatype, Mpi.CommWorld), "MPI_Allgather");
+            Mpi.Check(Mpi.Allgather(send.At(0), count, send.Datatype, receive.At(0), count, receive.Datatype, comm), "MPI_Allgather");
         }
     }
 
@@ -113,7 +128,7 @@ public sealed class MpiCommunicator : ICommunicator
         {
             ThrowIfDisposed();
             foreach (var (offset, count) in Pieces(buffer.Count))
-                Mpi.Check(Mpi.Bcast(buffer.At(offset), count, buffer.Datatype, root, Mpi.CommWorld), "MPI_Bcast");
+                Mpi.Check(Mpi.Bcast(buffer.At(offset), count, buffer.Datatype, root, comm), "MPI_Bcast");
         }
     }
 
@@ -124,7 +139,7 @@ public sealed class MpiCommunicator : ICommunicator
         lock (gate)
         {
             ThrowIfDisposed();
-            fixed (byte* data = bytes) Mpi.Check(Mpi.Bcast((IntPtr)data, bytes.Length, Mpi.Byte, root, Mpi.CommWorld), "MPI_Bcast");
+            fixed (byte* data = bytes) Mpi.Check(Mpi.Bcast((IntPtr)data, bytes.Length, Mpi.Byte, root, comm), "MPI_Bcast");
         }
     }
 
@@ -134,24 +149,44 @@ public sealed class MpiCommunicator : ICommunicator
         lock (gate)
         {
             ThrowIfDisposed();
-            Mpi.Check(Mpi.Barrier(Mpi.CommWorld), "MPI_Barrier");
+            Mpi.Check(Mpi.Barrier(comm), "MPI_Barrier");
+        }
+    }
+
+    /// <inheritdoc />
+    /// <remarks>The group shares this communicator's lock (MPI is initialised MPI_THREAD_SERIALIZED) and must be disposed before it.</remarks>
+    public ICommunicator Split(int color, int key)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(color);
+        lock (gate)
+        {
+            ThrowIfDisposed();
+            Mpi.Check(Mpi.CommSplit(comm, color, key, out int group), "MPI_Comm_split");
+            return new MpiCommunicator(world ?? this, group);
         }
     }
 
     /// <inheritdoc />
     public void Abort(int exitCode)
     {
-        if (!disposed) Mpi.Abort(Mpi.CommWorld, exitCode);
+        if (!disposed) Mpi.Abort(Mpi.CommWorld, exitCode); // the whole job, whichever group the error came from
         Environment.Exit(exitCode); // MPI_Abort does not return; this is for a communicator already disposed
     }
 
-    /// <summary>Finalises MPI if this communicator initialised it.</summary>
+    /// <summary>Frees a group made by <see cref="Split"/>; finalises MPI if this communicator initialised it.</summary>
     public void Dispose()
     {
         lock (gate)
         {
             if (disposed) return;
             disposed = true;
+            if (world is not null)
+            {
+                // A group freed after MPI_Finalize (its world disposed first) needs nothing: finalising freed it.
+                Mpi.Check(Mpi.Finalized(out int finalized), "MPI_Finalized");
+                int group = comm;
+                if (finalized == 0) Mpi.Check(Mpi.CommFree(ref group), "MPI_Comm_free");
+            }
             if (ownsMpi) Mpi.Finalize();
         }
     }

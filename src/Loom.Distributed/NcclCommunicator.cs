@@ -119,6 +119,15 @@ public sealed class NcclCommunicator : ICommunicator
     }
 
     /// <inheritdoc />
+    /// <exception cref="NotSupportedException">Always but for a one-rank world: NCCL sub-groups (ncclCommSplit) are not bound yet.</exception>
+    public ICommunicator Split(int color, int key)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(color);
+        if (WorldSize == 1) return new SingleProcessCommunicator();
+        throw new NotSupportedException("a (data, model) mesh over NCCL is not supported yet: train tensor parallel on CPU ranks (MPI), or use data parallelism (parallelism.model = 1) on GPUs");
+    }
+
+    /// <inheritdoc />
     public void Abort(int exitCode)
     {
         lock (gate)

@@ -48,6 +48,13 @@ public sealed class SingleProcessCommunicator : ICommunicator
     }
 
     /// <inheritdoc />
+    public ICommunicator Split(int color, int key)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(color);
+        return new SingleProcessCommunicator();
+    }
+
+    /// <inheritdoc />
     public void Abort(int exitCode) => Environment.Exit(exitCode);
 
     /// <inheritdoc />

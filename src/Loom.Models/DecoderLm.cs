@@ -1,6 +1,8 @@
 using Loom.Data;
 using Loom.Data.FeatureConverters;
+using Loom.Distributed;
 using Loom.Models.Layers;
+using Loom.Models.Parallelism;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -153,6 +155,34 @@ public sealed class DecoderLm : LanguageModel
     /// </summary>
     public ModelLoss Loss(Tensor inputs, Tensor targets, Tensor lossWeights, IAttentionContext context, double zLossWeight) =>
         LossOfLogits(Forward(inputs, context ?? throw new ArgumentNullException(nameof(context))), targets, lossWeights, zLossWeight);
+
+    /// <inheritdoc />
+    /// <remarks>
+    /// Heads and MLP units split over the model axis; multi-query keys and values (one head) stay replicated, their
+    /// gradients summed over the group; the embedding, the positions, the norms and the output projection stay
+    /// replicated (rules that split "vocab" or "embed" are refused).
+    /// </remarks>
+    protected override IReadOnlyList<Parameter> ShardLayers(ICommunicator group, PartitionRules rules)
+    {
+        int parts = group.WorldSize;
+        var o = options;
+        foreach (var axis in new[] { LogicalAxes.Vocab, LogicalAxes.Embed })
+            if (rules.SplitsOverModel(axis))
+                throw new ArgumentException($"partitioning.rules maps '{axis}' to the model axis, which Loom does not split yet (it splits heads, kv_heads and mlp): map '{axis}' to null");
+        if (o.Moe is not null)
+            throw new ArgumentException("tensor parallelism does not split mixture-of-experts layers yet: set parallelism.model = 1 (train MoE models data parallel)");
+        bool heads = rules.SplitsOverModel(LogicalAxes.Heads), mlp = rules.SplitsOverModel(LogicalAxes.Mlp);
+        if (heads && o.NumHeads % parts != 0)
+            throw new ArgumentException($"model.num_heads = {o.NumHeads} is not divisible by parallelism.model = {parts}: choose a model axis that divides the heads, or map heads to null in partitioning.rules");
+        if (mlp && o.MlpDim % parts != 0)
+            throw new ArgumentException($"model.mlp_dim = {o.MlpDim} is not divisible by parallelism.model = {parts}: choose a model axis that divides it, or map mlp to null in partitioning.rules");
+        bool keysAndValues = heads && o.NumKvHeads > 1;
+        if (keysAndValues && (!rules.SplitsOverModel(LogicalAxes.KvHeads) || o.NumKvHeads % parts != 0))
+            throw new ArgumentException(rules.SplitsOverModel(LogicalAxes.KvHeads)
+                ? $"model.num_kv_heads = {o.NumKvHeads} is not divisible by parallelism.model = {parts}: use 1 (multi-query, replicated) or a multiple of {parts}"
+                : $"partitioning.rules replicates kv_heads, which works only for multi-query attention (model.num_kv_heads = 1, not {o.NumKvHeads}): map kv_heads to the model axis");
+        return [.. blocks.SelectMany(b => b.UseTensorParallel(group, heads, keysAndValues, mlp))];
+    }
 
     /// <inheritdoc />
     /// <remarks>Each MoE layer counts its router and the k experts a token visits instead of all E.</remarks>

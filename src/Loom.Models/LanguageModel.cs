@@ -1,5 +1,7 @@
 using Loom.Data;
 using Loom.Data.FeatureConverters;
+using Loom.Distributed;
+using Loom.Models.Parallelism;
 using Loom.Models.Quantization;
 using static TorchSharp.torch;
 
@@ -180,6 +182,44 @@ public abstract class LanguageModel : nn.Module
         foreach (var layer in modules().OfType<IMixedPrecisionLayer>()) layer.ComputeDtype = precision.Dtype();
         Precision = precision;
     }
+
+    /// <summary>How this rank holds the model: <see cref="TensorParallelLayout.Whole"/> until <see cref="ShardForTensorParallel"/>.</summary>
+    public TensorParallelLayout TensorParallel { get; private set; } = TensorParallelLayout.Whole;
+
+    /// <summary>
+    /// Splits the model over <paramref name="group"/> (tensor parallelism, Megatron-style) as <paramref name="rules"/>
+    /// map its parameters' logical axes: each rank keeps its part of every split kernel, built from the whole model's
+    /// weights (so a seed gives the same model however it is split). With one rank nothing changes.
+    /// </summary>
+    /// <returns>Which parameters were cut along which dimension, and which replicated ones get partial gradients.</returns>
+    /// <exception cref="ArgumentException">The family or a layer cannot be split so, or a split is uneven; the message says which setting to change.</exception>
+    /// <exception cref="InvalidOperationException">The model is already split.</exception>
+    public TensorParallelLayout ShardForTensorParallel(ICommunicator group, PartitionRules rules)
+    {
+        ArgumentNullException.ThrowIfNull(group);
+        ArgumentNullException.ThrowIfNull(rules);
+        if (TensorParallel.Parts > 1) throw new InvalidOperationException("the model is already split over a model group");
+        if (group.WorldSize == 1) return TensorParallel;
+        var whole = named_parameters().ToDictionary(p => p.name, p => p.parameter.shape);
+        var partial = ShardLayers(group, rules);
+        var sharded = new Dictionary<string, int>(StringComparer.Ordinal);
+        var partialNames = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var (name, parameter) in named_parameters())
+        {
+            var shape = parameter.shape;
+            for (int dim = 0; dim < shape.Length; dim++)
+                if (shape[dim] != whole[name][dim]) sharded[name] = dim;
+            if (partial.Any(p => ReferenceEquals(p, parameter))) partialNames.Add(name);
+        }
+        return TensorParallel = new TensorParallelLayout(group, sharded, partialNames);
+    }
+
+    /// <summary>
+    /// The family's part of <see cref="ShardForTensorParallel"/>: splits its layers and returns the replicated
+    /// parameters whose gradients each rank holds only part of. Families that cannot be split throw.
+    /// </summary>
+    protected virtual IReadOnlyList<TorchSharp.Modules.Parameter> ShardLayers(ICommunicator group, PartitionRules rules) =>
+        throw new ArgumentException($"tensor parallelism is not implemented for {Options.Architecture} models yet: set parallelism.model = 1 (train them data parallel)");
 
     /// <summary>Total parameters (shared tables counted once); a quantized model's int8 kernels are buffers, not parameters.</summary>
     public long ParameterCount => parameters().Sum(p => p.NumberOfElements);

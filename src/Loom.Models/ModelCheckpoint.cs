@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Loom.Core;
 using Loom.Models.Quantization;
+using Loom.Models.Parallelism;
 using static TorchSharp.torch;
 
 namespace Loom.Models;
@@ -48,6 +49,8 @@ public static class ModelCheckpoint
         manifest = manifest with { Architecture = manifest.Model.Architecture };
         if (model.Quantization is not null)
             throw new InvalidOperationException("cannot save a quantized model: checkpoints hold float weights; save the float model and quantize when loading (--quantize int8)");
+        if (model.TensorParallel.Parts > 1)
+            throw new InvalidOperationException("this rank holds only its part of a tensor-parallel model: save it with TrainingCheckpoint.SaveSharded, which writes every rank's part and an index");
         SafeTensors.Save(Path.Combine(directory, WeightsFile), model.state_dict(),
             new Dictionary<string, string> { ["format"] = "pt", ["loom_architecture"] = manifest.Architecture });
         File.WriteAllText(Path.Combine(directory, ManifestFile), JsonSerializer.Serialize(manifest, LoomJson.Options));
@@ -101,12 +104,32 @@ public static class ModelCheckpoint
         if (expectedArchitecture is not null && manifest.Model.Architecture != expectedArchitecture)
             throw new InvalidDataException($"{directory} holds a {manifest.Model.Architecture} model, not a {expectedArchitecture} one: pass a {expectedArchitecture} checkpoint");
         var model = manifest.Model.Build(device);
-        LoadWeights(model, Path.Combine(directory, WeightsFile));
+        LoadCheckpointWeights(model, directory);
         if (quantization != QuantizationMode.None) model.Quantize(quantization);
         return (model, manifest);
     }
 
-    /// <summary>Copies weights from a safetensors file into <paramref name="model"/>, checking every name and shape.</summary>
+    /// <summary>
+    /// Copies a checkpoint folder's weights into <paramref name="model"/>: from model.safetensors, or, for a checkpoint
+    /// written by a tensor-parallel mesh, from its shards put back together (see <see cref="CheckpointIndex"/>). Either
+    /// loads into a whole model or into this rank's part of a split one (resharding onto any mesh).
+    /// </summary>
+    /// <exception cref="InvalidDataException">Weights are missing or corrupt, the index does not match the shards, or they do not fit the model.</exception>
+    public static void LoadCheckpointWeights(LanguageModel model, string directory)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        if (!CheckpointIndex.IsSharded(directory))
+        {
+            LoadWeights(model, Path.Combine(directory, WeightsFile));
+            return;
+        }
+        using var scope = NewDisposeScope();
+        var index = CheckpointIndex.Read(directory);
+        var whole = ShardedTensors.ReadWhole(directory, index.Model, out var metadata);
+        LoadWeights(model, whole, metadata, directory);
+    }
+
+    /// <summary>Copies weights from a safetensors file into <paramref name="model"/> (or this rank's part of them), checking every name and shape.</summary>
     /// <exception cref="InvalidDataException">The file is missing, holds another family's weights, or a tensor is missing, extra or of another shape.</exception>
     public static void LoadWeights(LanguageModel model, string weightsPath)
     {
@@ -114,18 +137,27 @@ public static class ModelCheckpoint
         if (!File.Exists(weightsPath)) throw new InvalidDataException($"checkpoint weights not found: {weightsPath}");
         using var scope = NewDisposeScope();
         var saved = SafeTensors.Load(weightsPath, out var metadata);
+        LoadWeights(model, saved, metadata, weightsPath);
+    }
+
+    private static void LoadWeights(LanguageModel model, Dictionary<string, Tensor> saved, IReadOnlyDictionary<string, string> metadata, string source)
+    {
         if (metadata.TryGetValue("loom_architecture", out var family) && family != model.Options.Architecture)
-            throw new InvalidDataException($"{weightsPath} holds the weights of a {family} model, which cannot load into a {model.Options.Architecture} model: use a {model.Options.Architecture} checkpoint, or build the model from the checkpoint's own model.json");
+            throw new InvalidDataException($"{source} holds the weights of a {family} model, which cannot load into a {model.Options.Architecture} model: use a {model.Options.Architecture} checkpoint, or build the model from the checkpoint's own model.json");
+        var layout = model.TensorParallel;
         var state = model.state_dict();
         foreach (var (name, target) in state)
         {
-            if (!saved.TryGetValue(name, out var source))
-                throw new InvalidDataException($"{weightsPath}: missing tensor '{name}' (checkpoint from another model shape?)");
-            if (!source.shape.SequenceEqual(target.shape))
-                throw new InvalidDataException($"{weightsPath}: tensor '{name}' has shape [{string.Join(", ", source.shape)}], the model expects [{string.Join(", ", target.shape)}]");
-            using (no_grad()) target.copy_(source);
+            if (!saved.TryGetValue(name, out var tensor))
+                throw new InvalidDataException($"{source}: missing tensor '{name}' (checkpoint from another model shape?)");
+            var expected = target.shape.ToArray();
+            if (layout.ShardedDim(name) is int dim) expected[dim] *= layout.Parts;
+            if (!tensor.shape.SequenceEqual(expected))
+                throw new InvalidDataException($"{source}: tensor '{name}' has shape [{string.Join(", ", tensor.shape)}], the model expects [{string.Join(", ", expected)}]");
+            var part = layout.ShardedDim(name) is int d ? ShardedTensors.Part(tensor, d, layout.Part, layout.Parts) : tensor;
+            using (no_grad()) target.copy_(part);
         }
         var extra = saved.Keys.Except(state.Keys).ToList();
-        if (extra.Count > 0) throw new InvalidDataException($"{weightsPath}: unexpected tensors {string.Join(", ", extra.Take(3))} (checkpoint from another model shape?)");
+        if (extra.Count > 0) throw new InvalidDataException($"{source}: unexpected tensors {string.Join(", ", extra.Take(3))} (checkpoint from another model shape?)");
     }
 }

@@ -193,6 +193,40 @@ public sealed record TrainerOptions
     }
 }
 
+/// <summary>
+/// How the ranks of a job (<c>mpirun -n N</c>) are laid out as a (data, model) mesh (see <see cref="Loom.Distributed.DeviceMesh"/>):
+/// <c>parallelism.model</c> ranks split each layer (tensor parallelism), <c>parallelism.data</c> replicas of them split the batch.
+/// </summary>
+public sealed record ParallelismOptions
+{
+    /// <summary>Model replicas, each on its share of every global batch; 0 (the default) takes the ranks the model axis leaves.</summary>
+    public int Data { get; init; }
+
+    /// <summary>Ranks that split each layer's heads and MLP units (Megatron-style); 1 (the default) keeps every layer whole.</summary>
+    public int Model { get; init; } = 1;
+
+    /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid field.</summary>
+    public ParallelismOptions Validate()
+    {
+        if (Data < 0) throw new ArgumentException($"parallelism.data = {Data} must be positive, or 0 for the ranks the model axis leaves");
+        if (Model <= 0) throw new ArgumentException($"parallelism.model = {Model} must be positive");
+        return this;
+    }
+}
+
+/// <summary>t5x's logical-axis rules, from the config's <c>partitioning</c> section.</summary>
+public sealed record PartitioningOptions
+{
+    /// <summary>
+    /// Ordered [logical axis, mesh axis or null] pairs, for example <c>[["heads", "model"], ["mlp", "model"], ["embed", null]]</c>;
+    /// null uses <see cref="Loom.Models.Parallelism.PartitionRules.Default"/> (heads, kv_heads and mlp over the model axis).
+    /// </summary>
+    public IReadOnlyList<IReadOnlyList<string?>>? Rules { get; init; }
+
+    /// <summary>The parsed rules; throws <see cref="ArgumentException"/> naming a bad rule.</summary>
+    public Loom.Models.Parallelism.PartitionRules Parse() => Loom.Models.Parallelism.PartitionRules.Parse(Rules);
+}
+
 /// <summary>A whole training run: model, data and trainer options, resolved from presets, run files and overrides.</summary>
 public sealed record RunConfig
 {
@@ -211,12 +245,27 @@ public sealed record RunConfig
     /// <summary>Device: cpu, cuda, cuda:N or auto.</summary>
     public string Device { get; init; } = "auto";
 
+    /// <summary>The (data, model) mesh of a multi-rank job.</summary>
+    public ParallelismOptions Parallelism { get; init; } = new();
+
+    /// <summary>How parameters' logical axes map onto the mesh.</summary>
+    public PartitioningOptions Partitioning { get; init; } = new();
+
     /// <summary>Validates every section; throws <see cref="ArgumentException"/> naming the first invalid field.</summary>
     public RunConfig Validate()
     {
         Model.Validate();
         Data.Validate();
         Training.Validate();
+        (Parallelism ?? throw new ArgumentException("parallelism must be an object such as {\"model\": 2}, or be left out")).Validate();
+        (Partitioning ?? throw new ArgumentException("partitioning must be an object such as {\"rules\": [[\"heads\", \"model\"]]}, or be left out")).Parse();
+        if (Parallelism.Model > 1)
+        {
+            if (Training.ZeroStage > 0)
+                throw new ArgumentException($"training.zero_stage = {Training.ZeroStage} does not combine with parallelism.model = {Parallelism.Model} yet: use ZeRO with data parallelism alone, or tensor parallelism with zero_stage = 0");
+            if (Training.Optimizer == "adafactor")
+                throw new ArgumentException($"training.optimizer = adafactor does not combine with parallelism.model = {Parallelism.Model} yet (its update clipping and factored statistics span whole tensors, which are split): set training.optimizer = adamw");
+        }
         if (Data.SequenceLength > Model.MaxSequenceLength)
             throw new ArgumentException($"data.sequence_length = {Data.SequenceLength} exceeds model.max_sequence_length = {Model.MaxSequenceLength}");
         return this;

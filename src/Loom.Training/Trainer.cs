@@ -46,7 +46,10 @@ public sealed partial class Trainer : IDisposable
 
     private readonly ISequenceDecoder? decoder;
     private readonly DataParallel parallel;
-    private readonly bool primary; // rank 0: the one rank that evaluates, logs, plots and checkpoints
+    private readonly ICommunicator world;
+    private readonly DeviceMesh mesh;
+    private readonly TensorParallelGradients tensorParallel;
+    private readonly bool primary; // rank 0: the one rank that logs, plots and commits checkpoints
     private readonly ZeroSharding? sharding; // training.zero_stage > 0
     private ShardingMemory? memory;
 
@@ -78,14 +81,16 @@ public sealed partial class Trainer : IDisposable
         this.device = device;
         this.decoder = decoder;
         communicator ??= new SingleProcessCommunicator();
+        world = communicator;
         primary = communicator.Rank == 0;
         // Rolling back needs every rank to see the same spike and reload the same checkpoint at the same step;
         // until the monitor reduces its flags across ranks, the two do not combine.
         if (communicator.WorldSize > 1 && config.Training.SpikeRecovery.Enabled)
             throw new ArgumentException($"training.spike_recovery does not yet work with data parallelism ({communicator.WorldSize} ranks): set training.spike_recovery.enabled=false, or train in one process");
         DataParallel.CheckSameConfig(communicator, RunConfigLoader.ToJson(config));
-        if (data.Train.BatchSize * communicator.WorldSize != config.Training.BatchSize)
-            throw new ArgumentException($"the training data has {data.Train.BatchSize} rows per batch on each of {communicator.WorldSize} ranks, but training.batch_size = {config.Training.BatchSize} is the global batch: load the data with this rank's DataShard");
+        mesh = DeviceMesh.Create(communicator, config.Parallelism.Data, config.Parallelism.Model);
+        if (data.Train.BatchSize * mesh.Data != config.Training.BatchSize)
+            throw new ArgumentException($"the training data has {data.Train.BatchSize} rows per batch on each of {mesh.Data} model replicas, but training.batch_size = {config.Training.BatchSize} is the global batch: load the data with this rank's DataShard (its index on the data axis)");
         RunDirectory = runDirectory;
         if (primary) Directory.CreateDirectory(runDirectory);
 
@@ -96,12 +101,15 @@ public sealed partial class Trainer : IDisposable
         random = new Generator(unchecked((ulong)config.Training.Seed));
         Model = config.Model.Build(device, random);
         if (config.Training.InitFrom is { } initFrom) InitialisedFrom = TrainingCheckpoint.InitialiseWeights(initFrom, Model);
+        // Every rank builds (or loads) the whole model from the seed, then keeps its part: a seed gives one model however it is split.
+        Model.ShardForTensorParallel(mesh.ModelGroup, config.Partitioning.Parse());
         Model.UsePrecision(ComputePrecisions.Parse(config.Training.Precision));
         var t = config.Training;
         var named = Model.named_parameters().ToList();
+        tensorParallel = new TensorParallelGradients(Model.TensorParallel, named);
         if (t.ZeroStage > 0)
         {
-            sharding = new ZeroSharding(communicator, named, t.ZeroStage);
+            sharding = new ZeroSharding(mesh.DataGroup, named, t.ZeroStage);
             var owned = sharding.Owned.ToList();
             optimizer = new ShardedOptimizer(CreateOptimizer(owned), named, owned.Select(p => p.Name));
         }
@@ -121,7 +129,7 @@ public sealed partial class Trainer : IDisposable
                 new JsonlMetricSink(Path.Combine(runDirectory, "metrics.jsonl"), append: true),
                 new TensorBoardMetricSink(Path.Combine(runDirectory, "tensorboard")))
             : new CompositeMetricSink();
-        parallel = new DataParallel(communicator, sharding is null ? Model.parameters().ToList() : []); // ZeRO reduces its own way
+        parallel = new DataParallel(mesh.DataGroup, sharding is null ? Model.parameters().ToList() : []); // ZeRO reduces its own way
         State = new TrainerState { Seed = t.Seed };
     }
 
@@ -152,7 +160,7 @@ public sealed partial class Trainer : IDisposable
     /// </summary>
     public IReadOnlyList<ShardingMemory>? MemoryPerRank()
     {
-        var c = parallel.Communicator;
+        var c = world;
         var mine = memory ?? new ShardingMemory(c.Rank, -1, -1, -1);
         var p = c.AllGather(mine.ParameterBytes);
         var g = c.AllGather(mine.GradientBytes);
@@ -190,7 +198,7 @@ public sealed partial class Trainer : IDisposable
         Observer?.OnStart(State.Step, t.Steps);
         var parameters = Model.parameters().ToList();
         sharding?.GatherParameters();
-        parallel.BroadcastParameters(parameters); // every rank starts from rank 0's weights
+        parallel.BroadcastParameters(parameters); // every replica starts from the first replica's weights (its own part of them)
         long tokensPerUpdate = (long)t.BatchSize * t.GradientAccumulation * config.Data.SequenceLength;
 
         // Device-side accumulators for the logging interval: read back only when logging.
@@ -223,7 +231,7 @@ public sealed partial class Trainer : IDisposable
             };
             Observer?.OnStep(State.Step);
             bool last = State.Step == t.Steps;
-            interrupted = parallel.Communicator.Any(cancellation.IsCancellationRequested) && !last; // all ranks stop together
+            interrupted = world.Any(cancellation.IsCancellationRequested) && !last; // all ranks stop together
             bool logPoint = State.Step % t.LogEvery == 0 || last || interrupted;
             // Decided on every rank: under ZeRO all ranks take part in gathering what rank 0 evaluates and saves.
             bool evalPoint = (t.EvalEvery > 0 && State.Step % t.EvalEvery == 0) || last;
@@ -252,7 +260,8 @@ public sealed partial class Trainer : IDisposable
                 intervalClock.Restart();
             }
             if (evalPoint || checkpointPoint) sharding?.GatherParameters(); // ZeRO-3: rank 0 evaluates and saves the whole model
-            if (primary && evalPoint)
+            // Under tensor parallelism every rank takes part in each forward pass, so all evaluate (rank 0 alone logs).
+            if ((primary || mesh.Model > 1) && evalPoint)
             {
                 lastValidation = EvaluateAndLog();
                 intervalClock.Restart(); // evaluation time is not training throughput
@@ -261,7 +270,12 @@ public sealed partial class Trainer : IDisposable
             {
                 using var saveScope = NewDisposeScope(); // the optimizer state gathered from other ranks
                 var optimizerState = sharding is null ? optimizer.StateTensors() : sharding.GatherOptimizerState(optimizer, CreateOptimizer);
-                if (primary)
+                if (mesh.Model > 1)
+                {
+                    lastCheckpoint = TrainingCheckpoint.SaveSharded(RunDirectory, Model, optimizerState, optimizer.StepCount, random, State, config, data.VocabularySpec, t.KeepCheckpoints, mesh);
+                    if (primary) Observer?.OnCheckpoint(lastCheckpoint);
+                }
+                else if (primary)
                 {
                     lastCheckpoint = TrainingCheckpoint.Save(RunDirectory, Model, optimizerState, optimizer.StepCount, random, State, config, data.VocabularySpec, t.KeepCheckpoints);
                     if (spikes is not null) lastGood = lastCheckpoint;
@@ -273,7 +287,7 @@ public sealed partial class Trainer : IDisposable
         }
         sink.Flush();
         if (primary) SavePlot();
-        parallel.Communicator.Barrier(); // the last checkpoint exists on every rank's return
+        world.Barrier(); // the last checkpoint exists on every rank's return
         return new TrainingResult(State.Step, interrupted, lastValidation, lastCheckpoint, clock.Elapsed.TotalSeconds);
     }
 
@@ -300,15 +314,16 @@ public sealed partial class Trainer : IDisposable
                 auxiliary.Add(loss, 1.0 / t.GradientAccumulation, device);
             }
         }
+        tensorParallel.SumPartialGradients(); // replicated K/V inside sharded attention: every rank's heads' part
         parallel.AverageGradients(); // clipping and the optimizer see the global batch's gradient
         // Clipping off (0) still measures the norm: clip at a bound no gradient reaches.
         double clip = t.ClipNorm > 0 ? t.ClipNorm : double.MaxValue;
-        var norm = sharding is null ? GradientClipping.ClipGlobalNormOfParameters(parameters, clip) : sharding.ReduceAndClipGradients(clip);
+        var norm = sharding is null ? tensorParallel.ClipGlobalNorm(clip) : sharding.ReduceAndClipGradients(clip);
         using (no_grad()) gradNorm.copy_(norm.reshape(1));
         long gradientBytes = sharding?.LastGradientBytes ?? ShardingMemory.GradientBytesOf(parameters);
         optimizer.Step(lr);
         sharding?.AfterStep(); // the owners' updates reach every rank (ZeRO-3: non-owned parameters are freed)
-        memory = ShardingMemory.Measure(parallel.Communicator.Rank, parameters, optimizer) with { GradientBytes = gradientBytes };
+        memory = ShardingMemory.Measure(world.Rank, parameters, optimizer) with { GradientBytes = gradientBytes };
     }
 
     /// <summary>Reads the interval's device-side sums back (the only host sync of training), logs them and resets them.</summary>
@@ -322,7 +337,7 @@ public sealed partial class Trainer : IDisposable
             LearningRate = lr,
             GradNorm = gradNorm.item<float>(),
             TokensPerSecond = tokensPerSecond,
-            Mfu = peak is null ? null : Mfu.Compute(flopsPerToken, tokensPerSecond, peak.FlopsPerSecond * parallel.Communicator.WorldSize),
+            Mfu = peak is null ? null : Mfu.Compute(flopsPerToken, tokensPerSecond, peak.FlopsPerSecond * world.WorldSize),
             ElapsedSeconds = State.ElapsedSeconds,
             AuxiliaryLosses = auxiliary.Losses(updates),
             ExpertLoad = auxiliary.Statistic(ExpertLoadStatistic, updates),
@@ -356,7 +371,7 @@ public sealed partial class Trainer : IDisposable
         };
         sink.Write(e);
         Observer?.OnValidationMetrics(e);
-        SavePlot();
+        if (primary) SavePlot();
         return eval.Loss;
     }
 
@@ -373,7 +388,8 @@ public sealed partial class Trainer : IDisposable
         if (data.Validation is { } stream)
             return Evaluator.Evaluate(Model, stream, config.Training.EvalBatches, data.ValidationBytesPerToken, device);
         var t = config.Training;
-        var evaluator = new TaskEvaluator(Model, data.Vocabulary, device, decoder ?? new ReferenceDecoder(), new TaskEvaluationOptions
+        // An engine's paged cache holds whole layers; a split model decodes through the cache-free reference decoder.
+        var evaluator = new TaskEvaluator(Model, data.Vocabulary, device, (mesh.Model > 1 ? null : decoder) ?? new ReferenceDecoder(), new TaskEvaluationOptions
         {
             MaxExamples = t.EvalBatches * t.BatchSize,
             SequenceLength = config.Data.SequenceLength,
@@ -443,6 +459,7 @@ public sealed partial class Trainer : IDisposable
     public void Dispose()
     {
         parallel.Dispose();
+        mesh.Dispose();
         sharding?.Dispose();
         sink.Dispose();
         optimizer.Dispose();

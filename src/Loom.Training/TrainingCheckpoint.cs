@@ -2,7 +2,9 @@ using System.Globalization;
 using System.Text.Json;
 using Loom.Core;
 using Loom.Data;
+using Loom.Distributed;
 using Loom.Models;
+using Loom.Models.Parallelism;
 using Loom.Training.Optimization;
 using static TorchSharp.torch;
 
@@ -37,7 +39,9 @@ public sealed record TrainerState
 /// Checkpoint folders of a run: <c>checkpoints/step_NNNNNNNN/</c> with the model (model.safetensors,
 /// model.json), the optimizer state and the run's RNG (optimizer.safetensors), the trainer state
 /// (trainer_state.json) and the resolved config. A folder is written under a temporary name and
-/// renamed when complete, so a crash never leaves a checkpoint that looks whole.
+/// renamed when complete, so a crash never leaves a checkpoint that looks whole. A tensor-parallel run writes
+/// one model and one optimizer file per model-axis rank instead, an index (<see cref="CheckpointIndex"/>) and,
+/// last, a commit marker (see <see cref="SaveSharded"/>); either form loads on any mesh.
 /// </summary>
 public static class TrainingCheckpoint
 {
@@ -94,13 +98,99 @@ public static class TrainingCheckpoint
         return final;
     }
 
-    /// <summary>Complete checkpoint folders of a run, oldest first.</summary>
+    /// <summary>
+    /// Writes a checkpoint of a tensor-parallel model; collective over every rank of <paramref name="mesh"/>. The ranks
+    /// of the first data replica each write their part of the model and of the optimizer state into a shared temporary
+    /// folder; after a barrier rank 0 writes the manifest, the trainer state, the index and, last, the commit marker,
+    /// then renames the folder into place and deletes all but the newest <paramref name="keep"/>. A rank that dies before
+    /// the barrier leaves no committed folder, so the previous checkpoint stays the newest loadable one.
+    /// </summary>
+    /// <param name="runDirectory">The run folder.</param>
+    /// <param name="model">This rank's part of the model.</param>
+    /// <param name="optimizerState">This rank's optimizer state, keyed "parameter.slot".</param>
+    /// <param name="optimizerStepCount">The optimizer's update count.</param>
+    /// <param name="random">The run's generator (its state is saved).</param>
+    /// <param name="state">The trainer's progress.</param>
+    /// <param name="config">The run's config.</param>
+    /// <param name="vocabulary">The vocabulary spec.</param>
+    /// <param name="keep">Checkpoints to keep.</param>
+    /// <param name="mesh">The job's mesh.</param>
+    /// <param name="onPartWritten">Called on each writing rank once its files are on disk, before the barrier (for observers and tests).</param>
+    /// <returns>The checkpoint folder (on every rank).</returns>
+    public static string SaveSharded(string runDirectory, LanguageModel model, IReadOnlyDictionary<string, Tensor> optimizerState, long optimizerStepCount, Generator random,
+        TrainerState state, RunConfig config, string vocabulary, int keep, DeviceMesh mesh, Action<string>? onPartWritten = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(optimizerState);
+        ArgumentNullException.ThrowIfNull(state);
+        ArgumentNullException.ThrowIfNull(mesh);
+        using var scope = NewDisposeScope();
+        var layout = model.TensorParallel;
+        string root = Root(runDirectory);
+        string final = Path.Combine(root, Prefix + state.Step.ToString("D8", CultureInfo.InvariantCulture));
+        string temp = final + ".tmp"; // one name for every rank: they all write into it
+        bool primary = mesh.World.Rank == 0;
+        if (primary)
+        {
+            Directory.CreateDirectory(root);
+            if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true); // left by a job that died mid-checkpoint
+            Directory.CreateDirectory(temp);
+        }
+        mesh.World.Barrier();
+
+        IReadOnlyDictionary<string, ShardedTensorEntry>? modelEntries = null, optimizerEntries = null;
+        if (mesh.DataIndex == 0)
+        {
+            var weights = model.state_dict();
+            modelEntries = ShardedTensors.Write(temp, "model", weights, layout.ShardedDim, layout.Part, layout.Parts,
+                new Dictionary<string, string> { ["format"] = "pt", ["loom_architecture"] = model.Options.Architecture });
+            var tensors = new Dictionary<string, Tensor>(optimizerState, StringComparer.Ordinal) { [RngKey] = random.get_state() };
+            optimizerEntries = ShardedTensors.Write(temp, "optimizer", tensors, key => OptimizerStateSplitDim(layout, weights, key, tensors[key].shape), layout.Part, layout.Parts,
+                new Dictionary<string, string> { ["optimizer_step_count"] = optimizerStepCount.ToString(CultureInfo.InvariantCulture) });
+            onPartWritten?.Invoke(temp);
+        }
+        mesh.World.Barrier(); // every part is on disk
+
+        if (primary)
+        {
+            if (Vocabularies.ModelFile(vocabulary) is { } modelFile)
+            {
+                File.Copy(modelFile, Path.Combine(temp, Path.GetFileName(modelFile)));
+                vocabulary = Vocabularies.WithModelFile(vocabulary, Path.GetFileName(modelFile));
+            }
+            var manifest = new ModelManifest { Model = model.Options, Vocabulary = vocabulary, Step = state.Step };
+            File.WriteAllText(Path.Combine(temp, ModelCheckpoint.ManifestFile), JsonSerializer.Serialize(manifest with { Architecture = manifest.Model.Architecture }, LoomJson.Options));
+            File.WriteAllText(Path.Combine(temp, StateFile), JsonSerializer.Serialize(state, LoomJson.Options));
+            File.WriteAllText(Path.Combine(temp, "config.json"), RunConfigLoader.ToJson(config));
+            new CheckpointIndex { MeshData = mesh.Data, MeshModel = mesh.Model, Model = modelEntries!, Optimizer = optimizerEntries! }.Write(temp);
+            File.WriteAllText(Path.Combine(temp, CheckpointIndex.CommitMarker), state.Step.ToString(CultureInfo.InvariantCulture)); // last: the checkpoint is whole
+            if (Directory.Exists(final)) Directory.Delete(final, recursive: true); // re-saving the same step
+            Directory.Move(temp, final);
+            foreach (var old in List(runDirectory).SkipLast(keep)) Directory.Delete(old, recursive: true);
+        }
+        mesh.World.Barrier(); // committed before any rank goes on
+        return final;
+    }
+
+    /// <summary>
+    /// The dimension along which an optimizer state tensor (keyed "parameter.slot") is split: its parameter's, when the
+    /// state has the parameter's shape (AdamW's moments); null for everything else (scalars, the RNG).
+    /// </summary>
+    private static int? OptimizerStateSplitDim(TensorParallelLayout layout, IReadOnlyDictionary<string, Tensor> parameters, string key, long[] shape)
+    {
+        int dot = key.LastIndexOf('.');
+        if (dot <= 0) return null;
+        string parameter = key[..dot];
+        return layout.ShardedDim(parameter) is int dim && parameters.TryGetValue(parameter, out var p) && p.shape.SequenceEqual(shape) ? dim : null;
+    }
+
+    /// <summary>Complete checkpoint folders of a run, oldest first (a sharded one only once committed).</summary>
     public static IReadOnlyList<string> List(string runDirectory)
     {
         string root = Root(runDirectory);
         if (!Directory.Exists(root)) return Array.Empty<string>();
         return Directory.GetDirectories(root, Prefix + "*")
-            .Where(d => !Path.GetFileName(d).Contains(".tmp", StringComparison.Ordinal))
+            .Where(d => !Path.GetFileName(d).Contains(".tmp", StringComparison.Ordinal) && CheckpointIndex.IsCommitted(d))
             .Order(StringComparer.Ordinal)
             .ToList();
     }
@@ -148,13 +238,20 @@ public static class TrainingCheckpoint
             throw new InvalidDataException($"training.init_from = {path} holds a {manifest.Model.Architecture} model but this run builds a {family} one: initialise from a {family} checkpoint, or set model.architecture = {manifest.Model.Architecture}");
         try
         {
-            ModelCheckpoint.LoadWeights(model, Path.Combine(checkpoint, ModelCheckpoint.WeightsFile));
+            ModelCheckpoint.LoadCheckpointWeights(model, checkpoint);
         }
         catch (InvalidDataException e)
         {
             throw new InvalidDataException($"training.init_from = {path}: its model does not fit this run's ({e.Message}); use the checkpoint's model options (its model.json)", e);
         }
         return checkpoint;
+    }
+
+    private static long[] WholeShape(TensorParallelLayout layout, string parameter, long[] local)
+    {
+        var shape = local.ToArray();
+        if (layout.ShardedDim(parameter) is int dim) shape[dim] *= layout.Parts;
+        return shape;
     }
 
     /// <summary>Restores weights, optimizer state and the run's RNG from a checkpoint; returns the trainer state.</summary>
@@ -168,13 +265,31 @@ public static class TrainingCheckpoint
             throw new InvalidDataException($"{checkpoint} holds a {manifest.Model.Architecture} model but this run builds a {model.Options.Architecture} one: resume with the run's own config (model.architecture = {manifest.Model.Architecture})");
         if (manifest.Model != model.Options)
             throw new InvalidDataException($"{checkpoint}: its model options differ from this run's; resume with the run's own config (drop --set model.* overrides)");
-        ModelCheckpoint.LoadWeights(model, Path.Combine(checkpoint, ModelCheckpoint.WeightsFile));
+        ModelCheckpoint.LoadCheckpointWeights(model, checkpoint);
 
         string optimizerPath = Path.Combine(checkpoint, OptimizerFile);
-        if (!File.Exists(optimizerPath)) throw new InvalidDataException($"{checkpoint}: missing {OptimizerFile}");
+        bool sharded = CheckpointIndex.IsSharded(checkpoint);
+        if (!sharded && !File.Exists(optimizerPath)) throw new InvalidDataException($"{checkpoint}: missing {OptimizerFile}");
         using (var scope = NewDisposeScope())
         {
-            var tensors = SafeTensors.Load(optimizerPath, out var metadata);
+            IReadOnlyDictionary<string, string> metadata;
+            var tensors = sharded
+                ? ShardedTensors.ReadWhole(checkpoint, CheckpointIndex.Read(checkpoint).Optimizer, out metadata)
+                : SafeTensors.Load(optimizerPath, out metadata);
+            // Whole state tensors (from any mesh) cut to this rank's part of the model.
+            var layout = model.TensorParallel;
+            if (layout.Parts > 1)
+            {
+                var local = model.state_dict();
+                var whole = local.ToDictionary(p => p.Key, p => WholeShape(layout, p.Key, p.Value.shape), StringComparer.Ordinal);
+                foreach (var key in tensors.Keys.ToList())
+                {
+                    int dot = key.LastIndexOf('.');
+                    string parameter = dot > 0 ? key[..dot] : key;
+                    if (layout.ShardedDim(parameter) is int dim && whole.TryGetValue(parameter, out var shape) && shape.SequenceEqual(tensors[key].shape))
+                        tensors[key] = ShardedTensors.Part(tensors[key], dim, layout.Part, layout.Parts);
+                }
+            }
             if (!tensors.Remove(RngKey, out var rng)) throw new InvalidDataException($"{optimizerPath}: missing the RNG state");
             if (!metadata.TryGetValue("optimizer_step_count", out var countText) || !long.TryParse(countText, CultureInfo.InvariantCulture, out long count))
                 throw new InvalidDataException($"{optimizerPath}: missing optimizer_step_count metadata");

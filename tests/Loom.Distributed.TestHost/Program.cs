@@ -1,9 +1,13 @@
+using System.Diagnostics;
 using System.Globalization;
 using Loom.Distributed;
+using Loom.Models;
+using Loom.Models.Parallelism;
+using Loom.Training;
 using TorchSharp;
 using static TorchSharp.torch;
 
-// Usage: Loom.Distributed.TestHost collectives | nccl-missing | launch
+// Usage: Loom.Distributed.TestHost collectives | nccl-missing | checkpoint-killed RUN_DIR
 // Prints one "OK rank R of W ..." line and exits 0 when every check holds; otherwise prints the first
 // mismatch to standard error and exits 1.
 torch.set_num_threads(1);
@@ -32,8 +36,10 @@ try
                 Console.WriteLine($"ERROR {e.Message}");
                 return 0;
             }
+        case "checkpoint-killed":
+            return CheckpointKilled.Run(args[1]);
         default:
-            Console.Error.WriteLine($"unknown command '{command}': use collectives or nccl-missing");
+            Console.Error.WriteLine($"unknown command '{command}': use collectives, nccl-missing or checkpoint-killed");
             return 2;
     }
 }
@@ -160,6 +166,22 @@ internal static class Collectives
             checks++;
         }
 
+        // A (data, model) mesh: the model axis pairs neighbouring ranks, the data axis strides over them.
+        if (w % 2 == 0)
+        {
+            using var mesh = DeviceMesh.Create(c, data: 0, model: 2);
+            int d = r / 2, m = r % 2;
+            if (mesh.ModelGroup.WorldSize != 2 || mesh.ModelGroup.Rank != m || mesh.DataGroup.WorldSize != w / 2 || mesh.DataGroup.Rank != d)
+                Fail($"mesh of {mesh}: model group rank {mesh.ModelGroup.Rank} of {mesh.ModelGroup.WorldSize}, data group rank {mesh.DataGroup.Rank} of {mesh.DataGroup.WorldSize}");
+            using var inModel = tensor(new[] { r + 1.0 });
+            mesh.ModelGroup.AllReduce(inModel);
+            Expect(inModel, tensor(new[] { 4.0 * d + 3 }), "AllReduce over the model group"); // (2d + 1) + (2d + 2)
+            using var inData = tensor(new[] { r + 1.0 });
+            mesh.DataGroup.AllReduce(inData);
+            Expect(inData, tensor(new[] { Enumerable.Range(0, w / 2).Sum(i => 2.0 * i + m + 1) }), "AllReduce over the data group");
+            checks += 3;
+        }
+
         c.Barrier();
         return checks + 1;
     }
@@ -174,4 +196,40 @@ internal static class Collectives
     }
 
     private static void Fail(string message) => throw new InvalidDataException(message);
+}
+
+/// <summary>
+/// Two tensor-parallel ranks write a sharded checkpoint at step 10, then start one at step 20 during which rank 1 is
+/// killed (SIGKILL) right after writing its part: the job dies before the barrier, so step 20 is never committed.
+/// </summary>
+internal static class CheckpointKilled
+{
+    /// <summary>The model both checkpoints hold; the test rebuilds it from the same seed to compare.</summary>
+    public static DecoderLmOptions Options { get; } = new()
+    {
+        VocabSize = 40, ModelDim = 32, NumLayers = 2, NumHeads = 4, NumKvHeads = 1, HeadDim = 8, MlpDim = 64, MaxSequenceLength = 32,
+    };
+
+    public const long Seed = 5;
+
+    public static int Run(string runDirectory)
+    {
+        using var world = Communicators.FromEnvironment();
+        using var mesh = DeviceMesh.Create(world, data: 0, model: 2);
+        using var random = new Generator((ulong)Seed);
+        using var model = Options.Build(CPU, random);
+        model.ShardForTensorParallel(mesh.ModelGroup, PartitionRules.Default);
+        var config = new RunConfig { Model = Options, Parallelism = new ParallelismOptions { Model = 2 }, Training = new TrainerOptions { Optimizer = "adamw" } };
+        var noState = new Dictionary<string, Tensor>();
+        TrainingCheckpoint.SaveSharded(runDirectory, model, noState, 0, random, new TrainerState { Step = 10, Seed = Seed }, config, "byte", keep: 3, mesh);
+        using (no_grad())
+            foreach (var p in model.parameters()) p.add_(1); // step 20's weights differ from step 10's
+        TrainingCheckpoint.SaveSharded(runDirectory, model, noState, 0, random, new TrainerState { Step = 20, Seed = Seed }, config, "byte", keep: 3, mesh,
+            onPartWritten: _ =>
+            {
+                if (world.Rank == 1) Process.GetCurrentProcess().Kill(); // mid-checkpoint: its part is on disk, the barrier not reached
+            });
+        Console.WriteLine($"rank {world.Rank}: step 20 was committed although rank 1 was killed");
+        return 1;
+    }
 }

@@ -58,6 +58,12 @@ internal static unsafe partial class Mpi
     [LibraryImport(Library, EntryPoint = "MPI_Comm_size")]
     public static partial int CommSize(int comm, out int size);
 
+    [LibraryImport(Library, EntryPoint = "MPI_Comm_split")]
+    public static partial int CommSplit(int comm, int color, int key, out int newcomm);
+
+    [LibraryImport(Library, EntryPoint = "MPI_Comm_free")]
+    public static partial int CommFree(ref int comm);
+
     [LibraryImport(Library, EntryPoint = "MPI_Allreduce")]
     public static partial int Allreduce(IntPtr sendbuf, IntPtr recvbuf, int count, int datatype, int op, int comm);
 

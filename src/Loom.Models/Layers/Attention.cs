@@ -1,3 +1,4 @@
+using Loom.Models.Parallelism;
 using static TorchSharp.torch;
 
 namespace Loom.Models.Layers;
@@ -14,7 +15,8 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
     private readonly Dense wk; // (Hkv·Dh, D)
     private readonly Dense wv; // (Hkv·Dh, D)
     private readonly Dense wo; // (D, H·Dh)
-    private readonly int heads, kvHeads, headDim;
+    private readonly int headDim;
+    private int heads, kvHeads; // this rank's, once sharded
     private readonly Rotary? rotary;
 
     /// <summary>
@@ -27,10 +29,10 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
         this.heads = heads;
         this.kvHeads = kvHeads;
         this.headDim = headDim;
-        wq = new Dense(modelDim, heads * headDim, useBias, device, generator);
-        wk = new Dense(modelDim, kvHeads * headDim, useBias, device, generator);
-        wv = new Dense(modelDim, kvHeads * headDim, useBias, device, generator);
-        wo = new Dense(heads * headDim, modelDim, useBias, device, generator);
+        wq = new Dense(modelDim, heads * headDim, useBias, device, generator, (LogicalAxes.Heads, LogicalAxes.Embed));
+        wk = new Dense(modelDim, kvHeads * headDim, useBias, device, generator, (LogicalAxes.KvHeads, LogicalAxes.Embed));
+        wv = new Dense(modelDim, kvHeads * headDim, useBias, device, generator, (LogicalAxes.KvHeads, LogicalAxes.Embed));
+        wo = new Dense(heads * headDim, modelDim, useBias, device, generator, (LogicalAxes.Embed, LogicalAxes.Heads));
         RegisterComponents();
         this.rotary = rotary; // not a component of this layer: registered once by the model
     }
@@ -38,13 +40,50 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
     /// <inheritdoc />
     public override Tensor forward(Tensor x) => Forward(x, 0, null);
 
+    /// <summary>Query heads this layer computes (all of them, or this rank's after <see cref="Shard"/>).</summary>
+    public int Heads => heads;
+
+    /// <summary>Key/value heads this layer computes.</summary>
+    public int KvHeads => kvHeads;
+
+    /// <summary>The output projection's bias, (D); null without biases.</summary>
+    public Tensor? OutputBias => wo.Bias;
+
+    /// <summary>
+    /// Keeps this rank's heads (Megatron-style): query heads <c>[index·H/count, (index+1)·H/count)</c> (the query
+    /// kernel's rows, the output kernel's columns), and the key/value heads they read, when
+    /// <paramref name="shardKeysAndValues"/>; otherwise every rank keeps all key/value heads (multi-query: one head, replicated).
+    /// </summary>
+    /// <exception cref="ArgumentException">The heads do not split evenly, or replicated keys and values are not multi-query.</exception>
+    public void Shard(int index, int count, bool shardKeysAndValues)
+    {
+        if (heads % count != 0) throw new ArgumentException($"{heads} attention heads do not split over {count} ranks", nameof(count));
+        if (shardKeysAndValues ? kvHeads % count != 0 : kvHeads != 1)
+            throw new ArgumentException(shardKeysAndValues ? $"{kvHeads} key/value heads do not split over {count} ranks" : $"only multi-query keys and values (1 head) are replicated, not {kvHeads}", nameof(shardKeysAndValues));
+        wq.Shard(0, index, count);
+        wo.Shard(1, index, count);
+        if (shardKeysAndValues)
+        {
+            wk.Shard(0, index, count);
+            wv.Shard(0, index, count);
+            kvHeads /= count;
+        }
+        heads /= count;
+    }
+
     /// <summary>
     /// Attends from <paramref name="x"/>, (B, T, D). Without a context the rows are causal sequences from
     /// position 0. With one, each token's position (for the rotary angles) and the keys, values and mask
     /// it attends with come from it: a <see cref="PackedLayout"/> lets a token see only earlier tokens of
     /// its own example; a <see cref="KvCache"/> step or an engine's paged cache, its own sequence's cached prefix.
     /// </summary>
-    public Tensor Forward(Tensor x, int layer, IAttentionContext? context)
+    public Tensor Forward(Tensor x, int layer, IAttentionContext? context) => Forward(x, layer, context, addOutputBias: true);
+
+    /// <summary>
+    /// As <see cref="Forward(Tensor, int, IAttentionContext?)"/>; without <paramref name="addOutputBias"/> the output
+    /// projection's bias is left out (a sharded layer's outputs are partial sums: the bias is added once, after them).
+    /// </summary>
+    public Tensor Forward(Tensor x, int layer, IAttentionContext? context, bool addOutputBias)
     {
         long b = x.shape[0], t = x.shape[1];
         var q = wq.forward(x).view(b, t, heads, headDim).transpose(1, 2);   // (B, H, T, Dh)
@@ -57,7 +96,7 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
         }
         var inputs = context?.Attend(layer, k, v) ?? new AttentionInputs(k, v, null, IsCausal: true); // keys (B, Hkv, S, Dh)
         var y = Attend(q, inputs, heads);                                    // (B, H, T, Dh)
-        return wo.forward(y.transpose(1, 2).reshape(b, t, heads * headDim)); // (B, T, D)
+        return wo.Forward(y.transpose(1, 2).reshape(b, t, heads * headDim), addOutputBias); // (B, T, D)
     }
 
     /// <summary>

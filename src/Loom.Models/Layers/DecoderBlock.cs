@@ -1,3 +1,5 @@
+using Loom.Distributed;
+using Loom.Models.Parallelism;
 using static TorchSharp.torch;
 
 namespace Loom.Models.Layers;
@@ -13,6 +15,8 @@ public sealed class DecoderBlock : nn.Module<Tensor, Tensor>
     private readonly Attention attn;
     private readonly nn.Module mlp; // a dense Mlp or an MoeMlp
     private readonly int layer;
+    private ICommunicator? modelGroup; // set by UseTensorParallel
+    private bool attentionSharded, mlpSharded;
 
     /// <summary>
     /// Creates block number <paramref name="layer"/> around an attention layer and a feed-forward layer
@@ -42,6 +46,7 @@ public sealed class DecoderBlock : nn.Module<Tensor, Tensor>
     /// </summary>
     public Tensor Forward(Tensor x, IAttentionContext? context, MoeTrace? trace = null)
     {
+        if (modelGroup is not null) return ForwardTensorParallel(x, context, trace, modelGroup);
         if (mlp_norm is null)
         {
             var h = norm.forward(x);                                                            // (B, T, D)
@@ -50,4 +55,62 @@ public sealed class DecoderBlock : nn.Module<Tensor, Tensor>
         x = x + attn.Forward(norm.forward(x), layer, context);                                  // (B, T, D)
         return x + MoeTrace.FeedForward(mlp, mlp_norm.forward(x), trace);                       // (B, T, D)
     }
+
+    /// <summary>
+    /// Splits the block over the model group (Megatron-style): the attention's heads when <paramref name="heads"/>
+    /// (its key/value heads too when <paramref name="keysAndValues"/>; else multi-query K/V stay replicated) and the
+    /// MLP's hidden units when <paramref name="mlpUnits"/>. Returns the replicated parameters whose gradients the group
+    /// must sum (replicated K/V under sharded heads: each rank's queries reach them).
+    /// </summary>
+    /// <exception cref="ArgumentException">A split is uneven, or the feed-forward layer is a mixture of experts.</exception>
+    public IReadOnlyList<TorchSharp.Modules.Parameter> UseTensorParallel(ICommunicator group, bool heads, bool keysAndValues, bool mlpUnits)
+    {
+        ArgumentNullException.ThrowIfNull(group);
+        if (mlpUnits && mlp is not Mlp) throw new ArgumentException("tensor parallelism does not split mixture-of-experts layers yet: set parallelism.model = 1 (train MoE models data parallel)");
+        var partial = new List<TorchSharp.Modules.Parameter>();
+        if (heads)
+        {
+            var kvBefore = attn.named_parameters().Where(p => p.name.StartsWith("wk.", StringComparison.Ordinal) || p.name.StartsWith("wv.", StringComparison.Ordinal)).Select(p => p.parameter).ToList();
+            attn.Shard(group.Rank, group.WorldSize, keysAndValues);
+            if (!keysAndValues) partial.AddRange(kvBefore);
+        }
+        if (mlpUnits) ((Mlp)mlp).Shard(group.Rank, group.WorldSize);
+        (modelGroup, attentionSharded, mlpSharded) = (group, heads, mlpUnits);
+        return partial;
+    }
+
+    /// <summary>
+    /// The block with sharded sublayers: each enters the model-parallel region from the replicated normed input and
+    /// leaves it with an all-reduce of its partial output; the parallel block sums both branches first, so a layer
+    /// costs one all-reduce forward and one backward, not two (Pope et al. 2022). Output biases are added once, after.
+    /// </summary>
+    private Tensor ForwardTensorParallel(Tensor x, IAttentionContext? context, MoeTrace? trace, ICommunicator group)
+    {
+        if (mlp_norm is null)
+        {
+            var h = norm.forward(x);                                                     // (B, T, D), replicated
+            var entered = ModelParallelRegion.Enter(h, group);                           // (B, T, D)
+            Tensor? partial = null;
+            var y = x;
+            if (attentionSharded) partial = attn.Forward(entered, layer, context, addOutputBias: false);
+            else y = y + attn.Forward(h, layer, context);
+            if (mlpSharded) partial = Add(partial, ((Mlp)mlp).Forward(entered, addOutputBias: false));
+            else y = y + MoeTrace.FeedForward(mlp, h, trace);
+            if (partial is not null) y = y + ModelParallelRegion.Exit(partial, group);  // the layer's one all-reduce
+            if (attentionSharded) y = AddBias(y, attn.OutputBias);
+            return mlpSharded ? AddBias(y, ((Mlp)mlp).OutputBias) : y;                  // (B, T, D)
+        }
+        var a = norm.forward(x);                                                         // (B, T, D)
+        x = attentionSharded
+            ? AddBias(x + ModelParallelRegion.Exit(attn.Forward(ModelParallelRegion.Enter(a, group), layer, context, addOutputBias: false), group), attn.OutputBias)
+            : x + attn.Forward(a, layer, context);                                       // (B, T, D)
+        var m = mlp_norm.forward(x);                                                     // (B, T, D)
+        return mlpSharded
+            ? AddBias(x + ModelParallelRegion.Exit(((Mlp)mlp).Forward(ModelParallelRegion.Enter(m, group), addOutputBias: false), group), ((Mlp)mlp).OutputBias)
+            : x + MoeTrace.FeedForward(mlp, m, trace);                                   // (B, T, D)
+    }
+
+    private static Tensor AddBias(Tensor y, Tensor? bias) => bias is null ? y : y + bias;
+
+    private static Tensor Add(Tensor? a, Tensor b) => a is null ? b : a + b;
 }

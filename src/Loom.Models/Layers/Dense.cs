@@ -15,14 +15,17 @@ public sealed class Dense : nn.Module<Tensor, Tensor>, IQuantizableKernel, IMixe
 {
     // Field names are the state-dict keys: TorchSharp's module.to(device) finds fields by them.
     private Parameter? weight;          // (out, in), float; null once quantized
-    private readonly Parameter? bias;   // (out)
+    private Parameter? bias;            // (out)
     private Tensor? weight_int8;        // (out, in), int8; quantized only
     private Tensor? weight_scale;       // (out), float32; quantized only
 
     /// <summary>Creates the kernel on <paramref name="device"/> (the meta device builds shapes only);
-    /// initial values come from <paramref name="generator"/> (torch's default when null).</summary>
-    public Dense(int inFeatures, int outFeatures, bool useBias, Device? device = null, Generator? generator = null) : base(nameof(Dense))
+    /// initial values come from <paramref name="generator"/> (torch's default when null).
+    /// <paramref name="axes"/> names the logical axes of the output and input features (t5x's kernel axes,
+    /// for example ("heads", "embed")), which partitioning rules map onto a device mesh.</summary>
+    public Dense(int inFeatures, int outFeatures, bool useBias, Device? device = null, Generator? generator = null, (string Out, string In)? axes = null) : base(nameof(Dense))
     {
+        Axes = axes;
         weight = new Parameter(empty(outFeatures, inFeatures, device: device));
         bias = useBias ? new Parameter(zeros(outFeatures, device: device)) : null;
         Initializers.Normal(weight, 1.0 / Math.Sqrt(inFeatures), generator);
@@ -32,6 +35,37 @@ public sealed class Dense : nn.Module<Tensor, Tensor>, IQuantizableKernel, IMixe
     /// <inheritdoc />
     /// <remarks>With a compute dtype, the output is in it too (the caller's residual add promotes it back to float32).</remarks>
     public ScalarType? ComputeDtype { get; set; }
+
+    /// <summary>The logical axis names of the (out, in) dimensions; null when the layer was given none (never partitioned).</summary>
+    public (string Out, string In)? Axes { get; }
+
+    /// <summary>The bias, (out) (the whole bias even when the kernel is row-sharded); null without one.</summary>
+    public Parameter? Bias => bias;
+
+    /// <summary>
+    /// Keeps only part <paramref name="index"/> of <paramref name="count"/> equal parts of the kernel (tensor
+    /// parallelism): along dim 0, the output features (column-parallel, Megatron's first kernel; the bias is cut
+    /// with them), or along dim 1, the input features (row-parallel, the second kernel; the outputs are then
+    /// partial sums, and the whole bias is to be added once after they are summed, see <see cref="Forward"/>).
+    /// </summary>
+    /// <exception cref="ArgumentException">The dimension does not split evenly.</exception>
+    public void Shard(int dim, int index, int count)
+    {
+        if (dim is not (0 or 1)) throw new ArgumentOutOfRangeException(nameof(dim), dim, "a kernel is (out, in): shard dim 0 or 1");
+        var w = Weight;
+        if (w.shape[dim] % count != 0) throw new ArgumentException($"a kernel of {w.shape[dim]} features along dim {dim} does not split into {count} equal parts", nameof(count));
+        using var noGrad = no_grad();
+        long size = w.shape[dim] / count;
+        weight = new Parameter(w.narrow(dim, index * size, size).clone(), w.requires_grad);
+        ConditionallyRegisterParameter(nameof(weight), weight);
+        w.Dispose();
+        if (dim == 0 && bias is { } b)
+        {
+            bias = new Parameter(b.narrow(0, index * size, size).clone(), b.requires_grad);
+            ConditionallyRegisterParameter(nameof(bias), bias);
+            b.Dispose();
+        }
+    }
 
     /// <summary>The float kernel, (out, in).</summary>
     /// <exception cref="InvalidOperationException">The layer is quantized: its float kernel was freed.</exception>
@@ -68,16 +102,21 @@ public sealed class Dense : nn.Module<Tensor, Tensor>, IQuantizableKernel, IMixe
 
     /// <inheritdoc />
     /// <exception cref="InvalidOperationException">The layer is quantized and in training mode.</exception>
-    public override Tensor forward(Tensor x) // (..., in) -> (..., out)
+    public override Tensor forward(Tensor x) => Forward(x, addBias: true); // (..., in) -> (..., out)
+
+    /// <summary>x Wᵀ, plus the bias when <paramref name="addBias"/> (a row-sharded kernel's caller adds it after summing the partial outputs).</summary>
+    /// <exception cref="InvalidOperationException">The layer is quantized and in training mode.</exception>
+    public Tensor Forward(Tensor x, bool addBias) // (..., in) -> (..., out)
     {
+        var b = addBias ? bias : null;
         if (weight_int8 is null)
         {
             return ComputeDtype is { } dtype && x.is_floating_point()
-                ? nn.functional.linear(x.to(dtype), weight!.to(dtype), bias?.to(dtype)) // mixed precision: float32 master weights cast at use
-                : nn.functional.linear(x, weight!, bias);
+                ? nn.functional.linear(x.to(dtype), weight!.to(dtype), b?.to(dtype)) // mixed precision: float32 master weights cast at use
+                : nn.functional.linear(x, weight!, b);
         }
         // The int8 values carry no gradient, so training would silently update only biases, norms and embeddings.
         if (training) throw new InvalidOperationException("an int8-quantized model is for inference only: call model.eval(), or train the float checkpoint instead");
-        return Int8Weights.Linear(x, weight_int8, weight_scale!, bias);
+        return Int8Weights.Linear(x, weight_int8, weight_scale!, b);
     }
 }

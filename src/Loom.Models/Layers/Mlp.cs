@@ -1,3 +1,4 @@
+using Loom.Models.Parallelism;
 using static TorchSharp.torch;
 
 namespace Loom.Models.Layers;
@@ -14,17 +15,35 @@ public sealed class Mlp : nn.Module<Tensor, Tensor>
     public Mlp(int modelDim, int mlpDim, MlpActivation activation, bool useBias, Device? device = null, Generator? generator = null) : base(nameof(Mlp))
     {
         this.activation = activation;
-        gate = activation.IsGated() ? new Dense(modelDim, mlpDim, useBias, device, generator) : null;
-        up = new Dense(modelDim, mlpDim, useBias, device, generator);
-        down = new Dense(mlpDim, modelDim, useBias, device, generator);
+        gate = activation.IsGated() ? new Dense(modelDim, mlpDim, useBias, device, generator, (LogicalAxes.Mlp, LogicalAxes.Embed)) : null;
+        up = new Dense(modelDim, mlpDim, useBias, device, generator, (LogicalAxes.Mlp, LogicalAxes.Embed));
+        down = new Dense(mlpDim, modelDim, useBias, device, generator, (LogicalAxes.Embed, LogicalAxes.Mlp));
         RegisterComponents();
     }
 
     /// <inheritdoc />
-    public override Tensor forward(Tensor x) // (B, T, D)
+    public override Tensor forward(Tensor x) => Forward(x, addOutputBias: true); // (B, T, D)
+
+    /// <summary>The layer on x, (B, T, D); without <paramref name="addOutputBias"/> the down projection's bias is left out (see <see cref="Shard"/>).</summary>
+    public Tensor Forward(Tensor x, bool addOutputBias)
     {
         var h = MlpActivations.Hidden(activation, gate?.forward(x), up.forward(x)); // (B, T, F)
-        return down.forward(h);                                                     // (B, T, D)
+        return down.Forward(h, addOutputBias);                                      // (B, T, D)
+    }
+
+    /// <summary>The down projection's bias, (D); null without biases.</summary>
+    public Tensor? OutputBias => down.Bias;
+
+    /// <summary>
+    /// Keeps this rank's hidden units <c>[index·F/count, (index+1)·F/count)</c> (Megatron-style: the gate and up
+    /// kernels by rows, the down kernel by columns), so that <see cref="Forward"/> gives a partial sum.
+    /// </summary>
+    /// <exception cref="ArgumentException">The hidden units do not split evenly.</exception>
+    public void Shard(int index, int count)
+    {
+        gate?.Shard(0, index, count);
+        up.Shard(0, index, count);
+        down.Shard(1, index, count);
     }
 }
 

@@ -47,6 +47,8 @@ public sealed class DataParallelTests
         {
         }
 
+        public ICommunicator Split(int color, int key) => throw new NotSupportedException("the twin is one data-parallel group");
+
         public void Abort(int exitCode) => throw new NotSupportedException();
 
         public void Dispose()
