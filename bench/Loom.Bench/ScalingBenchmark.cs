@@ -15,6 +15,7 @@ internal sealed record ScalingSettings
     public string Preset { get; init; } = "tiny";
     public string? Loom { get; init; }
     public string[] Extra { get; init; } = [];
+    public bool Memory { get; init; }
 
     public const string Usage = """
         usage: loom-bench scaling [flags]
@@ -32,6 +33,9 @@ internal sealed record ScalingSettings
           --preset NAME       model preset (default tiny)
           --loom PATH         the loom CLI (default: src/Loom.Cli/bin/Release/net10.0/linux-x64/loom under the repository)
           --set K=V           another config override for every run (repeatable)
+          --memory            instead: what each of 2 ranks holds under each parallelism mode (data parallel, ZeRO 1, 2
+                              and 3, tensor parallel 2), from `loom train`'s memory line after --steps steps (AdamW
+                              for every mode, as tensor parallelism needs it), against data parallel in the same run
         """;
 
     public static ScalingSettings Parse(IReadOnlyList<string> args) => BenchFlags.Parse(args, new ScalingSettings(), (s, flag) => flag.Name switch
@@ -43,6 +47,7 @@ internal sealed record ScalingSettings
         "--preset" => s with { Preset = flag.Value() },
         "--loom" => s with { Loom = flag.Value() },
         "--set" => s with { Extra = [.. s.Extra, flag.Value()] },
+        "--memory" => s with { Memory = true },
         _ => throw flag.Unknown(),
     });
 }
@@ -64,6 +69,7 @@ internal static class ScalingBenchmark
         string root = Path.Combine(Path.GetTempPath(), $"loom-bench-scaling-{Environment.ProcessId}");
         try
         {
+            if (s.Memory) return MemoryReport(loom, s, root, loadBefore);
             var outcomes = s.Ranks.Select(w => Train(loom, w, s, Path.Combine(root, $"w{w}"))).ToList();
             return Report(s, outcomes, (loadBefore, MachineInfo.LoadAverage()));
         }
@@ -81,9 +87,66 @@ internal static class ScalingBenchmark
         throw new ArgumentException("run from inside the repository, or pass --loom PATH to the loom CLI");
     }
 
+    /// <summary>The modes the memory report compares, as config overrides.</summary>
+    private static readonly (string Mode, string[] Sets)[] MemoryModes =
+    [
+        ("data parallel", ["training.zero_stage=0"]),
+        ("ZeRO-1", ["training.zero_stage=1"]),
+        ("ZeRO-2", ["training.zero_stage=2"]),
+        ("ZeRO-3", ["training.zero_stage=3"]),
+        ("tensor parallel 2", ["parallelism.model=2"]),
+    ];
+
+    private sealed record RankMemory(long Parameters, long Gradients, long OptimizerState, long PeakResident);
+
+    private static string MemoryReport(string loom, ScalingSettings s, string root, double? loadBefore)
+    {
+        var rows = new List<(string Mode, RankMemory Rank0)>();
+        foreach (var (mode, sets) in MemoryModes)
+        {
+            // Four heads (the tiny preset has three), so that the heads split over a model axis of 2; the same model in every mode.
+            var settings = s with { Extra = [.. s.Extra, "training.optimizer=adamw", "model.num_heads=4", .. sets], Steps = Math.Min(s.Steps, 20) };
+            string stdout = Launch(loom, 2, settings, Path.Combine(root, mode.Replace(' ', '-')), out _);
+            var line = stdout.Split('\n').FirstOrDefault(l => l.StartsWith("memory per rank", StringComparison.Ordinal))
+                       ?? throw new InvalidOperationException($"{mode}: loom train printed no memory line");
+            var match = System.Text.RegularExpressions.Regex.Match(line, @"rank 0: parameters (\d+) B, gradients (\d+) B, optimizer state (\d+) B, peak resident (\d+) B");
+            if (!match.Success) throw new InvalidOperationException($"{mode}: cannot read the memory line '{line}'");
+            long Group(int i) => long.Parse(match.Groups[i].Value, CultureInfo.InvariantCulture);
+            rows.Add((mode, new RankMemory(Group(1), Group(2), Group(3), Group(4))));
+        }
+        var text = new StringBuilder();
+        var baseline = rows[0].Rank0;
+        text.AppendLine($"## scaling --memory: what rank 0 of 2 holds under each parallelism mode ({s.Preset} with 4 heads, AdamW, {Math.Min(s.Steps, 20)} steps)");
+        text.AppendLine();
+        text.AppendLine($"- machine: {MachineInfo.CpuModel()}, {Environment.ProcessorCount} cores; load average {Fmt(loadBefore)} -> {Fmt(MachineInfo.LoadAverage())}; commit {MachineInfo.GitCommit()}");
+        text.AppendLine("- parameters, gradients and optimizer state are the tensors the rank holds after a step (a ZeRO-3 rank between steps);");
+        text.AppendLine("  peak resident is the process's VmHWM: those plus activations, libtorch's buffers and the .NET runtime");
+        text.AppendLine();
+        text.AppendLine("| mode | parameters (B) | gradients (B) | optimizer state (B) | vs data parallel | peak resident (MiB) |");
+        text.AppendLine("|---|---|---|---|---|---|");
+        foreach (var (mode, m) in rows)
+        {
+            double ratio = (double)(m.Parameters + m.Gradients + m.OptimizerState) / (baseline.Parameters + baseline.Gradients + baseline.OptimizerState);
+            text.AppendLine(string.Create(CultureInfo.InvariantCulture,
+                $"| {mode} | {m.Parameters:N0} | {m.Gradients:N0} | {m.OptimizerState:N0} | {ratio:F2}x | {m.PeakResident / 1048576.0:F0} |"));
+        }
+        return text.ToString();
+    }
+
     private static Outcome Train(string loom, int ranks, ScalingSettings s, string runDir)
     {
-        int globalBatch = s.BatchPerRank * ranks;
+        var clock = Stopwatch.StartNew();
+        Launch(loom, ranks, s, runDir, out int globalBatch);
+        var train = JsonlMetricSink.ReadAll(Path.Combine(runDir, "metrics.jsonl")).Where(e => e.Split == MetricEvent.TrainSplit).ToList();
+        var steady = train.Skip(1).Select(e => e.TokensPerSecond ?? double.NaN).ToList();
+        if (steady.Count == 0) throw new InvalidOperationException($"{runDir}: too few logging intervals to measure; raise --steps");
+        return new Outcome(ranks, globalBatch, steady.Average(), train[^1].Loss, clock.Elapsed.TotalSeconds);
+    }
+
+    /// <summary>Runs <c>mpirun -n ranks loom train</c> of the demo recipe; returns its standard output.</summary>
+    private static string Launch(string loom, int ranks, ScalingSettings s, string runDir, out int globalBatch)
+    {
+        globalBatch = s.BatchPerRank * ranks;
         string[] sets =
         [
             "device=cpu", $"training.steps={s.Steps}", $"training.warmup_steps={s.Steps / 10}", $"training.batch_size={globalBatch}",
@@ -97,8 +160,7 @@ internal static class ScalingBenchmark
         string threads = s.Threads.ToString(CultureInfo.InvariantCulture);
         start.Environment["OMP_NUM_THREADS"] = threads;
         start.Environment["MKL_NUM_THREADS"] = threads;
-        Console.Error.WriteLine($"scaling: mpirun -n {ranks} loom train ({s.Preset}, {globalBatch} rows per step, {s.Threads} thread(s) per rank, {s.Steps} steps)");
-        var clock = Stopwatch.StartNew();
+        Console.Error.WriteLine($"scaling: mpirun -n {ranks} loom train ({s.Preset}, {globalBatch} rows per step, {s.Threads} thread(s) per rank, {s.Steps} steps{string.Concat(s.Extra.Select(e => ", " + e))})");
         Process process;
         try
         {
@@ -115,11 +177,8 @@ internal static class ScalingBenchmark
             process.WaitForExit();
             if (process.ExitCode != 0)
                 throw new InvalidOperationException($"mpirun -n {ranks} loom train failed (exit code {process.ExitCode}): {stderr.Trim().Split('\n').LastOrDefault()} {stdout.Result.Trim().Split('\n').LastOrDefault()}");
+            return stdout.Result;
         }
-        var train = JsonlMetricSink.ReadAll(Path.Combine(runDir, "metrics.jsonl")).Where(e => e.Split == MetricEvent.TrainSplit).ToList();
-        var steady = train.Skip(1).Select(e => e.TokensPerSecond ?? double.NaN).ToList();
-        if (steady.Count == 0) throw new InvalidOperationException($"{runDir}: too few logging intervals to measure; raise --steps");
-        return new Outcome(ranks, globalBatch, steady.Average(), train[^1].Loss, clock.Elapsed.TotalSeconds);
     }
 
     private static string Report(ScalingSettings s, List<Outcome> outcomes, (double? Before, double? After) load)

@@ -165,7 +165,8 @@ public sealed partial class Trainer : IDisposable
         var p = c.AllGather(mine.ParameterBytes);
         var g = c.AllGather(mine.GradientBytes);
         var o = c.AllGather(mine.OptimizerStateBytes);
-        return memory is null ? null : [.. Enumerable.Range(0, c.WorldSize).Select(r => new ShardingMemory(r, p[r], g[r], o[r]))];
+        var m = c.AllGather(mine.PeakResidentBytes);
+        return memory is null ? null : [.. Enumerable.Range(0, c.WorldSize).Select(r => new ShardingMemory(r, p[r], g[r], o[r]) { PeakResidentBytes = m[r] })];
     }
 
     private IOptimizer CreateOptimizer(IEnumerable<(string Name, TorchSharp.Modules.Parameter Param)> parameters)

@@ -17,13 +17,22 @@ public sealed record ShardingMemory(int Rank, long ParameterBytes, long Gradient
     /// <summary>Parameters, gradients and optimizer state together.</summary>
     public long TotalBytes => ParameterBytes + GradientBytes + OptimizerStateBytes;
 
+    /// <summary>
+    /// The process's peak resident memory so far (Linux VmHWM): everything above, plus activations, libtorch's
+    /// buffers and the runtime; 0 when not measured.
+    /// </summary>
+    public long PeakResidentBytes { get; init; }
+
     /// <summary>Measures <paramref name="parameters"/>, their current gradients and <paramref name="optimizer"/>'s state.</summary>
     public static ShardingMemory Measure(int rank, IEnumerable<Parameter> parameters, IOptimizer optimizer)
     {
         ArgumentNullException.ThrowIfNull(parameters);
         ArgumentNullException.ThrowIfNull(optimizer);
         var list = parameters.ToList();
-        return new ShardingMemory(rank, list.Sum(p => p.numel() * p.ElementSize), GradientBytesOf(list), optimizer.StateTensors().Values.Sum(t => t.numel() * t.ElementSize));
+        return new ShardingMemory(rank, list.Sum(p => p.numel() * p.ElementSize), GradientBytesOf(list), optimizer.StateTensors().Values.Sum(t => t.numel() * t.ElementSize))
+        {
+            PeakResidentBytes = System.Diagnostics.Process.GetCurrentProcess().PeakWorkingSet64,
+        };
     }
 
     /// <summary>The bytes of the gradients that <paramref name="parameters"/> hold now.</summary>
@@ -39,9 +48,9 @@ public sealed record ShardingMemory(int Rank, long ParameterBytes, long Gradient
         return bytes;
     }
 
-    /// <summary>A log line: "rank R: parameters P B, gradients G B, optimizer state S B".</summary>
+    /// <summary>A log line: "rank R: parameters P B, gradients G B, optimizer state S B, peak resident M B".</summary>
     public override string ToString() => string.Create(CultureInfo.InvariantCulture,
-        $"rank {Rank}: parameters {ParameterBytes} B, gradients {GradientBytes} B, optimizer state {OptimizerStateBytes} B");
+        $"rank {Rank}: parameters {ParameterBytes} B, gradients {GradientBytes} B, optimizer state {OptimizerStateBytes} B, peak resident {PeakResidentBytes} B");
 }
 
 /// <summary>
