@@ -47,6 +47,20 @@ public static class LoomApp
                     .WithDescription("Train a lossless SentencePiece model (byte fallback, digits split, whitespace kept) with Debian's spm_train.")
                     .WithExample("vocab", "train", "--input", "corpus.txt", "--output", "my.model", "--vocab-size", "8000");
             });
+            config.AddBranch("import", import =>
+            {
+                import.SetDescription("Bring other frameworks' checkpoints into Loom.");
+                import.AddCommand<ImportHfCommand>("hf")
+                    .WithDescription("Import a Hugging Face LlamaForCausalLM or MistralForCausalLM folder as a Loom checkpoint.")
+                    .WithExample("import", "hf", "models/llama", "--output", "runs/llama");
+            });
+            config.AddBranch("export", export =>
+            {
+                export.SetDescription("Write Loom checkpoints in other frameworks' formats.");
+                export.AddCommand<ExportHfCommand>("hf")
+                    .WithDescription("Export a checkpoint as a Hugging Face LlamaForCausalLM folder (serial blocks, RMSNorm, SwiGLU, rotary, no biases).")
+                    .WithExample("export", "hf", "--checkpoint", "runs/notes", "--output", "hf/notes");
+            });
             config.AddCommand<GenerateCommand>("generate")
                 .WithDescription("Generate text from a checkpoint with a KV cache, streaming to the console.")
                 .WithExample("generate", "--checkpoint", "runs/demo", "--prompt", "It is a truth", "--temperature", "0.8", "--top-p", "0.95");

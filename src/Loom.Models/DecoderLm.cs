@@ -130,13 +130,13 @@ public sealed class DecoderLm : LanguageModel
             : SharedHead(x);                                                 // (B, T, V)
     }
 
-    /// <summary>The transposed embedding as output projection, scaled by 1/√D, in the compute dtype: (B, T, D) -> (B, T, V).</summary>
+    /// <summary>The transposed embedding as output projection (scaled by 1/√D unless the options say not), in the compute dtype: (B, T, D) -> (B, T, V).</summary>
     private Tensor SharedHead(Tensor x)
     {
         var logits = Precision.Dtype() is { } dtype
             ? nn.functional.linear(x.to(dtype), embed.to(dtype)) // mixed precision: the float32 table cast at use
             : nn.functional.linear(x, embed);                     // (B, T, V)
-        return logits / Math.Sqrt(options.ModelDim);
+        return options.ScaleSharedLogits ? logits / Math.Sqrt(options.ModelDim) : logits;
     }
 
     /// <summary>

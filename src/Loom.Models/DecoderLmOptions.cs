@@ -83,6 +83,12 @@ public sealed record DecoderLmOptions : ModelOptions
     /// <summary>Share the input embedding with the output projection (logits scaled by 1/sqrt(d_model)).</summary>
     public bool SharedEmbeddings { get; init; } = true;
 
+    /// <summary>
+    /// With shared embeddings, divide the output projection's logits by √d_model, as PaLM does (its embeddings are
+    /// N(0, 1)); GPT-2, Llama and Gemma's tied projections do not (false). Ignored with untied embeddings.
+    /// </summary>
+    public bool ScaleSharedLogits { get; init; } = true;
+
     /// <summary>Biases in dense kernels and norms (PaLM: none).</summary>
     public bool UseBias { get; init; }
 

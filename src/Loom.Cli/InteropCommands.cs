@@ -1,0 +1,105 @@
+using System.ComponentModel;
+using Loom.Data;
+using Loom.Models;
+using Loom.Models.Interop;
+using Loom.Training;
+using Spectre.Console;
+using Spectre.Console.Cli;
+
+namespace Loom.Cli;
+
+/// <summary><c>loom import hf DIR --output CHECKPOINT</c>: a Hugging Face Llama or Mistral folder as a Loom checkpoint.</summary>
+public sealed class ImportHfCommand : Command<ImportHfCommand.Settings>
+{
+    /// <summary>Options of <c>loom import hf</c>.</summary>
+    public sealed class Settings : CommandSettings
+    {
+        /// <summary>The Hugging Face folder.</summary>
+        [CommandArgument(0, "<DIR>")]
+        [Description("A Hugging Face model folder: config.json and model.safetensors (or shards with model.safetensors.index.json).")]
+        public string Directory { get; init; } = "";
+
+        /// <summary>The checkpoint folder to write.</summary>
+        [CommandOption("--output <DIR>")]
+        [Description("The Loom checkpoint folder to write (loom generate, eval, serve and train --set training.init_from=DIR take it).")]
+        public string? Output { get; init; }
+
+        /// <summary>The vocabulary spec.</summary>
+        [CommandOption("--vocabulary <SPEC>")]
+        [Description("The model's vocabulary as Loom names it (byte, tiktoken:NAME, or a SentencePiece .model file); default: the folder's tokenizer.model.")]
+        public string? Vocabulary { get; init; }
+
+        /// <inheritdoc />
+        public override ValidationResult Validate() =>
+            string.IsNullOrWhiteSpace(Output) ? ValidationResult.Error("--output DIR is required: the Loom checkpoint folder to write") : base.Validate();
+    }
+
+    /// <inheritdoc />
+    public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
+    {
+        string output = settings.Output!;
+        if (File.Exists(Path.Combine(output, ModelCheckpoint.ManifestFile)))
+            throw new ArgumentException($"{output} already holds a Loom checkpoint: choose another --output");
+        string tokenizer = Path.Combine(settings.Directory, "tokenizer.model");
+        string vocabulary = settings.Vocabulary
+            ?? (File.Exists(tokenizer) ? tokenizer : throw new ArgumentException($"{settings.Directory} has no tokenizer.model: pass --vocabulary SPEC (tokenizer.json is not read yet)"));
+        using var model = HuggingFaceLlama.Import(settings.Directory);
+        var vocab = Vocabularies.Create(vocabulary);
+        if (vocab.Size > model.Options.VocabSize)
+            throw new ArgumentException($"the vocabulary has {vocab.Size} ids but config.json says vocab_size = {model.Options.VocabSize}: pass the model's own tokenizer");
+        // Written under a temporary name and renamed when complete, as training checkpoints are.
+        string temp = $"{Path.TrimEndingDirectorySeparator(Path.GetFullPath(output))}.tmp-{Environment.ProcessId}";
+        System.IO.Directory.CreateDirectory(temp);
+        if (Vocabularies.ModelFile(vocabulary) is { } modelFile)
+        {
+            File.Copy(modelFile, Path.Combine(temp, Path.GetFileName(modelFile)));
+            vocabulary = Vocabularies.WithModelFile(vocabulary, Path.GetFileName(modelFile));
+        }
+        ModelCheckpoint.Save(temp, model, new ModelManifest { Model = model.Options, Vocabulary = vocabulary });
+        System.IO.Directory.Move(temp, output);
+        Console.WriteLine(FormattableString.Invariant($"imported {settings.Directory} ({model.ParameterCount / 1e6:F2}M parameters) into {output}"));
+        return 0;
+    }
+}
+
+/// <summary><c>loom export hf --checkpoint RUN --output DIR</c>: a Loom checkpoint as a Hugging Face Llama folder.</summary>
+public sealed class ExportHfCommand : Command<ExportHfCommand.Settings>
+{
+    /// <summary>Options of <c>loom export hf</c>.</summary>
+    public sealed class Settings : CommandSettings
+    {
+        /// <summary>Checkpoint or run folder.</summary>
+        [CommandOption("--checkpoint <DIR>")]
+        [Description("A run folder (its newest checkpoint is used) or a checkpoints/step_* folder.")]
+        public string Checkpoint { get; init; } = "";
+
+        /// <summary>The folder to write.</summary>
+        [CommandOption("--output <DIR>")]
+        [Description("The Hugging Face folder to write: config.json and model.safetensors (LlamaForCausalLM).")]
+        public string? Output { get; init; }
+
+        /// <inheritdoc />
+        public override ValidationResult Validate()
+        {
+            if (string.IsNullOrWhiteSpace(Checkpoint)) return ValidationResult.Error("--checkpoint DIR is required");
+            return string.IsNullOrWhiteSpace(Output) ? ValidationResult.Error("--output DIR is required: the Hugging Face folder to write") : base.Validate();
+        }
+    }
+
+    /// <inheritdoc />
+    public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
+    {
+        string checkpoint = TrainingCheckpoint.Resolve(settings.Checkpoint);
+        var manifest = ModelCheckpoint.ReadManifest(checkpoint);
+        if (manifest.Model is DecoderLmOptions o && HuggingFaceLlama.WhyNotLlama(o) is { } reason)
+            throw new ArgumentException($"{checkpoint} is not exactly a Hugging Face Llama: {reason}");
+        var (model, _) = ModelCheckpoint.Load(checkpoint);
+        using (model)
+        {
+            var vocabulary = Inference.CheckpointVocabulary.Load(checkpoint, manifest);
+            HuggingFaceLlama.Export(model, settings.Output!, eosTokenId: vocabulary.EosId);
+        }
+        Console.WriteLine($"exported {checkpoint} as LlamaForCausalLM into {settings.Output} (config.json, model.safetensors; Loom's tokenizer is not written yet)");
+        return 0;
+    }
+}
