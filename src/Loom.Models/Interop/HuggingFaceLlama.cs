@@ -83,9 +83,9 @@ public static class HuggingFaceLlama
     public static DecoderLm Import(string directory, Device? device = null)
     {
         var options = ReadOptions(directory);
+        var model = new DecoderLm(options, device); // built outside the scope, which frees only what is read
         using var scope = NewDisposeScope();
         var weights = ReadWeights(directory);
-        var model = new DecoderLm(options, device);
         var state = model.state_dict();
         var map = KeyMap(options).ToList();
         foreach (var (hf, loom) in map)
