@@ -1,0 +1,270 @@
+using System.Globalization;
+using System.Text;
+using LLama;
+using LLama.Common;
+using LLama.Native;
+using Loom.Data;
+using Loom.Models.Interop;
+using Xunit.Abstractions;
+using static TorchSharp.torch;
+
+namespace Loom.Models.Tests;
+
+/// <summary>Loom decoders as llama.cpp GGUF files: round trips, and llama.cpp (through LLamaSharp) computing the same logits.</summary>
+public sealed class GgufTests(ITestOutputHelper output)
+{
+    /// <summary>A Llama-shaped tiny decoder over the byte vocabulary.</summary>
+    private static DecoderLmOptions Llama(int kvHeads, bool tied) => TinyModels.Decoder(kvHeads, parallel: false) with
+    {
+        VocabSize = 258, SharedEmbeddings = tied, ScaleSharedLogits = false,
+    };
+
+    /// <summary>A fixed prompt of 12 byte tokens.</summary>
+    private static readonly int[] Prompt = new ByteVocabulary().Encode("GGUF, Loom! ");
+
+    private const int Continuation = 10;
+
+    [Theory]
+    [InlineData(1, false)] // multi-query
+    [InlineData(2, false)] // grouped
+    [InlineData(4, false)] // multi-head
+    [InlineData(1, true)]
+    [InlineData(2, true)]
+    [InlineData(4, true)]  // tied embeddings
+    public void ALoomLlamaRoundTripsThroughGgufExactly(int kvHeads, bool tied)
+    {
+        using var scope = NewDisposeScope();
+        using var temp = new TempDirectory("loom-gguf-");
+        string path = temp.File("model.gguf");
+        using var model = Seeded.Model(Llama(kvHeads, tied), 1);
+        GgufLlama.Export(model, path, name: "tiny");
+        using var back = GgufLlama.Import(path);
+
+        Assert.Equal(model.Options, back.Options);
+        var original = model.state_dict();
+        foreach (var (name, tensor) in back.state_dict())
+            Assert.True(original[name].equal(tensor).all().item<bool>(), name);
+
+        var file = GgufFile.Read(path);
+        Assert.Equal(tied, !file.Tensors.ContainsKey("output.weight"));
+        Assert.Equal([258L, 32L], file.Tensors["token_embd.weight"].shape);
+        Assert.Equal([kvHeads * 8L, 32L], file.Tensors["blk.1.attn_k.weight"].shape);
+        Assert.True(file.Types.Values.All(t => t == GgmlType.F32));
+        Assert.Equal("llama", file.Metadata["general.architecture"]);
+        Assert.Equal("tiny", file.Metadata["general.name"]);
+        Assert.Equal((uint)kvHeads, file.Metadata["llama.attention.head_count_kv"]);
+        Assert.Equal(32u, file.Metadata[GgufFile.AlignmentKey]);
+        var tokens = (string[])file.Metadata["tokenizer.ggml.tokens"];
+        Assert.Equal(["<0x00>", "<0x0A>", "<0xFF>", "</s>", "<pad>"], [tokens[0], tokens[10], tokens[255], tokens[256], tokens[257]]);
+        // Row 1 of head 0's permuted query kernel is its row D/2 = 4: adjacent pairs, as llama.cpp rotates them.
+        Assert.True(file.Tensors["blk.0.attn_q.weight"][1].equal(original["blocks.0.attn.wq.weight"][4]).all().item<bool>());
+        foreach (var t in file.Tensors.Values) t.Dispose();
+    }
+
+    [Theory]
+    [InlineData(1, false)]
+    [InlineData(2, false)]
+    [InlineData(4, false)]
+    [InlineData(1, true)]
+    [InlineData(2, true)]
+    [InlineData(4, true)]
+    public void LlamaCppComputesTheSameLogitsAndGreedyTokensAsLoom(int kvHeads, bool tied)
+    {
+        using var scope = NewDisposeScope();
+        using var temp = new TempDirectory("loom-gguf-");
+        string path = temp.File("model.gguf");
+        using var model = Seeded.Model(Llama(kvHeads, tied), 7);
+        model.eval();
+        GgufLlama.Export(model, path);
+
+        // Loom: logits for every prompt position, then greedy tokens by re-reading the whole sequence.
+        float[,] loomLogits;
+        var loomTokens = new List<int>();
+        using (no_grad())
+        {
+            var logits = model.forward(tensor(Prompt.Select(t => (long)t).ToArray()).unsqueeze(0))[0]; // (T, V)
+            loomLogits = new float[Prompt.Length, 258];
+            var data = logits.contiguous().data<float>().ToArray();
+            for (int t = 0; t < Prompt.Length; t++)
+                for (int v = 0; v < 258; v++) loomLogits[t, v] = data[t * 258 + v];
+            var sequence = Prompt.Select(t => (long)t).ToList();
+            for (int i = 0; i < Continuation; i++)
+            {
+                using var step = NewDisposeScope();
+                int next = (int)model.forward(tensor(sequence.ToArray()).unsqueeze(0))[0, -1].argmax().item<long>();
+                loomTokens.Add(next);
+                sequence.Add(next);
+            }
+        }
+
+        // llama.cpp: the prompt in one batch with logits at every position, then one token at a time.
+        var (llamaLogits, llamaTokens, warnings) = LlamaCpp.Run(path, Prompt, Continuation);
+        foreach (var line in warnings) output.WriteLine($"llama.cpp: {line}");
+        double max = 0;
+        for (int t = 0; t < Prompt.Length; t++)
+            for (int v = 0; v < 258; v++) max = Math.Max(max, Math.Abs(loomLogits[t, v] - llamaLogits[t, v]));
+        output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"kv heads {kvHeads}, tied {tied}: max |logit difference| over {Prompt.Length} positions = {max:E2}"));
+        output.WriteLine($"Loom greedy: {string.Join(' ', loomTokens)}; llama.cpp greedy: {string.Join(' ', llamaTokens)}");
+        Assert.True(max < 1e-3, $"max logit difference {max}");
+        Assert.Equal(loomTokens, llamaTokens);
+    }
+
+    [Fact]
+    public void AnF16ExportRoundsTheKernelsToHalfPrecisionAndKeepsTheNormsExact()
+    {
+        using var scope = NewDisposeScope();
+        using var temp = new TempDirectory("loom-gguf-");
+        string path = temp.File("model.gguf");
+        using var model = Seeded.Model(Llama(2, tied: false), 1);
+        GgufLlama.Export(model, path, type: GgmlType.F16);
+        using var back = GgufLlama.Import(path);
+        var original = model.state_dict();
+        foreach (var (name, tensor) in back.state_dict())
+        {
+            var expected = original[name].dim() == 1 ? original[name] : original[name].to(float16).to(float32);
+            Assert.True(expected.equal(tensor).all().item<bool>(), name);
+        }
+        var file = GgufFile.Read(path);
+        Assert.Equal(GgmlType.F16, file.Types["blk.0.attn_q.weight"]);
+        Assert.Equal(GgmlType.F32, file.Types["blk.0.attn_norm.weight"]);
+        foreach (var t in file.Tensors.Values) t.Dispose();
+    }
+
+    [Fact]
+    public void LlamaCppTokenizesTextIntoTheByteVocabularysIds()
+    {
+        using var scope = NewDisposeScope();
+        using var temp = new TempDirectory("loom-gguf-");
+        string path = temp.File("model.gguf");
+        using var model = Seeded.Model(Llama(2, tied: true), 1);
+        GgufLlama.Export(model, path);
+        const string text = "GGUF, Loom!\n  é\t€ end";
+        var (ids, eos) = LlamaCpp.Tokenize(path, text);
+        Assert.Equal(new ByteVocabulary().Encode(text), ids);
+        Assert.Equal(ByteVocabulary.Eos, eos);
+    }
+
+    [Fact]
+    public void ConfigurationsNoLlamaRepresentsAreRefusedNamingTheOption()
+    {
+        using var scope = NewDisposeScope();
+        using var temp = new TempDirectory("loom-gguf-");
+        string path = temp.File("model.gguf");
+        using var palm = Seeded.Model(Llama(2, tied: false) with { ParallelBlock = true }, 1);
+        Assert.Contains("model.parallel_block = true", Assert.Throws<ArgumentException>(() => GgufLlama.Export(palm, path)).Message);
+        using var scaled = Seeded.Model(Llama(2, tied: true) with { ScaleSharedLogits = true }, 1);
+        Assert.Contains("model.scale_shared_logits = true", Assert.Throws<ArgumentException>(() => GgufLlama.Export(scaled, path)).Message);
+        using var small = Seeded.Model(Llama(2, tied: false) with { VocabSize = 40 }, 1);
+        Assert.Contains("model.vocab_size = 40", Assert.Throws<ArgumentException>(() => GgufLlama.Export(small, path)).Message);
+        Assert.False(File.Exists(path)); // nothing written
+    }
+
+    [Fact]
+    public void ATruncatedGgufFileIsAnInvalidDataExceptionNamingTheFile()
+    {
+        using var scope = NewDisposeScope();
+        using var temp = new TempDirectory("loom-gguf-");
+        string path = temp.File("model.gguf");
+        using var model = Seeded.Model(Llama(2, tied: false), 1);
+        GgufLlama.Export(model, path);
+        byte[] bytes = File.ReadAllBytes(path);
+        foreach (int length in new[] { 10, 200, 4000, bytes.Length / 2, bytes.Length - 1 })
+        {
+            File.WriteAllBytes(path, bytes[..length]);
+            var e = Assert.ThrowsAny<Exception>(() => GgufLlama.Import(path));
+            Assert.True(e is InvalidDataException, $"{length} bytes: {e}");
+            Assert.Contains(path, e.Message);
+        }
+        File.WriteAllBytes(path, Encoding.ASCII.GetBytes("not a gguf file at all, just text"));
+        Assert.Contains("not a GGUF file", Assert.Throws<InvalidDataException>(() => GgufLlama.Import(path)).Message);
+    }
+
+    /// <summary>llama.cpp through LLamaSharp, on the CPU with one thread and an F32 key/value cache.</summary>
+    private static class LlamaCpp
+    {
+        private static readonly StringBuilder Log = new();
+        private static readonly List<string> Warnings = [];
+        private static readonly Lock Gate = new(); // one model at a time, so that the log is that model's
+
+        static LlamaCpp() => NativeLibraryConfig.All.WithLogCallback((level, message) =>
+        {
+            lock (Log)
+            {
+                Log.Append(CultureInfo.InvariantCulture, $"[{level}] {message}");
+                if (level is LLamaLogLevel.Warning or LLamaLogLevel.Error) Warnings.Add($"[{level}] {message.TrimEnd()}");
+            }
+        });
+
+        /// <summary>
+        /// Logits at every position of <paramref name="prompt"/>, then <paramref name="count"/> greedy tokens, and the
+        /// warnings and errors llama.cpp logged meanwhile.
+        /// </summary>
+        public static (float[,] Logits, List<int> Tokens, List<string> Warnings) Run(string path, int[] prompt, int count)
+        {
+            lock (Gate)
+            {
+                lock (Log)
+                {
+                    Log.Clear();
+                    Warnings.Clear();
+                }
+                try
+                {
+                    var (logits, tokens) = RunLocked(path, prompt, count);
+                    lock (Log) return (logits, tokens, [.. Warnings]);
+                }
+                catch (Exception e)
+                {
+                    lock (Log) throw new InvalidOperationException($"llama.cpp failed: {e.Message}\n{Log}", e);
+                }
+            }
+        }
+
+        /// <summary>llama.cpp's tokens for <paramref name="text"/> (no beginning-of-sequence token added) and its end-of-sequence id.</summary>
+        public static (int[] Ids, int? Eos) Tokenize(string path, string text)
+        {
+            lock (Gate)
+            {
+                var parameters = new ModelParams(path) { VocabOnly = true, GpuLayerCount = 0 };
+                using var weights = LLamaWeights.LoadFromFile(parameters);
+                return ([.. weights.Tokenize(text, add_bos: true, special: false, Encoding.UTF8).Select(t => (int)t)], weights.Vocab.EOS is { } e ? (int)e : null);
+            }
+        }
+
+        private static (float[,] Logits, List<int> Tokens) RunLocked(string path, int[] prompt, int count)
+        {
+            var parameters = new ModelParams(path)
+            {
+                ContextSize = 32, BatchSize = 32, UBatchSize = 32, GpuLayerCount = 0, Threads = 1, BatchThreads = 1,
+                TypeK = GGMLType.GGML_TYPE_F32, TypeV = GGMLType.GGML_TYPE_F32, FlashAttention = false,
+            };
+            using var weights = LLamaWeights.LoadFromFile(parameters);
+            using var context = weights.CreateContext(parameters);
+            int vocab = weights.Vocab.Count;
+            var batch = new LLamaBatch();
+            for (int i = 0; i < prompt.Length; i++) batch.Add((LLamaToken)prompt[i], i, LLamaSeqId.Zero, true);
+            var result = context.Decode(batch);
+            if (result != DecodeResult.Ok) throw new InvalidOperationException($"llama_decode returned {result}");
+            var logits = new float[prompt.Length, vocab];
+            for (int t = 0; t < prompt.Length; t++)
+            {
+                var row = context.NativeHandle.GetLogitsIth(t);
+                for (int v = 0; v < vocab; v++) logits[t, v] = row[v];
+            }
+            var tokens = new List<int>();
+            int last = prompt.Length - 1;
+            for (int i = 0; i < count; i++)
+            {
+                var row = context.NativeHandle.GetLogitsIth(last);
+                int next = 0;
+                for (int v = 1; v < vocab; v++) if (row[v] > row[next]) next = v;
+                tokens.Add(next);
+                batch.Clear();
+                last = batch.Add((LLamaToken)next, prompt.Length + i, LLamaSeqId.Zero, true);
+                result = context.Decode(batch);
+                if (result != DecodeResult.Ok) throw new InvalidOperationException($"llama_decode returned {result}");
+            }
+            return (logits, tokens);
+        }
+    }
+}
