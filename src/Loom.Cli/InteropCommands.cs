@@ -103,3 +103,68 @@ public sealed class ExportHfCommand : Command<ExportHfCommand.Settings>
         return 0;
     }
 }
+
+/// <summary><c>loom export gguf --checkpoint RUN --output FILE.gguf</c>: a Loom checkpoint as a llama.cpp GGUF file.</summary>
+public sealed class ExportGgufCommand : Command<ExportGgufCommand.Settings>
+{
+    /// <summary>Options of <c>loom export gguf</c>.</summary>
+    public sealed class Settings : CommandSettings
+    {
+        /// <summary>Checkpoint or run folder.</summary>
+        [CommandOption("--checkpoint <DIR>")]
+        [Description("A run folder (its newest checkpoint is used) or a checkpoints/step_* folder.")]
+        public string Checkpoint { get; init; } = "";
+
+        /// <summary>The file to write.</summary>
+        [CommandOption("--output <FILE>")]
+        [Description("The .gguf file to write (llama.cpp, Ollama, LM Studio); written under a temporary name and renamed when complete.")]
+        public string? Output { get; init; }
+
+        /// <summary>The kernels' element type.</summary>
+        [CommandOption("--type <TYPE>")]
+        [Description("f32 (default) or f16 for the kernels; norms stay f32.")]
+        public string Type { get; init; } = "f32";
+
+        /// <inheritdoc />
+        public override ValidationResult Validate()
+        {
+            if (string.IsNullOrWhiteSpace(Checkpoint)) return ValidationResult.Error("--checkpoint DIR is required");
+            if (string.IsNullOrWhiteSpace(Output)) return ValidationResult.Error("--output FILE.gguf is required: the file to write");
+            return Type.ToLowerInvariant() switch
+            {
+                "f32" or "f16" => base.Validate(),
+                "q8_0" => ValidationResult.Error("--type q8_0 is not written yet: export f32 or f16 (llama.cpp's llama-quantize turns either into q8_0)"),
+                _ => ValidationResult.Error($"--type takes f32 or f16, not '{Type}'"),
+            };
+        }
+    }
+
+    /// <inheritdoc />
+    public override int Execute(CommandContext context, Settings settings, CancellationToken cancellationToken)
+    {
+        string checkpoint = TrainingCheckpoint.Resolve(settings.Checkpoint);
+        var manifest = ModelCheckpoint.ReadManifest(checkpoint);
+        if (manifest.Model is DecoderLmOptions o && HuggingFaceLlama.WhyNotLlama(o) is { } reason)
+            throw new ArgumentException($"{checkpoint} is not exactly a llama.cpp Llama: {reason}");
+        if (manifest.Vocabulary != "byte")
+            throw new ArgumentException($"{checkpoint} uses the vocabulary '{manifest.Vocabulary}': GGUF export writes Loom's byte vocabulary only, for now");
+        var type = settings.Type.Equals("f16", StringComparison.OrdinalIgnoreCase) ? GgmlType.F16 : GgmlType.F32;
+        string output = settings.Output!;
+        string temp = $"{output}.tmp-{Environment.ProcessId}";
+        var (model, _) = ModelCheckpoint.Load(checkpoint);
+        using (model)
+        {
+            try
+            {
+                GgufLlama.Export(model, temp, Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(settings.Checkpoint))), type);
+                File.Move(temp, output, overwrite: true);
+            }
+            finally
+            {
+                if (File.Exists(temp)) File.Delete(temp);
+            }
+        }
+        Console.WriteLine(FormattableString.Invariant($"exported {checkpoint} to {output} ({settings.Type.ToLowerInvariant()}, {new FileInfo(output).Length / 1e6:F1} MB); serve it with llama.cpp or Ollama (see README)"));
+        return 0;
+    }
+}

@@ -60,6 +60,9 @@ public static class LoomApp
                 export.AddCommand<ExportHfCommand>("hf")
                     .WithDescription("Export a checkpoint as a Hugging Face LlamaForCausalLM folder (serial blocks, RMSNorm, SwiGLU, rotary, no biases).")
                     .WithExample("export", "hf", "--checkpoint", "runs/notes", "--output", "hf/notes");
+                export.AddCommand<ExportGgufCommand>("gguf")
+                    .WithDescription("Export a Llama-shaped checkpoint over the byte vocabulary as a GGUF file for llama.cpp, Ollama and LM Studio.")
+                    .WithExample("export", "gguf", "--checkpoint", "runs/notes", "--output", "notes.gguf");
             });
             config.AddCommand<GenerateCommand>("generate")
                 .WithDescription("Generate text from a checkpoint with a KV cache, streaming to the console.")

@@ -1,6 +1,6 @@
 namespace Loom.Cli.Tests;
 
-/// <summary><c>loom export hf</c> and <c>loom import hf</c> end to end: a trained checkpoint out to a Hugging Face folder and back.</summary>
+/// <summary><c>loom export hf</c>, <c>loom import hf</c> and <c>loom export gguf</c> end to end: a trained checkpoint out and back.</summary>
 public sealed class HuggingFaceCliTests
 {
     private static readonly string[] LlamaShaped =
@@ -30,6 +30,21 @@ public sealed class HuggingFaceCliTests
         var roundTripped = CliRunner.Run(temp.Path, [.. generate, "--checkpoint", temp.File("imported")]);
         Assert.True(original.ExitCode == 0 && roundTripped.ExitCode == 0, original.Stderr + roundTripped.Stderr);
         Assert.Equal(original.Stdout, roundTripped.Stdout);
+
+        // The same checkpoint as GGUF (the test's model uses the byte vocabulary): written whole, and it reads back exactly.
+        var gguf = CliRunner.Run(temp.Path, ["export", "gguf", "--checkpoint", temp.File("run"), "--output", temp.File("run.gguf")]);
+        Assert.True(gguf.ExitCode == 0, gguf.Stderr + gguf.Stdout);
+        Assert.Empty(Directory.GetFiles(temp.Path, "run.gguf.tmp-*"));
+        using var scope = TorchSharp.torch.NewDisposeScope();
+        using var fromGguf = Loom.Models.Interop.GgufLlama.Import(temp.File("run.gguf"));
+        var (trained, _) = Loom.Models.ModelCheckpoint.Load(Loom.Training.TrainingCheckpoint.Resolve(temp.File("run")));
+        using var _ = trained;
+        var expected = trained.state_dict();
+        foreach (var (name, tensor) in fromGguf.state_dict())
+            Assert.True(expected[name].equal(tensor).all().item<bool>(), name);
+        var q8 = CliRunner.Run(temp.Path, ["export", "gguf", "--checkpoint", temp.File("run"), "--output", temp.File("q8.gguf"), "--type", "q8_0"]);
+        Assert.NotEqual(0, q8.ExitCode);
+        Assert.Contains("--type q8_0 is not written yet", q8.Stderr + q8.Stdout);
     }
 
     [Fact]
