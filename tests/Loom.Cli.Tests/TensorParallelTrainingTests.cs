@@ -155,6 +155,22 @@ public sealed class TensorParallelTrainingTests : IClassFixture<TensorParallelTr
         Assert.True(toOne < Tolerance, $"resumed in one process from a sharded checkpoint: max relative weight difference {toOne:E2}");
     }
 
+    [SkippableFact]
+    public void ATensorParallelRunResumedOnItsOwnMeshIsBitIdentical()
+    {
+        MpiRun.RequireMpirun();
+        string[] tp = ["--set", "parallelism.model=2"];
+        var straight = MpiRun.Dotnet(2, reference.Dir, Loom, [.. reference.Train("tp-straight"), "--set", $"training.steps={Steps}", .. tp]);
+        Assert.True(straight.ExitCode == 0, straight.ToString());
+        var first = MpiRun.Dotnet(2, reference.Dir, Loom, [.. reference.Train("tp-resumed"), "--set", $"training.steps={Steps / 2}", .. tp]);
+        Assert.True(first.ExitCode == 0, first.ToString());
+        var rest = MpiRun.Dotnet(2, reference.Dir, Loom,
+            ["train", "--resume", "--run-dir", Path.Combine(reference.Dir, "tp-resumed"), "--set", $"training.steps={Steps}", "--threads", "1"]);
+        Assert.True(rest.ExitCode == 0, rest.ToString());
+        Assert.Contains($"(step {Steps / 2})", rest.Stdout);
+        Assert.Equal(0.0, WeightFiles.MaxRelativeDifference(reference.Checkpoint("tp-straight", Steps), reference.Checkpoint("tp-resumed", Steps)));
+    }
+
     [SkippableTheory]
     [InlineData(new[] { "--set", "parallelism.model=3" }, "parallelism.model = 3 does not divide the 2 ranks of the job")]
     [InlineData(new[] { "--set", "parallelism.model=2", "--set", "parallelism.data=2" }, "does not match the 2 ranks of the job: start 4 ranks (mpirun -n 4)")]
