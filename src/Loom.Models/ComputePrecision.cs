@@ -17,13 +17,19 @@ public enum ComputePrecision
 
     /// <summary>bfloat16 matmuls and attention over float32 master weights (config <c>bf16</c>).</summary>
     BFloat16,
+
+    /// <summary>
+    /// float16 matmuls and attention over float32 master weights (config <c>fp16</c>). float16's narrow range
+    /// underflows small gradients, so training scales the loss dynamically (see the trainer's loss scaling).
+    /// </summary>
+    Float16,
 }
 
 /// <summary>Config names and dtypes of <see cref="ComputePrecision"/>.</summary>
 public static class ComputePrecisions
 {
-    /// <summary>The names configs use: "fp32" and "bf16".</summary>
-    public static IReadOnlyList<string> Names { get; } = ["fp32", "bf16"];
+    /// <summary>The names configs use: "fp32", "bf16" and "fp16".</summary>
+    public static IReadOnlyList<string> Names { get; } = ["fp32", "bf16", "fp16"];
 
     /// <summary>The precision a config name stands for.</summary>
     /// <exception cref="ArgumentException">An unknown name; the message lists the known ones.</exception>
@@ -31,13 +37,15 @@ public static class ComputePrecisions
     {
         "fp32" => ComputePrecision.Float32,
         "bf16" => ComputePrecision.BFloat16,
-        _ => throw new ArgumentException($"{key} = '{name}' is unknown: use \"fp32\" (float32 throughout) or \"bf16\" (bfloat16 matmuls and attention over float32 weights)"),
+        "fp16" => ComputePrecision.Float16,
+        _ => throw new ArgumentException($"{key} = '{name}' is unknown: use \"fp32\" (float32 throughout), \"bf16\" (bfloat16 matmuls and attention over float32 weights) or \"fp16\" (float16, with dynamic loss scaling)"),
     };
 
     /// <summary>The dtype layers cast to, or null for float32 (no casts at all).</summary>
     public static ScalarType? Dtype(this ComputePrecision precision) => precision switch
     {
         ComputePrecision.BFloat16 => ScalarType.BFloat16,
+        ComputePrecision.Float16 => ScalarType.Float16,
         _ => null,
     };
 }

@@ -147,6 +147,15 @@ public sealed record TrainerOptions
     /// </summary>
     public string Precision { get; init; } = "fp32";
 
+    /// <summary>
+    /// fp16 only: the initial loss scale of dynamic loss scaling (PyTorch's GradScaler: 65536). An update whose
+    /// gradients overflow is skipped and the scale halved; after <see cref="LossScaleGrowthInterval"/> clean updates it doubles.
+    /// </summary>
+    public double LossScale { get; init; } = 65536;
+
+    /// <summary>fp16 only: clean updates after which the loss scale doubles (GradScaler: 2000).</summary>
+    public int LossScaleGrowthInterval { get; init; } = 2000;
+
     /// <summary>Automatic rollback and data skipping on loss spikes (training.spike_recovery.*; off by default).</summary>
     public Recovery.SpikeRecoveryOptions SpikeRecovery { get; init; } = new();
 
@@ -183,6 +192,8 @@ public sealed record TrainerOptions
         Check(PeakTflops is null || PeakTflops > 0, "peak_tflops", PeakTflops ?? 0, "must be positive");
         Check(InitFrom is null || !string.IsNullOrWhiteSpace(InitFrom), "init_from", $"'{InitFrom}'", "must name a checkpoint or run folder, or be left out");
         ComputePrecisions.Parse(Precision);
+        Check(LossScale >= 1 && double.IsFinite(LossScale), "loss_scale", LossScale, "must be a finite number of at least 1");
+        Check(LossScaleGrowthInterval > 0, "loss_scale_growth_interval", LossScaleGrowthInterval, "must be positive");
         (SpikeRecovery ?? throw new ArgumentException("training.spike_recovery must be an object such as {\"enabled\": true}, or be left out")).Validate();
         return this;
     }
@@ -259,6 +270,8 @@ public sealed record RunConfig
         Training.Validate();
         (Parallelism ?? throw new ArgumentException("parallelism must be an object such as {\"model\": 2}, or be left out")).Validate();
         (Partitioning ?? throw new ArgumentException("partitioning must be an object such as {\"rules\": [[\"heads\", \"model\"]]}, or be left out")).Parse();
+        if (Training.Precision == "fp16" && Training.ZeroStage > 0)
+            throw new ArgumentException($"training.precision = fp16 does not combine with training.zero_stage = {Training.ZeroStage} yet (the overflow check needs every gradient before ZeRO reduces them): use bf16, which needs no loss scaling");
         if (Parallelism.Model > 1)
         {
             if (Training.ZeroStage > 0)

@@ -51,6 +51,7 @@ public sealed partial class Trainer : IDisposable
     private readonly TensorParallelGradients tensorParallel;
     private readonly bool primary; // rank 0: the one rank that logs, plots and commits checkpoints
     private readonly ZeroSharding? sharding; // training.zero_stage > 0
+    private readonly DynamicLossScaler? lossScaler; // training.precision = fp16
     private ShardingMemory? memory;
 
     /// <summary>Builds the model (seeded by training.seed) and optimizer on <paramref name="device"/>.</summary>
@@ -104,6 +105,8 @@ public sealed partial class Trainer : IDisposable
         // Every rank builds (or loads) the whole model from the seed, then keeps its part: a seed gives one model however it is split.
         Model.ShardForTensorParallel(mesh.ModelGroup, config.Partitioning.Parse());
         Model.UsePrecision(ComputePrecisions.Parse(config.Training.Precision));
+        if (Model.Precision == ComputePrecision.Float16)
+            lossScaler = new DynamicLossScaler(config.Training.LossScale, config.Training.LossScaleGrowthInterval);
         var t = config.Training;
         var named = Model.named_parameters().ToList();
         tensorParallel = new TensorParallelGradients(Model.TensorParallel, named);
@@ -186,6 +189,7 @@ public sealed partial class Trainer : IDisposable
     {
         sharding?.GatherParameters();
         State = TrainingCheckpoint.Restore(checkpoint, Model, optimizer, random);
+        lossScaler?.Restore(State.LossScale ?? config.Training.LossScale, State.SkippedUpdates);
         if (State.Seed != config.Training.Seed)
             throw new InvalidDataException($"{checkpoint} was trained with seed {State.Seed}, this run has training.seed = {config.Training.Seed}");
     }
@@ -225,6 +229,8 @@ public sealed partial class Trainer : IDisposable
             intervalUpdates++;
             State = State with
             {
+                LossScale = lossScaler?.Scale,
+                SkippedUpdates = lossScaler?.Skipped ?? 0,
                 Step = State.Step + 1,
                 MicroBatchesConsumed = State.MicroBatchesConsumed + t.GradientAccumulation,
                 TokensSeen = State.TokensSeen + tokensPerUpdate,
@@ -307,7 +313,8 @@ public sealed partial class Trainer : IDisposable
         {
             var batch = data.Train.GetBatch(State.MicroBatchesConsumed + micro); // (B, T) each
             var loss = Model.Loss(batch.To(device), t.ZLoss);
-            (loss.Total / t.GradientAccumulation).backward();
+            var total = loss.Total / t.GradientAccumulation;
+            (lossScaler?.ScaleLoss(total) ?? total).backward(); // fp16: scaled, so that small gradients survive float16
             using (no_grad())
             {
                 lossSum.add_(loss.CrossEntropy.detach() / t.GradientAccumulation);
@@ -317,6 +324,12 @@ public sealed partial class Trainer : IDisposable
         }
         tensorParallel.SumPartialGradients(); // replicated K/V inside sharded attention: every rank's heads' part
         parallel.AverageGradients(); // clipping and the optimizer see the global batch's gradient
+        if (lossScaler is not null && !lossScaler.Unscale(parameters, world))
+        {
+            // fp16 overflow: no update this step (the scale was halved); a norm of 0 keeps spike detection out of it.
+            using (no_grad()) gradNorm.zero_();
+            return;
+        }
         // Clipping off (0) still measures the norm: clip at a bound no gradient reaches.
         double clip = t.ClipNorm > 0 ? t.ClipNorm : double.MaxValue;
         var norm = sharding is null ? tensorParallel.ClipGlobalNorm(clip) : sharding.ReduceAndClipGradients(clip);
@@ -343,6 +356,8 @@ public sealed partial class Trainer : IDisposable
             AuxiliaryLosses = auxiliary.Losses(updates),
             ExpertLoad = auxiliary.Statistic(ExpertLoadStatistic, updates),
             DroppedFraction = auxiliary.Statistic(DroppedFractionStatistic, updates)?[0],
+            LossScale = lossScaler?.Scale,
+            SkippedUpdates = lossScaler?.Skipped,
         };
         sink.Write(e);
         Observer?.OnTrainMetrics(e);

@@ -33,6 +33,12 @@ public sealed record TrainerState
 
     /// <summary>Loss-spike rollbacks so far (training.spike_recovery), counted against max_rollbacks across resumes.</summary>
     public int Rollbacks { get; init; }
+
+    /// <summary>fp16: the dynamic loss scale after the last update; null for other precisions.</summary>
+    public double? LossScale { get; init; }
+
+    /// <summary>fp16: updates skipped so far because their gradients overflowed.</summary>
+    public long SkippedUpdates { get; init; }
 }
 
 /// <summary>

@@ -74,8 +74,59 @@ public class MixedPrecisionTrainingTests
         Assert.NotEmpty(cached);
     }
 
+    [Fact]
+    public void Fp16TrainingScalesTheLossKeepsFloat32MasterWeightsAndLowersTheLoss()
+    {
+        using var dir = new TempDirectory();
+        string runDir = dir.File("fp16");
+        using var trainer = NewTrainer(Config(TrainerFixtures.WriteCorpus(dir), 24, "fp16"), runDir);
+        Assert.Equal(ComputePrecision.Float16, trainer.Model.Precision);
+
+        var result = trainer.Run();
+
+        foreach (var (name, p) in trainer.Model.named_parameters())
+        {
+            Assert.Equal(ScalarType.Float32, p.dtype);
+            Assert.True(p.isfinite().all().item<bool>(), $"{name} is not finite");
+        }
+        var train = JsonlMetricSink.ReadAll(Path.Combine(runDir, "metrics.jsonl")).Where(e => e.Split == MetricEvent.TrainSplit).ToList();
+        Assert.All(train, e => Assert.NotNull(e.LossScale));
+        Assert.True(train.Skip(20).Average(e => e.Loss) < train.Take(4).Average(e => e.Loss) - 1, $"loss went from {train[0].Loss} to {train[^1].Loss}");
+        Assert.True(trainer.State.SkippedUpdates < 4, $"{trainer.State.SkippedUpdates} of 24 updates skipped at the default scale");
+        Assert.True(result.ValidationLoss is double v && double.IsFinite(v), $"validation loss {result.ValidationLoss}");
+    }
+
+    [Fact]
+    public void AnOverflowingLossScaleSkipsUpdatesAndHalvesUntilTheGradientsAreFinite()
+    {
+        using var dir = new TempDirectory();
+        string corpus = TrainerFixtures.WriteCorpus(dir);
+        var config = Config(corpus, 1, "fp16");
+        config = config with { Training = config.Training with { LossScale = Math.Pow(2, 30), LossScaleGrowthInterval = 1000 } };
+
+        // One update at 2^30: float16 gradients overflow, so the update is skipped and the weights stay the seed's.
+        using (var first = NewTrainer(config, dir.File("one")))
+        {
+            var before = first.Model.state_dict().ToDictionary(p => p.Key, p => p.Value.clone());
+            first.Run();
+            Assert.Equal(1, first.State.SkippedUpdates);
+            Assert.Equal(Math.Pow(2, 29), first.State.LossScale);
+            foreach (var (name, p) in first.Model.state_dict()) Assert.True(before[name].equal(p).all().item<bool>(), $"{name} changed in a skipped update");
+        }
+
+        // Over 40 updates the scale halves until the gradients fit, then the model trains.
+        using var trainer = NewTrainer(config with { Training = config.Training with { Steps = 40 } }, dir.File("many"));
+        trainer.Run();
+        long skipped = trainer.State.SkippedUpdates;
+        Assert.InRange(skipped, 2, 39);
+        Assert.Equal(Math.Pow(2, 30 - skipped), trainer.State.LossScale); // halved once per skip, never grown (interval 1000)
+        var train = JsonlMetricSink.ReadAll(Path.Combine(dir.File("many"), "metrics.jsonl")).Where(e => e.Split == MetricEvent.TrainSplit).ToList();
+        Assert.Equal(skipped, train[^1].SkippedUpdates);
+        Assert.All(trainer.Model.parameters(), p => Assert.True(p.isfinite().all().item<bool>()));
+    }
+
     [Theory]
-    [InlineData("fp16")]
+    [InlineData("fp8")]
     [InlineData("BF16")]
     public void AnUnknownPrecisionIsRefusedWithTheChoices(string precision)
     {

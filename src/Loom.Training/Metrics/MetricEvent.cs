@@ -114,6 +114,14 @@ public sealed record MetricEvent(
     [JsonPropertyName("skipped_micro_batches"), JsonPropertyOrder(19)]
     public long? SkippedMicroBatches { get; init; }
 
+    /// <summary>fp16 training: the dynamic loss scale at the end of the interval.</summary>
+    [JsonPropertyName("loss_scale"), JsonPropertyOrder(20)]
+    public double? LossScale { get; init; }
+
+    /// <summary>fp16 training: updates skipped so far because their gradients overflowed.</summary>
+    [JsonPropertyName("skipped_updates"), JsonPropertyOrder(21)]
+    public long? SkippedUpdates { get; init; }
+
     /// <summary>The <see cref="Event"/> of a loss-spike rollback.</summary>
     public const string SpikeRollbackEvent = "loss_spike_rollback";
 
