@@ -29,7 +29,7 @@ public sealed class DataCacheCommand : Command<DataCacheCommand.Settings>
 
         /// <summary>Vocabulary spec.</summary>
         [CommandOption("--vocabulary <SPEC>")]
-        [Description("Vocabulary: byte (default), tiktoken:NAME or a .model file, optionally +extra_ids=N.")]
+        [Description("Vocabulary: byte (default), tiktoken:NAME, hf:PATH (tokenizer.json) or a .model file, optionally +extra_ids=N.")]
         public string Vocabulary { get; init; } = "byte";
 
         /// <summary>Shards per split.</summary>

@@ -29,7 +29,7 @@ public sealed class DataInspectCommand : Command<DataInspectCommand.Settings>
 
         /// <summary>Vocabulary spec.</summary>
         [CommandOption("--vocabulary <SPEC>")]
-        [Description("Vocabulary: byte (default), tiktoken:NAME or a .model file.")]
+        [Description("Vocabulary: byte (default), tiktoken:NAME, hf:PATH (tokenizer.json) or a .model file.")]
         public string Vocabulary { get; init; } = "byte";
 
         /// <summary>Row length of the packed features shown.</summary>

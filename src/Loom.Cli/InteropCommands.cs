@@ -26,7 +26,7 @@ public sealed class ImportHfCommand : Command<ImportHfCommand.Settings>
 
         /// <summary>The vocabulary spec.</summary>
         [CommandOption("--vocabulary <SPEC>")]
-        [Description("The model's vocabulary as Loom names it (byte, tiktoken:NAME, or a SentencePiece .model file); default: the folder's tokenizer.model.")]
+        [Description("The model's vocabulary as Loom names it (byte, tiktoken:NAME, hf:PATH, or a SentencePiece .model file); default: the folder's tokenizer.model, else its tokenizer.json.")]
         public string? Vocabulary { get; init; }
 
         /// <inheritdoc />
@@ -41,8 +41,11 @@ public sealed class ImportHfCommand : Command<ImportHfCommand.Settings>
         if (File.Exists(Path.Combine(output, ModelCheckpoint.ManifestFile)))
             throw new ArgumentException($"{output} already holds a Loom checkpoint: choose another --output");
         string tokenizer = Path.Combine(settings.Directory, "tokenizer.model");
+        string tokenizerJson = Path.Combine(settings.Directory, HuggingFaceVocabulary.TokenizerFile);
         string vocabulary = settings.Vocabulary
-            ?? (File.Exists(tokenizer) ? tokenizer : throw new ArgumentException($"{settings.Directory} has no tokenizer.model: pass --vocabulary SPEC (tokenizer.json is not read yet)"));
+            ?? (File.Exists(tokenizer) ? tokenizer
+                : File.Exists(tokenizerJson) ? HuggingFaceVocabulary.SpecPrefix + tokenizerJson
+                : throw new ArgumentException($"{settings.Directory} has neither tokenizer.model nor tokenizer.json: pass --vocabulary SPEC"));
         using var model = HuggingFaceLlama.Import(settings.Directory);
         var vocab = Vocabularies.Create(vocabulary);
         if (vocab.Size > model.Options.VocabSize)
@@ -50,11 +53,7 @@ public sealed class ImportHfCommand : Command<ImportHfCommand.Settings>
         // Written under a temporary name and renamed when complete, as training checkpoints are.
         string temp = $"{Path.TrimEndingDirectorySeparator(Path.GetFullPath(output))}.tmp-{Environment.ProcessId}";
         System.IO.Directory.CreateDirectory(temp);
-        if (Vocabularies.ModelFile(vocabulary) is { } modelFile)
-        {
-            File.Copy(modelFile, Path.Combine(temp, Path.GetFileName(modelFile)));
-            vocabulary = Vocabularies.WithModelFile(vocabulary, Path.GetFileName(modelFile));
-        }
+        vocabulary = Vocabularies.CopyModelFiles(vocabulary, temp);
         ModelCheckpoint.Save(temp, model, new ModelManifest { Model = model.Options, Vocabulary = vocabulary });
         System.IO.Directory.Move(temp, output);
         Console.WriteLine(FormattableString.Invariant($"imported {settings.Directory} ({model.ParameterCount / 1e6:F2}M parameters) into {output}"));

@@ -19,8 +19,8 @@ public sealed record ModelManifest
     /// <summary>The model's options, tagged by their architecture.</summary>
     public ModelOptions Model { get; init; } = new DecoderLmOptions();
 
-    /// <summary>Vocabulary spec ("byte", "tiktoken:NAME", a SentencePiece model file name stored beside
-    /// the weights; any with "+extra_ids=N").</summary>
+    /// <summary>Vocabulary spec ("byte", "tiktoken:NAME", a SentencePiece model file name or "hf:tokenizer.json"
+    /// stored beside the weights; any with "+extra_ids=N").</summary>
     public string Vocabulary { get; init; } = "byte";
 
     /// <summary>Training step at which the weights were saved.</summary>

