@@ -90,7 +90,7 @@ public sealed class ExportHfCommand : Command<ExportHfCommand.Settings>
     {
         string checkpoint = TrainingCheckpoint.Resolve(settings.Checkpoint);
         var manifest = ModelCheckpoint.ReadManifest(checkpoint);
-        if (manifest.Model is DecoderLmOptions o && HuggingFaceLlama.WhyNotLlama(o) is { } reason)
+        if (HuggingFaceLlama.WhyNotLlama(manifest.Model) is { } reason)
             throw new ArgumentException($"{checkpoint} is not exactly a Hugging Face Llama: {reason}");
         var (model, _) = ModelCheckpoint.Load(checkpoint);
         using (model)
@@ -143,7 +143,7 @@ public sealed class ExportGgufCommand : Command<ExportGgufCommand.Settings>
     {
         string checkpoint = TrainingCheckpoint.Resolve(settings.Checkpoint);
         var manifest = ModelCheckpoint.ReadManifest(checkpoint);
-        if (manifest.Model is DecoderLmOptions o && HuggingFaceLlama.WhyNotLlama(o) is { } reason)
+        if (HuggingFaceLlama.WhyNotLlama(manifest.Model) is { } reason)
             throw new ArgumentException($"{checkpoint} is not exactly a llama.cpp Llama: {reason}");
         if (manifest.Vocabulary != "byte")
             throw new ArgumentException($"{checkpoint} uses the vocabulary '{manifest.Vocabulary}': GGUF export writes Loom's byte vocabulary only, for now");

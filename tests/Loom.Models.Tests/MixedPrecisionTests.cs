@@ -98,6 +98,6 @@ public class MixedPrecisionTests
         Assert.Equal(ComputePrecision.BFloat16, ComputePrecisions.Parse("bf16"));
         Assert.Null(ComputePrecision.Float32.Dtype());
         var e = Assert.Throws<ArgumentException>(() => ComputePrecisions.Parse("fp8"));
-        Assert.Equal("training.precision = 'fp8' is unknown: use \"fp32\" (float32 throughout) or \"bf16\" (bfloat16 matmuls and attention over float32 weights)", e.Message);
+        Assert.Equal("training.precision = 'fp8' is unknown: use \"fp32\" (float32 throughout), \"bf16\" (bfloat16 matmuls and attention over float32 weights) or \"fp16\" (float16, with dynamic loss scaling)", e.Message);
     }
 }

@@ -28,11 +28,13 @@ public static class HuggingFaceLlama
     public const string IndexFile = "model.safetensors.index.json";
 
     /// <summary>
-    /// Why <paramref name="options"/> is not exactly a Llama, naming the first option that differs; null when it is.
+    /// Why <paramref name="model"/>'s options are not exactly a Llama, naming the first option that differs; null when they are.
     /// </summary>
-    public static string? WhyNotLlama(DecoderLmOptions options)
+    public static string? WhyNotLlama(ModelOptions model)
     {
-        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(model);
+        if (model is not DecoderLmOptions options)
+            return $"model.architecture = {model.Architecture}: only decoder-only (decoder_lm) models are Llamas";
         return options switch
         {
             { ParallelBlock: true } => "model.parallel_block = true: PaLM's parallel block (one norm feeding attention and MLP side by side) has no exact Hugging Face counterpart (GPT-J shares one norm but has LayerNorm with biases and a GELU MLP; GPT-NeoX's parallel residual has two norms); train with model.parallel_block = false",
