@@ -14,6 +14,7 @@ if (args.Length == 0 || args[0] is "-h" or "--help")
           moe          tiny-moe against the dense tiny preset at equal active parameters and steps (see moe --help)
           t5-spam      T5 pre-training and spam_assassin fine-tuning, beside a decoder-only twin (see t5-spam --help)
           scaling      data-parallel training under mpirun at 1 and 2 ranks (see scaling --help)
+          decode       batch-1 greedy decoding against llama.cpp on the same weights (see decode --help)
         """);
     return args.Length == 0 ? 2 : 0;
 }
@@ -27,6 +28,7 @@ return args[0] switch
     "moe" => Bench(MoeSettings.Usage, MoeSettings.Parse, MoeBenchmark.Run),
     "t5-spam" => Bench(T5SpamSettings.Usage, T5SpamSettings.Parse, T5SpamBenchmark.Run),
     "scaling" => Bench(ScalingSettings.Usage, ScalingSettings.Parse, ScalingBenchmark.Run),
+    "decode" => Bench(DecodeSettings.Usage, DecodeSettings.Parse, DecodeBenchmark.Run),
     _ => Unknown(args[0]),
 };
 
@@ -63,6 +65,6 @@ int Bench<TSettings>(string usage, Func<IReadOnlyList<string>, TSettings> parse,
 
 static int Unknown(string name)
 {
-    Console.Error.WriteLine($"loom-bench: unknown benchmark '{name}' (known: train-step, pipeline, serve-load, moe, t5-spam, scaling)");
+    Console.Error.WriteLine($"loom-bench: unknown benchmark '{name}' (known: train-step, pipeline, serve-load, moe, t5-spam, scaling, decode)");
     return 2;
 }
