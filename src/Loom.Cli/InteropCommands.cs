@@ -53,9 +53,16 @@ public sealed class ImportHfCommand : Command<ImportHfCommand.Settings>
         // Written under a temporary name and renamed when complete, as training checkpoints are.
         string temp = $"{Path.TrimEndingDirectorySeparator(Path.GetFullPath(output))}.tmp-{Environment.ProcessId}";
         System.IO.Directory.CreateDirectory(temp);
-        vocabulary = Vocabularies.CopyModelFiles(vocabulary, temp);
-        ModelCheckpoint.Save(temp, model, new ModelManifest { Model = model.Options, Vocabulary = vocabulary });
-        System.IO.Directory.Move(temp, output);
+        try
+        {
+            vocabulary = Vocabularies.CopyModelFiles(vocabulary, temp);
+            ModelCheckpoint.Save(temp, model, new ModelManifest { Model = model.Options, Vocabulary = vocabulary });
+            System.IO.Directory.Move(temp, output);
+        }
+        finally
+        {
+            if (System.IO.Directory.Exists(temp)) System.IO.Directory.Delete(temp, recursive: true); // a failed import leaves nothing behind
+        }
         Console.WriteLine(FormattableString.Invariant($"imported {settings.Directory} ({model.ParameterCount / 1e6:F2}M parameters) into {output}"));
         return 0;
     }
@@ -92,11 +99,24 @@ public sealed class ExportHfCommand : Command<ExportHfCommand.Settings>
         var manifest = ModelCheckpoint.ReadManifest(checkpoint);
         if (HuggingFaceLlama.WhyNotLlama(manifest.Model) is { } reason)
             throw new ArgumentException($"{checkpoint} is not exactly a Hugging Face Llama: {reason}");
+        if (Directory.Exists(settings.Output) && Directory.EnumerateFileSystemEntries(settings.Output).Any())
+            throw new ArgumentException($"{settings.Output} is not empty: choose a new --output folder");
+        // Written under a temporary name and renamed when complete: a failed export leaves nothing behind.
+        string temp = $"{Path.TrimEndingDirectorySeparator(Path.GetFullPath(settings.Output!))}.tmp-{Environment.ProcessId}";
         var (model, _) = ModelCheckpoint.Load(checkpoint);
         using (model)
         {
-            var vocabulary = Inference.CheckpointVocabulary.Load(checkpoint, manifest);
-            HuggingFaceLlama.Export(model, settings.Output!, eosTokenId: vocabulary.EosId);
+            try
+            {
+                var vocabulary = Inference.CheckpointVocabulary.Load(checkpoint, manifest);
+                HuggingFaceLlama.Export(model, temp, eosTokenId: vocabulary.EosId);
+                if (Directory.Exists(settings.Output)) Directory.Delete(settings.Output); // empty, checked above
+                Directory.Move(temp, settings.Output!);
+            }
+            finally
+            {
+                if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
+            }
         }
         Console.WriteLine($"exported {checkpoint} as LlamaForCausalLM into {settings.Output} (config.json, model.safetensors; Loom's tokenizer is not written yet)");
         return 0;
