@@ -1,4 +1,3 @@
-using System.Text.Json;
 using Loom.Core;
 using Xunit.Abstractions;
 using static TorchSharp.torch;
@@ -32,34 +31,7 @@ public sealed class DataParallelTrainingTests : IClassFixture<DataParallelTraini
     private static string Loom => Path.Combine(AppContext.BaseDirectory, "loom.dll");
 
     /// <summary>One process trained for <see cref="Steps"/> steps on the global batch, shared by the tests.</summary>
-    public sealed class OneProcessRun : IDisposable
-    {
-        private readonly TempDirectory temp = new("loom-dp-");
-
-        public OneProcessRun()
-        {
-            File.WriteAllText(Text, string.Join(' ', Enumerable.Range(0, 3000).Select(i => Words[(i * 7 + i / 5) % Words.Length])));
-            var run = CliRunner.Run(Dir, [.. Train("one"), "--set", $"training.steps={Steps}"]);
-            (ExitCode, Output) = (run.ExitCode, run.Stderr + run.Stdout);
-        }
-
-        public string Dir => temp.Path;
-
-        public string Text => temp.File("text.txt");
-
-        public int ExitCode { get; }
-
-        public string Output { get; }
-
-        public string[] Train(string runDir) => ["train", "--data", Text, "--run-dir", Path.Combine(Dir, runDir), .. Tiny];
-
-        public string Checkpoint(string runDir, int step) => Path.Combine(Dir, runDir, "checkpoints", $"step_{step:D8}", "model.safetensors");
-
-        public void Dispose() => temp.Dispose();
-
-        private static readonly string[] Words =
-            "it is a truth universally acknowledged that a single man in possession of a good fortune must be in want of a wife".Split(' ');
-    }
+    public sealed class OneProcessRun() : OneProcessTrainingRun("loom-dp-", Tiny, Steps);
 
     [SkippableFact]
     public void TwoRanksEndAtTheWeightsOfOneProcessOnTheSameGlobalBatch()
@@ -76,8 +48,8 @@ public sealed class DataParallelTrainingTests : IClassFixture<DataParallelTraini
         Assert.True(difference < Tolerance, $"2 ranks vs 1 process: max relative weight difference {difference:E2}");
 
         // Rank 0 alone wrote the metrics, with the ranks' averaged losses: the one process's, line for line.
-        var one = TrainLosses(Path.Combine(reference.Dir, "one"));
-        var parallel = TrainLosses(Path.Combine(reference.Dir, "two"));
+        var one = OneProcessTrainingRun.TrainLosses(Path.Combine(reference.Dir, "one"));
+        var parallel = OneProcessTrainingRun.TrainLosses(Path.Combine(reference.Dir, "two"));
         Assert.Equal(one.Select(l => l.Step), parallel.Select(l => l.Step));
         Assert.All(one.Zip(parallel), p => Assert.True(Math.Abs(p.First.Loss - p.Second.Loss) < 1e-4, $"step {p.First.Step}: {p.First.Loss} vs {p.Second.Loss}"));
 
@@ -125,10 +97,4 @@ public sealed class DataParallelTrainingTests : IClassFixture<DataParallelTraini
         Assert.NotEqual(0, run.ExitCode);
         Assert.Contains("training.batch_size = 3 is the global batch and must split evenly over the 2 ranks", run.Stderr);
     }
-
-    private static List<(long Step, double Loss)> TrainLosses(string runDir) =>
-        [.. File.ReadLines(Path.Combine(runDir, "metrics.jsonl"))
-            .Select(l => JsonDocument.Parse(l).RootElement)
-            .Where(e => e.GetProperty("split").GetString() == "train")
-            .Select(e => (e.GetProperty("step").GetInt64(), e.GetProperty("loss").GetDouble()))];
 }

@@ -1,4 +1,3 @@
-using System.Text.Json;
 using Loom.Models.Parallelism;
 using Xunit.Abstractions;
 
@@ -39,34 +38,7 @@ public sealed class TensorParallelTrainingTests : IClassFixture<TensorParallelTr
     private static string Loom => Path.Combine(AppContext.BaseDirectory, "loom.dll");
 
     /// <summary>One process trained for <see cref="Steps"/> steps on the global batch, shared by the tests.</summary>
-    public sealed class OneProcessRun : IDisposable
-    {
-        private readonly TempDirectory temp = new("loom-tp-");
-
-        public OneProcessRun()
-        {
-            File.WriteAllText(Text, string.Join(' ', Enumerable.Range(0, 3000).Select(i => Words[(i * 7 + i / 5) % Words.Length])));
-            var run = CliRunner.Run(Dir, [.. Train("one"), "--set", $"training.steps={Steps}"]);
-            (ExitCode, Output) = (run.ExitCode, run.Stderr + run.Stdout);
-        }
-
-        public string Dir => temp.Path;
-
-        public string Text => temp.File("text.txt");
-
-        public int ExitCode { get; }
-
-        public string Output { get; }
-
-        public string[] Train(string runDir) => ["train", "--data", Text, "--run-dir", Path.Combine(Dir, runDir), .. Tiny];
-
-        public string Checkpoint(string runDir, int step) => Path.Combine(Dir, runDir, "checkpoints", $"step_{step:D8}");
-
-        public void Dispose() => temp.Dispose();
-
-        private static readonly string[] Words =
-            "it is a truth universally acknowledged that a single man in possession of a good fortune must be in want of a wife".Split(' ');
-    }
+    public sealed class OneProcessRun() : OneProcessTrainingRun("loom-tp-", Tiny, Steps);
 
     [SkippableFact]
     public void TwoTensorParallelRanksEndAtTheWeightsOfOneProcess()
@@ -90,8 +62,8 @@ public sealed class TensorParallelTrainingTests : IClassFixture<TensorParallelTr
         double difference = WeightFiles.MaxRelativeDifference(reference.Checkpoint("one", Steps), checkpoint);
         output.WriteLine($"tensor parallel 2 vs 1 process after {Steps} steps: max relative weight difference {difference:E2}");
         Assert.True(difference < Tolerance, $"tensor parallel 2 vs 1 process: max relative weight difference {difference:E2}");
-        var one = TrainLosses(Path.Combine(reference.Dir, "one"));
-        var parallel = TrainLosses(Path.Combine(reference.Dir, "tp2"));
+        var one = OneProcessTrainingRun.TrainLosses(Path.Combine(reference.Dir, "one"));
+        var parallel = OneProcessTrainingRun.TrainLosses(Path.Combine(reference.Dir, "tp2"));
         Assert.Equal(one.Select(l => l.Step), parallel.Select(l => l.Step));
         Assert.All(one.Zip(parallel), p => Assert.True(Math.Abs(p.First.Loss - p.Second.Loss) < 1e-4, $"step {p.First.Step}: {p.First.Loss} vs {p.Second.Loss}"));
 
@@ -195,10 +167,4 @@ public sealed class TensorParallelTrainingTests : IClassFixture<TensorParallelTr
         Assert.NotEqual(0, adafactor.ExitCode);
         Assert.Contains("training.optimizer = adafactor does not combine with parallelism.model = 2 yet", adafactor.Stderr);
     }
-
-    private static List<(long Step, double Loss)> TrainLosses(string runDir) =>
-        [.. File.ReadLines(Path.Combine(runDir, "metrics.jsonl"))
-            .Select(l => JsonDocument.Parse(l).RootElement)
-            .Where(e => e.GetProperty("split").GetString() == "train")
-            .Select(e => (e.GetProperty("step").GetInt64(), e.GetProperty("loss").GetDouble()))];
 }
