@@ -48,6 +48,9 @@ internal static class TrainingSession
         var device = Devices.Resolve(run.Config.Device);
         using var communicator = Communicators.FromEnvironment(device);
         if (communicator.WorldSize == 1) return Train(run, device, communicator, Console.Out, cancellationToken);
+        // Every rank finds the same bad mesh before any collective: a plain error on each, not MPI_Abort, which can
+        // kill the job before mpirun has forwarded the message.
+        DeviceMesh.Shape(communicator.WorldSize, run.Config.Parallelism.Data, run.Config.Parallelism.Model);
         try
         {
             // Rank 0 speaks for the job; the other ranks' output would only repeat it.
