@@ -50,7 +50,13 @@ internal static class TrainingSession
         if (communicator.WorldSize == 1) return Train(run, device, communicator, Console.Out, cancellationToken);
         // Every rank finds the same bad mesh before any collective: a plain error on each, not MPI_Abort, which can
         // kill the job before mpirun has forwarded the message.
-        DeviceMesh.Shape(communicator.WorldSize, run.Config.Parallelism.Data, run.Config.Parallelism.Model);
+        var (_, modelAxis) = DeviceMesh.Shape(communicator.WorldSize, run.Config.Parallelism.Data, run.Config.Parallelism.Model);
+        if (modelAxis > 1)
+        {
+            // The same for the model's split: tried on the meta device (shapes only) with a stand-in rank.
+            using var probe = run.Config.Model.Build(new torch.Device(DeviceType.META));
+            probe.ShardForTensorParallel(new OneRankOfMany(0, modelAxis), run.Config.Partitioning.Parse());
+        }
         try
         {
             // Rank 0 speaks for the job; the other ranks' output would only repeat it.
