@@ -8,7 +8,7 @@ using Spectre.Console.Cli;
 
 namespace Loom.Cli;
 
-/// <summary><c>loom import hf DIR --output CHECKPOINT</c>: a Hugging Face Llama or Mistral folder as a Loom checkpoint.</summary>
+/// <summary><c>loom import hf DIR --output CHECKPOINT</c>: a Hugging Face model folder as a Loom checkpoint (see <see cref="HuggingFaceModels.Architectures"/>).</summary>
 public sealed class ImportHfCommand : Command<ImportHfCommand.Settings>
 {
     /// <summary>Options of <c>loom import hf</c>.</summary>
@@ -46,7 +46,7 @@ public sealed class ImportHfCommand : Command<ImportHfCommand.Settings>
             ?? (File.Exists(tokenizer) ? tokenizer
                 : File.Exists(tokenizerJson) ? HuggingFaceVocabulary.SpecPrefix + tokenizerJson
                 : throw new ArgumentException($"{settings.Directory} has neither tokenizer.model nor tokenizer.json: pass --vocabulary SPEC"));
-        using var model = HuggingFaceLlama.Import(settings.Directory);
+        using var model = HuggingFaceModels.Import(settings.Directory);
         var vocab = Vocabularies.Create(vocabulary);
         if (vocab.Size > model.Options.VocabSize)
             throw new ArgumentException($"the vocabulary has {vocab.Size} ids but config.json says vocab_size = {model.Options.VocabSize}: pass the model's own tokenizer");
@@ -68,7 +68,7 @@ public sealed class ImportHfCommand : Command<ImportHfCommand.Settings>
     }
 }
 
-/// <summary><c>loom export hf --checkpoint RUN --output DIR</c>: a Loom checkpoint as a Hugging Face Llama folder.</summary>
+/// <summary><c>loom export hf --checkpoint RUN --output DIR</c>: a Loom checkpoint as a Hugging Face model folder, in the first architecture that represents it exactly.</summary>
 public sealed class ExportHfCommand : Command<ExportHfCommand.Settings>
 {
     /// <summary>Options of <c>loom export hf</c>.</summary>
@@ -81,7 +81,7 @@ public sealed class ExportHfCommand : Command<ExportHfCommand.Settings>
 
         /// <summary>The folder to write.</summary>
         [CommandOption("--output <DIR>")]
-        [Description("The Hugging Face folder to write: config.json and model.safetensors (LlamaForCausalLM).")]
+        [Description("The Hugging Face folder to write: config.json and model.safetensors, as the first architecture that represents the model exactly.")]
         public string? Output { get; init; }
 
         /// <inheritdoc />
@@ -97,19 +97,20 @@ public sealed class ExportHfCommand : Command<ExportHfCommand.Settings>
     {
         string checkpoint = TrainingCheckpoint.Resolve(settings.Checkpoint);
         var manifest = ModelCheckpoint.ReadManifest(checkpoint);
-        if (HuggingFaceLlama.WhyNotLlama(manifest.Model) is { } reason)
-            throw new ArgumentException($"{checkpoint} is not exactly a Hugging Face Llama: {reason}");
+        if (HuggingFaceModels.WhyNot(manifest.Model) is { } reason)
+            throw new ArgumentException($"{checkpoint} is not exactly a Hugging Face model: {reason}");
         if (Directory.Exists(settings.Output) && Directory.EnumerateFileSystemEntries(settings.Output).Any())
             throw new ArgumentException($"{settings.Output} is not empty: choose a new --output folder");
         // Written under a temporary name and renamed when complete: a failed export leaves nothing behind.
         string temp = $"{Path.TrimEndingDirectorySeparator(Path.GetFullPath(settings.Output!))}.tmp-{Environment.ProcessId}";
         var (model, _) = ModelCheckpoint.Load(checkpoint);
+        string architecture;
         using (model)
         {
             try
             {
                 var vocabulary = Inference.CheckpointVocabulary.Load(checkpoint, manifest);
-                HuggingFaceLlama.Export(model, temp, eosTokenId: vocabulary.EosId);
+                architecture = HuggingFaceModels.Export(model, temp, eosTokenId: vocabulary.EosId).Names[0];
                 if (Directory.Exists(settings.Output)) Directory.Delete(settings.Output); // empty, checked above
                 Directory.Move(temp, settings.Output!);
             }
@@ -118,7 +119,7 @@ public sealed class ExportHfCommand : Command<ExportHfCommand.Settings>
                 if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
             }
         }
-        Console.WriteLine($"exported {checkpoint} as LlamaForCausalLM into {settings.Output} (config.json, model.safetensors; Loom's tokenizer is not written yet)");
+        Console.WriteLine($"exported {checkpoint} as {architecture} into {settings.Output} (config.json, model.safetensors; Loom's tokenizer is not written yet)");
         return 0;
     }
 }
@@ -163,7 +164,7 @@ public sealed class ExportGgufCommand : Command<ExportGgufCommand.Settings>
     {
         string checkpoint = TrainingCheckpoint.Resolve(settings.Checkpoint);
         var manifest = ModelCheckpoint.ReadManifest(checkpoint);
-        if (HuggingFaceLlama.WhyNotLlama(manifest.Model) is { } reason)
+        if (HuggingFaceLlama.Instance.WhyNot(manifest.Model) is { } reason)
             throw new ArgumentException($"{checkpoint} is not exactly a llama.cpp Llama: {reason}");
         if (manifest.Vocabulary != "byte")
             throw new ArgumentException($"{checkpoint} uses the vocabulary '{manifest.Vocabulary}': GGUF export writes Loom's byte vocabulary only, for now");

@@ -140,7 +140,8 @@ public static class ModelCheckpoint
         LoadWeights(model, saved, metadata, weightsPath);
     }
 
-    private static void LoadWeights(LanguageModel model, Dictionary<string, Tensor> saved, IReadOnlyDictionary<string, string> metadata, string source)
+    /// <summary>Copies whole tensors by Loom name into <paramref name="model"/> (or this rank's part of them), checking every name and shape.</summary>
+    internal static void LoadWeights(LanguageModel model, IReadOnlyDictionary<string, Tensor> saved, IReadOnlyDictionary<string, string> metadata, string source)
     {
         if (metadata.TryGetValue("loom_architecture", out var family) && family != model.Options.Architecture)
             throw new InvalidDataException($"{source} holds the weights of a {family} model, which cannot load into a {model.Options.Architecture} model: use a {model.Options.Architecture} checkpoint, or build the model from the checkpoint's own model.json");

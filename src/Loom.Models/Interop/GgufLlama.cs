@@ -8,7 +8,7 @@ namespace Loom.Models.Interop;
 /// llama.cpp's Llama layout in a GGUF file (<c>general.architecture = "llama"</c>): the hyperparameters as
 /// <c>llama.*</c> metadata, Loom's byte vocabulary as a <c>"llama"</c> (SentencePiece-style) tokenizer whose byte
 /// tokens are <c>&lt;0x00&gt;</c>…<c>&lt;0xFF&gt;</c> (but the space, which that tokenizer spells ▁), and ggml's tensor names (<c>token_embd</c>,
-/// <c>blk.N.attn_q</c>, …). A Loom decoder that is exactly a Llama (see <see cref="HuggingFaceLlama.WhyNotLlama"/>)
+/// <c>blk.N.attn_q</c>, …). A Loom decoder that is exactly a Llama (see <see cref="HuggingFaceLlama.WhyNot"/>)
 /// exports to it. llama.cpp rotates adjacent pairs (x₂ᵢ, x₂ᵢ₊₁) of each head where Loom, like transformers, rotates
 /// the two halves (xᵢ, xᵢ₊D/2), so the query and key kernels' rows are permuted within each head as llama.cpp's
 /// <c>convert_hf_to_gguf.py</c> does (and back on import).
@@ -35,7 +35,7 @@ public static class GgufLlama
         ArgumentNullException.ThrowIfNull(model);
         if (model.Options is not DecoderLmOptions o)
             throw new ArgumentException($"a {model.Options.Architecture} model is not a Llama: only decoder-only (decoder_lm) models export to GGUF");
-        if (HuggingFaceLlama.WhyNotLlama(o) is { } reason) throw new ArgumentException($"this model is not exactly a llama.cpp Llama: {reason}");
+        if (HuggingFaceLlama.Instance.WhyNot(o) is { } reason) throw new ArgumentException($"this model is not exactly a llama.cpp Llama: {reason}");
         if (o.VocabSize != ByteVocabularySize)
             throw new ArgumentException($"model.vocab_size = {o.VocabSize}: GGUF export writes Loom's byte vocabulary ({ByteVocabularySize} ids) as the tokenizer, so the model must use it");
         if (o.HeadDim % 2 != 0) throw new ArgumentException($"model.head_dim = {o.HeadDim}: rotary positions need an even head width");

@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 namespace Loom.Models.Tests;
 
 /// <summary>Loom decoders as Hugging Face Llama folders and back.</summary>
-public sealed class HuggingFaceLlamaTests
+public sealed class HuggingFaceModelsTests
 {
     /// <summary>A Llama-shaped tiny decoder: serial blocks, grouped K/V heads, untied output projection.</summary>
     private static DecoderLmOptions Llama(int kvHeads = 2, bool tied = false) => TinyModels.Decoder(kvHeads, parallel: false) with
@@ -28,8 +28,8 @@ public sealed class HuggingFaceLlamaTests
         using var scope = NewDisposeScope();
         using var temp = new TempDirectory("loom-hf-");
         using var model = Seeded.Model(Llama(kvHeads, tied), 1);
-        HuggingFaceLlama.Export(model, temp.Path, eosTokenId: 38);
-        using var back = HuggingFaceLlama.Import(temp.Path);
+        HuggingFaceModels.Export(model, temp.Path, eosTokenId: 38);
+        using var back = (DecoderLm)HuggingFaceModels.Import(temp.Path);
 
         Assert.Equal(model.Options, back.Options);
         var original = model.state_dict();
@@ -38,11 +38,11 @@ public sealed class HuggingFaceLlamaTests
         var tokens = Tokens();
         Assert.True(model.forward(tokens).equal(back.forward(tokens)).all().item<bool>());
 
-        var saved = SafeTensors.Load(temp.File(HuggingFaceLlama.WeightsFile));
+        var saved = SafeTensors.Load(temp.File(HuggingFaceModels.WeightsFile));
         Assert.Equal(tied, !saved.ContainsKey("lm_head.weight"));
         Assert.Equal([40L, 32L], saved["model.embed_tokens.weight"].shape);
         Assert.Equal([kvHeads * 8L, 32L], saved["model.layers.1.self_attn.k_proj.weight"].shape);
-        var config = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(temp.File(HuggingFaceLlama.ConfigFile)))!;
+        var config = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(temp.File(HuggingFaceModels.ConfigFile)))!;
         Assert.Equal("llama", config["model_type"]!.GetValue<string>());
         Assert.Equal(kvHeads, config["num_key_value_heads"]!.GetValue<int>());
         Assert.Equal(38, config["eos_token_id"]!.GetValue<int>());
@@ -102,11 +102,11 @@ public sealed class HuggingFaceLlamaTests
             hf[p + "mlp.up_proj.weight"] = 0.2 * randn([64, 32], generator: g);
             hf[p + "mlp.down_proj.weight"] = 0.2 * randn([32, 64], generator: g);
         }
-        HuggingFaceLlama.WriteSharded(temp.Path, hf, maxShardBytes: 40 * 1024);
-        Assert.True(File.Exists(temp.File(HuggingFaceLlama.IndexFile)));
+        HuggingFaceModels.WriteSharded(temp.Path, hf, maxShardBytes: 40 * 1024);
+        Assert.True(File.Exists(temp.File(HuggingFaceModels.IndexFile)));
         Assert.Equal(3, Directory.GetFiles(temp.Path, "model-0000?-of-00003.safetensors").Length); // about 85 KB in shards of at most 40 KB
 
-        using var imported = HuggingFaceLlama.Import(temp.Path);
+        using var imported = (DecoderLm)HuggingFaceModels.Import(temp.Path);
         var o = (DecoderLmOptions)imported.Options;
         Assert.Equal((2, 4, 2, 8, 64, 500000.0, 1e-5), (o.NumLayers, o.NumHeads, o.NumKvHeads, o.HeadDim, o.MlpDim, o.RopeBase, o.NormEpsilon));
 
@@ -140,12 +140,12 @@ public sealed class HuggingFaceLlamaTests
         using var scope = NewDisposeScope();
         using var temp = new TempDirectory("loom-hf-");
         using var palm = Seeded.Model(TinyModels.Decoder(), 1); // parallel block, tied and scaled logits
-        Assert.Contains("model.parallel_block = true: PaLM's parallel block", Assert.Throws<ArgumentException>(() => HuggingFaceLlama.Export(palm, temp.Path)).Message);
+        Assert.Contains("model.parallel_block = true: PaLM's parallel block", Assert.Throws<ArgumentException>(() => HuggingFaceModels.Export(palm, temp.Path)).Message);
         using var scaled = Seeded.Model(Llama(tied: true) with { ScaleSharedLogits = true }, 1);
-        Assert.Contains("model.scale_shared_logits = true", Assert.Throws<ArgumentException>(() => HuggingFaceLlama.Export(scaled, temp.Path)).Message);
+        Assert.Contains("model.scale_shared_logits = true", Assert.Throws<ArgumentException>(() => HuggingFaceModels.Export(scaled, temp.Path)).Message);
         using var gelu = Seeded.Model(Llama() with { Activation = MlpActivation.Gelu }, 1);
-        Assert.Contains("Llama's MLP is SwiGLU", Assert.Throws<ArgumentException>(() => HuggingFaceLlama.Export(gelu, temp.Path)).Message);
-        Assert.False(File.Exists(temp.File(HuggingFaceLlama.ConfigFile))); // nothing written
+        Assert.Contains("Llama's MLP is SwiGLU", Assert.Throws<ArgumentException>(() => HuggingFaceModels.Export(gelu, temp.Path)).Message);
+        Assert.False(File.Exists(temp.File(HuggingFaceModels.ConfigFile))); // nothing written
     }
 
     [Fact]
@@ -154,32 +154,32 @@ public sealed class HuggingFaceLlamaTests
         using var scope = NewDisposeScope();
         using var temp = new TempDirectory("loom-hf-");
         using var model = Seeded.Model(Llama(), 1);
-        HuggingFaceLlama.Export(model, temp.Path);
+        HuggingFaceModels.Export(model, temp.Path);
         string config = File.ReadAllText(temp.File("config.json"));
-        var weights = SafeTensors.Load(temp.File(HuggingFaceLlama.WeightsFile));
+        var weights = SafeTensors.Load(temp.File(HuggingFaceModels.WeightsFile));
 
         File.WriteAllText(temp.File("config.json"), config.Replace("LlamaForCausalLM", "FalconForCausalLM"));
-        Assert.Contains("architecture FalconForCausalLM is not supported: Loom imports LlamaForCausalLM, MistralForCausalLM", Assert.Throws<InvalidDataException>(() => HuggingFaceLlama.Import(temp.Path)).Message);
+        Assert.Contains("architecture FalconForCausalLM is not supported: Loom imports LlamaForCausalLM, MistralForCausalLM", Assert.Throws<InvalidDataException>(() => HuggingFaceModels.Import(temp.Path)).Message);
         File.WriteAllText(temp.File("config.json"), config);
 
         var missing = new Dictionary<string, Tensor>(weights);
         missing.Remove("model.layers.1.mlp.up_proj.weight");
-        SafeTensors.Save(temp.File(HuggingFaceLlama.WeightsFile), missing);
-        Assert.Contains("missing tensor 'model.layers.1.mlp.up_proj.weight'", Assert.Throws<InvalidDataException>(() => HuggingFaceLlama.Import(temp.Path)).Message);
+        SafeTensors.Save(temp.File(HuggingFaceModels.WeightsFile), missing);
+        Assert.Contains("missing tensor 'model.layers.1.mlp.up_proj.weight'", Assert.Throws<InvalidDataException>(() => HuggingFaceModels.Import(temp.Path)).Message);
 
         var reshaped = new Dictionary<string, Tensor>(weights) { ["model.layers.0.self_attn.q_proj.weight"] = zeros(16, 32) };
-        SafeTensors.Save(temp.File(HuggingFaceLlama.WeightsFile), reshaped);
-        Assert.Contains("tensor 'model.layers.0.self_attn.q_proj.weight' has shape [16, 32], config.json implies [32, 32]", Assert.Throws<InvalidDataException>(() => HuggingFaceLlama.Import(temp.Path)).Message);
+        SafeTensors.Save(temp.File(HuggingFaceModels.WeightsFile), reshaped);
+        Assert.Contains("tensor 'model.layers.0.self_attn.q_proj.weight' has shape [16, 32], config.json implies [32, 32]", Assert.Throws<InvalidDataException>(() => HuggingFaceModels.Import(temp.Path)).Message);
 
         var extra = new Dictionary<string, Tensor>(weights) { ["model.layers.2.mlp.up_proj.weight"] = zeros(64, 32) };
-        SafeTensors.Save(temp.File(HuggingFaceLlama.WeightsFile), extra);
-        Assert.Contains("unexpected tensors model.layers.2.mlp.up_proj.weight", Assert.Throws<InvalidDataException>(() => HuggingFaceLlama.Import(temp.Path)).Message);
+        SafeTensors.Save(temp.File(HuggingFaceModels.WeightsFile), extra);
+        Assert.Contains("unexpected tensors model.layers.2.mlp.up_proj.weight", Assert.Throws<InvalidDataException>(() => HuggingFaceModels.Import(temp.Path)).Message);
 
-        SafeTensors.Save(temp.File(HuggingFaceLlama.WeightsFile), weights);
-        var bytes = File.ReadAllBytes(temp.File(HuggingFaceLlama.WeightsFile));
-        File.WriteAllBytes(temp.File(HuggingFaceLlama.WeightsFile), bytes[..(bytes.Length / 2)]);
-        var truncated = Assert.ThrowsAny<Exception>(() => HuggingFaceLlama.Import(temp.Path));
+        SafeTensors.Save(temp.File(HuggingFaceModels.WeightsFile), weights);
+        var bytes = File.ReadAllBytes(temp.File(HuggingFaceModels.WeightsFile));
+        File.WriteAllBytes(temp.File(HuggingFaceModels.WeightsFile), bytes[..(bytes.Length / 2)]);
+        var truncated = Assert.ThrowsAny<Exception>(() => HuggingFaceModels.Import(temp.Path));
         Assert.True(truncated is InvalidDataException, truncated.ToString());
-        Assert.Contains(HuggingFaceLlama.WeightsFile, truncated.Message);
+        Assert.Contains(HuggingFaceModels.WeightsFile, truncated.Message);
     }
 }
