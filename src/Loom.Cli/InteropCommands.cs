@@ -105,12 +105,14 @@ public sealed class ExportHfCommand : Command<ExportHfCommand.Settings>
         string temp = $"{Path.TrimEndingDirectorySeparator(Path.GetFullPath(settings.Output!))}.tmp-{Environment.ProcessId}";
         var (model, _) = ModelCheckpoint.Load(checkpoint);
         string architecture;
+        IReadOnlyList<string> tokenizerFiles;
         using (model)
         {
             try
             {
                 var vocabulary = Inference.CheckpointVocabulary.Load(checkpoint, manifest);
                 architecture = HuggingFaceModels.Export(model, temp, eosTokenId: vocabulary.EosId).Names[0];
+                tokenizerFiles = HuggingFaceTokenizerFiles.Write(manifest.Vocabulary, checkpoint, temp);
                 if (Directory.Exists(settings.Output)) Directory.Delete(settings.Output); // empty, checked above
                 Directory.Move(temp, settings.Output!);
             }
@@ -119,7 +121,7 @@ public sealed class ExportHfCommand : Command<ExportHfCommand.Settings>
                 if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
             }
         }
-        Console.WriteLine($"exported {checkpoint} as {architecture} into {settings.Output} (config.json, model.safetensors; Loom's tokenizer is not written yet)");
+        Console.WriteLine($"exported {checkpoint} as {architecture} into {settings.Output} (config.json, model.safetensors, {string.Join(", ", tokenizerFiles)})");
         return 0;
     }
 }

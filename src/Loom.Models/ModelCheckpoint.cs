@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Loom.Core;
+using Loom.Models.Interop;
 using Loom.Models.Quantization;
 using Loom.Models.Parallelism;
 using static TorchSharp.torch;
@@ -60,6 +61,7 @@ public static class ModelCheckpoint
     /// <exception cref="InvalidDataException">The folder is not a Loom checkpoint, or the manifest is corrupt.</exception>
     public static ModelManifest ReadManifest(string directory)
     {
+        if (HuggingFaceModels.IsFolder(directory)) return HuggingFaceModels.ReadManifest(directory);
         string path = Path.Combine(directory, ManifestFile);
         if (!File.Exists(path)) throw new InvalidDataException($"{directory} is not a Loom checkpoint (no {ManifestFile}); pass a run folder or one of its checkpoints/step_* folders");
         try
@@ -118,6 +120,11 @@ public static class ModelCheckpoint
     public static void LoadCheckpointWeights(LanguageModel model, string directory)
     {
         ArgumentNullException.ThrowIfNull(model);
+        if (HuggingFaceModels.IsFolder(directory))
+        {
+            HuggingFaceModels.LoadWeights(model, directory);
+            return;
+        }
         if (!CheckpointIndex.IsSharded(directory))
         {
             LoadWeights(model, Path.Combine(directory, WeightsFile));

@@ -4,6 +4,7 @@ using Loom.Core;
 using Loom.Data;
 using Loom.Distributed;
 using Loom.Models;
+using Loom.Models.Interop;
 using Loom.Models.Parallelism;
 using Loom.Training.Optimization;
 using static TorchSharp.torch;
@@ -194,13 +195,20 @@ public static class TrainingCheckpoint
     }
 
     /// <summary>
-    /// The checkpoint folder that <paramref name="path"/> names: itself when it is one, else the
-    /// newest checkpoint of the run folder it names.
+    /// The checkpoint folder that <paramref name="path"/> names: itself when it is one (a Hugging Face model folder,
+    /// written <c>hf:DIR</c> or plainly, counts as one), else the newest checkpoint of the run folder it names.
     /// </summary>
     /// <exception cref="InvalidDataException">No checkpoint is there.</exception>
     public static string Resolve(string path)
     {
-        if (File.Exists(Path.Combine(path, ModelCheckpoint.ManifestFile))) return path;
+        ArgumentNullException.ThrowIfNull(path);
+        if (path.StartsWith(HuggingFaceModels.SpecPrefix, StringComparison.OrdinalIgnoreCase))
+        {
+            string folder = path[HuggingFaceModels.SpecPrefix.Length..];
+            return HuggingFaceModels.IsFolder(folder) ? folder
+                : throw new InvalidDataException($"{path}: {folder} is not a Hugging Face model folder (it needs config.json and model.safetensors or its shards)");
+        }
+        if (File.Exists(Path.Combine(path, ModelCheckpoint.ManifestFile)) || HuggingFaceModels.IsFolder(path)) return path;
         var all = List(path);
         if (all.Count == 0) throw new InvalidDataException($"no checkpoint found in {path}: pass a run folder that has checkpoints/step_* or a checkpoint folder");
         return all[^1];

@@ -21,8 +21,10 @@ public sealed class HuggingFaceCliTests
 
         var export = CliRunner.Run(temp.Path, ["export", "hf", "--checkpoint", temp.File("run"), "--output", temp.File("hf")]);
         Assert.True(export.ExitCode == 0, export.Stderr + export.Stdout);
-        Assert.True(File.Exists(temp.File("hf/config.json")) && File.Exists(temp.File("hf/model.safetensors")));
-        var import = CliRunner.Run(temp.Path, ["import", "hf", temp.File("hf"), "--output", temp.File("imported"), "--vocabulary", "byte"]);
+        foreach (var file in new[] { "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json" })
+            Assert.True(File.Exists(temp.File("hf/" + file)), file);
+        // The byte vocabulary travels as tokenizer.json, which import picks up by itself.
+        var import = CliRunner.Run(temp.Path, ["import", "hf", temp.File("hf"), "--output", temp.File("imported")]);
         Assert.True(import.ExitCode == 0, import.Stderr + import.Stdout);
 
         string[] generate = ["generate", "--prompt", "the quick", "-t", "0", "-n", "30", "--device", "cpu"];
@@ -30,6 +32,9 @@ public sealed class HuggingFaceCliTests
         var roundTripped = CliRunner.Run(temp.Path, [.. generate, "--checkpoint", temp.File("imported")]);
         Assert.True(original.ExitCode == 0 && roundTripped.ExitCode == 0, original.Stderr + roundTripped.Stderr);
         Assert.Equal(original.Stdout, roundTripped.Stdout);
+        var direct = CliRunner.Run(temp.Path, [.. generate, "--checkpoint", "hf:" + temp.File("hf")]); // the folder itself, unconverted
+        Assert.True(direct.ExitCode == 0, direct.Stderr);
+        Assert.Equal(original.Stdout, direct.Stdout);
 
         // The same checkpoint as GGUF (the test's model uses the byte vocabulary): written whole, and it reads back exactly.
         var gguf = CliRunner.Run(temp.Path, ["export", "gguf", "--checkpoint", temp.File("run"), "--output", temp.File("run.gguf")]);
@@ -57,7 +62,7 @@ public sealed class HuggingFaceCliTests
         Assert.True(train.ExitCode == 0, train.Stderr + train.Stdout);
         var export = CliRunner.Run(temp.Path, ["export", "hf", "--checkpoint", temp.File("run"), "--output", temp.File("hf")]);
         Assert.NotEqual(0, export.ExitCode);
-        Assert.Contains("is not exactly a Hugging Face Llama: model.parallel_block = true", export.Stderr);
+        Assert.Contains("is not exactly a Hugging Face model: not LlamaForCausalLM: model.parallel_block = true", export.Stderr);
         Assert.False(Directory.Exists(temp.File("hf")));
 
         var import = CliRunner.Run(temp.Path, ["import", "hf", temp.File("run"), "--output", temp.File("imported"), "--vocabulary", "byte"]);

@@ -22,6 +22,15 @@ public static class HuggingFaceModels
     /// <summary>The index of a sharded one: <c>{"metadata": {...}, "weight_map": {tensor: file}}</c>.</summary>
     public const string IndexFile = "model.safetensors.index.json";
 
+    /// <summary>A Hugging Face fast tokenizer.</summary>
+    public const string TokenizerFile = "tokenizer.json";
+
+    /// <summary>A SentencePiece model, as Llama 2, Mistral, Gemma and T5 folders carry it.</summary>
+    public const string SentencePieceTokenizerFile = "tokenizer.model";
+
+    /// <summary>Loom's byte vocabulary: 256 bytes, EOS and PAD.</summary>
+    private const int ByteVocabularySize = 258;
+
     /// <summary>The prefix that names a Hugging Face folder where Loom takes a checkpoint (<c>hf:DIR</c>).</summary>
     public const string SpecPrefix = "hf:";
 
@@ -31,9 +40,13 @@ public static class HuggingFaceModels
     /// <summary>Every <c>architectures</c> name Loom imports.</summary>
     public static IEnumerable<string> SupportedNames => Architectures.SelectMany(a => a.Names);
 
-    /// <summary>Whether <paramref name="path"/> is a Hugging Face folder rather than a Loom checkpoint: it has config.json and no model.json.</summary>
+    /// <summary>
+    /// Whether <paramref name="path"/> is a Hugging Face folder: config.json beside model.safetensors or a shard index,
+    /// and no model.json (a Loom checkpoint has one; a Loom run folder has a config.json but no weights beside it).
+    /// </summary>
     public static bool IsFolder(string path) =>
-        File.Exists(Path.Combine(path, ConfigFile)) && !File.Exists(Path.Combine(path, ModelCheckpoint.ManifestFile));
+        File.Exists(Path.Combine(path, ConfigFile)) && !File.Exists(Path.Combine(path, ModelCheckpoint.ManifestFile))
+        && (File.Exists(Path.Combine(path, WeightsFile)) || File.Exists(Path.Combine(path, IndexFile)));
 
     /// <summary>The architecture that reads <paramref name="config"/>.</summary>
     /// <exception cref="InvalidDataException">None does; the message names the supported ones.</exception>
@@ -61,6 +74,22 @@ public static class HuggingFaceModels
     {
         var config = HuggingFaceConfig.Read(directory);
         return For(config).ReadOptions(config);
+    }
+
+    /// <summary>
+    /// A Loom manifest for a Hugging Face folder, so that it serves wherever a checkpoint does: its model options, and
+    /// its vocabulary from the folder's <c>tokenizer.model</c> (SentencePiece) or else its <c>tokenizer.json</c>, both
+    /// named relative to the folder as a checkpoint's vocabulary files are.
+    /// </summary>
+    /// <exception cref="InvalidDataException">The config is not supported, or the folder has no tokenizer and is not a byte-vocabulary model.</exception>
+    public static ModelManifest ReadManifest(string directory)
+    {
+        var options = ReadOptions(directory);
+        string vocabulary = File.Exists(Path.Combine(directory, SentencePieceTokenizerFile)) ? SentencePieceTokenizerFile
+            : File.Exists(Path.Combine(directory, TokenizerFile)) ? SpecPrefix + TokenizerFile
+            : options.VocabSize == ByteVocabularySize ? "byte"
+            : throw new InvalidDataException($"{directory} has neither {SentencePieceTokenizerFile} nor {TokenizerFile}: put the model's tokenizer beside config.json");
+        return new ModelManifest { Architecture = options.Architecture, Model = options, Vocabulary = vocabulary };
     }
 
     /// <summary>
