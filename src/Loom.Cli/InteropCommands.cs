@@ -144,7 +144,7 @@ public sealed class ExportGgufCommand : Command<ExportGgufCommand.Settings>
 
         /// <summary>The kernels' element type.</summary>
         [CommandOption("--type <TYPE>")]
-        [Description("f32 (default) or f16 for the kernels; norms stay f32.")]
+        [Description("f32 (default), f16 or q8_0 (ggml's 8-bit blocks of 32) for the kernels; norms stay f32.")]
         public string Type { get; init; } = "f32";
 
         /// <inheritdoc />
@@ -154,9 +154,8 @@ public sealed class ExportGgufCommand : Command<ExportGgufCommand.Settings>
             if (string.IsNullOrWhiteSpace(Output)) return ValidationResult.Error("--output FILE.gguf is required: the file to write");
             return Type.ToLowerInvariant() switch
             {
-                "f32" or "f16" => base.Validate(),
-                "q8_0" => ValidationResult.Error("--type q8_0 is not written yet: export f32 or f16 (llama.cpp's llama-quantize turns either into q8_0)"),
-                _ => ValidationResult.Error($"--type takes f32 or f16, not '{Type}'"),
+                "f32" or "f16" or "q8_0" => base.Validate(),
+                _ => ValidationResult.Error($"--type takes f32, f16 or q8_0, not '{Type}'"),
             };
         }
     }
@@ -170,7 +169,7 @@ public sealed class ExportGgufCommand : Command<ExportGgufCommand.Settings>
             throw new ArgumentException($"{checkpoint} is not exactly a llama.cpp Llama: {reason}");
         if (manifest.Vocabulary != "byte")
             throw new ArgumentException($"{checkpoint} uses the vocabulary '{manifest.Vocabulary}': GGUF export writes Loom's byte vocabulary only, for now");
-        var type = settings.Type.Equals("f16", StringComparison.OrdinalIgnoreCase) ? GgmlType.F16 : GgmlType.F32;
+        var type = settings.Type.ToLowerInvariant() switch { "f16" => GgmlType.F16, "q8_0" => GgmlType.Q8_0, _ => GgmlType.F32 };
         string output = settings.Output!;
         string temp = $"{output}.tmp-{Environment.ProcessId}";
         var (model, _) = ModelCheckpoint.Load(checkpoint);

@@ -1,3 +1,4 @@
+using Loom.Models.Interop;
 namespace Loom.Cli.Tests;
 
 /// <summary><c>loom export hf</c>, <c>loom import hf</c> and <c>loom export gguf</c> end to end: a trained checkpoint out and back.</summary>
@@ -48,8 +49,11 @@ public sealed class HuggingFaceCliTests
         foreach (var (name, tensor) in fromGguf.state_dict())
             Assert.True(expected[name].equal(tensor).all().item<bool>(), name);
         var q8 = CliRunner.Run(temp.Path, ["export", "gguf", "--checkpoint", temp.File("run"), "--output", temp.File("q8.gguf"), "--type", "q8_0"]);
-        Assert.NotEqual(0, q8.ExitCode);
-        Assert.Contains("--type q8_0 is not written yet", q8.Stderr + q8.Stdout);
+        Assert.True(q8.ExitCode == 0, q8.Stderr + q8.Stdout);
+        Assert.Equal(GgmlType.Q8_0, GgufFile.Read(temp.File("q8.gguf")).Types["blk.0.attn_q.weight"]);
+        var q4 = CliRunner.Run(temp.Path, ["export", "gguf", "--checkpoint", temp.File("run"), "--output", temp.File("q4.gguf"), "--type", "q4_0"]);
+        Assert.NotEqual(0, q4.ExitCode);
+        Assert.Contains("--type takes f32, f16 or q8_0, not 'q4_0'", q4.Stderr + q4.Stdout);
     }
 
     [Fact]

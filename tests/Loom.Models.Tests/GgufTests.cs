@@ -131,6 +131,55 @@ public sealed class GgufTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void AQ8ExportStoresBlocksThatDequantizeAsGgmlsReferenceDoes()
+    {
+        using var scope = NewDisposeScope();
+        using var temp = new TempDirectory("loom-gguf-");
+        string path = temp.File("model.gguf");
+        using var model = Seeded.Model(Llama(2, tied: false), 1);
+        GgufLlama.Export(model, path, type: GgmlType.Q8_0);
+        var file = GgufFile.Read(path);
+        Assert.Equal(GgmlType.Q8_0, file.Types["blk.0.ffn_down.weight"]);
+        Assert.Equal(GgmlType.F32, file.Types["blk.0.attn_norm.weight"]);
+        Assert.Equal(7u, file.Metadata["general.file_type"]); // LLAMA_FTYPE_MOSTLY_Q8_0
+
+        // ggml's quantize_row_q8_0_ref, one value at a time: d = amax / 127 stored as f16, q = round(x · (1/d)) half away from zero.
+        var kernel = model.state_dict()["blocks.0.mlp.down.weight"].contiguous().data<float>().ToArray();
+        var expected = new float[kernel.Length];
+        for (int block = 0; block < kernel.Length / 32; block++)
+        {
+            float amax = 0;
+            for (int i = 0; i < 32; i++) amax = Math.Max(amax, Math.Abs(kernel[block * 32 + i]));
+            float d = amax / 127, id = d != 0 ? 1 / d : 0, stored = (float)(Half)d;
+            for (int i = 0; i < 32; i++) expected[block * 32 + i] = stored * MathF.Round(kernel[block * 32 + i] * id, MidpointRounding.AwayFromZero);
+        }
+        Assert.Equal(expected, file.Tensors["blk.0.ffn_down.weight"].contiguous().data<float>().ToArray());
+        foreach (var t in file.Tensors.Values) t.Dispose();
+    }
+
+    [Theory]
+    [InlineData(1, false)]
+    [InlineData(4, true)]
+    public void LlamaCppOnAQ8ExportComputesLoomsLogitsForTheSameBlocks(int kvHeads, bool tied)
+    {
+        using var scope = NewDisposeScope();
+        using var temp = new TempDirectory("loom-gguf-");
+        string path = temp.File("model.gguf");
+        using (var model = Seeded.Model(Llama(kvHeads, tied), 7)) GgufLlama.Export(model, path, type: GgmlType.Q8_0);
+        using var dequantized = GgufLlama.Import(path); // Loom with exactly the values the blocks stand for
+        dequantized.eval();
+        Tensor logits;
+        using (no_grad()) logits = dequantized.forward(tensor(Prompt.Select(t => (long)t).ToArray()).unsqueeze(0))[0];
+        var (llamaLogits, _, _) = LlamaCpp.Run(path, Prompt, 1);
+        var llama = tensor(Enumerable.Range(0, Prompt.Length).SelectMany(t => Enumerable.Range(0, 258).Select(v => llamaLogits[t, v])).ToArray()).reshape(Prompt.Length, 258);
+        // llama.cpp also rounds the activations to 8-bit blocks before each q8_0 matmul, so agreement is to about 1%.
+        double max = (logits - llama).abs().max().item<float>(), scale = logits.abs().max().item<float>();
+        output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"kv heads {kvHeads}, tied {tied}: max |logit difference| {max:E2} of max |logit| {scale:F2}"));
+        Assert.True(max < 0.02 * scale, $"max logit difference {max} against logits up to {scale}");
+        Assert.Equal(logits.argmax(-1).data<long>().ToArray(), llama.argmax(-1).data<long>().ToArray());
+    }
+
+    [Fact]
     public void LlamaCppTokenizesTextIntoTheByteVocabularysIds()
     {
         using var scope = NewDisposeScope();

@@ -11,6 +11,12 @@ public enum GgmlType : uint
 
     /// <summary>16-bit IEEE floats.</summary>
     F16 = 1,
+
+    /// <summary>
+    /// ggml's 8-bit blocks: each run of 32 values along the innermost dimension is one f16 scale d = max|x| / 127 and
+    /// 32 signed bytes round(x / d), 34 bytes in all.
+    /// </summary>
+    Q8_0 = 8,
 }
 
 /// <summary>The types of GGUF metadata values (<c>gguf_type</c>).</summary>
@@ -118,7 +124,7 @@ public sealed class GgufFile
             var type = typeOf?.Invoke(name, tensor) ?? GgmlType.F32;
             var cpu = tensor.detach().cpu().to(type == GgmlType.F16 ? float16 : float32).contiguous();
             if (cpu.dim() is 0 or > MaxDimensions) throw new ArgumentException($"tensor '{name}' has {cpu.dim()} dimensions; GGUF stores 1 to {MaxDimensions}");
-            blobs.Add((name, cpu.shape, type, cpu.bytes.ToArray()));
+            blobs.Add((name, cpu.shape, type, type == GgmlType.Q8_0 ? Q8Blocks.Quantize(cpu, name) : cpu.bytes.ToArray()));
         }
 
         using var stream = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 16);
@@ -186,8 +192,10 @@ public sealed class GgufFile
                 var shape = new long[dims];
                 for (int d = 0; d < dims; d++) shape[dims - 1 - d] = checked((long)r.ReadUInt64());
                 uint type = r.ReadUInt32();
-                if (type is not ((uint)GgmlType.F32 or (uint)GgmlType.F16))
-                    throw new InvalidDataException($"{path}: tensor '{name}' has ggml type {type}; Loom reads F32 (0) and F16 (1), not quantized types");
+                if (type is not ((uint)GgmlType.F32 or (uint)GgmlType.F16 or (uint)GgmlType.Q8_0))
+                    throw new InvalidDataException($"{path}: tensor '{name}' has ggml type {type}; Loom reads F32 (0), F16 (1) and Q8_0 (8), not other quantized types");
+                if (type == (uint)GgmlType.Q8_0 && shape[^1] % Q8Blocks.BlockSize != 0)
+                    throw new InvalidDataException($"{path}: Q8_0 tensor '{name}' has {shape[^1]} values per row, not a multiple of {Q8Blocks.BlockSize}");
                 infos.Add((name, shape, (GgmlType)type, checked((long)r.ReadUInt64())));
             }
             long dataStart = Align(stream.Position, alignment);
@@ -195,13 +203,23 @@ public sealed class GgufFile
             var types = new Dictionary<string, GgmlType>(StringComparer.Ordinal);
             foreach (var (name, shape, type, offset) in infos)
             {
-                long bytes = checked(shape.Aggregate(1L, (x, y) => checked(x * y)) * (type == GgmlType.F16 ? 2 : 4));
+                long count = shape.Aggregate(1L, (x, y) => checked(x * y));
+                long bytes = checked(type switch { GgmlType.F16 => count * 2, GgmlType.Q8_0 => count / Q8Blocks.BlockSize * Q8Blocks.BlockBytes, _ => count * 4 });
                 if (offset < 0 || offset % alignment != 0 || dataStart + offset + bytes > length)
                     throw new InvalidDataException($"{path}: tensor '{name}' data ({bytes} bytes at offset {offset}) lies outside the file's {length} bytes (truncated or corrupt)");
-                var tensor = empty(shape, type == GgmlType.F16 ? float16 : float32);
                 stream.Position = dataStart + offset;
-                stream.ReadExactly(tensor.bytes);
-                tensors[name] = tensor;
+                if (type == GgmlType.Q8_0)
+                {
+                    var blocks = new byte[bytes];
+                    stream.ReadExactly(blocks);
+                    tensors[name] = Q8Blocks.Dequantize(blocks, shape); // read as the float32 values the blocks stand for
+                }
+                else
+                {
+                    var tensor = empty(shape, type == GgmlType.F16 ? float16 : float32);
+                    stream.ReadExactly(tensor.bytes);
+                    tensors[name] = tensor;
+                }
                 types[name] = type;
             }
             return new GgufFile(metadata, tensors, types);

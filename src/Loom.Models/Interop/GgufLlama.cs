@@ -27,7 +27,7 @@ public static class GgufLlama
     /// <param name="path">The output file.</param>
     /// <param name="name">The file's <c>general.name</c>.</param>
     /// <param name="type">
-    /// The kernels' element type; norms stay F32 either way, as llama.cpp's converter keeps them.
+    /// The kernels' element type (F32, F16 or Q8_0); norms stay F32 either way, as llama.cpp's converter keeps them.
     /// </param>
     /// <exception cref="ArgumentException">The model is not exactly a Llama (the message names the option that differs) or has another vocabulary.</exception>
     public static void Export(LanguageModel model, string path, string name = "loom", GgmlType type = GgmlType.F32)
@@ -50,7 +50,7 @@ public static class GgufLlama
             else if (gguf.EndsWith(".attn_k.weight", StringComparison.Ordinal)) t = Permute(t, o.NumKvHeads, o.HeadDim);
             tensors.Add(new(gguf, t.contiguous()));
         }
-        GgufFile.Write(path, Metadata(o, name), tensors, (_, t) => t.dim() == 1 ? GgmlType.F32 : type);
+        GgufFile.Write(path, Metadata(o, name, type), tensors, (_, t) => t.dim() == 1 ? GgmlType.F32 : type);
     }
 
     /// <summary>Reads a GGUF Llama that Loom (or llama.cpp's converter, with F32 or F16 tensors) wrote into a Loom decoder on <paramref name="device"/>.</summary>
@@ -129,7 +129,7 @@ public static class GgufLlama
         return kernel.reshape(heads, headDim / 2, 2, -1).transpose(1, 2).reshape(kernel.shape);
     }
 
-    private static List<KeyValuePair<string, object>> Metadata(DecoderLmOptions o, string name)
+    private static List<KeyValuePair<string, object>> Metadata(DecoderLmOptions o, string name, GgmlType type)
     {
         int size = ByteVocabularySize;
         var tokens = new string[size];
@@ -146,7 +146,8 @@ public static class GgufLlama
         [
             new("general.architecture", Architecture),
             new("general.name", name),
-            new("general.file_type", 0u), // LLAMA_FTYPE_ALL_F32; llama.cpp reads the tensors' own types
+            // llama_ftype: ALL_F32, MOSTLY_F16 or MOSTLY_Q8_0 (llama.cpp reads each tensor's own type; this labels the file).
+            new("general.file_type", type switch { GgmlType.F16 => 1u, GgmlType.Q8_0 => 7u, _ => 0u }),
             new(a + "vocab_size", (uint)o.VocabSize),
             new(a + "context_length", (uint)o.MaxSequenceLength),
             new(a + "embedding_length", (uint)o.ModelDim),
