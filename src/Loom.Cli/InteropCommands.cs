@@ -48,6 +48,8 @@ public sealed class ImportHfCommand : Command<ImportHfCommand.Settings>
                 : throw new ArgumentException($"{settings.Directory} has neither tokenizer.model nor tokenizer.json: pass --vocabulary SPEC"));
         using var model = HuggingFaceModels.Import(settings.Directory);
         var vocab = Vocabularies.Create(vocabulary);
+        if (vocab is HuggingFaceVocabulary { ConfigPadToken: null } hf && vocab.PadId == model.Options.VocabSize)
+            throw new ArgumentException($"{hf.TokenizerPath} names no pad token, so Loom would add one at id {vocab.PadId}, past the model's {model.Options.VocabSize} ids: set \"pad_token\" in {HuggingFaceVocabulary.ConfigFile} beside it to an existing token (Llama and Mistral folders commonly use \"<unk>\" or \"</s>\")");
         if (vocab.Size > model.Options.VocabSize)
             throw new ArgumentException($"the vocabulary has {vocab.Size} ids but config.json says vocab_size = {model.Options.VocabSize}: pass the model's own tokenizer");
         // Written under a temporary name and renamed when complete, as training checkpoints are.

@@ -73,4 +73,34 @@ public sealed class HuggingFaceCliTests
         Assert.NotEqual(0, import.ExitCode);
         Assert.Contains("architecture (none) is not supported: Loom imports LlamaForCausalLM, MistralForCausalLM", import.Stderr); // a Loom run's config.json
     }
+
+    [Fact]
+    public void ImportingATokenizerWithoutAPadTokenThatWouldOverflowTheModelNamesTheFix()
+    {
+        using var temp = new TempDirectory("loom-hf-cli-");
+        string folder = temp.File("hf");
+        Directory.CreateDirectory(folder);
+        // A 257-id model and a byte tokenizer.json without <pad> or tokenizer_config.json: Loom's pad would be id 257.
+        var options = new Loom.Models.DecoderLmOptions
+        {
+            VocabSize = 257, ModelDim = 32, NumLayers = 1, NumHeads = 4, NumKvHeads = 2, HeadDim = 8, MlpDim = 64,
+            ParallelBlock = false, SharedEmbeddings = false, MaxSequenceLength = 32,
+        };
+        using (var model = new Loom.Models.DecoderLm(options)) HuggingFaceModels.Export(model, folder);
+        Loom.Data.HuggingFaceTokenizerFiles.Write("byte", folder, folder);
+        File.Delete(Path.Combine(folder, "tokenizer_config.json"));
+        var tokenizer = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(folder, "tokenizer.json")))!;
+        tokenizer["model"]!["vocab"]!.AsObject().Remove("<pad>");
+        tokenizer["added_tokens"]!.AsArray().RemoveAt(1);
+        File.WriteAllText(Path.Combine(folder, "tokenizer.json"), tokenizer.ToJsonString());
+
+        var import = CliRunner.Run(temp.Path, ["import", "hf", folder, "--output", temp.File("imported")]);
+        Assert.NotEqual(0, import.ExitCode);
+        Assert.Contains("names no pad token, so Loom would add one at id 257, past the model's 257 ids: set \"pad_token\" in tokenizer_config.json", import.Stderr);
+        Assert.False(Directory.Exists(temp.File("imported")));
+
+        File.WriteAllText(Path.Combine(folder, "tokenizer_config.json"), """{"eos_token": "</s>", "pad_token": "</s>"}""");
+        import = CliRunner.Run(temp.Path, ["import", "hf", folder, "--output", temp.File("imported")]);
+        Assert.True(import.ExitCode == 0, import.Stderr);
+    }
 }

@@ -110,6 +110,7 @@ public sealed class HuggingFaceVocabulary : IVocabulary
                     : null;
                 eos = Token("eos_token");
                 pad = Token("pad_token");
+                ConfigPadToken = ConfigToken(root, "pad_token");
                 BosId = Token("bos_token") ?? BosId;
                 AddBosToken = root.TryGetProperty("add_bos_token", out JsonElement addBos) && addBos.ValueKind == JsonValueKind.True;
                 AddEosToken = root.TryGetProperty("add_eos_token", out JsonElement addEos) && addEos.ValueKind == JsonValueKind.True;
@@ -143,6 +144,9 @@ public sealed class HuggingFaceVocabulary : IVocabulary
 
     /// <summary>The full path of the loaded <c>tokenizer.json</c>.</summary>
     public string TokenizerPath { get; }
+
+    /// <summary>The pad token tokenizer_config.json names, or null when it names none (Loom then adds one after the last id).</summary>
+    public string? ConfigPadToken { get; }
 
     /// <summary>The full path of the <c>tokenizer_config.json</c> read beside it, or null when there is none.</summary>
     public string? ConfigPath { get; }
