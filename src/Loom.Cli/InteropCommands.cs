@@ -169,8 +169,7 @@ public sealed class ExportGgufCommand : Command<ExportGgufCommand.Settings>
         var manifest = ModelCheckpoint.ReadManifest(checkpoint);
         if (HuggingFaceLlama.Instance.WhyNot(manifest.Model) is { } reason)
             throw new ArgumentException($"{checkpoint} is not exactly a llama.cpp Llama: {reason}");
-        if (manifest.Vocabulary != "byte")
-            throw new ArgumentException($"{checkpoint} uses the vocabulary '{manifest.Vocabulary}': GGUF export writes Loom's byte vocabulary only, for now");
+        var vocabulary = Inference.CheckpointVocabulary.Load(checkpoint, manifest);
         var type = settings.Type.ToLowerInvariant() switch { "f16" => GgmlType.F16, "q8_0" => GgmlType.Q8_0, _ => GgmlType.F32 };
         string output = settings.Output!;
         string temp = $"{output}.tmp-{Environment.ProcessId}";
@@ -179,7 +178,7 @@ public sealed class ExportGgufCommand : Command<ExportGgufCommand.Settings>
         {
             try
             {
-                GgufLlama.Export(model, temp, Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(settings.Checkpoint))), type);
+                GgufLlama.Export(model, temp, Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(settings.Checkpoint))), type, vocabulary);
                 File.Move(temp, output, overwrite: true);
             }
             finally

@@ -50,6 +50,10 @@ public sealed class SentencePieceVocabulary : IVocabulary
         ModelPath = full;
     }
 
+    /// <summary>The model file's pieces, scores and settings, as llama.cpp's GGUF tokenizer needs them.</summary>
+    /// <exception cref="InvalidDataException">The file is not a readable SentencePiece model.</exception>
+    public SentencePieceModel ReadModel() => SentencePieceModelSpec.ReadModel(File.ReadAllBytes(ModelPath));
+
     /// <summary>The full path of the loaded model file.</summary>
     public string ModelPath { get; }
 

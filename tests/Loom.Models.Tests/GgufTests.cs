@@ -193,6 +193,58 @@ public sealed class GgufTests(ITestOutputHelper output)
         Assert.Equal(ByteVocabulary.Eos, eos);
     }
 
+    /// <summary>
+    /// A model over a SentencePiece BPE vocabulary (trained here with Debian's spm_train) exports with its pieces, scores
+    /// and kinds as llama.cpp's "llama" tokenizer: llama.cpp then tokenizes text into Loom's ids and computes its logits.
+    /// </summary>
+    [SkippableFact]
+    public void ASentencePieceVocabularyTravelsIntoGgufAndLlamaCppTokenizesAsLoomDoes()
+    {
+        Requires.That(Requires.OnPath("spm_train"), "spm_train is not on PATH: apt-get install sentencepiece");
+        using var scope = NewDisposeScope();
+        using var temp = new TempDirectory("loom-gguf-");
+        var corpus = new StringBuilder();
+        var rng = new Random(5);
+        string[] words = ["the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "loom", "weaves", "threads", "into", "cloth", "and", "patterns"];
+        for (int line = 0; line < 3000; line++)
+            corpus.AppendJoin(' ', Enumerable.Range(0, 9).Select(_ => words[rng.Next(words.Length)])).Append(' ').Append(rng.Next(1000)).Append('\n');
+        File.WriteAllText(temp.File("corpus.txt"), corpus.ToString());
+        string spm = SentencePieceTrainer.Train(temp.File("corpus.txt"), temp.File("bpe.model"),
+            new SentencePieceTrainerOptions { VocabSize = 300, ModelType = SentencePieceModelType.Bpe, Threads = 1 });
+        var vocabulary = new SentencePieceVocabulary(spm);
+
+        string path = temp.File("model.gguf");
+        using var model = Seeded.Model(Llama(2, tied: false) with { VocabSize = vocabulary.Size }, 3);
+        model.eval();
+        GgufLlama.Export(model, path, vocabulary: vocabulary);
+
+        const string text = "the lazy fox weaves cloth";
+        int[] loomIds = vocabulary.Encode(text);
+        var (llamaIds, eos) = LlamaCpp.Tokenize(path, text);
+        output.WriteLine($"{text}: {string.Join(' ', loomIds)}");
+        Assert.Equal(loomIds, llamaIds);
+        Assert.Equal(vocabulary.EosId, eos);
+
+        float[] loomLogits;
+        using (no_grad()) loomLogits = model.forward(tensor(loomIds.Select(t => (long)t).ToArray()).unsqueeze(0))[0].contiguous().data<float>().ToArray();
+        var (llamaLogits, _, _) = LlamaCpp.Run(path, loomIds, 1);
+        double max = 0;
+        for (int t = 0; t < loomIds.Length; t++)
+            for (int v = 0; v < vocabulary.Size; v++) max = Math.Max(max, Math.Abs(loomLogits[t * vocabulary.Size + v] - llamaLogits[t, v]));
+        output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{vocabulary.Size} SentencePiece ids: max |logit difference| {max:E2}"));
+        Assert.True(max < 1e-3, $"max logit difference {max}");
+    }
+
+    [Fact]
+    public void VocabulariesWithoutAGgufFormAreRefusedByName()
+    {
+        using var temp = new TempDirectory("loom-gguf-");
+        using var model = Seeded.Model(Llama(2, tied: false) with { VocabSize = 50257 + 1 }, 1);
+        var e = Assert.Throws<ArgumentException>(() => GgufLlama.Export(model, temp.File("m.gguf"), vocabulary: Vocabularies.Create("tiktoken:gpt2")));
+        Assert.Contains("has no GGUF form Loom writes", e.Message);
+        Assert.False(File.Exists(temp.File("m.gguf")));
+    }
+
     [Fact]
     public void ConfigurationsNoLlamaRepresentsAreRefusedNamingTheOption()
     {

@@ -30,14 +30,17 @@ public static class GgufLlama
     /// The kernels' element type (F32, F16 or Q8_0); norms stay F32 either way, as llama.cpp's converter keeps them.
     /// </param>
     /// <exception cref="ArgumentException">The model is not exactly a Llama (the message names the option that differs) or has another vocabulary.</exception>
-    public static void Export(LanguageModel model, string path, string name = "loom", GgmlType type = GgmlType.F32)
+    /// <param name="vocabulary">
+    /// The checkpoint's vocabulary: Loom's byte vocabulary (the default) or a SentencePiece BPE model, written as
+    /// llama.cpp's <c>"llama"</c> tokenizer with its pieces, scores and kinds.
+    /// </param>
+    public static void Export(LanguageModel model, string path, string name = "loom", GgmlType type = GgmlType.F32, IVocabulary? vocabulary = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         if (model.Options is not DecoderLmOptions o)
             throw new ArgumentException($"a {model.Options.Architecture} model is not a Llama: only decoder-only (decoder_lm) models export to GGUF");
         if (HuggingFaceLlama.Instance.WhyNot(o) is { } reason) throw new ArgumentException($"this model is not exactly a llama.cpp Llama: {reason}");
-        if (o.VocabSize != ByteVocabularySize)
-            throw new ArgumentException($"model.vocab_size = {o.VocabSize}: GGUF export writes Loom's byte vocabulary ({ByteVocabularySize} ids) as the tokenizer, so the model must use it");
+        var tokenizer = TokenizerMetadata(vocabulary ?? new ByteVocabulary(), o.VocabSize);
         if (o.HeadDim % 2 != 0) throw new ArgumentException($"model.head_dim = {o.HeadDim}: rotary positions need an even head width");
         if (model.TensorParallel.Parts > 1) throw new ArgumentException("this rank holds part of a tensor-parallel model: export from its checkpoint in one process");
         using var scope = NewDisposeScope();
@@ -50,7 +53,7 @@ public static class GgufLlama
             else if (gguf.EndsWith(".attn_k.weight", StringComparison.Ordinal)) t = Permute(t, o.NumKvHeads, o.HeadDim);
             tensors.Add(new(gguf, t.contiguous()));
         }
-        GgufFile.Write(path, Metadata(o, name, type), tensors, (_, t) => t.dim() == 1 ? GgmlType.F32 : type);
+        GgufFile.Write(path, [.. Metadata(o, name, type), .. tokenizer], tensors, (_, t) => t.dim() == 1 ? GgmlType.F32 : type);
     }
 
     /// <summary>Reads a GGUF Llama that Loom (or llama.cpp's converter, with F32 or F16 tensors) wrote into a Loom decoder on <paramref name="device"/>.</summary>
@@ -131,16 +134,6 @@ public static class GgufLlama
 
     private static List<KeyValuePair<string, object>> Metadata(DecoderLmOptions o, string name, GgmlType type)
     {
-        int size = ByteVocabularySize;
-        var tokens = new string[size];
-        var scores = new float[size];
-        var types = new int[size];
-        for (int i = 0; i < 256; i++) (tokens[i], types[i]) = (string.Create(CultureInfo.InvariantCulture, $"<0x{i:X2}>"), TokenByte);
-        // llama.cpp's "llama" tokenizer writes each space as ▁ (U+2581) before looking tokens up, so the space byte is
-        // the normal token "▁" (which it turns back into a space), not <0x20>: text then tokenizes as Loom's bytes do.
-        (tokens[' '], types[' ']) = ("\u2581", TokenNormal);
-        (tokens[ByteVocabulary.Eos], types[ByteVocabulary.Eos]) = ("</s>", TokenControl);
-        (tokens[ByteVocabulary.Pad], types[ByteVocabulary.Pad]) = ("<pad>", TokenControl);
         const string a = Architecture + ".";
         return
         [
@@ -160,25 +153,70 @@ public static class GgufLlama
             new(a + "rope.dimension_count", (uint)o.HeadDim),
             new(a + "rope.freq_base", (float)o.RopeBase),
             new(a + "attention.layer_norm_rms_epsilon", (float)o.NormEpsilon),
+        ];
+    }
+
+    /// <summary>The <c>tokenizer.ggml.*</c> metadata for <paramref name="vocabulary"/>, padded to the model's <paramref name="vocabSize"/> ids.</summary>
+    /// <exception cref="ArgumentException">The vocabulary has no GGUF form Loom writes, or more ids than the model.</exception>
+    private static List<KeyValuePair<string, object>> TokenizerMetadata(IVocabulary vocabulary, int vocabSize)
+    {
+        if (vocabulary.Size > vocabSize)
+            throw new ArgumentException($"the vocabulary {vocabulary.Name} has {vocabulary.Size} ids but model.vocab_size = {vocabSize}: export the checkpoint with its own vocabulary");
+        var tokens = new string[vocabSize];
+        var scores = new float[vocabSize];
+        var types = new int[vocabSize];
+        int bos, unknown;
+        bool spacePrefix;
+        switch (vocabulary)
+        {
+            case ByteVocabulary:
+                for (int i = 0; i < 256; i++) (tokens[i], types[i]) = (string.Create(CultureInfo.InvariantCulture, $"<0x{i:X2}>"), TokenByte);
+                // llama.cpp's "llama" tokenizer writes each space as ▁ (U+2581) before looking tokens up, so the space byte is
+                // the normal token "▁" (which it turns back into a space), not <0x20>: text then tokenizes as Loom's bytes do.
+                (tokens[' '], types[' ']) = ("\u2581", TokenNormal);
+                (tokens[ByteVocabulary.Eos], types[ByteVocabulary.Eos]) = ("</s>", TokenControl);
+                (tokens[ByteVocabulary.Pad], types[ByteVocabulary.Pad]) = ("<pad>", TokenControl);
+                // Loom's byte vocabulary has no beginning-of-sequence token (none is added) nor unknown token (every byte
+                // is a token); llama.cpp's "llama" tokenizer wants ids for both, so they name </s> and <pad>.
+                (bos, unknown, spacePrefix) = (ByteVocabulary.Eos, ByteVocabulary.Pad, false);
+                break;
+            case SentencePieceVocabulary sentencePiece:
+                var model = sentencePiece.ReadModel();
+                // llama.cpp's "llama" tokenizer merges adjacent pieces by score, which is SentencePiece BPE's rule; a
+                // unigram model segments by Viterbi over the scores instead, so its GGUF tokenization would differ.
+                if (!model.IsBpe)
+                    throw new ArgumentException($"the vocabulary {vocabulary.Name} is a SentencePiece unigram model: GGUF export writes SentencePiece BPE models (llama.cpp's llama tokenizer merges by score), and byte vocabularies");
+                for (int i = 0; i < model.Pieces.Count; i++)
+                    (tokens[i], scores[i], types[i]) = (model.Pieces[i].Text, model.Pieces[i].Score, (int)model.Pieces[i].Type);
+                // The ids Loom adds after the last piece (EOS or PAD when the model has none).
+                if (vocabulary.EosId >= model.Pieces.Count) (tokens[vocabulary.EosId], types[vocabulary.EosId]) = ("</s>", TokenControl);
+                if (vocabulary.PadId >= model.Pieces.Count) (tokens[vocabulary.PadId], types[vocabulary.PadId]) = ("<pad>", TokenControl);
+                (bos, unknown, spacePrefix) = (model.BosId >= 0 ? model.BosId : vocabulary.EosId, model.UnknownId >= 0 ? model.UnknownId : vocabulary.PadId, model.AddDummyPrefix);
+                break;
+            default:
+                throw new ArgumentException($"the vocabulary {vocabulary.Name} has no GGUF form Loom writes: GGUF export writes Loom's byte vocabulary and SentencePiece BPE models");
+        }
+        // Ids past the vocabulary (a model sized above it) are unused tokens with names of their own.
+        for (int i = vocabulary.Size; i < vocabSize; i++) (tokens[i], types[i]) = (string.Create(CultureInfo.InvariantCulture, $"<unused{i}>"), TokenUnused);
+        return
+        [
             new("tokenizer.ggml.model", "llama"),
             new("tokenizer.ggml.tokens", tokens),
             new("tokenizer.ggml.scores", scores),
             new("tokenizer.ggml.token_type", types),
-            // Loom's byte vocabulary has no beginning-of-sequence token (none is added) nor unknown token (every byte
-            // is a token); llama.cpp's "llama" tokenizer wants ids for both, so they name </s> and <pad>.
-            new("tokenizer.ggml.bos_token_id", (uint)ByteVocabulary.Eos),
-            new("tokenizer.ggml.eos_token_id", (uint)ByteVocabulary.Eos),
-            new("tokenizer.ggml.unknown_token_id", (uint)ByteVocabulary.Pad),
-            new("tokenizer.ggml.padding_token_id", (uint)ByteVocabulary.Pad),
+            new("tokenizer.ggml.bos_token_id", (uint)bos),
+            new("tokenizer.ggml.eos_token_id", (uint)vocabulary.EosId),
+            new("tokenizer.ggml.unknown_token_id", (uint)unknown),
+            new("tokenizer.ggml.padding_token_id", (uint)vocabulary.PadId),
             new("tokenizer.ggml.add_bos_token", false),
             new("tokenizer.ggml.add_eos_token", false),
-            new("tokenizer.ggml.add_space_prefix", false),
+            new("tokenizer.ggml.add_space_prefix", spacePrefix),
         ];
     }
 
-    private static readonly int ByteVocabularySize = new ByteVocabulary().Size;
     private const int TokenNormal = 1;  // LLAMA_TOKEN_TYPE_NORMAL
     private const int TokenControl = 3; // llama.cpp's LLAMA_TOKEN_TYPE_CONTROL
+    private const int TokenUnused = 5;  // LLAMA_TOKEN_TYPE_UNUSED
     private const int TokenByte = 6;    // LLAMA_TOKEN_TYPE_BYTE
 
     private static DecoderLmOptions ReadOptions(string path, IReadOnlyDictionary<string, object> metadata, bool untied)
