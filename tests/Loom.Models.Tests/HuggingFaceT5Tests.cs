@@ -2,13 +2,14 @@ using System.Text.Json.Nodes;
 using Loom.Core;
 using Loom.Data;
 using Loom.Models.Interop;
+using Xunit.Abstractions;
 using Loom.Models.T5;
 using static TorchSharp.torch;
 
 namespace Loom.Models.Tests;
 
 /// <summary>Loom T5 (v1.1) models as Hugging Face T5ForConditionalGeneration folders and back.</summary>
-public sealed class HuggingFaceT5Tests
+public sealed class HuggingFaceT5Tests(ITestOutputHelper output)
 {
     /// <summary>A tiny T5 v1.1 over 40 ids: d 32, 2 encoder and 3 decoder blocks, 4 heads of 6 (H·Dh = 24 ≠ d), d_ff 48.</summary>
     private static T5Options Tiny(double dropout = 0.1) => TinyModels.T5(vocabSize: 40, maxSequenceLength: 32) with
@@ -202,6 +203,95 @@ public sealed class HuggingFaceT5Tests
         var batch = Batch();
         var (fromFolder, fromNames) = (Logits(imported, batch), Logits(direct, batch));
         Assert.True(fromFolder.equal(fromNames).all().item<bool>(), $"max difference {(fromFolder - fromNames).abs().max().item<float>()}");
+    }
+
+    /// <summary>
+    /// transformers' T5ForConditionalGeneration forward written out with plain torch ops from its source (modeling_t5.py),
+    /// independently of Loom's layers: T5LayerNorm (no mean, no bias), attention logits q·kᵀ unscaled plus the stack's
+    /// position bias from <c>_relative_position_bucket</c> (bidirectional in the encoder, causal in the decoder, none in
+    /// cross-attention), gated-gelu with gelu_new's tanh formula, and the untied lm_head without rescaling. Loom's import of
+    /// the same tensors computes the same logits.
+    /// </summary>
+    [Fact]
+    public void LoomsT5ComputesWhatTransformersT5Computes()
+    {
+        using var scope = NewDisposeScope();
+        using var temp = new TempDirectory("loom-hf-");
+        File.WriteAllText(temp.File("config.json"), TransformersConfig);
+        var hf = TransformersTensors();
+        SafeTensors.Save(temp.File(HuggingFaceModels.WeightsFile), hf);
+        using var model = HuggingFaceModels.Import(temp.Path);
+        var batch = Batch();
+        var actual = Logits(model, batch);
+
+        const int heads = 4, headDim = 6, buckets = 8, maxDistance = 16;
+        Tensor Norm(Tensor x, string name) => hf[name] * (x * (x.pow(2).mean([-1], keepdim: true) + 1e-6).rsqrt());
+        Tensor Linear(Tensor x, string name) => x.matmul(hf[name].t());
+        Tensor GeluNew(Tensor x) => 0.5 * x * (1 + (Math.Sqrt(2 / Math.PI) * (x + 0.044715 * x.pow(3))).tanh());
+        Tensor Bucket(Tensor relative, bool bidirectional)
+        {
+            var result = zeros_like(relative);
+            int n = buckets;
+            if (bidirectional)
+            {
+                n /= 2;
+                result += relative.gt(0).to(int64) * n;
+                relative = relative.abs();
+            }
+            else
+            {
+                relative = -minimum(relative, zeros_like(relative));
+            }
+            int maxExact = n / 2;
+            var large = maxExact + ((relative.to(float32) / maxExact).log() / Math.Log((double)maxDistance / maxExact) * (n - maxExact)).to(int64);
+            large = minimum(large, full_like(large, n - 1));
+            return result + where(relative.lt(maxExact), relative, large);
+        }
+        Tensor PositionBias(long queries, long keys, bool bidirectional, string table)
+        {
+            var relative = arange(keys).unsqueeze(0) - arange(queries).unsqueeze(1);                          // (T, S): memory − context
+            return hf[table].index_select(0, Bucket(relative, bidirectional).flatten()).view(queries, keys, heads).permute(2, 0, 1).unsqueeze(0); // (1, H, T, S)
+        }
+        Tensor Attention(Tensor x, Tensor memory, string p, Tensor? bias)
+        {
+            Tensor Heads(Tensor y) => y.view(y.shape[0], y.shape[1], heads, headDim).transpose(1, 2);           // (B, H, T, Dh)
+            var scores = Heads(Linear(x, p + "q.weight")).matmul(Heads(Linear(memory, p + "k.weight")).transpose(2, 3)); // no 1/√d_kv
+            if (bias is not null) scores = scores + bias;
+            var y = scores.softmax(-1).matmul(Heads(Linear(memory, p + "v.weight")));                            // (B, H, T, Dh)
+            return Linear(y.transpose(1, 2).reshape(x.shape[0], x.shape[1], heads * headDim), p + "o.weight");
+        }
+        Tensor FeedForward(Tensor x, string p) => Linear(GeluNew(Linear(x, p + "wi_0.weight")) * Linear(x, p + "wi_1.weight"), p + "wo.weight");
+
+        var inputs = batch[FeatureNames.EncoderInputTokens];
+        var h = hf["shared.weight"].index_select(0, inputs.flatten()).view(inputs.shape[0], inputs.shape[1], 32);
+        var encoderBias = PositionBias(inputs.shape[1], inputs.shape[1], true, "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight");
+        for (int i = 0; i < 2; i++)
+        {
+            string p = $"encoder.block.{i}.layer.";
+            var n = Norm(h, p + "0.layer_norm.weight");
+            h = h + Attention(n, n, p + "0.SelfAttention.", encoderBias);
+            h = h + FeedForward(Norm(h, p + "1.layer_norm.weight"), p + "1.DenseReluDense.");
+        }
+        var encoded = Norm(h, "encoder.final_layer_norm.weight");
+
+        var tokens = batch[FeatureNames.DecoderInputTokens];
+        long t = tokens.shape[1];
+        var decoderBias = PositionBias(t, t, false, "decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight")
+            .masked_fill(ones(t, t, dtype: @bool).triu(1), double.NegativeInfinity);                          // causal
+        h = hf["shared.weight"].index_select(0, tokens.flatten()).view(tokens.shape[0], t, 32);
+        for (int i = 0; i < 3; i++)
+        {
+            string p = $"decoder.block.{i}.layer.";
+            var n = Norm(h, p + "0.layer_norm.weight");
+            h = h + Attention(n, n, p + "0.SelfAttention.", decoderBias);
+            h = h + Attention(Norm(h, p + "1.layer_norm.weight"), encoded, p + "1.EncDecAttention.", null);
+            h = h + FeedForward(Norm(h, p + "2.layer_norm.weight"), p + "2.DenseReluDense.");
+        }
+        var expected = Linear(Norm(h, "decoder.final_layer_norm.weight"), "lm_head.weight");                 // untied: no d_model^-0.5
+
+        float difference = (actual - expected).abs().max().item<float>(), scale = expected.abs().max().item<float>();
+        output.WriteLine($"T5 logits: max |Loom − transformers' formula| = {difference:G3}, logits up to {scale:G3}");
+        Assert.True(difference < 1e-5 * Math.Max(1, scale), $"max difference {difference} (logits up to {scale})");
     }
 
     [Fact]
