@@ -178,6 +178,9 @@ public sealed class HuggingFaceMixtralTests(ITestOutputHelper output)
         // Without rope_theta, MixtralConfig's default base.
         File.WriteAllText(temp.File("config.json"), TransformersConfig.Replace("\"rope_theta\": 1000000.0,", ""));
         Assert.Equal(1e6, ((DecoderLmOptions)HuggingFaceModels.ReadOptions(temp.Path)).RopeBase);
+        // transformers 5 writes it inside rope_parameters.
+        File.WriteAllText(temp.File("config.json"), TransformersConfig.Replace("\"rope_theta\": 1000000.0,", "\"rope_parameters\": {\"rope_theta\": 20000.0, \"rope_type\": \"default\"},"));
+        Assert.Equal(20000, ((DecoderLmOptions)HuggingFaceModels.ReadOptions(temp.Path)).RopeBase);
     }
 
     /// <summary>

@@ -62,14 +62,19 @@ public sealed class HuggingFaceMixtral : IHuggingFaceArchitecture
             throw config.Error($"num_experts_per_tok = {topK}: Loom computes Mixtral's routing for 2 experts per token (its top-1 routing weights the expert by its probability, where Mixtral's renormalisation gives it weight 1)");
         if (config.OptionalNumber("router_jitter_noise") is { } jitter && jitter != 0)
             throw config.Error($"router_jitter_noise = {jitter}: Loom's router has no jitter");
+        if (config.Json["rope_parameters"] is JsonObject parameters && parameters["rope_type"] is JsonValue type && type.ToString() != "default")
+            throw config.Error($"rope_parameters.rope_type = {type}: Loom imports unscaled rotary positions");
         // The attention, norms and embeddings read as a Llama's (sliding window, biases and rope checks included).
         var dense = (DecoderLmOptions)HuggingFaceLlama.Instance.ReadOptions(config);
-        bool ropeGiven = config.Json["rope_theta"] is not null || config.Json["rope_parameters"] is not null;
+        // transformers 5 writes the base inside rope_parameters; without either, MixtralConfig's default (not Llama's).
+        double ropeBase = config.OptionalNumber("rope_theta")
+            ?? (config.Json["rope_parameters"] is JsonObject rope ? new HuggingFaceConfig(rope, config.Path).OptionalNumber("rope_theta") : null)
+            ?? DefaultRopeTheta;
         try
         {
             return (dense with
             {
-                RopeBase = ropeGiven ? dense.RopeBase : DefaultRopeTheta,
+                RopeBase = ropeBase,
                 Moe = new MoeOptions
                 {
                     NumExperts = experts,
