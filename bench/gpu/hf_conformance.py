@@ -101,7 +101,7 @@ def make(out):
         try:
             model = build(config_class, model_class, kwargs)
             folder = os.path.join(out, "hf", name)
-            model.save_pretrained(folder, safe_serialization=True)
+            model.save_pretrained(folder)  # safetensors, the default since transformers 4.35
             with torch.no_grad():
                 if name == "t5":
                     logits = model(input_ids=torch.tensor([TOKENS]), decoder_input_ids=torch.tensor([DECODER_TOKENS])).logits
