@@ -225,6 +225,15 @@ public sealed class HuggingFaceMixtralTests(ITestOutputHelper output)
         float difference = (actual - expected).abs().max().item<float>();
         output.WriteLine($"Mixtral MoE block: max |Loom − transformers' formula| = {difference:G3}, outputs up to {expected.abs().max().item<float>():G3}");
         Assert.True(difference < 1e-5, $"max difference {difference}");
+
+        // A capacity factor limits experts in training only: in evaluation Loom's routing is dropless, so a Loom model
+        // trained with one (which WhyNot accepts) computes the same as Mixtral at inference.
+        using var limited = new MoeMlp(32, Ffn, Experts, 2, capacityFactor: 0.5, MlpActivation.SwiGlu);
+        limited.load_state_dict(moe.state_dict());
+        limited.eval();
+        var capped = limited.forward(x, null);
+        Assert.True(capped.Output.equal(actual.view(3, 7, 32)).all().item<bool>());
+        Assert.Equal(0f, capped.DroppedFraction.item<float>());
     }
 
     [Fact]
