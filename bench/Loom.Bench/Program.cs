@@ -29,6 +29,8 @@ return args[0] switch
     "t5-spam" => Bench(T5SpamSettings.Usage, T5SpamSettings.Parse, T5SpamBenchmark.Run),
     "scaling" => Bench(ScalingSettings.Usage, ScalingSettings.Parse, ScalingBenchmark.Run),
     "decode" => Bench(DecodeSettings.Usage, DecodeSettings.Parse, DecodeBenchmark.Run),
+    // Not listed in the usage: a conformance check for bench/gpu/hf-conformance.sh, not a benchmark.
+    "hf-logits" => Bench(HfLogitsSettings.Usage, HfLogitsSettings.Parse, HfLogitsBenchmark.Run),
     _ => Unknown(args[0]),
 };
 

@@ -51,14 +51,14 @@ public static class LoomApp
             {
                 import.SetDescription("Bring other frameworks' checkpoints into Loom.");
                 import.AddCommand<ImportHfCommand>("hf")
-                    .WithDescription("Import a Hugging Face LlamaForCausalLM or MistralForCausalLM folder as a Loom checkpoint.")
+                    .WithDescription("Import a Hugging Face LlamaForCausalLM, MistralForCausalLM, MixtralForCausalLM or T5ForConditionalGeneration (T5 v1.1) folder as a Loom checkpoint.")
                     .WithExample("import", "hf", "models/llama", "--output", "runs/llama");
             });
             config.AddBranch("export", export =>
             {
                 export.SetDescription("Write Loom checkpoints in other frameworks' formats.");
                 export.AddCommand<ExportHfCommand>("hf")
-                    .WithDescription("Export a checkpoint as a Hugging Face LlamaForCausalLM folder (serial blocks, RMSNorm, SwiGLU, rotary, no biases).")
+                    .WithDescription("Export a checkpoint as a Hugging Face folder: LlamaForCausalLM (serial blocks, RMSNorm, SwiGLU, rotary, no biases), MixtralForCausalLM (the same with experts in every layer, top-2) or T5ForConditionalGeneration (T5 v1.1).")
                     .WithExample("export", "hf", "--checkpoint", "runs/notes", "--output", "hf/notes");
                 export.AddCommand<ExportGgufCommand>("gguf")
                     .WithDescription("Export a Llama-shaped checkpoint over the byte vocabulary as a GGUF file for llama.cpp, Ollama and LM Studio.")

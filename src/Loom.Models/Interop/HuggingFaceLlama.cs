@@ -34,7 +34,7 @@ public sealed class HuggingFaceLlama : IHuggingFaceArchitecture
             { Activation: not MlpActivation.SwiGlu } => $"model.activation = {options.Activation}: Llama's MLP is SwiGLU",
             { Positions: not PositionEncoding.Rotary } => $"model.positions = {options.Positions}: Llama uses rotary positions",
             { UseBias: true } => "model.use_bias = true: Llama's kernels have no biases",
-            { Moe: not null } => "model.moe: a mixture of experts is MixtralForCausalLM, which this Loom does not write yet",
+            { Moe: not null } => "model.moe: a decoder with a mixture of experts is a MixtralForCausalLM, not a Llama",
             { SharedEmbeddings: true, ScaleSharedLogits: true } => "model.shared_embeddings with model.scale_shared_logits = true: Llama's tied output projection does not divide the logits by √d_model; train with scale_shared_logits = false",
             _ => null,
         };
