@@ -67,7 +67,7 @@ using (model)
     var history = new List<ChatMessage>();
     while (true)
     {
-        Console.Write("> ");
+        if (!Console.IsInputRedirected) Console.Write("> ");
         string? line = Console.ReadLine();
         if (string.IsNullOrWhiteSpace(line)) break;
         history.Add(new ChatMessage(ChatRole.User, line));
