@@ -10,7 +10,8 @@
 // Only versions in AllowedVersions are ever weakened, and only when the host's libstdc++ lacks
 // them; any other missing version is reported as an error rather than hidden.
 //
-// This file is compiled twice: by MSBuild's RoslynCodeTaskFactory (Directory.Build.targets) and
+// This file is compiled twice: by MSBuild's RoslynCodeTaskFactory (build/Loom.WeakenGlibcxx.targets, which
+// Directory.Build.targets imports and the Loom.Core package carries to its consumers) and
 // by Loom.Core.Tests, which tests ElfVersionNeeds on real and synthetic ELF files.
 
 #nullable enable
