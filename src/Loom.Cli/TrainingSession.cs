@@ -62,7 +62,7 @@ internal static class TrainingSession
             // Rank 0 speaks for the job; the other ranks' output would only repeat it.
             return Train(run, device, communicator, communicator.Rank == 0 ? Console.Out : TextWriter.Null, cancellationToken);
         }
-        catch (Exception e)
+        catch (Exception e) when (e is not ErrorOnEveryRankException) // found by all ranks at once: each exits on its own
         {
             string message = LoomApp.IsUserError(e) ? LoomApp.OneLine(e) : e.ToString();
             Console.Error.WriteLine($"loom: error: rank {communicator.Rank} of {communicator.WorldSize}: {message}");

@@ -91,7 +91,7 @@ public sealed class DataParallel : IDisposable
     /// Checks that every rank resolved the same config (its JSON): a rank launched with other arguments or
     /// files would train a different model or data and silently corrupt the average.
     /// </summary>
-    /// <exception cref="ArgumentException">A rank's config differs from rank 0's; the message names the rank.</exception>
+    /// <exception cref="ErrorOnEveryRankException">A rank's config differs from rank 0's; every rank throws it, naming the rank.</exception>
     public static void CheckSameConfig(ICommunicator communicator, string configJson)
     {
         ArgumentNullException.ThrowIfNull(communicator);
@@ -102,7 +102,7 @@ public sealed class DataParallel : IDisposable
         for (int rank = 1; rank < hashes.Length; rank++)
         {
             if (hashes[rank] != hashes[0])
-                throw new ArgumentException(string.Create(CultureInfo.InvariantCulture,
+                throw new ErrorOnEveryRankException(string.Create(CultureInfo.InvariantCulture,
                     $"rank {rank} resolved a different config from rank 0's (config hash {hashes[rank]:x16} vs {hashes[0]:x16}): launch every rank with the same arguments, config files and --set overrides"));
         }
     }
