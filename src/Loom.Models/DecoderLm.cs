@@ -44,7 +44,7 @@ public sealed class DecoderLm : LanguageModel
         }
         else
         {
-            rotary = new Rotary(o.HeadDim, o.MaxSequenceLength, o.RopeBase, device);
+            rotary = new Rotary(o.HeadDim, o.MaxSequenceLength, o.RopeBase, device, o.RopeScaling);
         }
         nn.Module<Tensor, Tensor> Norm() => Norms.Create(o.Norm, o.ModelDim, o.NormEpsilon, o.UseBias, device);
         blocks = new ModuleList<DecoderBlock>(Enumerable.Range(0, o.NumLayers).Select(l => new DecoderBlock(

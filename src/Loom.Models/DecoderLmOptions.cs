@@ -98,6 +98,9 @@ public sealed record DecoderLmOptions : ModelOptions
     /// <summary>Rotary base frequency.</summary>
     public double RopeBase { get; init; } = 10000;
 
+    /// <summary>Rotary position scaling for a context longer than the trained one (Llama 3.1, position interpolation), or null for none.</summary>
+    public RopeScaling? RopeScaling { get; init; }
+
     /// <summary>Epsilon of the norms.</summary>
     public double NormEpsilon { get; init; } = 1e-6;
 
@@ -120,6 +123,9 @@ public sealed record DecoderLmOptions : ModelOptions
         if (Positions == PositionEncoding.Rotary && HeadDim % 2 != 0)
             throw new ArgumentException($"model.head_dim = {HeadDim} must be even for rotary position embeddings");
         if (!(RopeBase > 1)) throw new ArgumentException($"model.rope_base = {RopeBase} must be greater than 1");
+        if (RopeScaling is not null && Positions != PositionEncoding.Rotary)
+            throw new ArgumentException($"model.rope_scaling is set but model.positions = {Positions}: scaling applies to rotary positions only");
+        RopeScaling?.Validate();
         if (!(NormEpsilon > 0)) throw new ArgumentException($"model.norm_epsilon = {NormEpsilon} must be positive");
         Moe?.Validate();
         return this;

@@ -44,8 +44,7 @@ public sealed class HuggingFaceLlama : IHuggingFaceArchitecture
     public ModelOptions ReadOptions(HuggingFaceConfig config)
     {
         ArgumentNullException.ThrowIfNull(config);
-        if (config.Json["rope_scaling"] is JsonObject scaling)
-            throw config.Error($"rope_scaling type {scaling["rope_type"] ?? scaling["type"]} is not supported yet: Loom imports unscaled rotary positions");
+        var ropeScaling = ReadRopeScaling(config);
         if (config.Flag("attention_bias") || config.Flag("mlp_bias")) throw config.Error("attention_bias or mlp_bias is set; Loom imports Llamas without biases");
         if (config.String("hidden_act") is { } act && act != "silu")
             throw config.Error($"hidden_act = {act}: Llama's SwiGLU uses silu");
@@ -68,6 +67,7 @@ public sealed class HuggingFaceLlama : IHuggingFaceArchitecture
                 ParallelBlock = false,
                 Positions = PositionEncoding.Rotary,
                 RopeBase = config.Number("rope_theta", 10000),
+                RopeScaling = ropeScaling,
                 Norm = NormKind.RmsNorm,
                 NormEpsilon = config.Number("rms_norm_eps", 1e-6),
                 UseBias = false,
@@ -105,7 +105,7 @@ public sealed class HuggingFaceLlama : IHuggingFaceArchitecture
             ["num_key_value_heads"] = o.NumKvHeads,
             ["pretraining_tp"] = 1,
             ["rms_norm_eps"] = o.NormEpsilon,
-            ["rope_scaling"] = null,
+            ["rope_scaling"] = WriteRopeScaling(o.RopeScaling),
             ["rope_theta"] = o.RopeBase,
             ["tie_word_embeddings"] = o.SharedEmbeddings,
             ["torch_dtype"] = "float32",
@@ -113,6 +113,56 @@ public sealed class HuggingFaceLlama : IHuggingFaceArchitecture
             ["vocab_size"] = o.VocabSize,
         };
     }
+
+    /// <summary>
+    /// config.json's <c>rope_scaling</c> as Loom's option: null, absent or type "default" is none; "linear" and "llama3"
+    /// (under <c>rope_type</c>, or the older <c>type</c>) are read; any other type is refused naming it.
+    /// </summary>
+    /// <exception cref="InvalidDataException">An unsupported type, or a missing or invalid field; the message names it.</exception>
+    public static RopeScaling? ReadRopeScaling(HuggingFaceConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        if (config.Json["rope_scaling"] is not JsonObject scaling) return null;
+        var fields = new HuggingFaceConfig(scaling, config.Path + " rope_scaling");
+        string? type = fields.String("rope_type") ?? fields.String("type");
+        double Factor() => fields.OptionalNumber("factor") ?? throw config.Error($"rope_scaling of type {type} has no \"factor\"");
+        try
+        {
+            return type switch
+            {
+                null or "default" => null,
+                "linear" => new RopeScaling { Type = RopeScalingType.Linear, Factor = Factor() }.Validate(),
+                "llama3" => new RopeScaling
+                {
+                    Type = RopeScalingType.Llama3,
+                    Factor = Factor(),
+                    LowFreqFactor = fields.OptionalNumber("low_freq_factor") ?? throw config.Error("rope_scaling of type llama3 has no \"low_freq_factor\""),
+                    HighFreqFactor = fields.OptionalNumber("high_freq_factor") ?? throw config.Error("rope_scaling of type llama3 has no \"high_freq_factor\""),
+                    OriginalMaxPositionEmbeddings = fields.OptionalInt("original_max_position_embeddings") ?? throw config.Error("rope_scaling of type llama3 has no \"original_max_position_embeddings\""),
+                }.Validate(),
+                _ => throw config.Error($"rope_scaling type {type} is not supported: Loom reads linear and llama3 scaling"),
+            };
+        }
+        catch (ArgumentException e)
+        {
+            throw config.Error(e.Message);
+        }
+    }
+
+    /// <summary>Loom's rotary scaling as config.json's <c>rope_scaling</c> object (null for none), as transformers writes it.</summary>
+    public static JsonObject? WriteRopeScaling(RopeScaling? scaling) => scaling switch
+    {
+        null => null,
+        { Type: RopeScalingType.Llama3 } => new JsonObject
+        {
+            ["factor"] = scaling.Factor,
+            ["high_freq_factor"] = scaling.HighFreqFactor,
+            ["low_freq_factor"] = scaling.LowFreqFactor,
+            ["original_max_position_embeddings"] = scaling.OriginalMaxPositionEmbeddings,
+            ["rope_type"] = "llama3",
+        },
+        _ => new JsonObject { ["factor"] = scaling.Factor, ["rope_type"] = "linear" },
+    };
 
     /// <inheritdoc />
     public IReadOnlyDictionary<string, Tensor> ToHuggingFace(ModelOptions model, IReadOnlyDictionary<string, Tensor> state)
