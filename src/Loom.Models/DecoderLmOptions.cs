@@ -9,12 +9,15 @@ public enum MlpActivation
     [JsonStringEnumMemberName("swiglu")]
     SwiGlu,
 
-    /// <summary>GELU (GPT): down(GELU(x W_up)); two kernels.</summary>
+    /// <summary>GELU (exact, with erf): down(GELU(x W_up)); two kernels.</summary>
     Gelu,
 
     /// <summary>GeGLU (T5.1.1's gated GELU): down(GELU_tanh(x W_gate) · (x W_up)); three kernels.</summary>
     [JsonStringEnumMemberName("geglu")]
     GeGlu,
+
+    /// <summary>GELU with the tanh approximation (GPT-2's <c>gelu_new</c>): down(GELU_tanh(x W_up)); two kernels.</summary>
+    GeluTanh,
 }
 
 /// <summary>How token positions enter the model.</summary>

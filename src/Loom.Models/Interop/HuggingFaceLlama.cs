@@ -36,9 +36,15 @@ public sealed class HuggingFaceLlama : IHuggingFaceArchitecture
             { UseBias: true } => "model.use_bias = true: Llama's kernels have no biases",
             { Moe: not null } => "model.moe: a mixture of experts is MixtralForCausalLM, which this Loom does not write yet",
             { SharedEmbeddings: true, ScaleSharedLogits: true } => "model.shared_embeddings with model.scale_shared_logits = true: Llama's tied output projection does not divide the logits by √d_model; train with scale_shared_logits = false",
-            _ => null,
+            _ => WhyNotPlainDecoder(options, "Llama"),
         };
     }
+
+    /// <summary>
+    /// The first of the Gemma options that <paramref name="options"/> sets, which a
+    /// Llama or a GPT-2 (<paramref name="architecture"/>) does not have; null when none is set.
+    /// </summary>
+    internal static string? WhyNotPlainDecoder(DecoderLmOptions options, string architecture) => null;
 
     /// <inheritdoc />
     public ModelOptions ReadOptions(HuggingFaceConfig config)
