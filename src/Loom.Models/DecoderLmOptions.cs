@@ -110,6 +110,30 @@ public sealed record DecoderLmOptions : ModelOptions
     /// <summary>Mixture-of-experts MLPs (every layer or every k-th layer), or null for dense MLPs.</summary>
     public MoeOptions? Moe { get; init; }
 
+    /// <summary>Multiply the token embeddings by √d_model (in the embedding's dtype), as Gemma does.</summary>
+    public bool ScaleEmbeddings { get; init; }
+
+    /// <summary>
+    /// RMSNorms scale by (1 + w) rather than w, with w stored and initialised to 0, as Gemma's do: the weight keeps its
+    /// own value, so the scale round-trips to Gemma's checkpoints bit for bit. RMSNorm only.
+    /// </summary>
+    public bool NormUnitOffset { get; init; }
+
+    /// <summary>
+    /// Gemma 2's extra norms: each sublayer's output is normed before the residual add,
+    /// h = x + N₂(Attn(N₁ x)); y = h + N₄(MLP(N₃ h)). Serial blocks only.
+    /// </summary>
+    public bool PostNorms { get; init; }
+
+    /// <summary>Attention scores are scaled by this^-½ instead of head_dim^-½ (Gemma 2's query_pre_attn_scalar); null = head_dim.</summary>
+    public double? QueryPreAttnScalar { get; init; }
+
+    /// <summary>Attention scores are soft-capped to cap · tanh(s / cap) before masking (Gemma 2: 50); null = no cap.</summary>
+    public double? AttentionLogitSoftcap { get; init; }
+
+    /// <summary>The output logits are soft-capped to cap · tanh(z / cap) (Gemma 2: 30); null = no cap.</summary>
+    public double? FinalLogitSoftcap { get; init; }
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid field and the valid range.</summary>
     public override DecoderLmOptions Validate()
     {
@@ -131,6 +155,13 @@ public sealed record DecoderLmOptions : ModelOptions
         RopeScaling?.Validate();
         if (!(NormEpsilon > 0)) throw new ArgumentException($"model.norm_epsilon = {NormEpsilon} must be positive");
         Moe?.Validate();
+        if (NormUnitOffset && Norm != NormKind.RmsNorm)
+            throw new ArgumentException($"model.norm_unit_offset = true needs model.norm = rms_norm, not {Norm}");
+        if (PostNorms && ParallelBlock)
+            throw new ArgumentException("model.post_norms = true needs serial blocks (model.parallel_block = false)");
+        if (QueryPreAttnScalar is { } scalar && !(scalar > 0)) throw new ArgumentException($"model.query_pre_attn_scalar = {scalar} must be positive, or null for head_dim");
+        if (AttentionLogitSoftcap is { } cap && !(cap > 0)) throw new ArgumentException($"model.attention_logit_softcap = {cap} must be positive, or null for none");
+        if (FinalLogitSoftcap is { } final && !(final > 0)) throw new ArgumentException($"model.final_logit_softcap = {final} must be positive, or null for none");
         return this;
     }
 

@@ -41,10 +41,19 @@ public sealed class HuggingFaceLlama : IHuggingFaceArchitecture
     }
 
     /// <summary>
-    /// The first of the Gemma options that <paramref name="options"/> sets, which a
+    /// The first of Gemma's options (see <see cref="HuggingFaceGemma"/>) that <paramref name="options"/> sets, which a
     /// Llama or a GPT-2 (<paramref name="architecture"/>) does not have; null when none is set.
     /// </summary>
-    internal static string? WhyNotPlainDecoder(DecoderLmOptions options, string architecture) => null;
+    internal static string? WhyNotPlainDecoder(DecoderLmOptions options, string architecture) => options switch
+    {
+        { ScaleEmbeddings: true } => $"model.scale_embeddings = true: {architecture} does not scale its embeddings (Gemma does)",
+        { NormUnitOffset: true } => $"model.norm_unit_offset = true: {architecture}'s norms scale by w, not 1 + w (Gemma's do)",
+        { PostNorms: true } => $"model.post_norms = true: {architecture} has no norms on the sublayers' outputs (Gemma 2 does)",
+        { QueryPreAttnScalar: { } s } => $"model.query_pre_attn_scalar = {s}: {architecture} scales attention scores by 1/√head_dim (Gemma 2 sets the scale)",
+        { AttentionLogitSoftcap: { } c } => $"model.attention_logit_softcap = {c}: {architecture} does not cap attention scores (Gemma 2 does)",
+        { FinalLogitSoftcap: { } c } => $"model.final_logit_softcap = {c}: {architecture} does not cap its logits (Gemma 2 does)",
+        _ => null,
+    };
 
     /// <inheritdoc />
     public ModelOptions ReadOptions(HuggingFaceConfig config)

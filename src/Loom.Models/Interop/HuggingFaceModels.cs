@@ -26,7 +26,7 @@ public static class HuggingFaceModels
     public const string SpecPrefix = "hf:";
 
     /// <summary>The architectures Loom reads and writes, in the order export tries them.</summary>
-    public static IReadOnlyList<IHuggingFaceArchitecture> Architectures { get; } = [HuggingFaceLlama.Instance, HuggingFaceGpt2.Instance];
+    public static IReadOnlyList<IHuggingFaceArchitecture> Architectures { get; } = [HuggingFaceLlama.Instance, HuggingFaceGpt2.Instance, HuggingFaceGemma.Gemma, HuggingFaceGemma.Gemma2];
 
     /// <summary>Every <c>architectures</c> name Loom imports.</summary>
     public static IEnumerable<string> SupportedNames => Architectures.SelectMany(a => a.Names);
