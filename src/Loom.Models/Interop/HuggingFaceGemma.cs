@@ -88,8 +88,9 @@ public sealed class HuggingFaceGemma : IHuggingFaceArchitecture
                 ModelDim = hidden,
                 NumLayers = config.Int("num_hidden_layers"),
                 NumHeads = heads,
-                NumKvHeads = config.OptionalInt("num_key_value_heads") ?? heads,
-                HeadDim = config.OptionalInt("head_dim") ?? hidden / heads,
+                // Required: Gemma's configs default them to a released model's values, not to heads and hidden / heads.
+                NumKvHeads = config.Int("num_key_value_heads"),
+                HeadDim = config.Int("head_dim"),
                 MlpDim = config.Int("intermediate_size"),
                 MaxSequenceLength = context,
                 Activation = MlpActivation.GeGlu,
@@ -104,7 +105,7 @@ public sealed class HuggingFaceGemma : IHuggingFaceArchitecture
                 ScaleEmbeddings = true,
                 NormUnitOffset = true,
                 PostNorms = gemma2,
-                QueryPreAttnScalar = gemma2 ? config.Number("query_pre_attn_scalar", 256) : null,
+                QueryPreAttnScalar = gemma2 ? config.OptionalNumber("query_pre_attn_scalar") ?? throw config.Error("missing \"query_pre_attn_scalar\"") : null,
                 AttentionLogitSoftcap = gemma2 ? Gemma2Number("attn_logit_softcapping", 50) : null,
                 FinalLogitSoftcap = gemma2 ? Gemma2Number("final_logit_softcapping", 30) : null,
             }.Validate();
