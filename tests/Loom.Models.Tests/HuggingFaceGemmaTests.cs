@@ -294,6 +294,31 @@ public sealed class HuggingFaceGemmaTests(ITestOutputHelper output)
         Assert.True(model.forward(other).allclose(packed.narrow(1, 12, 5), rtol: 0, atol: 1e-5), "packed example 2");
     }
 
+    /// <summary>Gemma 2's options train: a few Adam steps on one batch lower the loss, with a finite gradient on every parameter.</summary>
+    [Fact]
+    public void Gemma2TrainsWithAGradientOnEveryParameter()
+    {
+        using var scope = NewDisposeScope();
+        using var model = HuggingFaceGpt2Tests.Randomized(Gemma(gemma2: true), 1);
+        var tokens = Tokens();
+        var (inputs, targets) = (tokens.narrow(1, 0, 11), tokens.narrow(1, 1, 11));
+        var optimizer = optim.Adam(model.parameters(), lr: 0.01);
+        double first = 0, last = 0;
+        for (int step = 0; step < 5; step++)
+        {
+            using var stepScope = NewDisposeScope();
+            optimizer.zero_grad();
+            var loss = model.Loss(inputs, targets, zLossWeight: 0).Total;
+            loss.backward();
+            if (step == 0)
+                foreach (var (name, p) in model.named_parameters())
+                    Assert.True(p.grad is { } grad && grad.isfinite().all().item<bool>() && grad.abs().sum().item<float>() > 0, $"{name} has no finite, nonzero gradient");
+            optimizer.step();
+            (first, last) = (step == 0 ? loss.item<float>() : first, loss.item<float>());
+        }
+        Assert.True(last < first, $"loss went from {first} to {last}");
+    }
+
     [Fact]
     public void ConfigurationsNoGemmaRepresentsAreRefusedNamingTheOption()
     {
