@@ -57,7 +57,7 @@ public sealed class HuggingFaceCliTests
         Assert.True(train.ExitCode == 0, train.Stderr + train.Stdout);
         var export = CliRunner.Run(temp.Path, ["export", "hf", "--checkpoint", temp.File("run"), "--output", temp.File("hf")]);
         Assert.NotEqual(0, export.ExitCode);
-        Assert.Contains("is not exactly a Hugging Face Llama: model.parallel_block = true", export.Stderr);
+        Assert.Contains("is not exactly a Hugging Face model: not LlamaForCausalLM: model.parallel_block = true", export.Stderr);
         Assert.False(Directory.Exists(temp.File("hf")));
 
         var import = CliRunner.Run(temp.Path, ["import", "hf", temp.File("run"), "--output", temp.File("imported"), "--vocabulary", "byte"]);
