@@ -44,14 +44,15 @@ public sealed class DecoderLm : LanguageModel
         }
         else
         {
-            rotary = new Rotary(o.HeadDim, o.MaxSequenceLength, o.RopeBase, device);
+            rotary = new Rotary(o.HeadDim, o.MaxSequenceLength, o.RopeBase, device, o.RopeScaling);
         }
-        nn.Module<Tensor, Tensor> Norm() => Norms.Create(o.Norm, o.ModelDim, o.NormEpsilon, o.UseBias, device);
+        nn.Module<Tensor, Tensor> Norm() => Norms.Create(o.Norm, o.ModelDim, o.NormEpsilon, o.UseBias, device, o.NormUnitOffset);
+        double? scoreScale = o.QueryPreAttnScalar is { } scalar ? Math.Pow(scalar, -0.5) : null; // as transformers: scalar ** -0.5
         blocks = new ModuleList<DecoderBlock>(Enumerable.Range(0, o.NumLayers).Select(l => new DecoderBlock(
             l,
-            new Attention(o.ModelDim, o.NumHeads, o.NumKvHeads, o.HeadDim, o.UseBias, rotary, device, generator),
+            new Attention(o.ModelDim, o.NumHeads, o.NumKvHeads, o.HeadDim, o.UseBias, rotary, device, generator, scoreScale, o.AttentionLogitSoftcap),
             FeedForward(o, l, device, generator),
-            Norm, o.ParallelBlock)).ToArray());
+            Norm, o.ParallelBlock, o.PostNorms)).ToArray());
         final_norm = Norm();
         lm_head = o.SharedEmbeddings ? null : new Dense(o.ModelDim, o.VocabSize, useBias: false, device, generator);
         RegisterComponents();
@@ -108,6 +109,8 @@ public sealed class DecoderLm : LanguageModel
         ArgumentNullException.ThrowIfNull(tokens);
         long b = tokens.shape[0], t = tokens.shape[1];
         var x = embed.index_select(0, tokens.reshape(-1)).view(b, t, -1); // (B, T, D)
+        // Gemma: × √D rounded to the embedding's dtype, as transformers' normalizer tensor is.
+        if (options.ScaleEmbeddings) x = x * tensor(Math.Sqrt(options.ModelDim), x.dtype, x.device);
         if (pos_embed is null) return x;
         return context is null
             ? x + pos_embed.narrow(0, 0, t)                                                       // (B, T, D)
@@ -121,13 +124,14 @@ public sealed class DecoderLm : LanguageModel
         return x;
     }
 
-    /// <summary>Final norm and output projection, (B, T, D) -> (B, T, V).</summary>
+    /// <summary>Final norm, output projection and (Gemma 2) the logits' soft cap, (B, T, D) -> (B, T, V).</summary>
     public Tensor Head(Tensor x)
     {
         x = final_norm.forward(x);                                          // (B, T, D)
-        return lm_head is not null
+        var logits = lm_head is not null
             ? lm_head.forward(x)                                            // (B, T, V)
             : SharedHead(x);                                                 // (B, T, V)
+        return options.FinalLogitSoftcap is { } cap ? (logits / cap).tanh() * cap : logits; // (B, T, V) in (-cap, cap)
     }
 
     /// <summary>The transposed embedding as output projection (scaled by 1/√D unless the options say not), in the compute dtype: (B, T, D) -> (B, T, V).</summary>

@@ -9,12 +9,15 @@ public enum MlpActivation
     [JsonStringEnumMemberName("swiglu")]
     SwiGlu,
 
-    /// <summary>GELU (GPT): down(GELU(x W_up)); two kernels.</summary>
+    /// <summary>GELU (exact, with erf): down(GELU(x W_up)); two kernels.</summary>
     Gelu,
 
     /// <summary>GeGLU (T5.1.1's gated GELU): down(GELU_tanh(x W_gate) · (x W_up)); three kernels.</summary>
     [JsonStringEnumMemberName("geglu")]
     GeGlu,
+
+    /// <summary>GELU with the tanh approximation (GPT-2's <c>gelu_new</c>): down(GELU_tanh(x W_up)); two kernels.</summary>
+    GeluTanh,
 }
 
 /// <summary>How token positions enter the model.</summary>
@@ -98,11 +101,38 @@ public sealed record DecoderLmOptions : ModelOptions
     /// <summary>Rotary base frequency.</summary>
     public double RopeBase { get; init; } = 10000;
 
+    /// <summary>Rotary position scaling for a context longer than the trained one (Llama 3.1, position interpolation), or null for none.</summary>
+    public RopeScaling? RopeScaling { get; init; }
+
     /// <summary>Epsilon of the norms.</summary>
     public double NormEpsilon { get; init; } = 1e-6;
 
     /// <summary>Mixture-of-experts MLPs (every layer or every k-th layer), or null for dense MLPs.</summary>
     public MoeOptions? Moe { get; init; }
+
+    /// <summary>Multiply the token embeddings by √d_model (in the embedding's dtype), as Gemma does.</summary>
+    public bool ScaleEmbeddings { get; init; }
+
+    /// <summary>
+    /// RMSNorms scale by (1 + w) rather than w, with w stored and initialised to 0, as Gemma's do: the weight keeps its
+    /// own value, so the scale round-trips to Gemma's checkpoints bit for bit. RMSNorm only.
+    /// </summary>
+    public bool NormUnitOffset { get; init; }
+
+    /// <summary>
+    /// Gemma 2's extra norms: each sublayer's output is normed before the residual add,
+    /// h = x + N₂(Attn(N₁ x)); y = h + N₄(MLP(N₃ h)). Serial blocks only.
+    /// </summary>
+    public bool PostNorms { get; init; }
+
+    /// <summary>Attention scores are scaled by this^-½ instead of head_dim^-½ (Gemma 2's query_pre_attn_scalar); null = head_dim.</summary>
+    public double? QueryPreAttnScalar { get; init; }
+
+    /// <summary>Attention scores are soft-capped to cap · tanh(s / cap) before masking (Gemma 2: 50); null = no cap.</summary>
+    public double? AttentionLogitSoftcap { get; init; }
+
+    /// <summary>The output logits are soft-capped to cap · tanh(z / cap) (Gemma 2: 30); null = no cap.</summary>
+    public double? FinalLogitSoftcap { get; init; }
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid field and the valid range.</summary>
     public override DecoderLmOptions Validate()
@@ -120,8 +150,18 @@ public sealed record DecoderLmOptions : ModelOptions
         if (Positions == PositionEncoding.Rotary && HeadDim % 2 != 0)
             throw new ArgumentException($"model.head_dim = {HeadDim} must be even for rotary position embeddings");
         if (!(RopeBase > 1)) throw new ArgumentException($"model.rope_base = {RopeBase} must be greater than 1");
+        if (RopeScaling is not null && Positions != PositionEncoding.Rotary)
+            throw new ArgumentException($"model.rope_scaling is set but model.positions = {Positions}: scaling applies to rotary positions only");
+        RopeScaling?.Validate();
         if (!(NormEpsilon > 0)) throw new ArgumentException($"model.norm_epsilon = {NormEpsilon} must be positive");
         Moe?.Validate();
+        if (NormUnitOffset && Norm != NormKind.RmsNorm)
+            throw new ArgumentException($"model.norm_unit_offset = true needs model.norm = rms_norm, not {Norm}");
+        if (PostNorms && ParallelBlock)
+            throw new ArgumentException("model.post_norms = true needs serial blocks (model.parallel_block = false)");
+        if (QueryPreAttnScalar is { } scalar && !(scalar > 0)) throw new ArgumentException($"model.query_pre_attn_scalar = {scalar} must be positive, or null for head_dim");
+        if (AttentionLogitSoftcap is { } cap && !(cap > 0)) throw new ArgumentException($"model.attention_logit_softcap = {cap} must be positive, or null for none");
+        if (FinalLogitSoftcap is { } final && !(final > 0)) throw new ArgumentException($"model.final_logit_softcap = {final} must be positive, or null for none");
         return this;
     }
 

@@ -40,6 +40,7 @@ public static class GgufLlama
         if (model.Options is not DecoderLmOptions o)
             throw new ArgumentException($"a {model.Options.Architecture} model is not a Llama: only decoder-only (decoder_lm) models export to GGUF");
         if (HuggingFaceLlama.Instance.WhyNot(o) is { } reason) throw new ArgumentException($"this model is not exactly a llama.cpp Llama: {reason}");
+        if (o.RopeScaling is not null) throw new ArgumentException("model.rope_scaling is set: Loom's GGUF export writes unscaled rotary positions only");
         var tokenizer = TokenizerMetadata(vocabulary ?? new ByteVocabulary(), o.VocabSize);
         if (o.HeadDim % 2 != 0) throw new ArgumentException($"model.head_dim = {o.HeadDim}: rotary positions need an even head width");
         if (model.TensorParallel.Parts > 1) throw new ArgumentException("this rank holds part of a tensor-parallel model: export from its checkpoint in one process");

@@ -36,16 +36,30 @@ public sealed class HuggingFaceLlama : IHuggingFaceArchitecture
             { UseBias: true } => "model.use_bias = true: Llama's kernels have no biases",
             { Moe: not null } => "model.moe: a decoder with a mixture of experts is a MixtralForCausalLM, not a Llama",
             { SharedEmbeddings: true, ScaleSharedLogits: true } => "model.shared_embeddings with model.scale_shared_logits = true: Llama's tied output projection does not divide the logits by √d_model; train with scale_shared_logits = false",
-            _ => null,
+            _ => WhyNotPlainDecoder(options, "Llama"),
         };
     }
+
+    /// <summary>
+    /// The first of Gemma's options (see <see cref="HuggingFaceGemma"/>) that <paramref name="options"/> sets, which a
+    /// Llama or a GPT-2 (<paramref name="architecture"/>) does not have; null when none is set.
+    /// </summary>
+    internal static string? WhyNotPlainDecoder(DecoderLmOptions options, string architecture) => options switch
+    {
+        { ScaleEmbeddings: true } => $"model.scale_embeddings = true: {architecture} does not scale its embeddings (Gemma does)",
+        { NormUnitOffset: true } => $"model.norm_unit_offset = true: {architecture}'s norms scale by w, not 1 + w (Gemma's do)",
+        { PostNorms: true } => $"model.post_norms = true: {architecture} has no norms on the sublayers' outputs (Gemma 2 does)",
+        { QueryPreAttnScalar: { } s } => $"model.query_pre_attn_scalar = {s}: {architecture} scales attention scores by 1/√head_dim (Gemma 2 sets the scale)",
+        { AttentionLogitSoftcap: { } c } => $"model.attention_logit_softcap = {c}: {architecture} does not cap attention scores (Gemma 2 does)",
+        { FinalLogitSoftcap: { } c } => $"model.final_logit_softcap = {c}: {architecture} does not cap its logits (Gemma 2 does)",
+        _ => null,
+    };
 
     /// <inheritdoc />
     public ModelOptions ReadOptions(HuggingFaceConfig config)
     {
         ArgumentNullException.ThrowIfNull(config);
-        if (config.Json["rope_scaling"] is JsonObject scaling)
-            throw config.Error($"rope_scaling type {scaling["rope_type"] ?? scaling["type"]} is not supported yet: Loom imports unscaled rotary positions");
+        var ropeScaling = ReadRopeScaling(config);
         if (config.Flag("attention_bias") || config.Flag("mlp_bias")) throw config.Error("attention_bias or mlp_bias is set; Loom imports Llamas without biases");
         if (config.String("hidden_act") is { } act && act != "silu")
             throw config.Error($"hidden_act = {act}: Llama's SwiGLU uses silu");
@@ -68,6 +82,7 @@ public sealed class HuggingFaceLlama : IHuggingFaceArchitecture
                 ParallelBlock = false,
                 Positions = PositionEncoding.Rotary,
                 RopeBase = config.Number("rope_theta", 10000),
+                RopeScaling = ropeScaling,
                 Norm = NormKind.RmsNorm,
                 NormEpsilon = config.Number("rms_norm_eps", 1e-6),
                 UseBias = false,
@@ -105,7 +120,7 @@ public sealed class HuggingFaceLlama : IHuggingFaceArchitecture
             ["num_key_value_heads"] = o.NumKvHeads,
             ["pretraining_tp"] = 1,
             ["rms_norm_eps"] = o.NormEpsilon,
-            ["rope_scaling"] = null,
+            ["rope_scaling"] = WriteRopeScaling(o.RopeScaling),
             ["rope_theta"] = o.RopeBase,
             ["tie_word_embeddings"] = o.SharedEmbeddings,
             ["torch_dtype"] = "float32",
@@ -113,6 +128,56 @@ public sealed class HuggingFaceLlama : IHuggingFaceArchitecture
             ["vocab_size"] = o.VocabSize,
         };
     }
+
+    /// <summary>
+    /// config.json's <c>rope_scaling</c> as Loom's option: null, absent or type "default" is none; "linear" and "llama3"
+    /// (under <c>rope_type</c>, or the older <c>type</c>) are read; any other type is refused naming it.
+    /// </summary>
+    /// <exception cref="InvalidDataException">An unsupported type, or a missing or invalid field; the message names it.</exception>
+    public static RopeScaling? ReadRopeScaling(HuggingFaceConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        if (config.Json["rope_scaling"] is not JsonObject scaling) return null;
+        var fields = new HuggingFaceConfig(scaling, config.Path + " rope_scaling");
+        string? type = fields.String("rope_type") ?? fields.String("type");
+        double Factor() => fields.OptionalNumber("factor") ?? throw config.Error($"rope_scaling of type {type} has no \"factor\"");
+        try
+        {
+            return type switch
+            {
+                null or "default" => null,
+                "linear" => new RopeScaling { Type = RopeScalingType.Linear, Factor = Factor() }.Validate(),
+                "llama3" => new RopeScaling
+                {
+                    Type = RopeScalingType.Llama3,
+                    Factor = Factor(),
+                    LowFreqFactor = fields.OptionalNumber("low_freq_factor") ?? throw config.Error("rope_scaling of type llama3 has no \"low_freq_factor\""),
+                    HighFreqFactor = fields.OptionalNumber("high_freq_factor") ?? throw config.Error("rope_scaling of type llama3 has no \"high_freq_factor\""),
+                    OriginalMaxPositionEmbeddings = fields.OptionalInt("original_max_position_embeddings") ?? throw config.Error("rope_scaling of type llama3 has no \"original_max_position_embeddings\""),
+                }.Validate(),
+                _ => throw config.Error($"rope_scaling type {type} is not supported: Loom reads linear and llama3 scaling"),
+            };
+        }
+        catch (ArgumentException e)
+        {
+            throw config.Error(e.Message);
+        }
+    }
+
+    /// <summary>Loom's rotary scaling as config.json's <c>rope_scaling</c> object (null for none), as transformers writes it.</summary>
+    public static JsonObject? WriteRopeScaling(RopeScaling? scaling) => scaling switch
+    {
+        null => null,
+        { Type: RopeScalingType.Llama3 } => new JsonObject
+        {
+            ["factor"] = scaling.Factor,
+            ["high_freq_factor"] = scaling.HighFreqFactor,
+            ["low_freq_factor"] = scaling.LowFreqFactor,
+            ["original_max_position_embeddings"] = scaling.OriginalMaxPositionEmbeddings,
+            ["rope_type"] = "llama3",
+        },
+        _ => new JsonObject { ["factor"] = scaling.Factor, ["rope_type"] = "linear" },
+    };
 
     /// <inheritdoc />
     public IReadOnlyDictionary<string, Tensor> ToHuggingFace(ModelOptions model, IReadOnlyDictionary<string, Tensor> state)

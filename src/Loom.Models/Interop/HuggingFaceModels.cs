@@ -35,7 +35,8 @@ public static class HuggingFaceModels
     public const string SpecPrefix = "hf:";
 
     /// <summary>The architectures Loom reads and writes, in the order export tries them.</summary>
-    public static IReadOnlyList<IHuggingFaceArchitecture> Architectures { get; } = [HuggingFaceLlama.Instance, HuggingFaceMixtral.Instance, HuggingFaceT5.Instance];
+    public static IReadOnlyList<IHuggingFaceArchitecture> Architectures { get; } =
+        [HuggingFaceLlama.Instance, HuggingFaceMixtral.Instance, HuggingFaceGpt2.Instance, HuggingFaceGemma.Gemma, HuggingFaceGemma.Gemma2, HuggingFaceT5.Instance];
 
     /// <summary>Every <c>architectures</c> name Loom imports.</summary>
     public static IEnumerable<string> SupportedNames => Architectures.SelectMany(a => a.Names);

@@ -18,14 +18,19 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
     private readonly int headDim;
     private int heads, kvHeads; // this rank's, once sharded
     private readonly Rotary? rotary;
+    private readonly double? scale, softcap;
 
     /// <summary>
     /// Creates the layer; <paramref name="rotary"/> is shared by all layers (null for learned positions);
-    /// initial values come from <paramref name="generator"/> (torch's default when null).
+    /// initial values come from <paramref name="generator"/> (torch's default when null). Scores are scaled by
+    /// <paramref name="scale"/> (null: 1/√head_dim) and, with <paramref name="softcap"/>, capped to cap · tanh(s / cap) (Gemma 2).
     /// </summary>
-    public Attention(int modelDim, int heads, int kvHeads, int headDim, bool useBias, Rotary? rotary, Device? device = null, Generator? generator = null)
+    public Attention(int modelDim, int heads, int kvHeads, int headDim, bool useBias, Rotary? rotary, Device? device = null, Generator? generator = null,
+        double? scale = null, double? softcap = null)
         : base(nameof(Attention))
     {
+        this.scale = scale;
+        this.softcap = softcap;
         this.heads = heads;
         this.kvHeads = kvHeads;
         this.headDim = headDim;
@@ -95,7 +100,9 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
             k = context is null ? rotary.Apply(k, 0) : rotary.Apply(k, context.Positions);
         }
         var inputs = context?.Attend(layer, k, v) ?? new AttentionInputs(k, v, null, IsCausal: true); // keys (B, Hkv, S, Dh)
-        var y = Attend(q, inputs, heads);                                    // (B, H, T, Dh)
+        var y = scale is null && softcap is null
+            ? Attend(q, inputs, heads)                                       // (B, H, T, Dh), fused
+            : Attend(q, inputs, heads, scale ?? 1 / Math.Sqrt(headDim), softcap); // (B, H, T, Dh), written out
         return wo.Forward(y.transpose(1, 2).reshape(b, t, heads * headDim), addOutputBias); // (B, T, D)
     }
 
@@ -111,6 +118,23 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
         return inputs.Mask is { } mask
             ? nn.functional.scaled_dot_product_attention(q, k, v, mask)                    // mask (B, 1, T, S)
             : nn.functional.scaled_dot_product_attention(q, k, v, is_casual: inputs.IsCausal);
+    }
+
+    /// <summary>
+    /// softmax(mask(cap · tanh(QKᵀ · scale / cap))) V written out, for what the fused kernel cannot do (Gemma 2's soft-capped
+    /// scores and its query scale), as transformers' eager attention computes it: scores scaled, capped (when
+    /// <paramref name="softcap"/> is given), masked, then a float32 softmax. Queries (B, H, T, Dh), (B, H, T, Dh) out.
+    /// </summary>
+    public static Tensor Attend(Tensor q, AttentionInputs inputs, int heads, double scale, double? softcap)
+    {
+        var k = ExpandKvHeads(inputs.Keys.to(q.dtype), heads);          // (B, H, S, Dh)
+        var v = ExpandKvHeads(inputs.Values.to(q.dtype), heads);        // (B, H, S, Dh)
+        var scores = q.matmul(k.transpose(-2, -1)) * scale;            // (B, H, T, S)
+        if (softcap is { } cap) scores = (scores / cap).tanh() * cap;   // in (-cap, cap)
+        var allowed = inputs.Mask                                       // (B, 1, T, S) or (T, S); null: all-to-all
+            ?? (inputs.IsCausal ? CausalMask(q.shape[2], k.shape[2] - q.shape[2], q.device) : null);
+        if (allowed is not null) scores = scores.masked_fill(allowed.logical_not(), double.NegativeInfinity);
+        return scores.softmax(-1, ScalarType.Float32).to(q.dtype).matmul(v); // (B, H, T, Dh)
     }
 
     /// <summary>Repeats each of Hkv heads H/Hkv times along dim 1: (B, Hkv, S, Dh) -> (B, H, S, Dh).</summary>

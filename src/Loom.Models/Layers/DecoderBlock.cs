@@ -6,12 +6,15 @@ namespace Loom.Models.Layers;
 
 /// <summary>
 /// One decoder block. Parallel (PaLM): y = x + Attn(LN x) + MLP(LN x), one norm shared by both
-/// branches. Serial (GPT): h = x + Attn(LN₁ x); y = h + MLP(LN₂ h).
+/// branches. Serial (GPT): h = x + Attn(LN₁ x); y = h + MLP(LN₂ h). Serial with post-norms (Gemma 2):
+/// h = x + LN₂(Attn(LN₁ x)); y = h + LN₄(MLP(LN₃ h)).
 /// </summary>
 public sealed class DecoderBlock : nn.Module<Tensor, Tensor>
 {
     private readonly nn.Module<Tensor, Tensor> norm;
     private readonly nn.Module<Tensor, Tensor>? mlp_norm;
+    private readonly nn.Module<Tensor, Tensor>? post_attn_norm; // post-norms only
+    private readonly nn.Module<Tensor, Tensor>? post_mlp_norm;  // post-norms only
     private readonly Attention attn;
     private readonly nn.Module mlp; // a dense Mlp or an MoeMlp
     private readonly int layer;
@@ -20,15 +23,19 @@ public sealed class DecoderBlock : nn.Module<Tensor, Tensor>
 
     /// <summary>
     /// Creates block number <paramref name="layer"/> around an attention layer and a feed-forward layer
-    /// (a dense <see cref="Mlp"/> or an <see cref="MoeMlp"/>); <paramref name="parallel"/> chooses PaLM's block.
+    /// (a dense <see cref="Mlp"/> or an <see cref="MoeMlp"/>); <paramref name="parallel"/> chooses PaLM's block,
+    /// <paramref name="postNorms"/> Gemma 2's norms on each sublayer's output (serial blocks only).
     /// </summary>
-    public DecoderBlock(int layer, Attention attention, nn.Module feedForward, Func<nn.Module<Tensor, Tensor>> norms, bool parallel)
+    public DecoderBlock(int layer, Attention attention, nn.Module feedForward, Func<nn.Module<Tensor, Tensor>> norms, bool parallel, bool postNorms = false)
         : base(nameof(DecoderBlock))
     {
         ArgumentNullException.ThrowIfNull(norms);
+        if (parallel && postNorms) throw new ArgumentException("post-norms need a serial block", nameof(postNorms));
         this.layer = layer;
         norm = norms();
         mlp_norm = parallel ? null : norms();
+        post_attn_norm = postNorms ? norms() : null;
+        post_mlp_norm = postNorms ? norms() : null;
         attn = attention ?? throw new ArgumentNullException(nameof(attention));
         mlp = feedForward ?? throw new ArgumentNullException(nameof(feedForward));
         RegisterComponents();
@@ -52,9 +59,12 @@ public sealed class DecoderBlock : nn.Module<Tensor, Tensor>
             var h = norm.forward(x);                                                            // (B, T, D)
             return x + attn.Forward(h, layer, context) + MoeTrace.FeedForward(mlp, h, trace);    // (B, T, D)
         }
-        x = x + attn.Forward(norm.forward(x), layer, context);                                  // (B, T, D)
-        return x + MoeTrace.FeedForward(mlp, mlp_norm.forward(x), trace);                       // (B, T, D)
+        x = x + PostNorm(post_attn_norm, attn.Forward(norm.forward(x), layer, context));        // (B, T, D)
+        return x + PostNorm(post_mlp_norm, MoeTrace.FeedForward(mlp, mlp_norm.forward(x), trace)); // (B, T, D)
     }
+
+    /// <summary>A sublayer's output, (B, T, D), through its post-norm when the block has them.</summary>
+    private static Tensor PostNorm(nn.Module<Tensor, Tensor>? postNorm, Tensor y) => postNorm is null ? y : postNorm.forward(y);
 
     /// <summary>
     /// Splits the block over the model group (Megatron-style): the attention's heads when <paramref name="heads"/>
@@ -101,6 +111,19 @@ public sealed class DecoderBlock : nn.Module<Tensor, Tensor>
             return mlpSharded ? AddBias(y, ((Mlp)mlp).OutputBias) : y;                  // (B, T, D)
         }
         var a = norm.forward(x);                                                         // (B, T, D)
+        if (post_attn_norm is not null && post_mlp_norm is not null)
+        {
+            // Post-norms see each sublayer's whole output: gathered and biased before the norm, then added.
+            var attended = attentionSharded
+                ? AddBias(ModelParallelRegion.Exit(attn.Forward(ModelParallelRegion.Enter(a, group), layer, context, addOutputBias: false), group), attn.OutputBias)
+                : attn.Forward(a, layer, context);                                       // (B, T, D)
+            x = x + post_attn_norm.forward(attended);                                    // (B, T, D)
+            var normed = mlp_norm.forward(x);                                            // (B, T, D)
+            var fed = mlpSharded
+                ? AddBias(ModelParallelRegion.Exit(((Mlp)mlp).Forward(ModelParallelRegion.Enter(normed, group), addOutputBias: false), group), ((Mlp)mlp).OutputBias)
+                : MoeTrace.FeedForward(mlp, normed, trace);                              // (B, T, D)
+            return x + post_mlp_norm.forward(fed);                                       // (B, T, D)
+        }
         x = attentionSharded
             ? AddBias(x + ModelParallelRegion.Exit(attn.Forward(ModelParallelRegion.Enter(a, group), layer, context, addOutputBias: false), group), attn.OutputBias)
             : x + attn.Forward(a, layer, context);                                       // (B, T, D)

@@ -3,7 +3,7 @@ using static TorchSharp.torch;
 
 namespace Loom.Models.Layers;
 
-/// <summary>Feed-forward layer: SwiGLU down(silu(x W_gate) · x W_up), GeGLU down(gelu(x W_gate) · x W_up) or GELU down(gelu(x W_up)).</summary>
+/// <summary>Feed-forward layer: SwiGLU down(silu(x W_gate) · x W_up), GeGLU down(gelu(x W_gate) · x W_up) or GELU down(gelu(x W_up)) (exact or tanh-approximated).</summary>
 public sealed class Mlp : nn.Module<Tensor, Tensor>
 {
     private readonly Dense? gate; // (F, D), SwiGLU only
@@ -51,13 +51,14 @@ public sealed class Mlp : nn.Module<Tensor, Tensor>
 public static class MlpActivations
 {
     /// <summary>Whether the activation multiplies a gate branch into the up branch (three kernels, not two).</summary>
-    public static bool IsGated(this MlpActivation activation) => activation != MlpActivation.Gelu;
+    public static bool IsGated(this MlpActivation activation) => activation is MlpActivation.SwiGlu or MlpActivation.GeGlu;
 
     /// <summary>The hidden units from the gate branch's pre-activations (null when not gated) and the up branch's, (..., F).</summary>
     public static Tensor Hidden(MlpActivation activation, Tensor? gate, Tensor up) => activation switch
     {
         MlpActivation.SwiGlu => nn.functional.silu(gate ?? throw NoGate(activation)) * up,
         MlpActivation.GeGlu => (gate ?? throw NoGate(activation)).gelu(TorchSharp.Modules.GELU.Approximate.tanh) * up,
+        MlpActivation.GeluTanh => up.gelu(TorchSharp.Modules.GELU.Approximate.tanh),
         _ => nn.functional.gelu(up),
     };
 

@@ -4,17 +4,22 @@ using static TorchSharp.torch;
 
 namespace Loom.Models.Layers;
 
-/// <summary>Root-mean-square norm: x / sqrt(mean(x²) + ε) · g.</summary>
+/// <summary>Root-mean-square norm: x / sqrt(mean(x²) + ε) · g, or · (1 + g) with a unit offset (Gemma).</summary>
 public sealed class RmsNorm : nn.Module<Tensor, Tensor>
 {
     private readonly Parameter weight; // (D)
     private readonly double eps;
+    private readonly bool unitOffset;
 
-    /// <summary>Creates the norm with unit scale.</summary>
-    public RmsNorm(int dim, double eps, Device? device = null) : base(nameof(RmsNorm))
+    /// <summary>
+    /// Creates the norm with unit scale: g = 1, or, with <paramref name="unitOffset"/>, g = 0 scaling by 1 + g (Gemma
+    /// stores the offset from 1, so the weight is kept as stored rather than folded into 1 + g).
+    /// </summary>
+    public RmsNorm(int dim, double eps, Device? device = null, bool unitOffset = false) : base(nameof(RmsNorm))
     {
-        weight = new Parameter(ones(dim, device: device));
+        weight = new Parameter(unitOffset ? zeros(dim, device: device) : ones(dim, device: device));
         this.eps = eps;
+        this.unitOffset = unitOffset;
         RegisterComponents();
     }
 
@@ -22,7 +27,7 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x) // (..., D)
     {
         var rms = x.pow(2).mean(new long[] { -1 }, keepdim: true).add_(eps).rsqrt_(); // (..., 1)
-        return x * rms * weight;
+        return unitOffset ? x * rms * (1 + weight) : x * rms * weight;
     }
 }
 
@@ -50,10 +55,13 @@ public sealed class LayerNorm : nn.Module<Tensor, Tensor>
 /// <summary>Builds the norm a <see cref="NormKind"/> names.</summary>
 public static class Norms
 {
-    /// <summary>A <paramref name="kind"/> norm over the last <paramref name="dim"/> features (a layer norm's bias only with <paramref name="useBias"/>).</summary>
-    public static nn.Module<Tensor, Tensor> Create(NormKind kind, int dim, double eps, bool useBias, Device? device) => kind switch
+    /// <summary>
+    /// A <paramref name="kind"/> norm over the last <paramref name="dim"/> features (a layer norm's bias only with
+    /// <paramref name="useBias"/>; an RMSNorm scaling by 1 + g with <paramref name="unitOffset"/>).
+    /// </summary>
+    public static nn.Module<Tensor, Tensor> Create(NormKind kind, int dim, double eps, bool useBias, Device? device, bool unitOffset = false) => kind switch
     {
-        NormKind.RmsNorm => new RmsNorm(dim, eps, device),
+        NormKind.RmsNorm => new RmsNorm(dim, eps, device, unitOffset),
         _ => new LayerNorm(dim, eps, useBias, device),
     };
 }

@@ -12,16 +12,28 @@ public sealed class Rotary : nn.Module
     private readonly Tensor cos; // (maxLen, D/2)
     private readonly Tensor sin; // (maxLen, D/2)
 
-    /// <summary>Precomputes the angles for positions 0..maxLength-1.</summary>
-    public Rotary(int headDim, int maxLength, double ropeBase, Device? device = null) : base(nameof(Rotary))
+    /// <summary>Precomputes the angles for positions 0..maxLength-1, with the frequencies scaled by <paramref name="scaling"/> when given.</summary>
+    public Rotary(int headDim, int maxLength, double ropeBase, Device? device = null, RopeScaling? scaling = null) : base(nameof(Rotary))
     {
         var compute = device?.type == DeviceType.META ? CPU : device ?? CPU;
-        var inv = pow(ropeBase, -arange(0, headDim, 2, dtype: float64, device: compute) / headDim); // (D/2)
+        var inv = tensor(InverseFrequencies(headDim, ropeBase, scaling), dtype: float64, device: compute); // (D/2)
         var angles = outer(arange(maxLength, dtype: float64, device: compute), inv);                // (maxLen, D/2)
         cos = angles.cos().to(float32).to(device ?? CPU);
         sin = angles.sin().to(float32).to(device ?? CPU);
         register_buffer(nameof(cos), cos, persistent: false);
         register_buffer(nameof(sin), sin, persistent: false);
+    }
+
+    /// <summary>
+    /// The angle per position of each of a head's D/2 pairs: base^(-2i/D), scaled by <paramref name="scaling"/> when
+    /// given; in float64, so that the float32 tables are the correctly rounded cosines and sines.
+    /// </summary>
+    public static double[] InverseFrequencies(int headDim, double ropeBase, RopeScaling? scaling = null)
+    {
+        using var exponents = -arange(0, headDim, 2, dtype: float64) / headDim; // (D/2)
+        using var unscaled = pow(ropeBase, exponents);                           // (D/2)
+        var inv = unscaled.data<double>().ToArray();
+        return scaling is null ? inv : scaling.Apply(inv);
     }
 
     /// <summary>Rotates <paramref name="x"/>, (B, H, T, D), whose tokens sit at positions start..start+T-1.</summary>

@@ -7,14 +7,42 @@ namespace Loom.Inference.Tests.Engine;
 
 public class ContinuousBatchingEngineTests
 {
-    private static DecoderLm Model(PositionEncoding positions = PositionEncoding.Rotary, int kvHeads = 1)
+    private static DecoderLm Model(PositionEncoding positions = PositionEncoding.Rotary, int kvHeads = 1) => Model(new DecoderLmOptions
+    {
+        VocabSize = 258, ModelDim = 32, NumLayers = 2, NumHeads = 4, NumKvHeads = kvHeads, HeadDim = 8, MlpDim = 64,
+        MaxSequenceLength = 64, Positions = positions,
+    });
+
+    private static DecoderLm Model(DecoderLmOptions options)
     {
         using var generator = new Generator(17);
-        return new DecoderLm(new DecoderLmOptions
-        {
-            VocabSize = 258, ModelDim = 32, NumLayers = 2, NumHeads = 4, NumKvHeads = kvHeads, HeadDim = 8, MlpDim = 64,
-            MaxSequenceLength = 64, Positions = positions,
-        }, generator: generator);
+        return new DecoderLm(options, generator: generator);
+    }
+
+    /// <summary>
+    /// Gemma 2's options: scaled embeddings, (1 + w) norms, post-norms, a query scale and soft caps tight enough to
+    /// change the scores, so that the paged engine's masked attention takes the written-out path.
+    /// </summary>
+    private static DecoderLm Gemma2Model() => Model(new DecoderLmOptions
+    {
+        VocabSize = 258, ModelDim = 32, NumLayers = 2, NumHeads = 4, NumKvHeads = 2, HeadDim = 16, MlpDim = 64,
+        MaxSequenceLength = 64, ParallelBlock = false, Activation = MlpActivation.GeGlu, SharedEmbeddings = true, ScaleSharedLogits = false,
+        ScaleEmbeddings = true, NormUnitOffset = true, PostNorms = true, QueryPreAttnScalar = 24, AttentionLogitSoftcap = 1.5, FinalLogitSoftcap = 4,
+    });
+
+    [Fact]
+    public async Task SoftCappedGemma2AttentionGivesTheSameGreedyTokensInTheEngineAsWithoutACache()
+    {
+        using var model = Gemma2Model();
+        using var engine = new ContinuousBatchingEngine(model, Bytes, "tiny", new EngineOptions { BlockSize = 4, TokenBudget = 24, MaxRunning = 4 });
+        var random = new Random(11);
+        var requests = Enumerable.Range(0, 6).Select(i => new GenerationRequest(RandomPrompt(random, random.Next(1, 30)),
+            new SamplingOptions { Temperature = 0, MaxTokens = random.Next(1, 12), StopAtEos = false })).ToList();
+        var outputs = await Task.WhenAll(requests.Select(r => Collect(engine, r)));
+        var reference = new TextGenerator(model, Bytes.EosId);
+        for (int i = 0; i < requests.Count; i++)
+            Assert.Equal(reference.GenerateWithoutCache(requests[i].Prompt, requests[i].Sampling).ToList(), outputs[i]);
+        await WaitIdle(engine);
     }
 
     private static readonly ByteVocabulary Bytes = new();
