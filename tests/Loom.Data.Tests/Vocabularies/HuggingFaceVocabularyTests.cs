@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.Json;
+using System.Text.RegularExpressions;
 
 namespace Loom.Data.Tests;
 
@@ -283,6 +284,82 @@ public class HuggingFaceVocabularyTests
             Assert.Equal(text, v.Decode(v.Encode(text)));
         Assert.Equal("\uFFFD", v.Decode([3 + 0xC3])); // a lone lead byte is one U+FFFD per byte, as tokenizers' ByteFallback
         Assert.Equal("<s>", v.Decode([1]));
+    }
+
+    /// <summary>GPT-2's bytes_to_unicode, written out here as in openai/gpt-2's encoder.py.</summary>
+    private static string ByteChar(int b)
+    {
+        int n = 0;
+        for (int x = 0; x < 256; x++)
+        {
+            bool printable = (x >= '!' && x <= '~') || (x >= 0xA1 && x <= 0xAC) || (x >= 0xAE && x <= 0xFF);
+            if (x == b) return ((char)(printable ? x : 256 + n)).ToString();
+            if (!printable) n++;
+        }
+        throw new ArgumentOutOfRangeException(nameof(b));
+    }
+
+    private static string TinyByteLevelTokenizer(object preTokenizer, bool ignoreMerges)
+    {
+        var vocab = new Dictionary<string, int>();
+        for (int b = 0; b < 256; b++) vocab[ByteChar(b)] = b;
+        vocab["Ġh"] = 256; vocab["Ġhi"] = 257; vocab["ab"] = 258; vocab["abc"] = 259; vocab["<|endoftext|>"] = 260;
+        var json = new Dictionary<string, object?>
+        {
+            ["added_tokens"] = new[] { new { id = 260, content = "<|endoftext|>", single_word = false, lstrip = false, rstrip = false, normalized = false, special = true } },
+            ["normalizer"] = null,
+            ["pre_tokenizer"] = preTokenizer,
+            ["post_processor"] = new { type = "ByteLevel", add_prefix_space = true, trim_offsets = false, use_regex = true },
+            ["decoder"] = new { type = "ByteLevel", add_prefix_space = true, trim_offsets = true, use_regex = true },
+            ["model"] = new Dictionary<string, object?>
+            {
+                ["type"] = "BPE", ["continuing_subword_prefix"] = "", ["end_of_word_suffix"] = "", ["ignore_merges"] = ignoreMerges,
+                ["vocab"] = vocab, ["merges"] = new[] { new[] { "Ġ", "h" }, new[] { "Ġh", "i" }, new[] { "a", "b" } },
+            },
+        };
+        return JsonSerializer.Serialize(json);
+    }
+
+    [Fact]
+    public void TinyByteLevelBpeMapsBytesToCharactersAndDecodesThemBack()
+    {
+        using var dir = new TempDirectory();
+        var v = new HuggingFaceVocabulary(dir.Write("tokenizer.json",
+            TinyByteLevelTokenizer(new { type = "ByteLevel", add_prefix_space = true, trim_offsets = true, use_regex = true }, ignoreMerges: false)));
+        int B(char c) => c; // the byte-level characters of ASCII bytes have the byte's id here
+        Assert.Equal([257, 257, B('!')], v.Encode("hi hi!"));                      // a space is put first; GPT-2's regex splits words
+        Assert.Equal([257, B(' '), 0xC3, 0xA9, 260, 257], v.Encode("hi é<|endoftext|>hi"));         // each piece beside an added token gets its space
+        Assert.Equal([258, B('c')], v.Encode("abc")[1..]);                            // merges only: abc is ab + c
+        Assert.Equal(" hi hi!", v.Decode(v.Encode("hi hi!")));                       // the decoder keeps the added space
+        Assert.Equal(" 🎉 é", v.Decode(v.Encode("🎉 é")));
+        Assert.Equal("a\uFFFDb", v.Decode([B('a'), 0xF0, 0x9F, B('b')]));           // a cut sequence is one U+FFFD, as from_utf8_lossy
+        Assert.Equal("xx", v.Decode([B('x'), 260, B('x')])); // EOS is skipped
+        Assert.Null(v.BosId);
+        Assert.Equal(260, v.EosId);
+    }
+
+    [Fact]
+    public void TinySplitRegexMatchesByCodePointAndIgnoreMergesTakesWholeWords()
+    {
+        object pre = new
+        {
+            type = "Sequence",
+            pretokenizers = new object[]
+            {
+                new { type = "Split", pattern = new { Regex = @"(?i:'s)|\p{L}+|\s+" }, behavior = "Isolated", invert = false },
+                new { type = "ByteLevel", add_prefix_space = false, trim_offsets = true, use_regex = false },
+            },
+        };
+        using var dir = new TempDirectory();
+        var v = new HuggingFaceVocabulary(dir.Write("tokenizer.json", TinyByteLevelTokenizer(pre, ignoreMerges: true)));
+        Assert.Equal([259, B(' '), 258, B('d')], v.Encode("abc abd"));            // abc is in the vocabulary: one token, no merges
+        Assert.Equal("abc abd'S", v.Decode(v.Encode("abc abd'S")));
+
+        var letters = new HuggingFaceVocabulary.CodePointRegex(new Regex(@"\p{L}+", RegexOptions.CultureInvariant));
+        Assert.Equal(new[] { (0, 4), (7, 1) }, letters.Matches("a𝔘b 🎉c").ToArray());               // 𝔘 (U+1D518) is a letter; 🎉 is not
+        Assert.Equal(new[] { (0, 2) }, new HuggingFaceVocabulary.CodePointRegex(new Regex(@"\p{N}", RegexOptions.CultureInvariant)).Matches("𝟘").ToArray());
+
+        static int B(char c) => c;
     }
 
     [Fact]
