@@ -9,17 +9,19 @@ namespace Loom.Data;
 /// A Hugging Face tokenizer read from its <c>tokenizer.json</c> (the <c>tokenizers</c> library's file), with
 /// special tokens from the <c>tokenizer_config.json</c> beside it when there is one. It reproduces the
 /// <c>tokenizers</c> pipeline for BPE models, those with byte fallback such as Llama 2, Mistral and Gemma and byte-level
-/// ones such as GPT-2, Llama 3 and Qwen 2.5: added tokens, the normalizer, the pre-tokenizer, BPE merges and the decoder.
+/// ones such as GPT-2, Llama 3 and Qwen 2.5, and for Unigram models: added tokens, the normalizer, the pre-tokenizer, the
+/// model and the decoder.
 /// </summary>
 /// <remarks>
 /// <para>Supported parts: model <c>BPE</c> (without dropout, continuing-subword prefix or end-of-word suffix;
-/// with <c>byte_fallback</c>, <c>fuse_unk</c> and <c>ignore_merges</c>); normalizers <c>Sequence</c>,
+/// with <c>byte_fallback</c>, <c>fuse_unk</c> and <c>ignore_merges</c>) and <c>Unigram</c> (Viterbi, unknown runs
+/// fused, with <c>byte_fallback</c>; it needs <c>unk_id</c>); normalizers <c>Sequence</c>,
 /// <c>Prepend</c>, <c>Replace</c>, <c>NFC</c>, <c>NFD</c>, <c>NFKC</c>, <c>NFKD</c> and <c>Lowercase</c>;
-/// pre-tokenizers <c>Sequence</c>, <c>Metaspace</c>, <c>Split</c> (a string or a regex, matched by code point as
+/// pre-tokenizers <c>Sequence</c>, <c>Metaspace</c>, <c>WhitespaceSplit</c>, <c>Split</c> (a string or a regex, matched by code point as
 /// the Rust library does, with any behaviour) and <c>ByteLevel</c> (GPT-2's regex and byte-to-character alphabet);
 /// decoders <c>Sequence</c>, <c>Replace</c>, <c>ByteFallback</c>, <c>Fuse</c>, <c>Strip</c>, <c>Metaspace</c> and
-/// <c>ByteLevel</c>; post-processors are only read for the BOS token. Any other part (a Unigram or WordPiece model)
-/// is refused with an <see cref="InvalidDataException"/>.</para>
+/// <c>ByteLevel</c>; post-processors are only read for the BOS token. Any other part (a WordPiece model, the
+/// <c>Precompiled</c> normalizer of SentencePiece conversions) is refused with an <see cref="InvalidDataException"/>.</para>
 /// <para>EOS, PAD and BOS are <c>tokenizer_config.json</c>'s <c>eos_token</c>, <c>pad_token</c> and
 /// <c>bos_token</c>. Without that file, BOS is the special token the post-processor puts first and EOS is the
 /// first of <c>&lt;/s&gt;</c>, <c>&lt;eos&gt;</c>, <c>&lt;|endoftext|&gt;</c> and <c>&lt;|end_of_text|&gt;</c>
@@ -42,7 +44,7 @@ public sealed class HuggingFaceVocabulary : IVocabulary
 
     private static readonly string[] EosCandidates = ["</s>", "<eos>", "<|endoftext|>", "<|end_of_text|>"];
 
-    private readonly BpeModel _model;
+    private readonly IModel _model;
     private readonly Func<string, string> _normalize;
     private readonly Func<string, bool, IEnumerable<string>> _preTokenize;
     private readonly Func<List<string>, List<string>>? _decode;
@@ -73,7 +75,8 @@ public sealed class HuggingFaceVocabulary : IVocabulary
             {
                 JsonElement root = document.RootElement;
                 if (root.ValueKind != JsonValueKind.Object) throw new FormatException("the top level is not a JSON object");
-                _model = BpeModel.Read(Required(root, "model"));
+                JsonElement model = Required(root, "model");
+                _model = Str(model, "type") == "Unigram" ? UnigramModel.Read(model) : BpeModel.Read(model);
                 var added = new List<AddedToken>();
                 if (root.TryGetProperty("added_tokens", out JsonElement addedTokens) && addedTokens.ValueKind == JsonValueKind.Array)
                     foreach (JsonElement t in addedTokens.EnumerateArray()) added.Add(AddedToken.Read(t));
@@ -472,8 +475,136 @@ public sealed class HuggingFaceVocabulary : IVocabulary
         }
     }
 
+    /// <summary>A model of <c>tokenizer.json</c>: its pieces, and the ids of one pre-tokenized word.</summary>
+    private interface IModel
+    {
+        Dictionary<string, int> Vocab { get; }
+        string?[] Tokens { get; }
+        void Tokenize(string word, List<int> ids);
+    }
+
+    /// <summary>
+    /// The Unigram model, as <c>tokenizers</c>' <c>Unigram::encode_optimized</c> (SentencePiece's Viterbi): the split of
+    /// the word into pieces with the highest total score; a character no piece starts with costs the lowest score minus
+    /// 10 and becomes <c>unk</c>, runs of them fused into one, which byte fallback turns into byte pieces when it can.
+    /// </summary>
+    private sealed class UnigramModel : IModel
+    {
+        private sealed class Node
+        {
+            public Dictionary<char, Node>? Next;
+            public int Id = -1;
+        }
+
+        private readonly Node _root = new();
+
+        public required Dictionary<string, int> Vocab { get; init; }
+        public required string?[] Tokens { get; init; }
+        public required double[] Scores { get; init; }
+        public required int UnkId { get; init; }
+        public required bool ByteFallback { get; init; }
+        public required double UnkScore { get; init; }
+
+        public static UnigramModel Read(JsonElement e)
+        {
+            JsonElement vocabJson = Required(e, "vocab");
+            if (vocabJson.ValueKind != JsonValueKind.Array || vocabJson.GetArrayLength() == 0) throw new FormatException("Unigram vocab is not a non-empty array");
+            int n = vocabJson.GetArrayLength();
+            var tokens = new string?[n];
+            var scores = new double[n];
+            var vocab = new Dictionary<string, int>(StringComparer.Ordinal);
+            int id = 0;
+            foreach (JsonElement piece in vocabJson.EnumerateArray())
+            {
+                if (piece.ValueKind != JsonValueKind.Array || piece.GetArrayLength() != 2 || piece[0].ValueKind != JsonValueKind.String)
+                    throw new FormatException($"Unigram vocab entry {id} is not [piece, score]");
+                tokens[id] = piece[0].GetString()!;
+                scores[id] = piece[1].GetDouble();
+                vocab[tokens[id]!] = id; // a repeated piece maps to its last id, as tokenizers' token_to_ids
+                id++;
+            }
+            if (!e.TryGetProperty("unk_id", out JsonElement unkJson) || unkJson.ValueKind != JsonValueKind.Number)
+                throw new FormatException("a Unigram model without unk_id is not supported");
+            int unk = unkJson.GetInt32();
+            if ((uint)unk >= (uint)n) throw new FormatException($"Unigram unk_id {unk} is outside the vocabulary");
+            var model = new UnigramModel { Vocab = vocab, Tokens = tokens, Scores = scores, UnkScore = scores.Min() - 10.0, UnkId = unk, ByteFallback = Bool(e, "byte_fallback", false) };
+            foreach (var (piece, pieceId) in vocab)
+            {
+                if (piece.Length == 0) continue;
+                Node node = model._root;
+                foreach (char c in piece)
+                {
+                    node.Next ??= [];
+                    if (!node.Next.TryGetValue(c, out Node? child)) node.Next[c] = child = new Node();
+                    node = child;
+                }
+                node.Id = pieceId;
+            }
+            return model;
+        }
+
+        public void Tokenize(string word, List<int> ids)
+        {
+            if (word.Length == 0) return;
+            int size = word.Length;
+            double unkScore = UnkScore;
+            var score = new double[size + 1];
+            var from = new int[size + 1];
+            var best = new int[size + 1];
+            Array.Fill(from, -1);
+            for (int start = 0; start < size;)
+            {
+                int charLength = char.IsHighSurrogate(word[start]) && start + 1 < size && char.IsLowSurrogate(word[start + 1]) ? 2 : 1;
+                bool single = false;
+                Node node = _root;
+                for (int j = start; j < size && node.Next is not null && node.Next.TryGetValue(word[j], out Node? child); j++)
+                {
+                    node = child;
+                    if (node.Id < 0) continue;
+                    int end = j + 1;
+                    double candidate = score[start] + Scores[node.Id];
+                    if (from[end] < 0 || candidate > score[end]) (score[end], from[end], best[end]) = (candidate, start, node.Id);
+                    single |= end - start == charLength;
+                }
+                if (!single)
+                {
+                    int end = start + charLength;
+                    double candidate = score[start] + unkScore;
+                    if (from[end] < 0 || candidate > score[end]) (score[end], from[end], best[end]) = (candidate, start, UnkId);
+                }
+                start += charLength;
+            }
+
+            // Back from the end: pieces, with each run of unknowns fused into one string.
+            var pieces = new List<(int Start, int End, bool Unknown)>();
+            for (int end = size; end > 0; end = from[end])
+            {
+                int start = from[end];
+                bool unknown = best[end] == UnkId;
+                if (unknown && pieces.Count > 0 && pieces[^1].Unknown) pieces[^1] = (start, pieces[^1].End, true);
+                else pieces.Add((start, end, unknown));
+            }
+            pieces.Reverse();
+            foreach (var (start, end, _) in pieces)
+            {
+                string piece = word[start..end];
+                if (Vocab.TryGetValue(piece, out int id)) { ids.Add(id); continue; }
+                if (ByteFallback)
+                {
+                    byte[] bytes = Encoding.UTF8.GetBytes(piece);
+                    var byteIds = new List<int>(bytes.Length);
+                    foreach (byte b in bytes)
+                        if (Vocab.TryGetValue($"<0x{b:X2}>", out int byteId)) byteIds.Add(byteId);
+                        else break;
+                    if (byteIds.Count == bytes.Length) { ids.AddRange(byteIds); continue; }
+                }
+                ids.Add(UnkId);
+            }
+        }
+    }
+
     /// <summary>The BPE model: vocabulary, ranked merges, byte fallback and unknown-token handling.</summary>
-    private sealed class BpeModel
+    private sealed class BpeModel : IModel
     {
         public required Dictionary<string, int> Vocab { get; init; }
         public required string?[] Tokens { get; init; }
@@ -487,7 +618,7 @@ public sealed class HuggingFaceVocabulary : IVocabulary
         {
             string type = Str(e, "type") ?? "BPE";
             if (type != "BPE")
-                throw new FormatException($"model type {type} is not supported (only BPE is)");
+                throw new FormatException($"model type {type} is not supported (only BPE and Unigram are)");
             if (e.TryGetProperty("dropout", out JsonElement dropout) && dropout.ValueKind == JsonValueKind.Number && dropout.GetDouble() != 0)
                 throw new FormatException("BPE dropout is not supported");
             if (Str(e, "continuing_subword_prefix") is { Length: > 0 } || Str(e, "end_of_word_suffix") is { Length: > 0 })
@@ -654,6 +785,8 @@ public sealed class HuggingFaceVocabulary : IVocabulary
                 case "NFKC": return s => s.Normalize(NormalizationForm.FormKC);
                 case "NFKD": return s => s.Normalize(NormalizationForm.FormKD);
                 case "Lowercase": return s => s.ToLowerInvariant();
+                case "Precompiled":
+                    throw new FormatException("normalizer Precompiled (a SentencePiece character map, as in T5 and other Unigram files) is not supported; use the model's tokenizer.model (data.vocabulary=path/to/tokenizer.model) instead");
                 default: throw new FormatException($"normalizer type {type} is not supported");
             }
         }
@@ -675,6 +808,8 @@ public sealed class HuggingFaceVocabulary : IVocabulary
                     return Metaspace(e);
                 case "ByteLevel":
                     return ByteLevelPreTokenizer(e);
+                case "WhitespaceSplit":
+                    return (s, _) => Split(s, Whitespace, "Removed", invert: false);
                 case "Split":
                     var pattern = new CodePointRegex(Pattern(e));
                     string behavior = Str(e, "behavior") ?? "Isolated";
@@ -685,6 +820,9 @@ public sealed class HuggingFaceVocabulary : IVocabulary
                 default: throw new FormatException($"pre-tokenizer type {type} is not supported");
             }
         }
+
+        /// <summary>Runs of whitespace (Unicode's White_Space, as Rust's <c>char::is_whitespace</c>).</summary>
+        private static readonly CodePointRegex Whitespace = new(new Regex(@"\s+", RegexOptions.CultureInvariant));
 
         /// <summary>GPT-2's split, which the <c>ByteLevel</c> pre-tokenizer uses when <c>use_regex</c> is set.</summary>
         private static readonly CodePointRegex Gpt2Pattern = new(new Regex(

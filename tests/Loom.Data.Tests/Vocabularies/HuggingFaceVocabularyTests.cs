@@ -362,6 +362,43 @@ public class HuggingFaceVocabularyTests
         static int B(char c) => c;
     }
 
+    // A small Unigram tokenizer.json (Metaspace, as T5 and ALBERT files are without their Precompiled normalizer). The ids are
+    // transformers.js's (@lenml/tokenizers 3.7.2, TokenizerLoader.fromPreTrained on this file, add_special_tokens: false).
+    private const string TinyUnigram = """
+        {"version": "1.0", "truncation": null, "padding": null, "added_tokens": [{"id": 0, "content": "<unk>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}, {"id": 1, "content": "<s>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}, {"id": 2, "content": "</s>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}], "normalizer": null, "pre_tokenizer": {"type": "Metaspace", "replacement": "▁", "add_prefix_space": true, "prepend_scheme": "always", "split": true}, "post_processor": null, "decoder": {"type": "Metaspace", "replacement": "▁", "add_prefix_space": true, "prepend_scheme": "always", "split": true}, "model": {"type": "Unigram", "unk_id": 0, "vocab": [["<unk>", 0.0], ["<s>", 0.0], ["</s>", 0.0], ["▁", -2.0], ["▁the", -3.0], ["the", -4.0], ["▁t", -5.0], ["he", -4.5], ["h", -6.0], ["e", -5.5], ["t", -6.0], ["▁a", -4.0], ["a", -5.0], ["b", -5.5], ["ab", -4.2], ["▁ab", -6.5], ["ba", -5.0], ["c", -6.0], ["abc", -7.0], ["▁c", -6.2], ["x", -7.0], ["y", -7.5], ["xy", -8.0], ["東", -7.0], ["京", -7.0], ["東京", -9.5], ["s", -6.5], ["▁s", -6.0], ["st", -7.2], ["▁st", -9.0]], "byte_fallback": false}}
+        """;
+
+    [Fact]
+    public void TinyUnigramTakesTheBestScoringSplitAsTransformersJs()
+    {
+        using var dir = new TempDirectory();
+        var v = new HuggingFaceVocabulary(dir.Write("tokenizer.json", TinyUnigram));
+        Assert.Equal([4, 3, 18], v.Encode("the abc"));
+        Assert.Equal([4, 5, 3, 14, 3, 16], v.Encode("thethe ab ba"));
+        Assert.Equal([29, 14, 3, 22, 0, 3, 0, 3, 25, 3, 23, 20], v.Encode("stab xyz qq 東京 東x")); // unknown runs fuse into one <unk>
+        Assert.Equal([3, 18, 18, 3, 4], v.Encode("abcabc  the"));
+        Assert.Equal([3, 0, 1, 4, 2], v.Encode("zz<s>the</s>"));
+        Assert.Equal(2, v.EosId);
+        foreach (string text in new[] { "the abc", "thethe ab ba", "abcabc  the", "東京 東x" })
+            Assert.Equal(text, v.Decode(v.Encode(text)));
+        Assert.Equal("stab xy<unk> <unk>", v.Decode(v.Encode("stab xyz qq")));
+    }
+
+    [Fact]
+    public void TinyUnigramFallsBackToBytesForUnknownRuns()
+    {
+        using var dir = new TempDirectory();
+        var json = System.Text.Json.Nodes.JsonNode.Parse(TinyUnigram)!;
+        var vocab = json["model"]!["vocab"]!.AsArray();
+        for (int b = 0; b < 256; b++) vocab.Add(new System.Text.Json.Nodes.JsonArray($"<0x{b:X2}>", 0.0));
+        json["model"]!["byte_fallback"] = true;
+        json["decoder"] = System.Text.Json.Nodes.JsonNode.Parse("""{"type": "Sequence", "decoders": [{"type": "Replace", "pattern": {"String": "▁"}, "content": " "}, {"type": "ByteFallback"}, {"type": "Fuse"}, {"type": "Strip", "content": " ", "start": 1, "stop": 0}]}""");
+        var v = new HuggingFaceVocabulary(dir.Write("tokenizer.json", json.ToJsonString()));
+        int z = 30 + 'z', e = 30 + 0xC3, acute = 30 + 0xA9;
+        Assert.Equal([3, z, z, e, acute, 12], v.Encode("zzéa"));                  // ▁, then the fused run zzé as its bytes, then a
+        Assert.Equal("zzéa xyq", v.Decode(v.Encode("zzéa xyq")));
+    }
+
     [Fact]
     public void TinyTokenizerConfigNamesTheSpecialTokens()
     {
@@ -410,6 +447,7 @@ public class HuggingFaceVocabularyTests
     [InlineData("truncated")]
     [InlineData("unigram")]
     [InlineData("bad merge")]
+    [InlineData("precompiled")]
     [InlineData("whitespace pre-tokenizer")]
     [InlineData("not json")]
     public void BadFilesAreOneLineInvalidDataNamingTheFile(string problem)
@@ -418,7 +456,8 @@ public class HuggingFaceVocabularyTests
         string text = problem switch
         {
             "truncated" => TinyTokenizer()[..300],
-            "unigram" => TinyTokenizer(j => j["model"] = new { type = "Unigram", unk_id = 0, vocab = new[] { new object[] { "<unk>", 0.0 } } }),
+            "unigram" => TinyTokenizer(j => j["model"] = new { type = "Unigram", vocab = new[] { new object[] { "<unk>", 0.0 } } }), // no unk_id
+            "precompiled" => TinyTokenizer(j => j["normalizer"] = new { type = "Precompiled", precompiled_charsmap = "AAAA" }),
             "bad merge" => TinyTokenizer(j => ((Dictionary<string, object?>)j["model"]!)["merges"] = new[] { "a zz" }),
             "whitespace pre-tokenizer" => TinyTokenizer(j => j["pre_tokenizer"] = new { type = "Whitespace" }),
             _ => "\u0000\u0001 garbage",
@@ -429,6 +468,7 @@ public class HuggingFaceVocabularyTests
         Assert.DoesNotContain('\n', e.Message);
         if (problem == "unigram") Assert.Contains("Unigram", e.Message, StringComparison.Ordinal);
         if (problem == "whitespace pre-tokenizer") Assert.Contains("Whitespace", e.Message, StringComparison.Ordinal);
+        if (problem == "precompiled") Assert.Contains("Precompiled", e.Message, StringComparison.Ordinal);
         if (problem == "bad merge") Assert.Contains("zz", e.Message, StringComparison.Ordinal);
     }
 }
