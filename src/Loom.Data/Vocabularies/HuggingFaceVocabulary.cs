@@ -8,16 +8,20 @@ namespace Loom.Data;
 /// <summary>
 /// A Hugging Face tokenizer read from its <c>tokenizer.json</c> (the <c>tokenizers</c> library's file), with
 /// special tokens from the <c>tokenizer_config.json</c> beside it when there is one. It reproduces the
-/// <c>tokenizers</c> pipeline for BPE models such as Llama 2, Mistral and Gemma: added tokens, the normalizer,
-/// the pre-tokenizer, BPE merges with byte fallback and the decoder.
+/// <c>tokenizers</c> pipeline for BPE models, those with byte fallback such as Llama 2, Mistral and Gemma and byte-level
+/// ones such as GPT-2, Llama 3 and Qwen 2.5, and for Unigram models: added tokens, the normalizer, the pre-tokenizer, the
+/// model and the decoder.
 /// </summary>
 /// <remarks>
 /// <para>Supported parts: model <c>BPE</c> (without dropout, continuing-subword prefix or end-of-word suffix;
-/// with <c>byte_fallback</c>, <c>fuse_unk</c> and <c>ignore_merges</c>); normalizers <c>Sequence</c>,
+/// with <c>byte_fallback</c>, <c>fuse_unk</c> and <c>ignore_merges</c>) and <c>Unigram</c> (Viterbi, unknown runs
+/// fused, with <c>byte_fallback</c>; it needs <c>unk_id</c>); normalizers <c>Sequence</c>,
 /// <c>Prepend</c>, <c>Replace</c>, <c>NFC</c>, <c>NFD</c>, <c>NFKC</c>, <c>NFKD</c> and <c>Lowercase</c>;
-/// pre-tokenizers <c>Sequence</c>, <c>Metaspace</c> and <c>Split</c>; decoders <c>Sequence</c>,
-/// <c>Replace</c>, <c>ByteFallback</c>, <c>Fuse</c>, <c>Strip</c> and <c>Metaspace</c>. Any other part (a
-/// Unigram or WordPiece model, a byte-level BPE) is refused with an <see cref="InvalidDataException"/>.</para>
+/// pre-tokenizers <c>Sequence</c>, <c>Metaspace</c>, <c>WhitespaceSplit</c>, <c>Split</c> (a string or a regex, matched by code point as
+/// the Rust library does, with any behaviour) and <c>ByteLevel</c> (GPT-2's regex and byte-to-character alphabet);
+/// decoders <c>Sequence</c>, <c>Replace</c>, <c>ByteFallback</c>, <c>Fuse</c>, <c>Strip</c>, <c>Metaspace</c> and
+/// <c>ByteLevel</c>; post-processors are only read for the BOS token. Any other part (a WordPiece model, the
+/// <c>Precompiled</c> normalizer of SentencePiece conversions) is refused with an <see cref="InvalidDataException"/>.</para>
 /// <para>EOS, PAD and BOS are <c>tokenizer_config.json</c>'s <c>eos_token</c>, <c>pad_token</c> and
 /// <c>bos_token</c>. Without that file, BOS is the special token the post-processor puts first and EOS is the
 /// first of <c>&lt;/s&gt;</c>, <c>&lt;eos&gt;</c>, <c>&lt;|endoftext|&gt;</c> and <c>&lt;|end_of_text|&gt;</c>
@@ -40,7 +44,7 @@ public sealed class HuggingFaceVocabulary : IVocabulary
 
     private static readonly string[] EosCandidates = ["</s>", "<eos>", "<|endoftext|>", "<|end_of_text|>"];
 
-    private readonly BpeModel _model;
+    private readonly IModel _model;
     private readonly Func<string, string> _normalize;
     private readonly Func<string, bool, IEnumerable<string>> _preTokenize;
     private readonly Func<List<string>, List<string>>? _decode;
@@ -71,7 +75,8 @@ public sealed class HuggingFaceVocabulary : IVocabulary
             {
                 JsonElement root = document.RootElement;
                 if (root.ValueKind != JsonValueKind.Object) throw new FormatException("the top level is not a JSON object");
-                _model = BpeModel.Read(Required(root, "model"));
+                JsonElement model = Required(root, "model");
+                _model = Str(model, "type") == "Unigram" ? UnigramModel.Read(model) : BpeModel.Read(model);
                 var added = new List<AddedToken>();
                 if (root.TryGetProperty("added_tokens", out JsonElement addedTokens) && addedTokens.ValueKind == JsonValueKind.Array)
                     foreach (JsonElement t in addedTokens.EnumerateArray()) added.Add(AddedToken.Read(t));
@@ -226,7 +231,10 @@ public sealed class HuggingFaceVocabulary : IVocabulary
 
     private int? PostProcessorBos(JsonElement? processor)
     {
-        if (processor is not { ValueKind: JsonValueKind.Object } p || Str(p, "type") != "TemplateProcessing") return null;
+        if (processor is not { ValueKind: JsonValueKind.Object } p) return null;
+        if (Str(p, "type") == "Sequence" && p.TryGetProperty("processors", out JsonElement processors) && processors.ValueKind == JsonValueKind.Array)
+            return processors.EnumerateArray().Select(q => PostProcessorBos(q)).FirstOrDefault(id => id is not null);
+        if (Str(p, "type") != "TemplateProcessing") return null;
         if (!p.TryGetProperty("single", out JsonElement single) || single.ValueKind != JsonValueKind.Array) return null;
         foreach (JsonElement piece in single.EnumerateArray())
         {
@@ -365,8 +373,238 @@ public sealed class HuggingFaceVocabulary : IVocabulary
             (start == 0 || !IsWord(text[start - 1])) && (end == text.Length || !IsWord(text[end]));
     }
 
+    /// <summary>
+    /// A regex matched by code point, as the Rust <c>tokenizers</c> (Oniguruma) and JavaScript (<c>u</c> flag) match: .NET
+    /// matches UTF-16 units, so <c>\p{L}</c> would miss a letter outside the BMP such as 𝔘. Each surrogate pair is matched as
+    /// one stand-in BMP character of the same Unicode category (one the pattern does not name), and the matches are mapped back.
+    /// </summary>
+    internal sealed class CodePointRegex
+    {
+        private readonly Regex _regex;
+        private readonly char[] _standIns = new char[32];
+
+        public CodePointRegex(Regex regex)
+        {
+            _regex = regex;
+            string pattern = regex.ToString();
+            for (int c = 0xFFFD; c >= 0x80; c--)
+            {
+                if (char.IsSurrogate((char)c) || char.IsWhiteSpace((char)c) || pattern.Contains((char)c, StringComparison.Ordinal)) continue;
+                int category = (int)CharUnicodeInfo.GetUnicodeCategory((char)c);
+                if (_standIns[category] == '\0') _standIns[category] = (char)c;
+            }
+        }
+
+        /// <summary>The matches in <paramref name="s"/>, left to right, as (index, length) in UTF-16 units of <paramref name="s"/>.</summary>
+        public IEnumerable<(int Index, int Length)> Matches(string s)
+        {
+            bool pairs = false;
+            for (int i = 0; i + 1 < s.Length && !pairs; i++) pairs = char.IsSurrogatePair(s[i], s[i + 1]);
+            if (!pairs)
+            {
+                foreach (Match m in _regex.Matches(s)) yield return (m.Index, m.Length);
+                yield break;
+            }
+            var text = new StringBuilder(s.Length);
+            var starts = new List<int>(s.Length + 1); // where each character of text starts in s
+            for (int i = 0; i < s.Length; i++)
+            {
+                starts.Add(i);
+                if (i + 1 < s.Length && char.IsSurrogatePair(s[i], s[i + 1]))
+                {
+                    char standIn = _standIns[(int)CharUnicodeInfo.GetUnicodeCategory(s, i)];
+                    text.Append(standIn == '\0' ? s[i] : standIn);
+                    i++;
+                }
+                else text.Append(s[i]);
+            }
+            starts.Add(s.Length);
+            foreach (Match m in _regex.Matches(text.ToString()))
+                yield return (starts[m.Index], starts[m.Index + m.Length] - starts[m.Index]);
+        }
+    }
+
+    /// <summary>GPT-2's byte-level alphabet (<c>bytes_to_unicode</c>): each byte as a printable character, and back.</summary>
+    private static class ByteLevel
+    {
+        private static readonly char[] ByteChars = BuildByteChars();
+        private static readonly int[] CharBytes = BuildCharBytes();
+
+        private static char[] BuildByteChars()
+        {
+            var chars = new char[256];
+            int n = 0;
+            for (int b = 0; b < 256; b++)
+            {
+                bool printable = b is >= '!' and <= '~' or >= 0xA1 and <= 0xAC or >= 0xAE and <= 0xFF;
+                chars[b] = printable ? (char)b : (char)(256 + n++);
+            }
+            return chars;
+        }
+
+        private static int[] BuildCharBytes()
+        {
+            var bytes = new int[512];
+            Array.Fill(bytes, -1);
+            for (int b = 0; b < 256; b++) bytes[ByteChars[b]] = b;
+            return bytes;
+        }
+
+        /// <summary>The word's UTF-8 bytes as byte-level characters.</summary>
+        public static string ToChars(string word)
+        {
+            byte[] utf8 = Encoding.UTF8.GetBytes(word);
+            return string.Create(utf8.Length, utf8, (span, bytes) =>
+            {
+                for (int i = 0; i < bytes.Length; i++) span[i] = ByteChars[bytes[i]];
+            });
+        }
+
+        /// <summary>tokenizers' <c>ByteLevel</c> decoder: the bytes of all tokens (a token with a character outside the alphabet,
+        /// such as an added token, gives its own UTF-8), read as UTF-8 with U+FFFD for invalid sequences.</summary>
+        public static string FromChars(List<string> tokens)
+        {
+            var bytes = new List<byte>();
+            foreach (string t in tokens)
+            {
+                if (t.All(c => c < CharBytes.Length && CharBytes[c] >= 0))
+                    foreach (char c in t) bytes.Add((byte)CharBytes[c]);
+                else bytes.AddRange(Encoding.UTF8.GetBytes(t));
+            }
+            return Encoding.UTF8.GetString([.. bytes]);
+        }
+    }
+
+    /// <summary>A model of <c>tokenizer.json</c>: its pieces, and the ids of one pre-tokenized word.</summary>
+    private interface IModel
+    {
+        Dictionary<string, int> Vocab { get; }
+        string?[] Tokens { get; }
+        void Tokenize(string word, List<int> ids);
+    }
+
+    /// <summary>
+    /// The Unigram model, as <c>tokenizers</c>' <c>Unigram::encode_optimized</c> (SentencePiece's Viterbi): the split of
+    /// the word into pieces with the highest total score; a character no piece starts with costs the lowest score minus
+    /// 10 and becomes <c>unk</c>, runs of them fused into one, which byte fallback turns into byte pieces when it can.
+    /// </summary>
+    private sealed class UnigramModel : IModel
+    {
+        private sealed class Node
+        {
+            public Dictionary<char, Node>? Next;
+            public int Id = -1;
+        }
+
+        private readonly Node _root = new();
+
+        public required Dictionary<string, int> Vocab { get; init; }
+        public required string?[] Tokens { get; init; }
+        public required double[] Scores { get; init; }
+        public required int UnkId { get; init; }
+        public required bool ByteFallback { get; init; }
+        public required double UnkScore { get; init; }
+
+        public static UnigramModel Read(JsonElement e)
+        {
+            JsonElement vocabJson = Required(e, "vocab");
+            if (vocabJson.ValueKind != JsonValueKind.Array || vocabJson.GetArrayLength() == 0) throw new FormatException("Unigram vocab is not a non-empty array");
+            int n = vocabJson.GetArrayLength();
+            var tokens = new string?[n];
+            var scores = new double[n];
+            var vocab = new Dictionary<string, int>(StringComparer.Ordinal);
+            int id = 0;
+            foreach (JsonElement piece in vocabJson.EnumerateArray())
+            {
+                if (piece.ValueKind != JsonValueKind.Array || piece.GetArrayLength() != 2 || piece[0].ValueKind != JsonValueKind.String)
+                    throw new FormatException($"Unigram vocab entry {id} is not [piece, score]");
+                tokens[id] = piece[0].GetString()!;
+                scores[id] = piece[1].GetDouble();
+                vocab[tokens[id]!] = id; // a repeated piece maps to its last id, as tokenizers' token_to_ids
+                id++;
+            }
+            if (!e.TryGetProperty("unk_id", out JsonElement unkJson) || unkJson.ValueKind != JsonValueKind.Number)
+                throw new FormatException("a Unigram model without unk_id is not supported");
+            int unk = unkJson.GetInt32();
+            if ((uint)unk >= (uint)n) throw new FormatException($"Unigram unk_id {unk} is outside the vocabulary");
+            var model = new UnigramModel { Vocab = vocab, Tokens = tokens, Scores = scores, UnkScore = scores.Min() - 10.0, UnkId = unk, ByteFallback = Bool(e, "byte_fallback", false) };
+            foreach (var (piece, pieceId) in vocab)
+            {
+                if (piece.Length == 0) continue;
+                Node node = model._root;
+                foreach (char c in piece)
+                {
+                    node.Next ??= [];
+                    if (!node.Next.TryGetValue(c, out Node? child)) node.Next[c] = child = new Node();
+                    node = child;
+                }
+                node.Id = pieceId;
+            }
+            return model;
+        }
+
+        public void Tokenize(string word, List<int> ids)
+        {
+            if (word.Length == 0) return;
+            int size = word.Length;
+            double unkScore = UnkScore;
+            var score = new double[size + 1];
+            var from = new int[size + 1];
+            var best = new int[size + 1];
+            Array.Fill(from, -1);
+            for (int start = 0; start < size;)
+            {
+                int charLength = char.IsHighSurrogate(word[start]) && start + 1 < size && char.IsLowSurrogate(word[start + 1]) ? 2 : 1;
+                bool single = false;
+                Node node = _root;
+                for (int j = start; j < size && node.Next is not null && node.Next.TryGetValue(word[j], out Node? child); j++)
+                {
+                    node = child;
+                    if (node.Id < 0) continue;
+                    int end = j + 1;
+                    double candidate = score[start] + Scores[node.Id];
+                    if (from[end] < 0 || candidate > score[end]) (score[end], from[end], best[end]) = (candidate, start, node.Id);
+                    single |= end - start == charLength;
+                }
+                if (!single)
+                {
+                    int end = start + charLength;
+                    double candidate = score[start] + unkScore;
+                    if (from[end] < 0 || candidate > score[end]) (score[end], from[end], best[end]) = (candidate, start, UnkId);
+                }
+                start += charLength;
+            }
+
+            // Back from the end: pieces, with each run of unknowns fused into one string.
+            var pieces = new List<(int Start, int End, bool Unknown)>();
+            for (int end = size; end > 0; end = from[end])
+            {
+                int start = from[end];
+                bool unknown = best[end] == UnkId;
+                if (unknown && pieces.Count > 0 && pieces[^1].Unknown) pieces[^1] = (start, pieces[^1].End, true);
+                else pieces.Add((start, end, unknown));
+            }
+            pieces.Reverse();
+            foreach (var (start, end, _) in pieces)
+            {
+                string piece = word[start..end];
+                if (Vocab.TryGetValue(piece, out int id)) { ids.Add(id); continue; }
+                if (ByteFallback)
+                {
+                    byte[] bytes = Encoding.UTF8.GetBytes(piece);
+                    var byteIds = new List<int>(bytes.Length);
+                    foreach (byte b in bytes)
+                        if (Vocab.TryGetValue($"<0x{b:X2}>", out int byteId)) byteIds.Add(byteId);
+                        else break;
+                    if (byteIds.Count == bytes.Length) { ids.AddRange(byteIds); continue; }
+                }
+                ids.Add(UnkId);
+            }
+        }
+    }
+
     /// <summary>The BPE model: vocabulary, ranked merges, byte fallback and unknown-token handling.</summary>
-    private sealed class BpeModel
+    private sealed class BpeModel : IModel
     {
         public required Dictionary<string, int> Vocab { get; init; }
         public required string?[] Tokens { get; init; }
@@ -380,7 +618,7 @@ public sealed class HuggingFaceVocabulary : IVocabulary
         {
             string type = Str(e, "type") ?? "BPE";
             if (type != "BPE")
-                throw new FormatException($"model type {type} is not supported (only BPE is)");
+                throw new FormatException($"model type {type} is not supported (only BPE and Unigram are)");
             if (e.TryGetProperty("dropout", out JsonElement dropout) && dropout.ValueKind == JsonValueKind.Number && dropout.GetDouble() != 0)
                 throw new FormatException("BPE dropout is not supported");
             if (Str(e, "continuing_subword_prefix") is { Length: > 0 } || Str(e, "end_of_word_suffix") is { Length: > 0 })
@@ -547,6 +785,8 @@ public sealed class HuggingFaceVocabulary : IVocabulary
                 case "NFKC": return s => s.Normalize(NormalizationForm.FormKC);
                 case "NFKD": return s => s.Normalize(NormalizationForm.FormKD);
                 case "Lowercase": return s => s.ToLowerInvariant();
+                case "Precompiled":
+                    throw new FormatException("normalizer Precompiled (a SentencePiece character map, as in T5 and other Unigram files) is not supported; use the model's tokenizer.model (data.vocabulary=path/to/tokenizer.model) instead");
                 default: throw new FormatException($"normalizer type {type} is not supported");
             }
         }
@@ -566,8 +806,12 @@ public sealed class HuggingFaceVocabulary : IVocabulary
                     return (s, first) => parts.Aggregate((IEnumerable<string>)[s], (words, f) => words.SelectMany(w => f(w, first)).ToList());
                 case "Metaspace":
                     return Metaspace(e);
+                case "ByteLevel":
+                    return ByteLevelPreTokenizer(e);
+                case "WhitespaceSplit":
+                    return (s, _) => Split(s, Whitespace, "Removed", invert: false);
                 case "Split":
-                    Regex pattern = Pattern(e);
+                    var pattern = new CodePointRegex(Pattern(e));
                     string behavior = Str(e, "behavior") ?? "Isolated";
                     bool invert = Bool(e, "invert", false);
                     if (behavior is not ("Removed" or "Isolated" or "MergedWithPrevious" or "MergedWithNext" or "Contiguous"))
@@ -577,13 +821,35 @@ public sealed class HuggingFaceVocabulary : IVocabulary
             }
         }
 
+        /// <summary>Runs of whitespace (Unicode's White_Space, as Rust's <c>char::is_whitespace</c>).</summary>
+        private static readonly CodePointRegex Whitespace = new(new Regex(@"\s+", RegexOptions.CultureInvariant));
+
+        /// <summary>GPT-2's split, which the <c>ByteLevel</c> pre-tokenizer uses when <c>use_regex</c> is set.</summary>
+        private static readonly CodePointRegex Gpt2Pattern = new(new Regex(
+            @"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+", RegexOptions.CultureInvariant));
+
+        /// <summary>tokenizers' <c>ByteLevel</c> pre-tokenizer: a leading space on each piece (<c>add_prefix_space</c>), GPT-2's
+        /// split (<c>use_regex</c>), then each UTF-8 byte of each word as GPT-2's printable character for it.</summary>
+        private static Func<string, bool, IEnumerable<string>> ByteLevelPreTokenizer(JsonElement e)
+        {
+            bool addPrefixSpace = Bool(e, "add_prefix_space", true);
+            bool useRegex = Bool(e, "use_regex", true);
+            return (s, _) =>
+            {
+                if (s.Length == 0) return [];
+                if (addPrefixSpace && s[0] != ' ') s = " " + s;
+                List<string> words = useRegex ? Split(s, Gpt2Pattern, "Isolated", invert: false) : [s];
+                return words.ConvertAll(ByteLevel.ToChars);
+            };
+        }
+
         private static Func<string, bool, IEnumerable<string>> Metaspace(JsonElement e)
         {
             string replacement = Str(e, "replacement") ?? "▁";
             string scheme = Str(e, "prepend_scheme") ?? (Bool(e, "add_prefix_space", true) ? "always" : "never");
             if (scheme is not ("always" or "first" or "never")) throw new FormatException($"Metaspace prepend_scheme {scheme} is not supported");
             bool split = Bool(e, "split", true);
-            var splitter = new Regex(Regex.Escape(replacement), RegexOptions.CultureInvariant);
+            var splitter = new CodePointRegex(new Regex(Regex.Escape(replacement), RegexOptions.CultureInvariant));
             return (s, first) =>
             {
                 string r = s.Replace(" ", replacement, StringComparison.Ordinal);
@@ -593,16 +859,16 @@ public sealed class HuggingFaceVocabulary : IVocabulary
         }
 
         /// <summary>tokenizers' <c>NormalizedString::split</c>: the pattern's matches are delimiters handled per <paramref name="behavior"/>.</summary>
-        internal static List<string> Split(string s, Regex pattern, string behavior, bool invert)
+        internal static List<string> Split(string s, CodePointRegex pattern, string behavior, bool invert)
         {
             var pieces = new List<(int Start, int End, bool Match)>();
             int at = 0;
-            foreach (Match m in pattern.Matches(s))
+            foreach (var (index, length) in pattern.Matches(s))
             {
-                if (m.Length == 0) continue;
-                if (m.Index > at) pieces.Add((at, m.Index, invert));
-                pieces.Add((m.Index, m.Index + m.Length, !invert));
-                at = m.Index + m.Length;
+                if (length == 0) continue;
+                if (index > at) pieces.Add((at, index, invert));
+                pieces.Add((index, index + length, !invert));
+                at = index + length;
             }
             if (at < s.Length) pieces.Add((at, s.Length, invert));
 
@@ -665,6 +931,8 @@ public sealed class HuggingFaceVocabulary : IVocabulary
                     return tokens => tokens.ConvertAll(t => pattern.Replace(t, content));
                 case "ByteFallback":
                     return ByteFallback;
+                case "ByteLevel":
+                    return tokens => [ByteLevel.FromChars(tokens)];
                 case "Fuse":
                     return tokens => [string.Concat(tokens)];
                 case "Strip":

