@@ -197,6 +197,9 @@ public sealed partial class Trainer : IDisposable
             AdafactorOptions.PaLM with
             {
                 Beta1 = t.Beta1, Factored = t.Factored,
+                // LoRA's B starts at zero, so steps scaled by a parameter's RMS would stay at ε2·lr (1e-3 of the rate) and the
+                // adapters would barely move: they take absolute steps, as AdamW's are.
+                MultiplyByParameterScale = config.Lora is null,
                 DecoupledWeightDecayFromLrSquared = t.WeightDecay > 0, WeightDecayRate = t.WeightDecay > 0 && t.WeightDecay != 1 ? t.WeightDecay : null,
             });
     }
