@@ -66,6 +66,32 @@ public sealed class LoraCliTests
         Assert.False(Directory.Exists(temp.File("bad/checkpoints")));
     }
 
+    [Fact]
+    public void ALoraRunOverAHuggingFaceFolderWritesPeftsLlamaNamesAndGeneratesOverThatBase()
+    {
+        using var temp = new TempDirectory("loom-lora-hf-");
+        File.WriteAllText(temp.File("base.txt"), string.Concat(Enumerable.Repeat("the quick brown fox jumps over the lazy dog. ", 200)));
+        string[] llama = [.. TinyModel, "--set", "model.parallel_block=false", "--set", "model.shared_embeddings=false"];
+        var pretrain = CliRunner.Run(temp.Path, ["train", "--data", temp.File("base.txt"), "--run-dir", temp.File("base"), "--set", "training.steps=2", .. llama, .. Small]);
+        Assert.True(pretrain.ExitCode == 0, pretrain.Stderr + pretrain.Stdout);
+        var export = CliRunner.Run(temp.Path, ["export", "hf", "--checkpoint", temp.File("base"), "--output", temp.File("hf")]);
+        Assert.True(export.ExitCode == 0, export.Stderr + export.Stdout);
+
+        // hf:DIR as the base: the model options come from its config.json.
+        var tune = CliRunner.Run(temp.Path, ["train", "--data", temp.File("base.txt"), "--init-from", "hf:" + temp.File("hf"), "--run-dir", temp.File("lora"),
+            "--set", "lora.rank=2", "--set", "lora.target_modules=[\"q_proj\",\"down_proj\"]", "--set", "training.steps=2", .. Small]);
+        Assert.True(tune.ExitCode == 0, tune.Stderr + tune.Stdout);
+        string checkpoint = Directory.GetDirectories(temp.File("lora/checkpoints")).Single();
+        string config = File.ReadAllText(Path.Combine(checkpoint, "adapter_config.json"));
+        Assert.Contains("\"q_proj\"", config);
+        Assert.Contains("\"base_model_name_or_path\": \"hf:" + temp.File("hf"), config);
+        using (var scope = TorchSharp.torch.NewDisposeScope())
+            Assert.Contains("base_model.model.model.layers.1.mlp.down_proj.lora_B.weight", Loom.Core.SafeTensors.Load(Path.Combine(checkpoint, "adapter_model.safetensors")).Keys);
+
+        var generate = CliRunner.Run(temp.Path, ["generate", "--checkpoint", temp.File("lora"), "--prompt", "the", "-t", "0", "-n", "8", "--device", "cpu"]);
+        Assert.True(generate.ExitCode == 0, generate.Stderr + generate.Stdout);
+    }
+
     private static void AssertFails(CliRunner.Result result, string message)
     {
         Assert.Equal(1, result.ExitCode);
