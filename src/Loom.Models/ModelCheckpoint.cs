@@ -32,6 +32,7 @@ public sealed record ModelManifest
     /// For a LoRA checkpoint, which holds only an adapter (adapter_config.json, adapter_model.safetensors): the base it goes
     /// over, a checkpoint folder (absolute path) or <c>hf:DIR</c>. Null for a checkpoint that holds its own weights.
     /// </summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)] // plain checkpoints' model.json stays as older Loom reads it
     public string? BaseModel { get; init; }
 }
 
