@@ -2,6 +2,7 @@ using System.ComponentModel;
 using Loom.Data;
 using Loom.Data.Tasks;
 using Loom.Models;
+using Loom.Models.Adapters;
 using Loom.Models.Quantization;
 using Spectre.Console.Cli;
 
@@ -70,7 +71,7 @@ public class ConfigSettings : DeviceSettings
     public string? RunDir { get; init; }
 
     /// <summary>The overrides implied by the typed options plus --set.</summary>
-    public IEnumerable<string> Overrides()
+    public virtual IEnumerable<string> Overrides()
     {
         if (Data is not null) yield return $"data.path={System.Text.Json.JsonSerializer.Serialize(Data)}";
         if (Task is not null) yield return $"data.task={System.Text.Json.JsonSerializer.Serialize(Task)}";
@@ -95,6 +96,11 @@ public class CheckpointSettings : DeviceSettings
     [Description("Quantize the linear layers' weights at load time: int8 (per-output-channel scales, about 4x smaller) or none (default).")]
     public string? Quantize { get; init; }
 
+    /// <summary>A LoRA adapter to apply over the checkpoint's model.</summary>
+    [CommandOption("--adapter <DIR>")]
+    [Description("Apply this LoRA adapter over the checkpoint (unmerged): a folder with adapter_config.json and adapter_model.safetensors, such as a LoRA run or one of its checkpoints, or one PEFT saved. It must have been trained over this checkpoint.")]
+    public string? Adapter { get; init; }
+
     /// <summary>The parsed <see cref="Quantize"/>.</summary>
     public QuantizationMode Quantization => ParseQuantization(Quantize) ?? throw new ArgumentException(QuantizeError);
 
@@ -115,10 +121,23 @@ public class CheckpointSettings : DeviceSettings
         return base.Validate();
     }
 
-    /// <summary>Loads the checkpoint's model on <paramref name="device"/>, quantized as asked, reporting the saving to standard error.</summary>
+    /// <summary>
+    /// Loads the checkpoint's model on <paramref name="device"/> with the --adapter applied, quantized as asked, reporting
+    /// the saving to standard error.
+    /// </summary>
     public (LanguageModel Model, ModelManifest Manifest) LoadModel(string checkpoint, TorchSharp.torch.Device device)
     {
-        var (model, manifest) = ModelCheckpoint.Load(checkpoint, device, Quantization);
+        var (model, manifest) = ModelCheckpoint.Load(checkpoint, device);
+        try
+        {
+            if (Adapter is not null) LoraAdapters.Load(LoraCommands.ResolveAdapter(Adapter), model);
+            if (Quantization != QuantizationMode.None) model.Quantize(Quantization);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
         if (model.Quantization is { } report) Console.Error.WriteLine(report);
         return (model, manifest);
     }

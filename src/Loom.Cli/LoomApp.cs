@@ -63,6 +63,9 @@ public static class LoomApp
                 export.AddCommand<ExportGgufCommand>("gguf")
                     .WithDescription("Export a Llama-shaped checkpoint over the byte vocabulary as a GGUF file for llama.cpp, Ollama and LM Studio.")
                     .WithExample("export", "gguf", "--checkpoint", "runs/notes", "--output", "notes.gguf");
+                export.AddCommand<ExportMergedCommand>("merged")
+                    .WithDescription("Merge a LoRA adapter into its base's weights and write a plain Loom checkpoint.")
+                    .WithExample("export", "merged", "--checkpoint", "runs/demo", "--adapter", "runs/kjv-lora", "--output", "runs/kjv-merged");
             });
             config.AddCommand<GenerateCommand>("generate")
                 .WithDescription("Generate text from a checkpoint with a KV cache, streaming to the console.")

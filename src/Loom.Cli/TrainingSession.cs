@@ -107,6 +107,9 @@ internal static class TrainingSession
             : "MFU not reported: peak FLOP/s unknown for this device (pass --set training.peak_tflops=N)";
         string active = trainer.Model.ActiveParameterCount == trainer.Model.ParameterCount ? "" : FormattableString.Invariant($" ({trainer.Model.ActiveParameterCount / 1e6:F2}M active per token)");
         output.WriteLine(FormattableString.Invariant($"model: {config.ModelPreset} ({config.Model.Architecture}), {trainer.Model.ParameterCount / 1e6:F2}M parameters{active}; {peak}"));
+        if (trainer.Model.Lora is { } lora)
+            output.WriteLine(FormattableString.Invariant($"LoRA: rank {lora.Options.Rank}, alpha {lora.Options.Alpha}, dropout {lora.Options.Dropout} on {string.Join(", ", lora.Options.CanonicalTargets())} ({lora.Layers.Count} kernels) over {lora.BaseModel}"));
+        output.WriteLine(FormattableString.Invariant($"trainable parameters: {trainer.TrainableParameterCount:N0} of {trainer.TotalParameterCount:N0} ({100.0 * trainer.TrainableParameterCount / trainer.TotalParameterCount:F2}%)"));
         output.WriteLine($"run folder: {run.RunDirectory}");
         if (trainer.State.Step >= config.Training.Steps)
             throw new ArgumentException($"the run is already at step {trainer.State.Step} of training.steps = {config.Training.Steps}: pass --set training.steps=N with a larger N to continue");

@@ -255,6 +255,9 @@ public abstract class LanguageModel : nn.Module
         return Quantization;
     }
 
+    /// <summary>The LoRA adapters applied over the frozen kernels (see <see cref="Adapters.LoraAdapters"/>); null when none.</summary>
+    public Adapters.LoraAdapters? Lora { get; internal set; }
+
     /// <summary>What <see cref="Quantize"/> did; null while the model holds float weights.</summary>
     public QuantizationReport? Quantization { get; private set; }
 

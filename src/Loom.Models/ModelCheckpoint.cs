@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Loom.Core;
+using Loom.Models.Adapters;
 using Loom.Models.Interop;
 using Loom.Models.Quantization;
 using Loom.Models.Parallelism;
@@ -26,12 +27,20 @@ public sealed record ModelManifest
 
     /// <summary>Training step at which the weights were saved.</summary>
     public long Step { get; init; }
+
+    /// <summary>
+    /// For a LoRA checkpoint, which holds only an adapter (adapter_config.json, adapter_model.safetensors): the base it goes
+    /// over, a checkpoint folder (absolute path) or <c>hf:DIR</c>. Null for a checkpoint that holds its own weights.
+    /// </summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)] // plain checkpoints' model.json stays as older Loom reads it
+    public string? BaseModel { get; init; }
 }
 
 /// <summary>
 /// The model half of a checkpoint folder: <c>model.safetensors</c> (weights under their module
 /// paths, readable by Python's safetensors) and <c>model.json</c> (a <see cref="ModelManifest"/>).
-/// Inference needs nothing else.
+/// Inference needs nothing else. A model carrying LoRA adapters is saved as the adapter alone (PEFT's
+/// files, see <see cref="LoraAdapters"/>) with a manifest that names its base (<see cref="ModelManifest.BaseModel"/>).
 /// </summary>
 public static class ModelCheckpoint
 {
@@ -41,13 +50,24 @@ public static class ModelCheckpoint
     /// <summary>File name of the manifest.</summary>
     public const string ManifestFile = "model.json";
 
-    /// <summary>Writes the weights and manifest into <paramref name="directory"/> (which must exist).</summary>
+    /// <summary>
+    /// Writes the weights and manifest into <paramref name="directory"/> (which must exist); for a model carrying LoRA
+    /// adapters, the adapters alone and a manifest naming their base.
+    /// </summary>
     /// <exception cref="InvalidOperationException">The model is quantized: checkpoints hold float weights.</exception>
     public static void Save(string directory, LanguageModel model, ModelManifest manifest)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(manifest);
-        manifest = manifest with { Architecture = manifest.Model.Architecture };
+        manifest = manifest with { Architecture = manifest.Model.Architecture, BaseModel = model.Lora?.BaseModel };
+        if (model.Lora is { } lora)
+        {
+            if (string.IsNullOrEmpty(lora.BaseModel))
+                throw new InvalidOperationException("the model's LoRA adapters name no base model, so a checkpoint of them could not be loaded: attach them with the base's path");
+            lora.Save(directory);
+            File.WriteAllText(Path.Combine(directory, ManifestFile), JsonSerializer.Serialize(manifest, LoomJson.Options));
+            return;
+        }
         if (model.Quantization is not null)
             throw new InvalidOperationException("cannot save a quantized model: checkpoints hold float weights; save the float model and quantize when loading (--quantize int8)");
         if (model.TensorParallel.Parts > 1)
@@ -105,11 +125,50 @@ public static class ModelCheckpoint
         var manifest = ReadManifest(directory);
         if (expectedArchitecture is not null && manifest.Model.Architecture != expectedArchitecture)
             throw new InvalidDataException($"{directory} holds a {manifest.Model.Architecture} model, not a {expectedArchitecture} one: pass a {expectedArchitecture} checkpoint");
-        var model = manifest.Model.Build(device);
-        LoadCheckpointWeights(model, directory);
+        LanguageModel model;
+        if (manifest.BaseModel is { } baseModel)
+        {
+            // A LoRA checkpoint: its base, with the adapter applied over the frozen kernels (not merged).
+            model = LoadBase(baseModel, device);
+            try
+            {
+                if (model.Options != manifest.Model)
+                    throw new InvalidDataException($"{directory}: its base {baseModel} now holds another model than the adapter was trained over; restore that base");
+                LoraAdapters.Load(directory, model);
+            }
+            catch
+            {
+                model.Dispose();
+                throw;
+            }
+        }
+        else
+        {
+            model = manifest.Model.Build(device);
+            LoadCheckpointWeights(model, directory);
+        }
         if (quantization != QuantizationMode.None) model.Quantize(quantization);
         return (model, manifest);
     }
+
+    /// <summary>
+    /// Loads a base model for fine-tuning or for LoRA adapters: a Loom checkpoint folder, or <c>hf:DIR</c>, a Hugging Face
+    /// model folder (config.json and safetensors).
+    /// </summary>
+    /// <exception cref="InvalidDataException">The folder holds no model Loom can load.</exception>
+    public static LanguageModel LoadBase(string spec, Device? device = null)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(spec);
+        return spec.StartsWith(HuggingFacePrefix, StringComparison.Ordinal)
+            ? ImportHuggingFace(spec[HuggingFacePrefix.Length..], device)
+            : Load(spec, device).Model;
+    }
+
+    /// <summary>The prefix that marks a base model as a Hugging Face folder (<c>hf:DIR</c>).</summary>
+    public const string HuggingFacePrefix = HuggingFaceModels.SpecPrefix;
+
+    // The one place that imports a Hugging Face folder for fine-tuning and adapters.
+    private static LanguageModel ImportHuggingFace(string directory, Device? device) => HuggingFaceModels.Import(directory, device);
 
     /// <summary>
     /// Copies a checkpoint folder's weights into <paramref name="model"/>: from model.safetensors, or, for a checkpoint
@@ -117,14 +176,33 @@ public static class ModelCheckpoint
     /// loads into a whole model or into this rank's part of a split one (resharding onto any mesh).
     /// </summary>
     /// <exception cref="InvalidDataException">Weights are missing or corrupt, the index does not match the shards, or they do not fit the model.</exception>
+    /// <remarks>
+    /// A LoRA checkpoint (adapter only) loads into a model that carries adapters as its adapter weights (the base is
+    /// already there: resuming a LoRA run), and into a plain model as its base's weights with the adapter merged in.
+    /// <paramref name="directory"/> may also be <c>hf:DIR</c>, a Hugging Face folder.
+    /// </remarks>
     public static void LoadCheckpointWeights(LanguageModel model, string directory)
     {
         ArgumentNullException.ThrowIfNull(model);
-        if (HuggingFaceModels.IsFolder(directory))
+        ArgumentException.ThrowIfNullOrWhiteSpace(directory);
+        if (directory.StartsWith(HuggingFacePrefix, StringComparison.Ordinal) || HuggingFaceModels.IsFolder(directory))
         {
-            HuggingFaceModels.LoadWeights(model, directory);
+            HuggingFaceModels.LoadWeights(model, directory.StartsWith(HuggingFacePrefix, StringComparison.Ordinal) ? directory[HuggingFacePrefix.Length..] : directory);
             return;
         }
+        if (File.Exists(Path.Combine(directory, ManifestFile)) && ReadManifest(directory).BaseModel is { } baseModel)
+        {
+            if (model.Lora is { } lora)
+            {
+                lora.LoadWeights(directory);
+                return;
+            }
+            LoadCheckpointWeights(model, baseModel);
+            LoraAdapters.Load(directory, model).Merge();
+            return;
+        }
+        if (model.Lora is not null)
+            throw new InvalidDataException($"{directory} holds a whole model, not a LoRA adapter, but this model carries adapters: load it into a model without them");
         if (!CheckpointIndex.IsSharded(directory))
         {
             LoadWeights(model, Path.Combine(directory, WeightsFile));

@@ -1,4 +1,5 @@
 using Loom.Models;
+using Loom.Models.Adapters;
 
 namespace Loom.Training;
 
@@ -262,6 +263,12 @@ public sealed record RunConfig
     /// <summary>How parameters' logical axes map onto the mesh.</summary>
     public PartitioningOptions Partitioning { get; init; } = new();
 
+    /// <summary>
+    /// LoRA fine-tuning (<c>--set lora.rank=8</c>): the base weights of training.init_from stay frozen and only low-rank
+    /// adapters of lora.target_modules train; checkpoints hold the adapter alone. Null (the default) trains every weight.
+    /// </summary>
+    public LoraOptions? Lora { get; init; }
+
     /// <summary>Validates every section; throws <see cref="ArgumentException"/> naming the first invalid field.</summary>
     public RunConfig Validate()
     {
@@ -281,6 +288,14 @@ public sealed record RunConfig
         }
         if (Data.SequenceLength > Model.MaxSequenceLength)
             throw new ArgumentException($"data.sequence_length = {Data.SequenceLength} exceeds model.max_sequence_length = {Model.MaxSequenceLength}");
+        if (Lora is not null)
+        {
+            Lora.Validate();
+            if (Training.InitFrom is null)
+                throw new ArgumentException("lora.* is set but training.init_from is not: LoRA adapts a trained base, so pass --init-from CHECKPOINT (or hf:DIR)");
+            if (Parallelism.Model > 1 || Training.ZeroStage > 0)
+                throw new ArgumentException("lora.* does not combine with parallelism.model > 1 or training.zero_stage > 0 yet: the adapters are small, train them data parallel (zero_stage = 0)");
+        }
         return this;
     }
 }

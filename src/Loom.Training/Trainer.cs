@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Loom.Distributed;
 using Loom.Models;
+using Loom.Models.Adapters;
 using Loom.Training.Evaluation;
 using Loom.Training.Metrics;
 using Loom.Training.Optimization;
@@ -102,13 +103,20 @@ public sealed partial class Trainer : IDisposable
         random = new Generator(unchecked((ulong)config.Training.Seed));
         Model = config.Model.Build(device, random);
         if (config.Training.InitFrom is { } initFrom) InitialisedFrom = TrainingCheckpoint.InitialiseWeights(initFrom, Model);
+        if (config.Lora is { } lora)
+        {
+            string baseModel = InitialisedFrom ?? throw new ArgumentException("lora.* needs training.init_from: the base the adapters train over");
+            if (!baseModel.StartsWith(ModelCheckpoint.HuggingFacePrefix, StringComparison.Ordinal) && ModelCheckpoint.ReadManifest(baseModel).BaseModel is not null)
+                throw new ArgumentException($"training.init_from = {config.Training.InitFrom} is itself a LoRA checkpoint: merge it first (loom export merged --checkpoint {config.Training.InitFrom} --output DIR) and train adapters over DIR");
+            LoraAdapters.Attach(Model, lora, baseModel, random); // freezes the base: only the adapters train
+        }
         // Every rank builds (or loads) the whole model from the seed, then keeps its part: a seed gives one model however it is split.
         Model.ShardForTensorParallel(mesh.ModelGroup, config.Partitioning.Parse());
         Model.UsePrecision(ComputePrecisions.Parse(config.Training.Precision));
         if (Model.Precision == ComputePrecision.Float16)
             lossScaler = new DynamicLossScaler(config.Training.LossScale, config.Training.LossScaleGrowthInterval);
         var t = config.Training;
-        var named = Model.named_parameters().ToList();
+        var named = TrainableParameters().ToList();
         tensorParallel = new TensorParallelGradients(Model.TensorParallel, named);
         if (t.ZeroStage > 0)
         {
@@ -132,7 +140,7 @@ public sealed partial class Trainer : IDisposable
                 new JsonlMetricSink(Path.Combine(runDirectory, "metrics.jsonl"), append: true),
                 new TensorBoardMetricSink(Path.Combine(runDirectory, "tensorboard")))
             : new CompositeMetricSink();
-        parallel = new DataParallel(mesh.DataGroup, sharding is null ? Model.parameters().ToList() : []); // ZeRO reduces its own way
+        parallel = new DataParallel(mesh.DataGroup, sharding is null ? named.Select(p => p.Param).ToList() : []); // ZeRO reduces its own way
         State = new TrainerState { Seed = t.Seed };
     }
 
@@ -144,6 +152,15 @@ public sealed partial class Trainer : IDisposable
 
     /// <summary>The model being trained.</summary>
     public LanguageModel Model { get; }
+
+    /// <summary>Parameters the optimizer updates: the LoRA adapters' under lora.*, else all of the model's.</summary>
+    public long TrainableParameterCount => TrainableParameters().Sum(p => p.Param.NumberOfElements);
+
+    /// <summary>Every parameter of the model, frozen base weights and LoRA adapters together.</summary>
+    public long TotalParameterCount => Model.ParameterCount + (Model.Lora?.ParameterCount ?? 0);
+
+    private IEnumerable<(string Name, TorchSharp.Modules.Parameter Param)> TrainableParameters() =>
+        Model.Lora?.NamedParameters() ?? Model.named_parameters();
 
     /// <summary>The run folder (config.json, metrics.jsonl, tensorboard/, loss.png, checkpoints/).</summary>
     public string RunDirectory { get; }
@@ -180,6 +197,9 @@ public sealed partial class Trainer : IDisposable
             AdafactorOptions.PaLM with
             {
                 Beta1 = t.Beta1, Factored = t.Factored,
+                // LoRA's B starts at zero, so steps scaled by a parameter's RMS would stay at ε2·lr (1e-3 of the rate) and the
+                // adapters would barely move: they take absolute steps, as AdamW's are.
+                MultiplyByParameterScale = config.Lora is null,
                 DecoupledWeightDecayFromLrSquared = t.WeightDecay > 0, WeightDecayRate = t.WeightDecay > 0 && t.WeightDecay != 1 ? t.WeightDecay : null,
             });
     }
@@ -201,7 +221,7 @@ public sealed partial class Trainer : IDisposable
         var clock = Stopwatch.StartNew();
         double elapsedBefore = State.ElapsedSeconds;
         Observer?.OnStart(State.Step, t.Steps);
-        var parameters = Model.parameters().ToList();
+        var parameters = TrainableParameters().Select(p => p.Param).ToList();
         sharding?.GatherParameters();
         parallel.BroadcastParameters(parameters); // every replica starts from the first replica's weights (its own part of them)
         long tokensPerUpdate = (long)t.BatchSize * t.GradientAccumulation * config.Data.SequenceLength;

@@ -216,9 +216,10 @@ public static class TrainingCheckpoint
 
     /// <summary>
     /// Copies the model weights of a checkpoint (or of a run folder's newest one) into
-    /// <paramref name="model"/>, for <see cref="TrainerOptions.InitFrom"/>; returns the checkpoint folder used.
+    /// <paramref name="model"/>, for <see cref="TrainerOptions.InitFrom"/>; returns the checkpoint folder used (absolute; <c>hf:</c> and
+    /// the absolute folder for a Hugging Face one). A LoRA checkpoint gives its base's weights with the adapter merged in.
     /// </summary>
-    /// <param name="path">A checkpoint or run folder.</param>
+    /// <param name="path">A checkpoint or run folder, or <c>hf:DIR</c> (a Hugging Face model folder).</param>
     /// <param name="model">The freshly built model of the run.</param>
     /// <exception cref="InvalidDataException">
     /// No checkpoint is there, it holds a model of another architecture, or its weights do not fit the
@@ -228,6 +229,19 @@ public static class TrainingCheckpoint
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
         ArgumentNullException.ThrowIfNull(model);
+        if (path.StartsWith(ModelCheckpoint.HuggingFacePrefix, StringComparison.Ordinal))
+        {
+            string folder = Path.GetFullPath(path[ModelCheckpoint.HuggingFacePrefix.Length..]);
+            try
+            {
+                ModelCheckpoint.LoadCheckpointWeights(model, ModelCheckpoint.HuggingFacePrefix + folder);
+            }
+            catch (InvalidDataException e)
+            {
+                throw new InvalidDataException($"training.init_from = {path}: {e.Message}; the run's model options must be the Hugging Face model's (pass --init-from without --preset to take them)", e);
+            }
+            return ModelCheckpoint.HuggingFacePrefix + folder;
+        }
         string checkpoint;
         ModelManifest manifest;
         try
@@ -250,7 +264,7 @@ public static class TrainingCheckpoint
         {
             throw new InvalidDataException($"training.init_from = {path}: its model does not fit this run's ({e.Message}); use the checkpoint's model options (its model.json)", e);
         }
-        return checkpoint;
+        return Path.GetFullPath(checkpoint);
     }
 
     private static long[] WholeShape(TensorParallelLayout layout, string parameter, long[] local)

@@ -1,3 +1,4 @@
+using Loom.Models.Adapters;
 using Loom.Models.Quantization;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -18,6 +19,9 @@ public sealed class Dense : nn.Module<Tensor, Tensor>, IQuantizableKernel, IMixe
     private Parameter? bias;            // (out)
     private Tensor? weight_int8;        // (out, in), int8; quantized only
     private Tensor? weight_scale;       // (out), float32; quantized only
+    // Deliberately not a registered component: the state dict stays the base weights alone, and the adapter's
+    // parameters are saved, trained and counted through LoraAdapters.
+    private LoraAdapter? adapter;
 
     /// <summary>Creates the kernel on <paramref name="device"/> (the meta device builds shapes only);
     /// initial values come from <paramref name="generator"/> (torch's default when null).
@@ -35,6 +39,16 @@ public sealed class Dense : nn.Module<Tensor, Tensor>, IQuantizableKernel, IMixe
     /// <inheritdoc />
     /// <remarks>With a compute dtype, the output is in it too (the caller's residual add promotes it back to float32).</remarks>
     public ScalarType? ComputeDtype { get; set; }
+
+    /// <summary>
+    /// The LoRA update added to the kernel's output (<c>x Wᵀ + scale · B A x</c>); null when none. Set by
+    /// <see cref="LoraAdapters"/>, which owns the adapter's parameters; the layer disposes it with itself.
+    /// </summary>
+    public LoraAdapter? Adapter
+    {
+        get => adapter;
+        internal set => adapter = value;
+    }
 
     /// <summary>The logical axis names of the (out, in) dimensions; null when the layer was given none (never partitioned).</summary>
     public (string Out, string In)? Axes { get; }
@@ -108,7 +122,14 @@ public sealed class Dense : nn.Module<Tensor, Tensor>, IQuantizableKernel, IMixe
     /// <exception cref="InvalidOperationException">The layer is quantized and in training mode.</exception>
     public Tensor Forward(Tensor x, bool addBias) // (..., in) -> (..., out)
     {
-        var b = addBias ? bias : null;
+        var y = Kernel(x, addBias ? bias : null);
+        if (adapter is null) return y;
+        var input = ComputeDtype is { } dtype && x.is_floating_point() ? x.to(dtype) : x;
+        return y + adapter.Delta(input, training).to(y.dtype);
+    }
+
+    private Tensor Kernel(Tensor x, Tensor? b)
+    {
         if (weight_int8 is null)
         {
             return ComputeDtype is { } dtype && x.is_floating_point()
@@ -118,5 +139,12 @@ public sealed class Dense : nn.Module<Tensor, Tensor>, IQuantizableKernel, IMixe
         // The int8 values carry no gradient, so training would silently update only biases, norms and embeddings.
         if (training) throw new InvalidOperationException("an int8-quantized model is for inference only: call model.eval(), or train the float checkpoint instead");
         return Int8Weights.Linear(x, weight_int8, weight_scale!, b);
+    }
+
+    /// <inheritdoc />
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) adapter?.Dispose();
+        base.Dispose(disposing);
     }
 }

@@ -115,7 +115,7 @@ public sealed class DataParallelTests
     public void ADifferentConfigOnAnotherRankIsAnErrorNamingIt()
     {
         DataParallel.CheckSameConfig(new TwinCommunicator(), "{\"a\":1}");
-        var e = Assert.Throws<ArgumentException>(() => DataParallel.CheckSameConfig(new TwinCommunicator { PeerOffset = 1 }, "{\"a\":1}"));
+        var e = Assert.Throws<Loom.Distributed.ErrorOnEveryRankException>(() => DataParallel.CheckSameConfig(new TwinCommunicator { PeerOffset = 1 }, "{\"a\":1}"));
         Assert.StartsWith("rank 1 resolved a different config from rank 0's", e.Message);
         Assert.DoesNotContain('\n', e.Message);
     }
