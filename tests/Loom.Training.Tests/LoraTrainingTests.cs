@@ -77,7 +77,7 @@ public sealed class LoraTrainingTests
         var config = TrainerFixtures.Config(TrainerFixtures.WriteCorpus(dir), 2) with { Model = llama };
         using var scope = NewDisposeScope();
         using var source = llama.Build(generator: new Generator(7));
-        HuggingFaceLlama.Export(source, dir.File("hf"));
+        HuggingFaceModels.Export(source, dir.File("hf"));
 
         using var trainer = NewTrainer(Lora(config, "hf:" + dir.File("hf"), 2), dir.File("run"));
         Assert.Equal("hf:" + dir.File("hf"), trainer.InitialisedFrom);

@@ -208,7 +208,7 @@ public sealed class LoraAdapters
             tensors[path + ".lora_B.weight"] = layer.Adapter.B;
         }
         SafeTensors.Save(Path.Combine(directory, WeightsFile), tensors, new Dictionary<string, string> { ["format"] = "pt" });
-        bool llama = HuggingFaceLlama.WhyNotLlama(model.Options) is null;
+        bool llama = HuggingFaceLlama.Instance.WhyNot(model.Options) is null;
         var config = new JsonObject
         {
             ["peft_type"] = "LORA",
@@ -303,7 +303,7 @@ public sealed class LoraAdapters
     /// <summary>Loom module path → the path PEFT uses: Hugging Face's for a model that is exactly a Llama, else Loom's own.</summary>
     private static Func<string, string> PeftModulePaths(ModelOptions options)
     {
-        if (options is not DecoderLmOptions o || HuggingFaceLlama.WhyNotLlama(o) is not null) return path => path;
+        if (options is not DecoderLmOptions o || HuggingFaceLlama.Instance.WhyNot(o) is not null) return path => path;
         const string weight = ".weight";
         var map = HuggingFaceLlama.KeyMap(o)
             .Where(k => k.Loom.EndsWith(weight, StringComparison.Ordinal) && k.Hf.EndsWith(weight, StringComparison.Ordinal))
