@@ -53,8 +53,10 @@ public sealed class HuggingFaceModelsTests
     /// names, written here by hand from the transformers source, sharded with an index): Loom imports it and computes
     /// what the same weights compute in a Loom model built directly.
     /// </summary>
-    [Fact]
-    public void AFolderLaidOutAsTransformersSavesALlamaImportsAndScoresTheSame()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)] // MistralForCausalLM: the same tensors; its config has no bias or pretraining_tp fields, and a sliding_window
+    public void AFolderLaidOutAsTransformersSavesALlamaImportsAndScoresTheSame(bool mistral)
     {
         using var scope = NewDisposeScope();
         using var temp = new TempDirectory("loom-hf-");
@@ -87,6 +89,15 @@ public sealed class HuggingFaceModelsTests
               "vocab_size": 40
             }
             """);
+        if (mistral)
+        {
+            var config = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(temp.File("config.json")))!.AsObject();
+            foreach (var key in new[] { "attention_bias", "mlp_bias", "pretraining_tp", "rope_scaling" }) config.Remove(key);
+            config["architectures"] = new System.Text.Json.Nodes.JsonArray("MistralForCausalLM");
+            config["model_type"] = "mistral";
+            config["sliding_window"] = null; // Mistral 7B v0.2 and later: attention over the whole context
+            File.WriteAllText(temp.File("config.json"), config.ToJsonString());
+        }
         using var g = Seeded.Generator(9);
         var hf = new Dictionary<string, Tensor> { ["model.embed_tokens.weight"] = randn([40, 32], generator: g), ["model.norm.weight"] = randn([32], generator: g), ["lm_head.weight"] = randn([40, 32], generator: g) };
         for (int i = 0; i < 2; i++)
