@@ -30,6 +30,7 @@ public class JinjaTemplateTests
     [InlineData("{{ 'x' or 'y' }} {{ '' or 'y' }} {{ 0 and 1 }}", "x y 0")]
     [InlineData("{{ 'b' in 'abc' }} {{ 2 in [1, 2] }} {{ 'k' in {'k': 1} }} {{ 3 not in [1] }}", "True True True True")]
     [InlineData("{{ 'yes' if 1 > 2 else 'no' }}", "no")]
+    [InlineData("{{ 2.0 }} {{ 0.00001 }} {{ [1.5] | tojson }}", "2.0 1e-05 [1.5]")]
     public void EvaluatesExpressions(string source, string expected) => Assert.Equal(expected, Render(source));
 
     [Theory]

@@ -112,8 +112,8 @@ internal static class Values
     {
         if (double.IsNaN(d)) return "nan";
         if (double.IsInfinity(d)) return d > 0 ? "inf" : "-inf";
-        string text = d.ToString("R", CultureInfo.InvariantCulture);
-        return text.Contains('.') || text.Contains('E') ? text : text + ".0";
+        string text = d.ToString("R", CultureInfo.InvariantCulture).Replace('E', 'e'); // Python writes 1e-05, not 1E-05
+        return text.Contains('.') || text.Contains('e') ? text : text + ".0";
     }
 
     public static bool AreEqual(object? a, object? b)
