@@ -45,12 +45,12 @@ public sealed record ServerOptions
         init => field = value >= TimeSpan.Zero ? value : throw new ArgumentException($"shutdown timeout {value} is negative: use zero or more");
     } = TimeSpan.FromSeconds(10);
 
-    /// <summary>How chat messages become a prompt; its end-of-turn marker ends every reply.</summary>
-    public ChatTemplate ChatTemplate
-    {
-        get;
-        init => field = value ?? throw new ArgumentException("the chat template must not be null");
-    } = ChatTemplate.Default;
+    /// <summary>
+    /// How chat messages become a prompt; its end-of-turn marker ends every reply. Null (the default): the template the
+    /// model's vocabulary brings (<see cref="Loom.Inference.Chat.ChatTemplate.ForVocabulary"/>: a Hugging Face tokenizer's Jinja chat
+    /// template, else <see cref="Loom.Inference.Chat.ChatTemplate.Default"/>).
+    /// </summary>
+    public IChatTemplate? ChatTemplate { get; init; }
 
     /// <summary>Log warnings and errors (and ASP.NET Core's start and stop lines) to the console.</summary>
     public bool LogToConsole { get; init; }

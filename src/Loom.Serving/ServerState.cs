@@ -13,6 +13,9 @@ internal sealed class ServerState(IGenerationEngine engine, ServerOptions option
 
     public ServerOptions Options => options;
 
+    /// <summary>The options' chat template, or the one the model's vocabulary brings.</summary>
+    public Loom.Inference.Chat.IChatTemplate ChatTemplate { get; } = options.ChatTemplate ?? Loom.Inference.Chat.ChatTemplate.ForVocabulary(engine.Vocabulary);
+
     public ServerMetrics Metrics => metrics;
 
     public long StartedUnixSeconds { get; } = metrics.Time.GetUtcNow().ToUnixTimeSeconds();

@@ -16,13 +16,22 @@ public sealed record ChatTurn(string Role, string Content);
 /// for the reply. The markers are plain text, so any vocabulary (bytes included) can learn them from
 /// data formatted the same way.
 /// </summary>
-public sealed record ChatTemplate
+public sealed record ChatTemplate : IChatTemplate
 {
     /// <summary>Loom's default template: <c>&lt;|user|&gt;\nHi&lt;|end|&gt;\n&lt;|assistant|&gt;\n</c>.</summary>
     public static ChatTemplate Default { get; } = new();
 
     /// <summary>ChatML, as used by many instruction-tuned models: <c>&lt;|im_start|&gt;user\nHi&lt;|im_end|&gt;\n&lt;|im_start|&gt;assistant\n</c>.</summary>
     public static ChatTemplate ChatMl { get; } = new() { RoleStart = "<|im_start|>", RoleEnd = "", EndOfTurn = "<|im_end|>" };
+
+    /// <summary>
+    /// The template a checkpoint's vocabulary brings (<see cref="HuggingFaceChatTemplate"/>, when it is a Hugging Face
+    /// tokenizer whose tokenizer_config.json has a chat template), otherwise <see cref="Default"/>.
+    /// </summary>
+    /// <param name="vocabulary">The model's vocabulary.</param>
+    /// <exception cref="FormatException">The vocabulary's chat template is not a Jinja template this interpreter reads.</exception>
+    public static IChatTemplate ForVocabulary(Loom.Data.IVocabulary vocabulary) =>
+        HuggingFaceChatTemplate.FromVocabulary(vocabulary) ?? (IChatTemplate)Default;
 
     /// <summary>The names <see cref="Named"/> accepts.</summary>
     public static IReadOnlyList<string> Names { get; } = ["loom", "chatml"];

@@ -7,7 +7,7 @@ namespace Loom.Inference.Chat;
 
 /// <summary>
 /// Microsoft.Extensions.AI's <see cref="IChatClient"/> over an <see cref="IGenerationEngine"/>: renders
-/// the conversation with a <see cref="ChatTemplate"/>, encodes it with the engine's vocabulary, maps
+/// the conversation with an <see cref="IChatTemplate"/>, encodes it with the engine's vocabulary, maps
 /// <see cref="ChatOptions"/> to <see cref="SamplingOptions"/> and reports the reply's text, finish reason
 /// and token usage. Safe for concurrent requests (the engine queues them).
 /// </summary>
@@ -29,26 +29,30 @@ public sealed class LoomChatClient : IChatClient
 
     /// <summary>Creates a client; it does not own the engine, which the caller disposes.</summary>
     /// <param name="engine">The engine that generates the replies.</param>
-    /// <param name="template">How conversations are rendered; <see cref="ChatTemplate.Default"/> when null.</param>
+    /// <param name="template">
+    /// How conversations are rendered; when null, the template the engine's vocabulary brings
+    /// (<see cref="ChatTemplate.ForVocabulary"/>: a Hugging Face tokenizer's chat template, else <see cref="ChatTemplate.Default"/>).
+    /// </param>
     /// <param name="defaultOptions">Options for what a request's own options leave unset (copied here).</param>
     /// <exception cref="ArgumentException">The default options are invalid (e.g. a negative temperature or another model's id).</exception>
     /// <exception cref="NotSupportedException">The default options ask for tools or JSON output.</exception>
-    public LoomChatClient(IGenerationEngine engine, ChatTemplate? template = null, ChatOptions? defaultOptions = null)
+    /// <exception cref="FormatException">The vocabulary's chat template cannot be read (when <paramref name="template"/> is null).</exception>
+    public LoomChatClient(IGenerationEngine engine, IChatTemplate? template = null, ChatOptions? defaultOptions = null)
     {
         this.engine = engine ?? throw new ArgumentNullException(nameof(engine));
-        Template = template ?? ChatTemplate.Default;
+        Template = template ?? ChatTemplate.ForVocabulary(engine.Vocabulary);
         this.defaultOptions = defaultOptions?.Clone();
         metadata = new ChatClientMetadata(ProviderName, providerUri: null, defaultModelId: engine.ModelName);
         _ = CreateSamplingOptions(null); // validates the defaults now rather than on the first request
     }
 
     /// <summary>How conversations are rendered.</summary>
-    public ChatTemplate Template { get; }
+    public IChatTemplate Template { get; }
 
     /// <summary>
     /// Maps chat options, falling back per option to the client's defaults, to the engine's sampling
     /// options: temperature, top-p, top-k, max output tokens, seed, presence and frequency penalties, and
-    /// the stop sequences plus the template's <see cref="ChatTemplate.EndOfTurn"/>. Generation also stops at EOS.
+    /// the stop sequences plus the template's <see cref="IChatTemplate.EndOfTurn"/>. Generation also stops at EOS.
     /// </summary>
     /// <exception cref="ArgumentException">An option is out of range, there are more than 3 stop sequences besides the end of turn, or the model id names another model.</exception>
     /// <exception cref="NotSupportedException">The options ask for tools or JSON output.</exception>
@@ -91,7 +95,7 @@ public sealed class LoomChatClient : IChatClient
     /// The prompt text for a conversation: the options' (or defaults') instructions as a leading system
     /// turn, then the messages, rendered with <see cref="Template"/>.
     /// </summary>
-    /// <exception cref="ArgumentException">There are no messages, or a message has an unknown role.</exception>
+    /// <exception cref="ArgumentException">There are no messages, a message has an unknown role, or the template refuses the conversation.</exception>
     /// <exception cref="NotSupportedException">A message is a tool message or holds content other than text.</exception>
     public string RenderPrompt(IEnumerable<ChatMessage> messages, ChatOptions? options = null)
     {

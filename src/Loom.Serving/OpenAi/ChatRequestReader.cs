@@ -14,14 +14,14 @@ internal static class ChatRequestReader
     /// that is a string or an array of text parts. The template's end-of-turn marker is added to the
     /// stop sequences, so the reply ends where the model closes its turn.
     /// </summary>
-    public static GenerationCall Read(JsonElement body, IVocabulary vocabulary, int contextLength, ChatTemplate template, bool encoderDecoder = false)
+    public static GenerationCall Read(JsonElement body, IVocabulary vocabulary, int contextLength, IChatTemplate template, bool encoderDecoder = false)
     {
         var fields = JsonFields.Of(body);
         SamplingFields.Unsupported(fields, "tools", "this server has no tool calling; leave tools out");
         SamplingFields.Unsupported(fields, "functions", "this server has no function calling; leave functions out");
         if (fields.Element("response_format") is { } format && JsonFields.Of(format, "response_format").String("type") is { } type && type != "text")
             throw ApiException.InvalidRequest($"response_format type '{type}' is not supported: only text", "response_format");
-        int[] prompt = vocabulary.Encode(template.Render(Messages(fields)));
+        int[] prompt = vocabulary.Encode(Render(template, Messages(fields)));
         CompletionRequestReader.CheckPromptLength("messages", prompt.Length, contextLength, encoderDecoder);
         int maxTokens = SamplingFields.MaxTokens(fields, "max_completion_tokens", "max_tokens") ?? contextLength;
         var stop = SamplingFields.Stop(fields, 3, "at most 3 are allowed in chat, because the template's end-of-turn marker is the fourth");
@@ -32,6 +32,18 @@ internal static class ChatRequestReader
         var sampling = SamplingFields.Read(fields, maxTokens, stop, logProbs ? top ?? 0 : null);
         var (stream, includeUsage) = SamplingFields.Streaming(fields);
         return new GenerationCall(new GenerationRequest(prompt, sampling), stream, includeUsage);
+    }
+
+    private static string Render(IChatTemplate template, List<ChatTurn> turns)
+    {
+        try
+        {
+            return template.Render(turns);
+        }
+        catch (ArgumentException e)
+        {
+            throw ApiException.InvalidRequest(e.Message, "messages");
+        }
     }
 
     private static List<ChatTurn> Messages(JsonFields fields)

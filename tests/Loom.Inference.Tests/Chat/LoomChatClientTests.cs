@@ -316,6 +316,23 @@ public class LoomChatClientTests
         Assert.Equal(["<|im_end|>"], client.CreateSamplingOptions(null).Stop);
     }
 
+    [SkippableFact]
+    public void AHuggingFaceVocabularyBringsItsJinjaChatTemplate()
+    {
+        var vocabulary = new HuggingFaceVocabulary(Loom.Data.Tests.NpmTokenizerFiles.Folder(Loom.Data.Tests.NpmTokenizerFiles.Llama3Package));
+        using var model = TinyModel(vocabulary);
+        using var engine = new SequentialEngine(model, vocabulary, "tiny");
+        var client = new LoomChatClient(engine);
+        Assert.IsType<HuggingFaceChatTemplate>(client.Template);
+        // Llama 3's template, as Python's jinja2 renders it (see HuggingFaceChatTemplateTests).
+        Assert.Equal(
+            "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nName a color.<|eot_id|>"
+            + "<|start_header_id|>assistant<|end_header_id|>\n\n",
+            client.RenderPrompt(Conversation));
+        Assert.Equal(["<|eot_id|>"], client.CreateSamplingOptions(null).Stop);
+        Assert.Same(ChatTemplate.ChatMl, new LoomChatClient(engine, ChatTemplate.ChatMl).Template); // a template given explicitly wins
+    }
+
     [Fact]
     public void GetServiceReturnsTheMetadataAndTheClient()
     {

@@ -18,6 +18,21 @@ public class RequestReaderTests
     private static ApiException Refused(Func<GenerationCall> read) => Assert.Throws<ApiException>(() => read());
 
     [Fact]
+    public void ChatRendersAJinjaTemplateAndRefusesWhatItRaisesWith400()
+    {
+        var template = new HuggingFaceChatTemplate(
+            "{% if messages[0].role != 'user' %}{{ raise_exception('first message must be the user\\'s') }}{% endif %}"
+            + "{% for m in messages %}<{{ m.role }}>{{ m.content | trim }}<eot>{% endfor %}<assistant>", "<s>", "</s>", "<eot>");
+        var call = ChatRequestReader.Read(JsonDocument.Parse("""{"messages": [{"role": "user", "content": " hi "}]}""").RootElement, Bytes, 256, template);
+        Assert.Equal(Bytes.Encode("<user>hi<eot><assistant>"), call.Request.Prompt);
+        Assert.Equal(["<eot>"], call.Request.Sampling.Stop);
+        var error = Refused(() => ChatRequestReader.Read(JsonDocument.Parse("""{"messages": [{"role": "assistant", "content": "x"}]}""").RootElement, Bytes, 256, template));
+        Assert.Equal(400, error.Status);
+        Assert.Equal("messages", error.Body.Error.Param);
+        Assert.Equal("the chat template refused the conversation: first message must be the user's", error.Body.Error.Message);
+    }
+
+    [Fact]
     public void CompletionDefaultsAreOpenAis()
     {
         var call = Completion("""{"prompt": "abc"}""");
