@@ -61,7 +61,10 @@ public sealed class ReversibleBlock : nn.Module
 /// <remarks>
 /// The rebuilt inputs equal the originals only up to rounding (X₁ = (X₁ + F(X₂)) − F(X₂)), so the gradients match
 /// the plain stack's to fp32 tolerance, not bit for bit. F and G must be deterministic (no dropout, or dropout
-/// whose randomness is replayed), since the backward runs them again.
+/// whose randomness is replayed), since the backward runs them again; an <see cref="LshAttention"/> used as F must
+/// hash with the same rotations in the backward as in the forward (fixed rotations, or a generator re-seeded
+/// identically), which this stack does not arrange. Parameter gradients are returned all at once at the end of
+/// the backward, so parameter-sized temporaries (not activations) do grow with depth.
 /// </remarks>
 public sealed class ReversibleStack : nn.Module
 {

@@ -93,6 +93,36 @@ public class ReversibleTests
     }
 
     [Fact]
+    public void AutogradGradReachesParametersThroughTheStack()
+    {
+        using var reversible = Stack(11, depth: 2, reversible: true);
+        using var plain = Stack(11, depth: 2, reversible: false);
+        using var scope = NewDisposeScope();
+        var grads = new List<IList<Tensor>>();
+        foreach (var stack in new[] { reversible, plain })
+        {
+            var (x1, x2) = Inputs(12);
+            var (y1, y2) = stack.Forward(x1, x2);
+            grads.Add(torch.autograd.grad([(y1 * y2).sum()], stack.parameters().Select(p => (Tensor)p).ToList()));
+        }
+        for (var i = 0; i < grads[1].Count; i++)
+            Assert.True(RelativeError(grads[0][i], grads[1][i]) < 1e-5, $"parameter {i}");
+    }
+
+    [Fact]
+    public void WithoutGradTheStackIsThePlainComposition()
+    {
+        using var reversible = Stack(13, depth: 3, reversible: true);
+        using var plain = Stack(13, depth: 3, reversible: false);
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var (x1, x2) = Inputs(14);
+        var (a1, a2) = reversible.Forward(x1, x2);
+        var (b1, b2) = plain.Forward(x1, x2);
+        Assert.True(a1.equal(b1).all().item<bool>() && a2.equal(b2).all().item<bool>());
+    }
+
+    [Fact]
     public void ChunkedFeedForwardEqualsUnchunked()
     {
         using var g = Seeded.Generator(9);
