@@ -44,6 +44,32 @@ public class LshAttentionTests
     }
 
     [Fact]
+    public void RoundsCombineByTheirLogSumExps()
+    {
+        using var scope = NewDisposeScope();
+        var (qk, v) = Inputs(10);
+        using var g = Seeded.Generator(4);
+        using var lsh = new LshAttention(buckets: 4, rounds: 3, chunkLength: 16, causal: true);
+        var buckets = lsh.Hash(qk, lsh.Rotations(8, g)); // (B, H, 3, T)
+        // Each round by hand: full attention within that round's buckets, and the log-sum-exp of its scores.
+        var positions = arange(16);
+        var outputs = new List<Tensor>();
+        var lses = new List<Tensor>();
+        for (var r = 0; r < 3; r++)
+        {
+            var bucket = buckets.select(2, r); // (B, H, T)
+            var scores = qk.matmul(SharedQkAttention.Keys(qk).transpose(-1, -2)) / Math.Sqrt(8);
+            var hidden = positions.unsqueeze(0) > positions.unsqueeze(-1) | bucket.unsqueeze(-1).ne(bucket.unsqueeze(-2));
+            scores = scores.masked_fill(hidden, SharedQkAttention.MaskedScore).masked_fill(eye(16).to_type(ScalarType.Bool), SharedQkAttention.SelfScore);
+            outputs.Add(scores.softmax(-1).matmul(v));
+            lses.Add(scores.logsumexp(-1));
+        }
+        var weights = stack(lses, 0).softmax(0).unsqueeze(-1);      // (3, B, H, T, 1)
+        var expected = (stack(outputs, 0) * weights).sum(0L);       // (B, H, T, Dh); 0L: a bare 0 would bind to sum(ScalarType)
+        Assert.True(MaxDiff(lsh.Attend(qk, v, buckets), expected) < 1e-5);
+    }
+
+    [Fact]
     public void FirstCausalTokenAttendsToItself()
     {
         using var scope = NewDisposeScope();
