@@ -15,6 +15,7 @@ if (args.Length == 0 || args[0] is "-h" or "--help")
           t5-spam      T5 pre-training and spam_assassin fine-tuning, beside a decoder-only twin (see t5-spam --help)
           scaling      data-parallel training under mpirun at 1 and 2 ranks (see scaling --help)
           decode       batch-1 greedy decoding against llama.cpp on the same weights (see decode --help)
+          long-context peak memory of sdpa, written-out and blockwise attention at 4k-32k tokens (see long-context --help)
         """);
     return args.Length == 0 ? 2 : 0;
 }
@@ -29,6 +30,7 @@ return args[0] switch
     "t5-spam" => Bench(T5SpamSettings.Usage, T5SpamSettings.Parse, T5SpamBenchmark.Run),
     "scaling" => Bench(ScalingSettings.Usage, ScalingSettings.Parse, ScalingBenchmark.Run),
     "decode" => Bench(DecodeSettings.Usage, DecodeSettings.Parse, DecodeBenchmark.Run),
+    "long-context" => Bench(LongContextSettings.Usage, LongContextSettings.Parse, LongContextBenchmark.Run),
     // Not listed in the usage: a conformance check for bench/gpu/hf-conformance.sh, not a benchmark.
     "hf-logits" => Bench(HfLogitsSettings.Usage, HfLogitsSettings.Parse, HfLogitsBenchmark.Run),
     _ => Unknown(args[0]),
@@ -67,6 +69,6 @@ int Bench<TSettings>(string usage, Func<IReadOnlyList<string>, TSettings> parse,
 
 static int Unknown(string name)
 {
-    Console.Error.WriteLine($"loom-bench: unknown benchmark '{name}' (known: train-step, pipeline, serve-load, moe, t5-spam, scaling, decode)");
+    Console.Error.WriteLine($"loom-bench: unknown benchmark '{name}' (known: train-step, pipeline, serve-load, moe, t5-spam, scaling, decode, long-context)");
     return 2;
 }

@@ -39,8 +39,11 @@ public static class BlockwiseAttention
         var vg = v.unsqueeze(2).to(float32);         // (B, Hkv, 1, S, Dv): accumulate in float32
         var m5 = mask is null ? null : mask.dim() == 4 ? mask.unsqueeze(2) : mask; // (B, 1, 1, T, S) or (T, S)
         var outputs = new List<Tensor>();
+        // Each tile's temporaries are disposed as soon as it is folded in (a dispose scope would otherwise keep all T×S
+        // of them alive to its end); autograd keeps what the backward pass needs by its own references.
         for (long t0 = 0; t0 < t; t0 += queryBlock)
         {
+            using var rows = NewDisposeScope();
             long tq = Math.Min(queryBlock, t - t0);
             var qb = qg.narrow(3, t0, tq);                                          // (B, Hkv, G, tq, Dh)
             var queryPositions = arange(offset + t0, offset + t0 + tq, device: q.device).unsqueeze(1); // (tq, 1)
@@ -51,32 +54,39 @@ public static class BlockwiseAttention
             long keyEnd = isCausal ? Math.Min(s, offset + t0 + tq) : s;
             for (long s0 = 0; s0 < keyEnd; s0 += keyBlock)
             {
-                long tk = Math.Min(keyBlock, keyEnd - s0);
-                var scores = qb.matmul(kg.narrow(3, s0, tk).transpose(-2, -1)).to(float32) * scale; // (B, Hkv, G, tq, tk)
-                if (softcap is { } cap) scores = (scores / cap).tanh() * cap; // elementwise, so per tile as on the whole
-                if (isCausal)
+                Tensor mOld = m, lOld = l, accOld = acc;
+                using (NewDisposeScope())
                 {
-                    var keyPositions = arange(s0, s0 + tk, device: q.device).unsqueeze(0); // (1, tk)
-                    scores = scores.masked_fill(keyPositions > queryPositions, double.NegativeInfinity); // (tq, tk) broadcast
+                    long tk = Math.Min(keyBlock, keyEnd - s0);
+                    var scores = qb.matmul(kg.narrow(3, s0, tk).transpose(-2, -1)).to(float32) * scale; // (B, Hkv, G, tq, tk)
+                    if (softcap is { } cap) scores = (scores / cap).tanh() * cap; // elementwise, so per tile as on the whole
+                    if (isCausal)
+                    {
+                        var keyPositions = arange(s0, s0 + tk, device: q.device).unsqueeze(0); // (1, tk)
+                        scores = scores.masked_fill(keyPositions > queryPositions, double.NegativeInfinity); // (tq, tk) broadcast
+                    }
+                    if (m5 is not null)
+                    {
+                        var tile = m5.narrow(-2, t0, tq).narrow(-1, s0, tk); // (B, 1, 1, tq, tk) or (tq, tk)
+                        scores = tile.dtype == ScalarType.Bool
+                            ? scores.masked_fill(tile.logical_not(), double.NegativeInfinity)
+                            : scores + tile.to(float32);
+                    }
+                    // The maximum only keeps exp() in range: the result does not depend on it, so no gradient flows through it.
+                    var mNew = maximum(m, scores.detach().amax(new long[] { -1 }, keepdim: true)); // (B, Hkv, G, tq, 1)
+                    // A row with nothing visible yet has m = −∞; shifting by 0 instead keeps exp() from giving NaN (−∞ − −∞).
+                    var shift = mNew.masked_fill(mNew.isneginf(), 0);
+                    var alpha = (m - shift).exp();                                  // exp(m_old − m_new); 0 while m_old = −∞
+                    var p = (scores - shift).exp();                                 // (B, Hkv, G, tq, tk)
+                    l = (l * alpha + p.sum(-1, keepdim: true)).MoveToOuterDisposeScope();
+                    acc = (acc * alpha + p.matmul(vg.narrow(3, s0, tk))).MoveToOuterDisposeScope(); // (B, Hkv, G, tq, Dv)
+                    m = mNew.MoveToOuterDisposeScope();
                 }
-                if (m5 is not null)
-                {
-                    var tile = m5.narrow(-2, t0, tq).narrow(-1, s0, tk); // (B, 1, 1, tq, tk) or (tq, tk)
-                    scores = tile.dtype == ScalarType.Bool
-                        ? scores.masked_fill(tile.logical_not(), double.NegativeInfinity)
-                        : scores + tile.to(float32);
-                }
-                // The maximum only keeps exp() in range: the result does not depend on it, so no gradient flows through it.
-                var mNew = maximum(m, scores.detach().amax(new long[] { -1 }, keepdim: true));   // (B, Hkv, G, tq, 1)
-                // A row with nothing visible yet has m = −∞; shifting by 0 instead keeps exp() from giving NaN (−∞ − −∞).
-                var shift = mNew.masked_fill(mNew.isneginf(), 0);
-                var alpha = (m - shift).exp();                                  // exp(m_old − m_new); 0 while m_old = −∞
-                var p = (scores - shift).exp();                                 // (B, Hkv, G, tq, tk)
-                l = l * alpha + p.sum(-1, keepdim: true);
-                acc = acc * alpha + p.matmul(vg.narrow(3, s0, tk));             // (B, Hkv, G, tq, Dv)
-                m = mNew;
+                mOld.Dispose();
+                lOld.Dispose();
+                accOld.Dispose();
             }
-            outputs.Add(acc / l.masked_fill(l == 0, 1));                        // fully masked rows: 0 / 1 = 0
+            outputs.Add((acc / l.masked_fill(l == 0, 1)).MoveToOuterDisposeScope()); // fully masked rows: 0 / 1 = 0
         }
         return cat(outputs, 3).view(b, h, t, dv).to(q.dtype); // (B, H, T, Dv)
     }
