@@ -50,7 +50,8 @@ public sealed class DecoderLm : LanguageModel
         double? scoreScale = o.QueryPreAttnScalar is { } scalar ? Math.Pow(scalar, -0.5) : null; // as transformers: scalar ** -0.5
         blocks = new ModuleList<DecoderBlock>(Enumerable.Range(0, o.NumLayers).Select(l => new DecoderBlock(
             l,
-            new Attention(o.ModelDim, o.NumHeads, o.NumKvHeads, o.HeadDim, o.UseBias, rotary, device, generator, scoreScale, o.AttentionLogitSoftcap),
+            new Attention(o.ModelDim, o.NumHeads, o.NumKvHeads, o.HeadDim, o.UseBias, rotary, device, generator, scoreScale, o.AttentionLogitSoftcap,
+                o.AttentionImpl == AttentionImpl.Blockwise ? o.AttentionBlockSize : null),
             FeedForward(o, l, device, generator),
             Norm, o.ParallelBlock, o.PostNorms)).ToArray());
         final_norm = Norm();

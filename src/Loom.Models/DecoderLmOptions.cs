@@ -134,6 +134,12 @@ public sealed record DecoderLmOptions : ModelOptions
     /// <summary>The output logits are soft-capped to cap · tanh(z / cap) (Gemma 2: 30); null = no cap.</summary>
     public double? FinalLogitSoftcap { get; init; }
 
+    /// <summary>How attention scores are computed (<c>model.attention_impl</c>): the fused kernel, or blockwise for long sequences.</summary>
+    public AttentionImpl AttentionImpl { get; init; } = AttentionImpl.Sdpa;
+
+    /// <summary>Queries and keys per tile of blockwise attention (<c>model.attention_block_size</c>); unused by sdpa.</summary>
+    public int AttentionBlockSize { get; init; } = 512;
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid field and the valid range.</summary>
     public override DecoderLmOptions Validate()
     {
@@ -162,9 +168,21 @@ public sealed record DecoderLmOptions : ModelOptions
         if (QueryPreAttnScalar is { } scalar && !(scalar > 0)) throw new ArgumentException($"model.query_pre_attn_scalar = {scalar} must be positive, or null for head_dim");
         if (AttentionLogitSoftcap is { } cap && !(cap > 0)) throw new ArgumentException($"model.attention_logit_softcap = {cap} must be positive, or null for none");
         if (FinalLogitSoftcap is { } final && !(final > 0)) throw new ArgumentException($"model.final_logit_softcap = {final} must be positive, or null for none");
+        if (!Enum.IsDefined(AttentionImpl)) throw new ArgumentException($"model.attention_impl = {AttentionImpl} is not known: use sdpa or blockwise");
+        Positive(AttentionBlockSize, "attention_block_size");
         return this;
     }
 
     /// <inheritdoc />
     public override LanguageModel Build(TorchSharp.torch.Device? device = null, TorchSharp.torch.Generator? generator = null) => new DecoderLm(Validate(), device, generator);
+}
+
+/// <summary>How a decoder computes softmax(QKᵀ) V.</summary>
+public enum AttentionImpl
+{
+    /// <summary>scaled_dot_product_attention (or the written-out scores where a scale or soft-cap needs them): the T×S scores at once.</summary>
+    Sdpa,
+
+    /// <summary><see cref="Layers.BlockwiseAttention"/>: tiles of scores with an online softmax; memory linear in length without gradients.</summary>
+    Blockwise,
 }

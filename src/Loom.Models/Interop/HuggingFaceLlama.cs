@@ -1,3 +1,4 @@
+using System.Text.Json;
 using System.Text.Json.Nodes;
 using static TorchSharp.torch;
 
@@ -36,6 +37,8 @@ public sealed class HuggingFaceLlama : IHuggingFaceArchitecture
             { UseBias: true } => "model.use_bias = true: Llama's kernels have no biases",
             { Moe: not null } => "model.moe: a decoder with a mixture of experts is a MixtralForCausalLM, not a Llama",
             { SharedEmbeddings: true, ScaleSharedLogits: true } => "model.shared_embeddings with model.scale_shared_logits = true: Llama's tied output projection does not divide the logits by √d_model; train with scale_shared_logits = false",
+            { RopeScaling: { Type: RopeScalingType.Yarn, OriginalMaxPositionEmbeddings: { } original } yarn } when original != options.MaxSequenceLength && yarn.Factor != (double)options.MaxSequenceLength / original =>
+                $"model.rope_scaling.factor = {yarn.Factor}: with original_max_position_embeddings = {original} transformers' yarn uses max_position_embeddings / original = {options.MaxSequenceLength}/{original} as the factor",
             _ => WhyNotPlainDecoder(options, "Llama"),
         };
     }
@@ -120,7 +123,7 @@ public sealed class HuggingFaceLlama : IHuggingFaceArchitecture
             ["num_key_value_heads"] = o.NumKvHeads,
             ["pretraining_tp"] = 1,
             ["rms_norm_eps"] = o.NormEpsilon,
-            ["rope_scaling"] = WriteRopeScaling(o.RopeScaling),
+            ["rope_scaling"] = WriteRopeScaling(o.RopeScaling, o.MaxSequenceLength),
             ["rope_theta"] = o.RopeBase,
             ["tie_word_embeddings"] = o.SharedEmbeddings,
             ["torch_dtype"] = "float32",
@@ -130,8 +133,10 @@ public sealed class HuggingFaceLlama : IHuggingFaceArchitecture
     }
 
     /// <summary>
-    /// config.json's <c>rope_scaling</c> as Loom's option: null, absent or type "default" is none; "linear" and "llama3"
-    /// (under <c>rope_type</c>, or the older <c>type</c>) are read; any other type is refused naming it.
+    /// config.json's <c>rope_scaling</c> as Loom's option: null, absent or type "default" is none; "linear", "llama3",
+    /// "ntk" and "yarn" (under <c>rope_type</c>, or the older <c>type</c>) are read; any other type is refused naming it.
+    /// YaRN's original context is its <c>original_max_position_embeddings</c>, and then, as transformers computes it, its
+    /// factor max_position_embeddings / original; without one, max_position_embeddings and the given factor.
     /// </summary>
     /// <exception cref="InvalidDataException">An unsupported type, or a missing or invalid field; the message names it.</exception>
     public static RopeScaling? ReadRopeScaling(HuggingFaceConfig config)
@@ -155,7 +160,9 @@ public sealed class HuggingFaceLlama : IHuggingFaceArchitecture
                     HighFreqFactor = fields.OptionalNumber("high_freq_factor") ?? throw config.Error("rope_scaling of type llama3 has no \"high_freq_factor\""),
                     OriginalMaxPositionEmbeddings = fields.OptionalInt("original_max_position_embeddings") ?? throw config.Error("rope_scaling of type llama3 has no \"original_max_position_embeddings\""),
                 }.Validate(),
-                _ => throw config.Error($"rope_scaling type {type} is not supported: Loom reads linear and llama3 scaling"),
+                "ntk" => new RopeScaling { Type = RopeScalingType.Ntk, Factor = Factor() }.Validate(),
+                "yarn" => ReadYarn(config, fields, Factor),
+                _ => throw config.Error($"rope_scaling type {type} is not supported: Loom reads linear, llama3, ntk and yarn scaling"),
             };
         }
         catch (ArgumentException e)
@@ -164,10 +171,35 @@ public sealed class HuggingFaceLlama : IHuggingFaceArchitecture
         }
     }
 
-    /// <summary>Loom's rotary scaling as config.json's <c>rope_scaling</c> object (null for none), as transformers writes it.</summary>
-    public static JsonObject? WriteRopeScaling(RopeScaling? scaling) => scaling switch
+    private static RopeScaling ReadYarn(HuggingFaceConfig config, HuggingFaceConfig fields, Func<double> factor)
+    {
+        int maxPositions = config.Int("max_position_embeddings");
+        int? original = fields.OptionalInt("original_max_position_embeddings");
+        // transformers reads `x or default` for the betas: 0 means the default too.
+        double? Beta(string key) => fields.OptionalNumber(key) is { } b && b != 0 ? b : null;
+        return new RopeScaling
+        {
+            Type = RopeScalingType.Yarn,
+            Factor = original is { } o ? (double)maxPositions / o : factor(),
+            OriginalMaxPositionEmbeddings = original ?? maxPositions,
+            BetaFast = Beta("beta_fast"),
+            BetaSlow = Beta("beta_slow"),
+            AttentionFactor = fields.OptionalNumber("attention_factor"),
+            Mscale = fields.OptionalNumber("mscale"),
+            MscaleAllDim = fields.OptionalNumber("mscale_all_dim"),
+            Truncate = fields.Json["truncate"] is JsonValue t && t.GetValueKind() is JsonValueKind.True or JsonValueKind.False ? t.GetValue<bool>() : null,
+        }.Validate();
+    }
+
+    /// <summary>
+    /// Loom's rotary scaling as config.json's <c>rope_scaling</c> object (null for none), as transformers writes it; a YaRN
+    /// original context equal to <paramref name="maxPositionEmbeddings"/> is left out (transformers' default for it).
+    /// </summary>
+    public static JsonObject? WriteRopeScaling(RopeScaling? scaling, int maxPositionEmbeddings) => scaling switch
     {
         null => null,
+        { Type: RopeScalingType.Ntk } => new JsonObject { ["factor"] = scaling.Factor, ["rope_type"] = "ntk" },
+        { Type: RopeScalingType.Yarn } => WriteYarn(scaling, maxPositionEmbeddings),
         { Type: RopeScalingType.Llama3 } => new JsonObject
         {
             ["factor"] = scaling.Factor,
@@ -178,6 +210,24 @@ public sealed class HuggingFaceLlama : IHuggingFaceArchitecture
         },
         _ => new JsonObject { ["factor"] = scaling.Factor, ["rope_type"] = "linear" },
     };
+
+    private static JsonObject WriteYarn(RopeScaling yarn, int maxPositionEmbeddings)
+    {
+        var json = new JsonObject { ["factor"] = yarn.Factor };
+        void Optional(string key, JsonNode? value)
+        {
+            if (value is not null) json[key] = value;
+        }
+        Optional("attention_factor", yarn.AttentionFactor);
+        Optional("beta_fast", yarn.BetaFast);
+        Optional("beta_slow", yarn.BetaSlow);
+        Optional("mscale", yarn.Mscale);
+        Optional("mscale_all_dim", yarn.MscaleAllDim);
+        if (yarn.OriginalMaxPositionEmbeddings != maxPositionEmbeddings) json["original_max_position_embeddings"] = yarn.OriginalMaxPositionEmbeddings;
+        json["rope_type"] = "yarn";
+        Optional("truncate", yarn.Truncate);
+        return json;
+    }
 
     /// <inheritdoc />
     public IReadOnlyDictionary<string, Tensor> ToHuggingFace(ModelOptions model, IReadOnlyDictionary<string, Tensor> state)

@@ -19,16 +19,19 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
     private int heads, kvHeads; // this rank's, once sharded
     private readonly Rotary? rotary;
     private readonly double? scale, softcap;
+    private readonly int? blockSize; // blockwise attention's tile size; null: the fused kernel
 
     /// <summary>
     /// Creates the layer; <paramref name="rotary"/> is shared by all layers (null for learned positions);
     /// initial values come from <paramref name="generator"/> (torch's default when null). Scores are scaled by
     /// <paramref name="scale"/> (null: 1/√head_dim) and, with <paramref name="softcap"/>, capped to cap · tanh(s / cap) (Gemma 2).
+    /// With <paramref name="blockSize"/> the scores are computed <see cref="BlockwiseAttention"/>, in tiles of that many queries and keys.
     /// </summary>
     public Attention(int modelDim, int heads, int kvHeads, int headDim, bool useBias, Rotary? rotary, Device? device = null, Generator? generator = null,
-        double? scale = null, double? softcap = null)
+        double? scale = null, double? softcap = null, int? blockSize = null)
         : base(nameof(Attention))
     {
+        this.blockSize = blockSize;
         this.scale = scale;
         this.softcap = softcap;
         this.heads = heads;
@@ -100,7 +103,9 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
             k = context is null ? rotary.Apply(k, 0) : rotary.Apply(k, context.Positions);
         }
         var inputs = context?.Attend(layer, k, v) ?? new AttentionInputs(k, v, null, IsCausal: true); // keys (B, Hkv, S, Dh)
-        var y = scale is null && softcap is null
+        var y = blockSize is { } block
+            ? BlockwiseAttention.Attend(q, inputs, block, scale ?? 1 / Math.Sqrt(headDim), softcap) // (B, H, T, Dh), never T×S whole
+            : scale is null && softcap is null
             ? Attend(q, inputs, heads)                                       // (B, H, T, Dh), fused
             : Attend(q, inputs, heads, scale ?? 1 / Math.Sqrt(headDim), softcap); // (B, H, T, Dh), written out
         return wo.Forward(y.transpose(1, 2).reshape(b, t, heads * headDim), addOutputBias); // (B, T, D)

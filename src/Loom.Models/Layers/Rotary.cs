@@ -12,14 +12,18 @@ public sealed class Rotary : nn.Module
     private readonly Tensor cos; // (maxLen, D/2)
     private readonly Tensor sin; // (maxLen, D/2)
 
-    /// <summary>Precomputes the angles for positions 0..maxLength-1, with the frequencies scaled by <paramref name="scaling"/> when given.</summary>
+    /// <summary>
+    /// Precomputes the angles for positions 0..maxLength-1, with the frequencies scaled by <paramref name="scaling"/> when given
+    /// (and cos and sin multiplied by its <see cref="RopeScaling.AttentionScaling"/>, as transformers does).
+    /// </summary>
     public Rotary(int headDim, int maxLength, double ropeBase, Device? device = null, RopeScaling? scaling = null) : base(nameof(Rotary))
     {
         var compute = device?.type == DeviceType.META ? CPU : device ?? CPU;
         var inv = tensor(InverseFrequencies(headDim, ropeBase, scaling), dtype: float64, device: compute); // (D/2)
         var angles = outer(arange(maxLength, dtype: float64, device: compute), inv);                // (maxLen, D/2)
-        cos = angles.cos().to(float32).to(device ?? CPU);
-        sin = angles.sin().to(float32).to(device ?? CPU);
+        double attention = scaling?.AttentionScaling() ?? 1; // YaRN scales cos and sin, so every q·k by its square
+        cos = (angles.cos() * attention).to(float32).to(device ?? CPU);
+        sin = (angles.sin() * attention).to(float32).to(device ?? CPU);
         register_buffer(nameof(cos), cos, persistent: false);
         register_buffer(nameof(sin), sin, persistent: false);
     }
@@ -33,7 +37,7 @@ public sealed class Rotary : nn.Module
         using var exponents = -arange(0, headDim, 2, dtype: float64) / headDim; // (D/2)
         using var unscaled = pow(ropeBase, exponents);                           // (D/2)
         var inv = unscaled.data<double>().ToArray();
-        return scaling is null ? inv : scaling.Apply(inv);
+        return scaling is null ? inv : scaling.Apply(inv, ropeBase);
     }
 
     /// <summary>Rotates <paramref name="x"/>, (B, H, T, D), whose tokens sit at positions start..start+T-1.</summary>

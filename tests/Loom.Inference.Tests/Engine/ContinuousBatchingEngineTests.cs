@@ -45,6 +45,24 @@ public class ContinuousBatchingEngineTests
         await WaitIdle(engine);
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)] // Gemma 2's capped, rescaled scores, blockwise
+    public async Task BlockwiseAttentionGivesTheSameGreedyTokensInTheEngineAsSdpaWithoutACache(bool gemma2)
+    {
+        using var sdpa = gemma2 ? Gemma2Model() : Model(kvHeads: 2);
+        using var blockwise = Model((DecoderLmOptions)sdpa.Options with { AttentionImpl = AttentionImpl.Blockwise, AttentionBlockSize = 5 });
+        using var engine = new ContinuousBatchingEngine(blockwise, Bytes, "tiny", new EngineOptions { BlockSize = 4, TokenBudget = 24, MaxRunning = 4 });
+        var random = new Random(12);
+        var requests = Enumerable.Range(0, 6).Select(i => new GenerationRequest(RandomPrompt(random, random.Next(1, 30)),
+            new SamplingOptions { Temperature = 0, MaxTokens = random.Next(1, 12), StopAtEos = false })).ToList();
+        var outputs = await Task.WhenAll(requests.Select(r => Collect(engine, r)));
+        var reference = new TextGenerator(sdpa, Bytes.EosId);
+        for (int i = 0; i < requests.Count; i++)
+            Assert.Equal(reference.GenerateWithoutCache(requests[i].Prompt, requests[i].Sampling).ToList(), outputs[i]);
+        await WaitIdle(engine);
+    }
+
     private static readonly ByteVocabulary Bytes = new();
 
     private static int[] RandomPrompt(Random random, int length) => [.. Enumerable.Range(0, length).Select(_ => random.Next(0, 256))];
