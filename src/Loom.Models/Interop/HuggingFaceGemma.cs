@@ -158,7 +158,7 @@ public sealed class HuggingFaceGemma : IHuggingFaceArchitecture
     public IReadOnlyDictionary<string, Tensor> ToHuggingFace(ModelOptions model, IReadOnlyDictionary<string, Tensor> state)
     {
         ArgumentNullException.ThrowIfNull(state);
-        return KeyMap((DecoderLmOptions)model).ToDictionary(m => m.Hf, m => state[m.Loom], StringComparer.Ordinal);
+        return HuggingFaceTensors.Rename(KeyMap((DecoderLmOptions)model), state);
     }
 
     /// <inheritdoc />
@@ -168,7 +168,7 @@ public sealed class HuggingFaceGemma : IHuggingFaceArchitecture
         ArgumentNullException.ThrowIfNull(tensors);
         var o = (DecoderLmOptions)model;
         tensors.Ignore(n => n.EndsWith("rotary_emb.inv_freq", StringComparison.Ordinal)); // recomputed from config.json
-        var loom = KeyMap(o).ToDictionary(m => m.Loom, m => tensors.Take(m.Hf, m.Shape), StringComparer.Ordinal);
+        var loom = tensors.TakeAll(KeyMap(o));
         if (o.SharedEmbeddings && tensors.Contains("lm_head.weight")
             && !tensors.Take("lm_head.weight", o.VocabSize, o.ModelDim).equal(loom["embed"]).all().item<bool>())
             throw new InvalidDataException($"{tensors.Source}: tensor 'lm_head.weight' differs from 'model.embed_tokens.weight', but config.json ties them (tie_word_embeddings)");

@@ -233,7 +233,7 @@ public sealed class HuggingFaceLlama : IHuggingFaceArchitecture
     public IReadOnlyDictionary<string, Tensor> ToHuggingFace(ModelOptions model, IReadOnlyDictionary<string, Tensor> state)
     {
         ArgumentNullException.ThrowIfNull(state);
-        return KeyMap((DecoderLmOptions)model).ToDictionary(m => m.Hf, m => state[m.Loom], StringComparer.Ordinal);
+        return HuggingFaceTensors.Rename(KeyMap((DecoderLmOptions)model), state);
     }
 
     /// <inheritdoc />
@@ -242,7 +242,7 @@ public sealed class HuggingFaceLlama : IHuggingFaceArchitecture
         ArgumentNullException.ThrowIfNull(tensors);
         var o = (DecoderLmOptions)model;
         tensors.Ignore(name => name.EndsWith("rotary_emb.inv_freq", StringComparison.Ordinal)); // recomputed from config.json
-        return KeyMap(o).ToDictionary(m => m.Loom, m => tensors.Take(m.Hf, m.Shape), StringComparer.Ordinal);
+        return tensors.TakeAll(KeyMap(o));
     }
 
     /// <summary>Hugging Face's tensor name, Loom's, and the shape both have, for a Llama of <paramref name="o"/>'s shape.</summary>

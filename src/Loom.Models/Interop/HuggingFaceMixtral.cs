@@ -116,7 +116,7 @@ public sealed class HuggingFaceMixtral : IHuggingFaceArchitecture
     {
         ArgumentNullException.ThrowIfNull(state);
         var o = (DecoderLmOptions)model;
-        var tensors = SharedKeyMap(o).ToDictionary(m => m.Hf, m => state[m.Loom], StringComparer.Ordinal);
+        var tensors = HuggingFaceTensors.Rename(SharedKeyMap(o), state);
         for (int i = 0; i < o.NumLayers; i++)
         {
             foreach (var (hf, loom) in ExpertKernels)
@@ -135,7 +135,7 @@ public sealed class HuggingFaceMixtral : IHuggingFaceArchitecture
         var o = (DecoderLmOptions)model;
         var moe = o.Moe ?? throw new ArgumentException("a Mixtral needs model.moe", nameof(model));
         tensors.Ignore(name => name.EndsWith("rotary_emb.inv_freq", StringComparison.Ordinal)); // recomputed from config.json
-        var state = SharedKeyMap(o).ToDictionary(m => m.Loom, m => tensors.Take(m.Hf, m.Shape), StringComparer.Ordinal);
+        var state = tensors.TakeAll(SharedKeyMap(o));
         for (int i = 0; i < o.NumLayers; i++)
         {
             foreach (var (hf, loom) in ExpertKernels)

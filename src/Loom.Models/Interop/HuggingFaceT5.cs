@@ -124,7 +124,7 @@ public sealed class HuggingFaceT5 : IHuggingFaceArchitecture
     public IReadOnlyDictionary<string, Tensor> ToHuggingFace(ModelOptions model, IReadOnlyDictionary<string, Tensor> state)
     {
         ArgumentNullException.ThrowIfNull(state);
-        return KeyMap((T5Options)model).ToDictionary(m => m.Hf, m => state[m.Loom], StringComparer.Ordinal);
+        return HuggingFaceTensors.Rename(KeyMap((T5Options)model), state);
     }
 
     /// <inheritdoc />

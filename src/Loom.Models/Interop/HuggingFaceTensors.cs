@@ -38,6 +38,25 @@ public sealed class HuggingFaceTensors
         return tensor;
     }
 
+    /// <summary>
+    /// Takes every tensor a one-to-one key map names, each with its shape: Loom's state dict by Loom name. Extra
+    /// steps (split or stacked tensors) add to the returned dictionary.
+    /// </summary>
+    /// <exception cref="InvalidDataException">A tensor is missing or of another shape; the message names it.</exception>
+    public Dictionary<string, Tensor> TakeAll(IEnumerable<(string Hf, string Loom, long[] Shape)> keyMap)
+    {
+        ArgumentNullException.ThrowIfNull(keyMap);
+        return keyMap.ToDictionary(m => m.Loom, m => Take(m.Hf, m.Shape), StringComparer.Ordinal);
+    }
+
+    /// <summary>Loom's state dict under a one-to-one key map's Hugging Face names (the export direction of <see cref="TakeAll"/>).</summary>
+    public static Dictionary<string, Tensor> Rename(IEnumerable<(string Hf, string Loom, long[] Shape)> keyMap, IReadOnlyDictionary<string, Tensor> state)
+    {
+        ArgumentNullException.ThrowIfNull(keyMap);
+        ArgumentNullException.ThrowIfNull(state);
+        return keyMap.ToDictionary(m => m.Hf, m => state[m.Loom], StringComparer.Ordinal);
+    }
+
     /// <summary>Marks every tensor that <paramref name="ignored"/> accepts as taken (buffers the model recomputes).</summary>
     public void Ignore(Func<string, bool> ignored)
     {

@@ -1,13 +1,12 @@
-using Loom.Distributed;
 using static TorchSharp.torch;
 
-namespace Loom.Cli;
+namespace Loom.Distributed;
 
 /// <summary>
 /// What one rank of a group of <see cref="WorldSize"/> sees of itself, with no other rank behind it: for code that
 /// only lays work out by (rank, world size), such as splitting a model. Any collective throws.
 /// </summary>
-internal sealed class OneRankOfMany(int rank, int worldSize) : ICommunicator
+public sealed class OneRankOfMany(int rank, int worldSize) : ICommunicator
 {
     /// <inheritdoc />
     public int Rank { get; } = rank;
