@@ -120,8 +120,9 @@ public abstract class LanguageModel : nn.Module
     /// <summary>
     /// The loss of a batch: mean cross-entropy over the weighted targets (every target when the batch has
     /// no loss weights), plus <paramref name="zLossWeight"/> · z-loss and the model's auxiliary losses.
+    /// A family may compute it without the whole logits (the Reformer's chunked output layer).
     /// </summary>
-    public ModelLoss Loss(FeatureBatch features, double zLossWeight)
+    public virtual ModelLoss Loss(FeatureBatch features, double zLossWeight)
     {
         ArgumentNullException.ThrowIfNull(features);
         var output = Forward(features);

@@ -119,12 +119,13 @@ public sealed class LshAttention : nn.Module<Tensor, Tensor, Tensor>
     /// <param name="qk">Shared queries/keys, (B, H, T, Dh).</param>
     /// <param name="v">Values, (B, H, T, Dh).</param>
     /// <param name="rotationGenerator">A CPU generator (torch's default when null).</param>
+    /// <param name="segments">Packed rows' segment ids, (B, T): a position sees only its own segment; null: one sequence per row.</param>
     /// <returns>(B, H, T, Dh).</returns>
-    public Tensor Forward(Tensor qk, Tensor v, Generator? rotationGenerator)
+    public Tensor Forward(Tensor qk, Tensor v, Generator? rotationGenerator, Tensor? segments = null)
     {
         ArgumentNullException.ThrowIfNull(qk);
         using var rotations = Rotations(qk.shape[^1], rotationGenerator).to(qk.dtype).to(qk.device);
-        return Attend(qk, v, Hash(qk, rotations));
+        return Attend(qk, v, Hash(qk, rotations), segments);
     }
 
     /// <summary>
@@ -152,9 +153,10 @@ public sealed class LshAttention : nn.Module<Tensor, Tensor, Tensor>
     /// <param name="qk">(B, H, T, Dh).</param>
     /// <param name="v">(B, H, T, Dh).</param>
     /// <param name="buckets">(B, H, rounds, T), int64, each in [0, buckets).</param>
+    /// <param name="segments">Packed rows' segment ids, (B, T): a position sees only its own segment; null: one sequence per row.</param>
     /// <returns>(B, H, T, Dh).</returns>
     /// <exception cref="ArgumentException">The chunk length does not divide T.</exception>
-    public Tensor Attend(Tensor qk, Tensor v, Tensor buckets)
+    public Tensor Attend(Tensor qk, Tensor v, Tensor buckets, Tensor? segments = null)
     {
         ArgumentNullException.ThrowIfNull(qk);
         ArgumentNullException.ThrowIfNull(v);
@@ -163,6 +165,9 @@ public sealed class LshAttention : nn.Module<Tensor, Tensor, Tensor>
         if (t % ChunkLength != 0)
             throw new ArgumentException($"chunkLength {ChunkLength} must divide the sequence length {t}", nameof(qk));
         long r = Rounds, c = ChunkLength, n = t / c;
+        // Packed rows: (segment, bucket) as one key, so that a key of another segment counts as another bucket.
+        if (segments is not null)
+            buckets = buckets + segments.to(ScalarType.Int64).view(b, 1, 1, t) * Buckets; // (B, H, R, T)
 
         // Sort by (bucket, position): the keys are distinct, so any sort is the stable one.
         var positions = arange(t, device: qk.device);                   // (T)

@@ -5,6 +5,20 @@ using static TorchSharp.torch;
 namespace Loom.Models.Reformer;
 
 /// <summary>
+/// A layer whose forward depends on per-call state besides its input (the seed of LSH attention's random
+/// rotations, the segment ids of packed rows) that a <see cref="ReversibleStack"/> must replay when its backward
+/// re-runs the layer: the stack captures the state in its forward and restores it before recomputing.
+/// </summary>
+public interface IReplayableLayer
+{
+    /// <summary>The state the next forward would use (called by the stack's forward).</summary>
+    object CaptureState();
+
+    /// <summary>Sets the state back to one <see cref="CaptureState"/> returned (called by the stack's backward before re-running the layer).</summary>
+    void RestoreState(object state);
+}
+
+/// <summary>
 /// A reversible residual block (RevNet, Gomez et al. 2017; Reformer §3): Y₁ = X₁ + F(X₂), Y₂ = X₂ + G(Y₁). Its
 /// inputs follow from its outputs, X₂ = Y₂ − G(Y₁), X₁ = Y₁ − F(X₂), so a stack of them need not keep
 /// activations for the backward pass (see <see cref="ReversibleStack"/>). In the Reformer F is attention and G the
@@ -61,9 +75,9 @@ public sealed class ReversibleBlock : nn.Module
 /// <remarks>
 /// The rebuilt inputs equal the originals only up to rounding (X₁ = (X₁ + F(X₂)) − F(X₂)), so the gradients match
 /// the plain stack's to fp32 tolerance, not bit for bit. F and G must be deterministic (no dropout, or dropout
-/// whose randomness is replayed), since the backward runs them again; an <see cref="LshAttention"/> used as F must
-/// hash with the same rotations in the backward as in the forward (fixed rotations, or a generator re-seeded
-/// identically), which this stack does not arrange. Parameter gradients are returned all at once at the end of
+/// whose randomness is replayed), since the backward runs them again; layers whose forward depends on per-call state
+/// (an LSH attention's rotation seed) implement <see cref="IReplayableLayer"/>, whose state the stack captures in the
+/// forward and restores before recomputing, so that LSH hashes with the same rotations both times. Parameter gradients are returned all at once at the end of
 /// the backward, so parameter-sized temporaries (not activations) do grow with depth.
 /// </remarks>
 public sealed class ReversibleStack : nn.Module
@@ -103,7 +117,8 @@ public sealed class ReversibleStack : nn.Module
         // The parameters go in as inputs of the autograd function, so that the backward's gradients reach them
         // (through .backward() and torch.autograd.grad alike) and the outputs require grad even when X does not.
         var trainable = parameters().Where(p => p.requires_grad).ToArray();
-        var vars = new object[] { x1, x2, new Saved(this, trainable) }.Concat(trainable).ToArray();
+        var replay = modules().OfType<IReplayableLayer>().Select(l => (l, l.CaptureState())).ToArray();
+        var vars = new object[] { x1, x2, new Saved(this, trainable, replay) }.Concat(trainable).ToArray();
         var outputs = ReversibleFunction.apply(vars);
         return (outputs[0], outputs[1]);
     }
@@ -116,7 +131,7 @@ public sealed class ReversibleStack : nn.Module
         return (y1, y2);
     }
 
-    private sealed record Saved(ReversibleStack Stack, Parameter[] Trainable);
+    private sealed record Saved(ReversibleStack Stack, Parameter[] Trainable, (IReplayableLayer Layer, object State)[] Replay);
 
     private const string SavedKey = "stack";
 
@@ -150,6 +165,8 @@ public sealed class ReversibleStack : nn.Module
             for (var i = 0; i < saved.Trainable.Length; i++)
                 index[saved.Trainable[i]] = i;
             var parameterGrads = new Tensor?[saved.Trainable.Length];
+            foreach (var (layer, state) in saved.Replay)
+                layer.RestoreState(state); // the forward's rotations (and segments), whatever ran since
 
             using var scope = NewDisposeScope();
             var (y1, y2) = (outputs[0].detach(), outputs[1].detach());
