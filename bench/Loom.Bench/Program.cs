@@ -16,6 +16,7 @@ if (args.Length == 0 || args[0] is "-h" or "--help")
           scaling      data-parallel training under mpirun at 1 and 2 ranks (see scaling --help)
           decode       batch-1 greedy decoding against llama.cpp on the same weights (see decode --help)
           reformer-memory  peak memory of a training step vs depth, reversible vs standard stack (see reformer-memory --help)
+          reformer-duplication  one-layer Reformer, full vs LSH attention, on the 0w0w duplication task (see reformer-duplication --help)
           long-context peak memory of sdpa, written-out and blockwise attention at 4k-32k tokens (see long-context --help)
         """);
     return args.Length == 0 ? 2 : 0;
@@ -32,6 +33,7 @@ return args[0] switch
     "scaling" => Bench(ScalingSettings.Usage, ScalingSettings.Parse, ScalingBenchmark.Run),
     "decode" => Bench(DecodeSettings.Usage, DecodeSettings.Parse, DecodeBenchmark.Run),
     "reformer-memory" => Bench(ReformerMemorySettings.Usage, ReformerMemorySettings.Parse, ReformerMemoryBenchmark.Run),
+    "reformer-duplication" => Bench(ReformerDuplicationSettings.Usage, ReformerDuplicationSettings.Parse, ReformerDuplicationBenchmark.Run),
     "long-context" => Bench(LongContextSettings.Usage, LongContextSettings.Parse, LongContextBenchmark.Run),
     // Not listed in the usage: a conformance check for bench/gpu/hf-conformance.sh, not a benchmark.
     "hf-logits" => Bench(HfLogitsSettings.Usage, HfLogitsSettings.Parse, HfLogitsBenchmark.Run),
