@@ -82,15 +82,15 @@ internal static class ReformerDuplicationBenchmark
         report.AppendLine(CultureInfo.InvariantCulture, $"## reformer-duplication: one-layer full vs LSH attention on 0w0w, {DateTime.UtcNow:yyyy-MM-dd}");
         report.AppendLine();
         report.AppendLine(CultureInfo.InvariantCulture, $"{MachineInfo.CpuModel()}, {MachineInfo.OperatingSystem()}, TorchSharp {MachineInfo.TorchSharpVersion()}, commit {MachineInfo.GitCommit()}, {s.Threads} thread(s), load average {MachineInfo.LoadAverage()?.ToString("F1", CultureInfo.InvariantCulture) ?? "?"}.");
-        report.AppendLine(CultureInfo.InvariantCulture, $"Sequences of {s.Length} tokens (w of {s.Length / 2 - 1} symbols from {s.Symbols}), {s.Steps} steps of {s.Batch} sequences (the same batches for every model), Adam lr {s.LearningRate}; one reversible layer of width {s.ModelDim}, {s.Heads} heads; LSH with {s.Buckets} buckets and chunks of {s.ChunkLength}. Loss and accuracy (teacher-forced next-symbol argmax) on the second copy of w in {s.EvalSequences} held-out sequences, each model evaluated with the attention it trained with.");
+        report.AppendLine(CultureInfo.InvariantCulture, $"Sequences of {s.Length} tokens (w of {s.Length / 2 - 1} symbols from {s.Symbols}), {s.Steps} steps of {s.Batch} sequences (the same batches for every model), Adam lr {s.LearningRate}; one reversible layer of width {s.ModelDim}, {s.Heads} heads; LSH with {s.Buckets} buckets and chunks of {s.ChunkLength}. Loss and accuracy (teacher-forced next-symbol argmax) on the second copy of w in {s.EvalSequences} held-out sequences, each trained model evaluated with every attention (LSH is parameter-free: the same weights; its eval rotations are fixed).");
         report.AppendLine();
-        report.AppendLine("| model | steps | length | parameters | train loss (last 10 steps) | held-out loss | held-out accuracy | train time (s) |");
-        report.AppendLine("|---|---|---|---|---|---|---|---|");
+        report.AppendLine(CultureInfo.InvariantCulture, $"| trained with | steps | length | parameters | train loss (last 10 steps) | {string.Join(" | ", models.Select(m => $"held-out loss / accuracy, eval {m.Name}"))} | train time (s) |");
+        report.AppendLine(CultureInfo.InvariantCulture, $"|---|---|---|---|---|{string.Concat(models.Select(_ => "---|"))}---|");
         foreach (var (name, options) in models)
         {
-            var r = Train(s, name, options, heldOut);
+            var r = Train(s, name, options, models.Select(m => m.Options).ToList(), heldOut);
             report.AppendLine(CultureInfo.InvariantCulture,
-                $"| {name} | {s.Steps} | {s.Length} | {r.Parameters:N0} | {r.TrainLoss:F3} | {r.EvalLoss:F3} | {r.Accuracy:P1} | {r.Seconds:F0} |");
+                $"| {name} | {s.Steps} | {s.Length} | {r.Parameters:N0} | {r.TrainLoss:F3} | {string.Join(" | ", r.Evals.Select(e => $"{e.Loss:F3} / {e.Accuracy:P1}"))} | {r.Seconds:F0} |");
         }
         return report.ToString();
     }
@@ -102,9 +102,9 @@ internal static class ReformerDuplicationBenchmark
         LshChunkLength = s.ChunkLength, FfChunkLength = s.Length, OutputChunkLength = s.Length,
     }.Validate();
 
-    private sealed record Result(long Parameters, double TrainLoss, double EvalLoss, double Accuracy, double Seconds);
+    private sealed record Result(long Parameters, double TrainLoss, IReadOnlyList<(double Loss, double Accuracy)> Evals, double Seconds);
 
-    private static Result Train(ReformerDuplicationSettings s, string name, ReformerOptions options, FeatureBatch heldOut)
+    private static Result Train(ReformerDuplicationSettings s, string name, ReformerOptions options, IReadOnlyList<ReformerOptions> evalOptions, FeatureBatch heldOut)
     {
         using var init = new Generator(1);
         using var model = (ReformerModel)options.Build(generator: init); // the same initial weights for every attention
@@ -129,16 +129,28 @@ internal static class ReformerDuplicationBenchmark
         double trainLoss = recent.Average(t => t.item<float>());
         foreach (var t in recent) t.Dispose();
 
+        var weights = model.state_dict();
+        var evals = evalOptions.Select(o =>
+        {
+            using var evalModel = (ReformerModel)o.Build();
+            evalModel.load_state_dict(weights);
+            var (loss, accuracy) = Evaluate(evalModel, heldOut);
+            Console.Error.WriteLine($"{name}: evaluated with {o.Attention} ({o.LshRounds} rounds): held-out loss {loss:F3}, accuracy {accuracy:P1}");
+            return (loss, accuracy);
+        }).ToList();
+        return new Result(model.ParameterCount, trainLoss, evals, watch.Elapsed.TotalSeconds);
+    }
+
+    private static (double Loss, double Accuracy) Evaluate(ReformerModel model, FeatureBatch heldOut)
+    {
         model.eval();
         using var noGrad = no_grad();
-        using var evalScope = NewDisposeScope();
+        using var scope = NewDisposeScope();
         var logits = model.Forward(heldOut).Logits;                                       // (N, T, V)
         var weights = heldOut.LossWeights!;                                               // (N, T)
-        var evalLoss = Loom.Models.LanguageModel.LossOfLogits(logits, heldOut.Targets, weights, 0).CrossEntropy.item<float>();
+        var loss = Loom.Models.LanguageModel.LossOfLogits(logits, heldOut.Targets, weights, 0).CrossEntropy.item<float>();
         var correct = (logits.argmax(-1).eq(heldOut.Targets).to(ScalarType.Float32) * weights).sum() / weights.sum();
-        var accuracy = correct.item<float>();
-        Console.Error.WriteLine($"{name}: held-out loss {evalLoss:F3}, accuracy {accuracy:P1}, {watch.Elapsed.TotalSeconds:F0} s");
-        return new Result(model.ParameterCount, trainLoss, evalLoss, accuracy, watch.Elapsed.TotalSeconds);
+        return (loss, correct.item<float>());
     }
 
     /// <summary>
