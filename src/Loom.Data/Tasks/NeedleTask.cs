@@ -12,7 +12,7 @@ namespace Loom.Data.Tasks;
 /// <param name="Inputs">The haystack with the needle, then the question (the prompt); it ends just before the answer.</param>
 /// <param name="Targets">The answer: exactly <paramref name="Value"/>.</param>
 /// <param name="Key">The needle's key, four capital letters (no capital letters elsewhere in the filler).</param>
-/// <param name="Value">The needle's value, five digits (no digits elsewhere).</param>
+/// <param name="Value">The needle's value, five distinct digits, the first not 0 (no digits elsewhere).</param>
 /// <param name="NeedleOffset">The character (byte token) at which the needle sentence starts in <paramref name="Inputs"/>.</param>
 /// <param name="Length">Tokens of the whole example as a model reads it: inputs, targets and the EOS that ends the targets.</param>
 /// <param name="Depth">The requested depth: 0 puts the needle first, 1 right before the question.</param>
@@ -30,8 +30,9 @@ public sealed record NeedleExample(string Inputs, string Targets, string Key, st
 /// by the example's draws, so the needle's key (capitals) and value (digits) are the only ones in the
 /// text. The needle is inserted into that stream at character <c>round(depth · F)</c>, where F is the
 /// filler's length, which may split a filler word. The prompt ends with the needle's own words
-/// ("... the secret number of KQXV is "), so retrieval is copying what follows an earlier match, the
-/// job of induction heads.
+/// ("... the secret number of KQXV is #"), and the value's digits are distinct, so each answer token is
+/// the one that follows the single earlier occurrence of the token before it: copying by induction heads.
+/// With one needle per haystack (as in Gemini 1.5's test) the key names the fact but is not needed to find it.
 /// </remarks>
 public static class NeedleHaystack
 {
@@ -45,10 +46,10 @@ public static class NeedleHaystack
     public static int MinimumLength => Needle("KQXV", "48213").Length + Question("KQXV").Length + ValueDigits + 1;
 
     /// <summary>The needle sentence for a key and value.</summary>
-    public static string Needle(string key, string value) => $"The secret number of {key} is {value}. ";
+    public static string Needle(string key, string value) => $"The secret number of {key} is #{value}. ";
 
     /// <summary>The question that ends the prompt; the answer (the value) follows it directly.</summary>
-    public static string Question(string key) => $"Q: what is the secret number of {key}? A: the secret number of {key} is ";
+    public static string Question(string key) => $"Q: what is the secret number of {key}? A: the secret number of {key} is #";
 
     /// <summary>
     /// The example of (<paramref name="seed"/>, <paramref name="index"/>) with <paramref name="length"/> tokens
@@ -64,9 +65,15 @@ public static class NeedleHaystack
         int Next(int bound) => (int)CounterRng.Below(key, draw++, (ulong)bound);
         var name = new StringBuilder(KeyLetters);
         for (int i = 0; i < KeyLetters; i++) name.Append((char)('A' + Next(26)));
+        // Distinct digits, the first not 0: each digit of the value occurs once in the whole text.
+        var digits = new List<char>("0123456789");
         var value = new StringBuilder(ValueDigits);
-        value.Append((char)('1' + Next(9)));
-        for (int i = 1; i < ValueDigits; i++) value.Append((char)('0' + Next(10)));
+        for (int i = 0; i < ValueDigits; i++)
+        {
+            int pick = i == 0 ? 1 + Next(digits.Count - 1) : Next(digits.Count);
+            value.Append(digits[pick]);
+            digits.RemoveAt(pick);
+        }
         string k = name.ToString(), v = value.ToString();
         string needle = Needle(k, v), question = Question(k);
         int filler = length - needle.Length - question.Length - v.Length - 1; // F: characters of filler
@@ -164,7 +171,7 @@ public sealed class NeedleSource : IDataSource
 
     /// <inheritdoc />
     public string Fingerprint => string.Create(CultureInfo.InvariantCulture,
-        $"builtin:needle:v1:seed={options.Seed}:train={options.TrainExamples}:validation={options.ValidationExamples}:length={options.MinLength}-{options.MaxLength}");
+        $"builtin:needle:v2:seed={options.Seed}:train={options.TrainExamples}:validation={options.ValidationExamples}:length={options.MinLength}-{options.MaxLength}");
 
     /// <inheritdoc />
     public IEnumerable<Example> Read(string split)

@@ -33,6 +33,7 @@ public class NeedleTaskTests
             var e = NeedleHaystack.Generate(seed: 1, index: i, 300, 0.5);
             Assert.Equal(e.Value, e.Targets);
             Assert.Matches("^[1-9][0-9]{4}$", e.Value);
+            Assert.Equal(5, e.Value.Distinct().Count());
             Assert.Matches("^[A-Z]{4}$", e.Key);
             string outside = e.Inputs.Replace(NeedleHaystack.Needle(e.Key, e.Value), "", StringComparison.Ordinal);
             Assert.DoesNotContain(outside, char.IsDigit);
