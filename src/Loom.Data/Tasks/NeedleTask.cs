@@ -83,6 +83,47 @@ public static class NeedleHaystack
         return new NeedleExample(inputs, v, k, v, offset, length, depth);
     }
 
+    /// <summary>Symbols of a drill's value: capitals and digits, none of which the filler uses.</summary>
+    private const string DrillSymbols = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+
+    /// <summary>The shortest and longest drill value.</summary>
+    public const int DrillMinValue = 8, DrillMaxValue = 32;
+
+    /// <summary>The shortest drill: "#V. ", "#", V and EOS with the shortest value.</summary>
+    public const int DrillMinimumLength = 2 * DrillMinValue + 5;
+
+    /// <summary>
+    /// A copy drill for the same skill as <see cref="Generate"/>, with dense supervision: filler with "#VALUE. "
+    /// hidden at <paramref name="depth"/>, then "#", and the answer VALUE, 8 to 32 distinct capitals and digits.
+    /// Every answer token is an induction copy (the token after the earlier occurrence of the one before it),
+    /// so a drill teaches with 8 to 32 tokens what a needle teaches with 6.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">The depth is outside [0, 1] or the length cannot hold the value twice.</exception>
+    public static NeedleExample GenerateDrill(ulong seed, long index, int length, double depth)
+    {
+        CheckDepth(depth);
+        if (length < DrillMinimumLength)
+            throw new ArgumentOutOfRangeException(nameof(length), length, $"needle_copy: length = {length} tokens is too short to hold the value twice: use at least {DrillMinimumLength}");
+        ulong key = CounterRng.Key(seed, 0x6472696C6C /* "drill" */, (ulong)index);
+        ulong draw = 0;
+        int Next(int bound) => (int)CounterRng.Below(key, draw++, (ulong)bound);
+        int size = Math.Min(DrillMinValue + Next(DrillMaxValue - DrillMinValue + 1), (length - 5) / 2);
+        var symbols = new List<char>(DrillSymbols);
+        var value = new StringBuilder(size);
+        for (int i = 0; i < size; i++)
+        {
+            int pick = Next(symbols.Count);
+            value.Append(symbols[pick]);
+            symbols.RemoveAt(pick);
+        }
+        string v = value.ToString(), needle = $"#{v}. ";
+        int filler = length - needle.Length - 1 - v.Length - 1;
+        string stream = Filler(filler, Next);
+        int offset = (int)Math.Round(depth * filler, MidpointRounding.AwayFromZero);
+        string inputs = string.Concat(stream.AsSpan(0, offset), needle, stream.AsSpan(offset), "#");
+        return new NeedleExample(inputs, v, "", v, offset, length, depth);
+    }
+
     /// <summary>Throws a one-line error unless <paramref name="depth"/> is in [0, 1].</summary>
     public static void CheckDepth(double depth)
     {
@@ -147,12 +188,15 @@ public sealed record NeedleTaskOptions
     public int MaxLength { get; init; } = 256;
 
     /// <summary>Throws a one-line <see cref="ArgumentException"/> naming the first invalid field; returns the options.</summary>
-    public NeedleTaskOptions Validate()
+    public NeedleTaskOptions Validate() => Validate(NeedleHaystack.MinimumLength);
+
+    /// <summary>As <see cref="Validate()"/>, with the shortest example that the generator can make.</summary>
+    internal NeedleTaskOptions Validate(int minimumLength)
     {
         if (TrainExamples < 1) throw new ArgumentException($"needle.train_examples = {TrainExamples} must be at least 1");
         if (ValidationExamples < 1) throw new ArgumentException($"needle.validation_examples = {ValidationExamples} must be at least 1");
-        if (MinLength < NeedleHaystack.MinimumLength)
-            throw new ArgumentException($"needle.min_length = {MinLength} is too short to hold the needle, the question and the answer: use at least {NeedleHaystack.MinimumLength}");
+        if (MinLength < minimumLength)
+            throw new ArgumentException($"needle.min_length = {MinLength} is too short to hold the needle, the question and the answer: use at least {minimumLength}");
         if (MaxLength < MinLength) throw new ArgumentException($"needle.max_length = {MaxLength} must be at least needle.min_length = {MinLength}");
         return this;
     }
@@ -162,16 +206,24 @@ public sealed record NeedleTaskOptions
 public sealed class NeedleSource : IDataSource
 {
     private readonly NeedleTaskOptions options;
+    private readonly bool drill;
 
     /// <summary>Creates the source; the options are validated.</summary>
-    public NeedleSource(NeedleTaskOptions options) => this.options = (options ?? throw new ArgumentNullException(nameof(options))).Validate();
+    /// <param name="options">Lengths, counts and seed.</param>
+    /// <param name="drill">Copy drills (<see cref="NeedleHaystack.GenerateDrill"/>) instead of needles.</param>
+    public NeedleSource(NeedleTaskOptions options, bool drill = false)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        this.options = options.Validate(drill ? NeedleHaystack.DrillMinimumLength : NeedleHaystack.MinimumLength);
+        this.drill = drill;
+    }
 
     /// <inheritdoc />
     public IReadOnlyList<string> Splits { get; } = ["train", "validation"];
 
     /// <inheritdoc />
     public string Fingerprint => string.Create(CultureInfo.InvariantCulture,
-        $"builtin:needle:v2:seed={options.Seed}:train={options.TrainExamples}:validation={options.ValidationExamples}:length={options.MinLength}-{options.MaxLength}");
+        $"builtin:{(drill ? CopyTaskName : TaskName)}:v2:seed={options.Seed}:train={options.TrainExamples}:validation={options.ValidationExamples}:length={options.MinLength}-{options.MaxLength}");
 
     /// <inheritdoc />
     public IEnumerable<Example> Read(string split)
@@ -184,7 +236,7 @@ public sealed class NeedleSource : IDataSource
         {
             int length = options.MinLength + (int)CounterRng.Below(shape, 2 * (ulong)i, (ulong)(options.MaxLength - options.MinLength + 1));
             double depth = CounterRng.Below(shape, 2 * (ulong)i + 1, 1001) / 1000.0;
-            yield return NeedleHaystack.Generate(seed, i, length, depth).ToExample();
+            yield return (drill ? NeedleHaystack.GenerateDrill(seed, i, length, depth) : NeedleHaystack.Generate(seed, i, length, depth)).ToExample();
         }
     }
 
@@ -205,4 +257,21 @@ public sealed class NeedleSource : IDataSource
 
     /// <summary>The built-in task's name.</summary>
     public const string TaskName = "needle";
+
+    /// <summary>The built-in copy-drill task's name.</summary>
+    public const string CopyTaskName = "needle_copy";
+
+    /// <summary>
+    /// The built-in copy drills (<see cref="NeedleHaystack.GenerateDrill"/>), 64 to 128 tokens each: dense practice
+    /// of the induction copy that <c>needle</c> needs, to mix into its training (configs/tasks/needle_mix.json).
+    /// </summary>
+    public static DataTask CopyTask(IVocabulary vocabulary)
+    {
+        ArgumentNullException.ThrowIfNull(vocabulary);
+        var options = new NeedleTaskOptions { Seed = 1, MinLength = 64, MaxLength = 128, TrainExamples = 40_000 };
+        return new DataTask(CopyTaskName, new NeedleSource(options, drill: true), [ExamplePreprocessors.Tokenize],
+            new Dictionary<string, OutputFeature> { ["inputs"] = new(vocabulary, AddEos: false), ["targets"] = new(vocabulary) },
+            [new ExactMatch(normalize: false)],
+            description: "copy drills for needle: 8-32 distinct capitals and digits after a '#' hidden in 64-128 tokens of filler, asked for by a final '#'");
+    }
 }

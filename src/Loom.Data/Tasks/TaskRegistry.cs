@@ -166,7 +166,8 @@ public sealed partial class TaskRegistry
                 new Dictionary<string, OutputFeature> { ["inputs"] = new(new ByteVocabulary(), AddEos: false), ["targets"] = new(vocabulary) },
                 [new Accuracy()],
                 description: "Fashion-MNIST: 28x28 greyscale clothing images (pixels as 784 tokens) labelled with one of 10 class names, from Debian's dataset-fashion-mnist"))
-            .Add(NeedleSource.Task(vocabulary));
+            .Add(NeedleSource.Task(vocabulary))
+            .Add(NeedleSource.CopyTask(vocabulary));
         AddSpanCorruption(registry, vocabulary, [(AustenSpanCorruption, austen, "Jane Austen's novels"), (KjvSpanCorruption, kjv, "the King James Bible")]);
         return registry;
     }

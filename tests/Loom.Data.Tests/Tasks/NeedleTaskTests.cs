@@ -97,6 +97,24 @@ public class NeedleTaskTests
         Assert.Equal(options.ValidationExamples, task.GetDataset("validation").Count());
     }
 
+    [Theory]
+    [InlineData(64, 0.0)]
+    [InlineData(100, 0.5)]
+    [InlineData(128, 1.0)]
+    public void Copy_drills_hide_distinct_symbols_at_the_depth_and_ask_for_them_after_a_final_hash(int length, double depth)
+    {
+        var e = NeedleHaystack.GenerateDrill(seed: 2, index: 4, length, depth);
+        Assert.Equal(length, Bytes.Encode(e.Inputs).Length + Bytes.Encode(e.Targets).Length + 1);
+        Assert.Equal(e.Value, e.Targets);
+        Assert.InRange(e.Value.Length, NeedleHaystack.DrillMinValue, NeedleHaystack.DrillMaxValue);
+        Assert.Equal(e.Value.Length, e.Value.Distinct().Count());
+        Assert.Matches("^[A-Z0-9]+$", e.Value);
+        Assert.Equal(e.NeedleOffset, e.Inputs.IndexOf("#" + e.Value + ". ", StringComparison.Ordinal));
+        Assert.EndsWith("#", e.Inputs, StringComparison.Ordinal);
+        Assert.Equal(e, NeedleHaystack.GenerateDrill(seed: 2, index: 4, length, depth));
+        Assert.Contains("use at least", Assert.Throws<ArgumentOutOfRangeException>(() => NeedleHaystack.GenerateDrill(0, 0, 10, 0.5)).Message);
+    }
+
     private sealed class ExampleComparer : IEqualityComparer<Example>
     {
         public static readonly ExampleComparer Instance = new();
