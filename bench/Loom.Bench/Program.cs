@@ -18,6 +18,7 @@ if (args.Length == 0 || args[0] is "-h" or "--help")
           reformer-memory  peak memory of a training step vs depth, reversible vs standard stack (see reformer-memory --help)
           reformer-duplication  one-layer Reformer, full vs LSH attention, on the 0w0w duplication task (see reformer-duplication --help)
           long-context peak memory of sdpa, written-out and blockwise attention at 4k-32k tokens (see long-context --help)
+          needle       needle-in-a-haystack retrieval by length and depth, with and without RoPE scaling (see needle --help)
         """);
     return args.Length == 0 ? 2 : 0;
 }
@@ -35,6 +36,7 @@ return args[0] switch
     "reformer-memory" => Bench(ReformerMemorySettings.Usage, ReformerMemorySettings.Parse, ReformerMemoryBenchmark.Run),
     "reformer-duplication" => Bench(ReformerDuplicationSettings.Usage, ReformerDuplicationSettings.Parse, ReformerDuplicationBenchmark.Run),
     "long-context" => Bench(LongContextSettings.Usage, LongContextSettings.Parse, LongContextBenchmark.Run),
+    "needle" => Bench(NeedleSettings.Usage, NeedleSettings.Parse, NeedleBenchmark.Run),
     // Not listed in the usage: a conformance check for bench/gpu/hf-conformance.sh, not a benchmark.
     "hf-logits" => Bench(HfLogitsSettings.Usage, HfLogitsSettings.Parse, HfLogitsBenchmark.Run),
     _ => Unknown(args[0]),
@@ -73,6 +75,6 @@ int Bench<TSettings>(string usage, Func<IReadOnlyList<string>, TSettings> parse,
 
 static int Unknown(string name)
 {
-    Console.Error.WriteLine($"loom-bench: unknown benchmark '{name}' (known: train-step, pipeline, serve-load, moe, t5-spam, scaling, decode, reformer-memory, long-context)");
+    Console.Error.WriteLine($"loom-bench: unknown benchmark '{name}' (known: train-step, pipeline, serve-load, moe, t5-spam, scaling, decode, reformer-memory, long-context, needle)");
     return 2;
 }

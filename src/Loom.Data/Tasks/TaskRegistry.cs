@@ -136,7 +136,8 @@ public sealed partial class TaskRegistry
     /// A registry holding the built-in corpora as tasks: <c>austen</c>, <c>kjv</c> and <c>moby_dick</c>
     /// (language modelling, feature "targets"), <c>spam_assassin</c> (classification as text:
     /// "inputs" is the email, "targets" its label), all with <paramref name="vocabulary"/>, and
-    /// <c>fashion_mnist</c> (images: "inputs" the 784 pixels as ids 0..255, "targets" the class name). Corpora are
+    /// <c>fashion_mnist</c> (images: "inputs" the 784 pixels as ids 0..255, "targets" the class name) and <c>needle</c>
+    /// (needle in a haystack, generated: see <see cref="NeedleSource"/>). Corpora are
     /// fetched only when a dataset is read.
     /// </summary>
     public static TaskRegistry WithBuiltIns(IVocabulary vocabulary, string? cacheRoot = null, IProgress<string>? progress = null)
@@ -164,7 +165,9 @@ public sealed partial class TaskRegistry
                 // The pixels are their own 256-id vocabulary (a byte each), whatever the run's text vocabulary.
                 new Dictionary<string, OutputFeature> { ["inputs"] = new(new ByteVocabulary(), AddEos: false), ["targets"] = new(vocabulary) },
                 [new Accuracy()],
-                description: "Fashion-MNIST: 28x28 greyscale clothing images (pixels as 784 tokens) labelled with one of 10 class names, from Debian's dataset-fashion-mnist"));
+                description: "Fashion-MNIST: 28x28 greyscale clothing images (pixels as 784 tokens) labelled with one of 10 class names, from Debian's dataset-fashion-mnist"))
+            .Add(NeedleSource.Task(vocabulary))
+            .Add(NeedleSource.CopyTask(vocabulary));
         AddSpanCorruption(registry, vocabulary, [(AustenSpanCorruption, austen, "Jane Austen's novels"), (KjvSpanCorruption, kjv, "the King James Bible")]);
         return registry;
     }
