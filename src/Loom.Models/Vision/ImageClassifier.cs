@@ -33,9 +33,52 @@ public sealed class Conv2dLayer : nn.Module<Tensor, Tensor>
     /// <summary>Forward FLOPs (multiply-adds × 2) on an <paramref name="height"/>×<paramref name="width"/> input: 2·Cin·Cout·K² per pixel.</summary>
     public long Flops(int height, int width) => 2L * InChannels * OutChannels * KernelSize * KernelSize * height * width;
 
-    /// <summary>(B, Cin, H, W) → (B, Cout, H, W).</summary>
-    public override Tensor forward(Tensor x) =>
-        nn.functional.conv2d(x, weight, padding: [KernelSize / 2, KernelSize / 2]); // (B, Cout, H, W)
+    /// <summary>(B, Cin, H, W) → (B, Cout, H, W), as a matmul over im2col windows.</summary>
+    /// <remarks>
+    /// Not libtorch's conv2d: its CPU backward gave weight gradients that differed run to run, and now and then NaN input
+    /// gradients, for these small 3×3 convolutions (a 4-channel 3×3 convolution on 14×14 maps, batch 8, same inputs each
+    /// time). unfold, matmul and their backward (fold) are deterministic. A test holds this to conv2d's forward.
+    /// </remarks>
+    public override Tensor forward(Tensor x)
+    {
+        long b = x.shape[0], h = x.shape[2], w = x.shape[3];
+        var kernel = weight.view(OutChannels, -1);                                              // (Cout, Cin·K²)
+        if (KernelSize == 1) return einsum("oc,bchw->bohw", kernel, x);                         // (B, Cout, H, W)
+        var columns = nn.functional.unfold(x, KernelSize, padding: KernelSize / 2);             // (B, Cin·K², H·W)
+        return kernel.matmul(columns).view(b, OutChannels, h, w);                               // (B, Cout, H, W)
+    }
+
+    /// <summary>The same convolution by libtorch's conv2d (the reference the tests compare with).</summary>
+    public Tensor ForwardReference(Tensor x) => nn.functional.conv2d(x, weight, padding: [KernelSize / 2, KernelSize / 2]); // (B, Cout, H, W)
+}
+
+/// <summary>Group norm over (B, C, H, W) with a learned scale (ones) and shift (zeros) per channel (Wu and He 2018).</summary>
+public sealed class GroupNorm2d : nn.Module<Tensor, Tensor>
+{
+    private readonly Parameter weight; // (C)
+    private readonly Parameter bias;   // (C)
+    private readonly int groups;
+
+    /// <summary>Normalizes <paramref name="channels"/> channels in <paramref name="groups"/> groups.</summary>
+    public GroupNorm2d(int groups, int channels, Device? device = null) : base(nameof(GroupNorm2d))
+    {
+        this.groups = groups;
+        weight = new Parameter(ones(channels, device: device));
+        bias = new Parameter(zeros(channels, device: device));
+        RegisterComponents();
+    }
+
+    /// <summary>(B, C, H, W) → (B, C, H, W), each group of each image at mean 0 and variance 1, then scaled and shifted.</summary>
+    /// <remarks>Plain tensor ops (mean and variance over each group), so the backward is autograd's own.</remarks>
+    public override Tensor forward(Tensor x)
+    {
+        long b = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3];
+        var g = x.reshape(b, groups, -1);                                          // (B, G, C/G·H·W)
+        var mean = g.mean([2], keepdim: true);                                     // (B, G, 1)
+        var variance = (g - mean).pow(2).mean([2], keepdim: true);                 // (B, G, 1)
+        var normalized = ((g - mean) / (variance + 1e-5).sqrt()).view(b, c, h, w); // (B, C, H, W)
+        return normalized * weight.view(1, c, 1, 1) + bias.view(1, c, 1, 1);       // (B, C, H, W)
+    }
 }
 
 /// <summary>
@@ -46,13 +89,13 @@ public sealed class Conv2dLayer : nn.Module<Tensor, Tensor>
 public sealed class BottleneckBlock : nn.Module<Tensor, Tensor>
 {
     private readonly Conv2dLayer reduce;
-    private readonly GroupNorm reduce_norm;
+    private readonly GroupNorm2d reduce_norm;
     private readonly nn.Module<Tensor, Tensor> spatial;
-    private readonly GroupNorm spatial_norm;
+    private readonly GroupNorm2d spatial_norm;
     private readonly Conv2dLayer expand;
-    private readonly GroupNorm expand_norm;
+    private readonly GroupNorm2d expand_norm;
     private readonly Conv2dLayer? shortcut;
-    private readonly GroupNorm? shortcut_norm;
+    private readonly GroupNorm2d? shortcut_norm;
 
     /// <summary>Builds the block; <paramref name="spatialLayer"/> maps inner → inner channels at the same resolution.</summary>
     public BottleneckBlock(int inChannels, int outChannels, int inner, nn.Module<Tensor, Tensor> spatialLayer, bool downsample, Device? device, Generator? generator)
@@ -102,7 +145,7 @@ public sealed class BottleneckBlock : nn.Module<Tensor, Tensor>
     internal static Tensor Pool(Tensor x) => nn.functional.avg_pool2d(x, 2, 2);
 
     /// <summary>Group norm with 8 groups where the channels allow, else one (layer norm over the feature map).</summary>
-    internal static GroupNorm Norm(int channels, Device? device) => nn.GroupNorm(channels % 8 == 0 ? 8 : 1, channels, device: device);
+    internal static GroupNorm2d Norm(int channels, Device? device) => new(channels % 8 == 0 ? 8 : 1, channels, device);
 }
 
 /// <summary>
@@ -118,7 +161,7 @@ public sealed class ImageClassifier : LanguageModel
     public const string NotAGenerator = "image_classifier models classify images; they do not generate text";
 
     private readonly nn.Module<Tensor, Tensor> stem;
-    private readonly GroupNorm stem_norm;
+    private readonly GroupNorm2d stem_norm;
     private readonly ModuleList<BottleneckBlock> blocks;
     private readonly Linear head;
     private readonly ImageClassifierOptions options;
