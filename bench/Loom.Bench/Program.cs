@@ -17,6 +17,7 @@ if (args.Length == 0 || args[0] is "-h" or "--help")
           decode       batch-1 greedy decoding against llama.cpp on the same weights (see decode --help)
           reformer-memory  peak memory of a training step vs depth, reversible vs standard stack (see reformer-memory --help)
           long-context peak memory of sdpa, written-out and blockwise attention at 4k-32k tokens (see long-context --help)
+          sasa-vs-conv stand-alone self-attention against its convolutional twin on Fashion-MNIST (see sasa-vs-conv --help)
         """);
     return args.Length == 0 ? 2 : 0;
 }
@@ -33,6 +34,7 @@ return args[0] switch
     "decode" => Bench(DecodeSettings.Usage, DecodeSettings.Parse, DecodeBenchmark.Run),
     "reformer-memory" => Bench(ReformerMemorySettings.Usage, ReformerMemorySettings.Parse, ReformerMemoryBenchmark.Run),
     "long-context" => Bench(LongContextSettings.Usage, LongContextSettings.Parse, LongContextBenchmark.Run),
+    "sasa-vs-conv" => Bench(SasaSettings.Usage, SasaSettings.Parse, SasaBenchmark.Run),
     // Not listed in the usage: a conformance check for bench/gpu/hf-conformance.sh, not a benchmark.
     "hf-logits" => Bench(HfLogitsSettings.Usage, HfLogitsSettings.Parse, HfLogitsBenchmark.Run),
     _ => Unknown(args[0]),
@@ -71,6 +73,6 @@ int Bench<TSettings>(string usage, Func<IReadOnlyList<string>, TSettings> parse,
 
 static int Unknown(string name)
 {
-    Console.Error.WriteLine($"loom-bench: unknown benchmark '{name}' (known: train-step, pipeline, serve-load, moe, t5-spam, scaling, decode, reformer-memory, long-context)");
+    Console.Error.WriteLine($"loom-bench: unknown benchmark '{name}' (known: train-step, pipeline, serve-load, moe, t5-spam, scaling, decode, reformer-memory, long-context, sasa-vs-conv)");
     return 2;
 }
