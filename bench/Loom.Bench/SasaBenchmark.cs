@@ -76,7 +76,7 @@ internal static class SasaBenchmark
 
     private static Outcome Train(string runFile, SasaSettings s, IReadOnlyList<LabeledImage> test, string runDir)
     {
-        var config = RunConfigLoader.Load(runFile, null, [$"training.steps={s.Steps}", $"training.eval_every={s.Steps}", $"training.seed={s.Seed}", $"device={s.Device}", "training.checkpoint_every=0"],
+        var config = RunConfigLoader.Load(runFile, null, [$"training.steps={s.Steps}", $"training.warmup_steps={Math.Min(30, s.Steps / 10)}", $"training.eval_every={s.Steps}", $"training.seed={s.Seed}", $"device={s.Device}", "training.checkpoint_every=0"],
             ModelPresets.DefaultConfigsDirectory);
         var device = Devices.Resolve(config.Device);
         var data = TrainingDataLoader.Load(config.Data, config.Training, new Progress<string>(m => Console.Error.WriteLine(m)), layout: config.Model.FeatureLayout);

@@ -106,24 +106,28 @@ public sealed class LocalSelfAttention2d : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>Attention over k×k windows: <paramref name="x"/> (B, d_in, H, W) → (B, d_out, H, W).</summary>
+    /// <remarks>
+    /// Window products are broadcast multiplies and sums rather than einsums: an einsum over (B, N, H, W) batches of
+    /// 1×Dh by Dh×K² matrices runs as that many tiny matmuls, far slower on a CPU. The stem folds its mixture into the
+    /// attention weights: Σ_ab a_ab Σ_m p_m(ab) v^m_ab = Σ_m Σ_ab (a_ab p_m(ab)) v^m_ab, so no mixed values are formed.
+    /// </remarks>
     public override Tensor forward(Tensor x)
     {
         long b = x.shape[0], h = x.shape[2], w = x.shape[3];
-        int n = Heads, dh = OutChannels / Heads, kk = KernelSize * KernelSize;
+        int n = Heads, dh = OutChannels / Heads, kk = KernelSize * KernelSize, m = ValueMixtures;
         var q = Project(query, x);                                                       // (B, N, Dh, H, W)
         var k = Windows(Project(key, x));                                                 // (B, N, Dh, H, W, K²)
-        var v = Windows(Project(value, x));                                               // (B, N, M·Dh, H, W, K²)
         var r = RelativeEmbeddings();                                                     // (N, Dh, K²)
-        var logits = einsum("bndhw,bndhwk->bnhwk", q, k) + einsum("bndhw,ndk->bnhwk", q, r); // (B, N, H, W, K²): q·(k + r)
+        var logits = (q.unsqueeze(-1) * k).sum(2)                                         // (B, N, H, W, K²): q·k
+            + einsum("bndhw,ndk->bnhwk", q, r);                                           // + q·r
         logits = logits / Math.Sqrt(dh);
         var inside = Windows(ones([1, 1, 1, h, w], dtype: x.dtype, device: x.device))[0, 0, 0] > 0.5; // (H, W, K²)
         var attention = logits.masked_fill(inside.logical_not(), double.NegativeInfinity).softmax(-1); // (B, N, H, W, K²)
-        if (ValueMixtures > 1)
-        {
-            var mix = MixtureWeights();                                                  // (M, K²)
-            v = einsum("bnmdhwk,mk->bndhwk", v.view(b, n, ValueMixtures, dh, h, w, kk), mix); // (B, N, Dh, H, W, K²)
-        }
-        var y = einsum("bnhwk,bndhwk->bndhw", attention, v);                             // (B, N, Dh, H, W)
+        var v = Windows(Project(value, x)).view(b, n, m, dh, h, w, kk);                  // (B, N, M, Dh, H, W, K²)
+        var weights = m > 1
+            ? attention.unsqueeze(2) * MixtureWeights().view(1, 1, m, 1, 1, kk)           // (B, N, M, H, W, K²): a_ab · p_m(ab)
+            : attention.unsqueeze(2);                                                     // (B, N, 1, H, W, K²)
+        var y = (weights.unsqueeze(3) * v).sum([2, 6]);                                  // (B, N, Dh, H, W)
         return y.reshape(b, OutChannels, h, w);                                          // (B, d_out, H, W)
     }
 
