@@ -97,6 +97,8 @@ public sealed class EvalCommand : Command<EvalCommand.Settings>
         var (model, manifest) = settings.LoadModel(checkpoint, device);
         using (model)
         {
+            if (model.FeatureLayout == Loom.Data.FeatureConverters.FeatureLayout.Image)
+                return EvaluateImages(checkpoint, manifest.Step, model, tasks, settings, config.Training.BatchSize, device);
             // Scored and predicted at the run's sequence length: the rows it trained on, not the model's longest.
             int length = Math.Min(config.Data.SequenceLength, model.ContextLength);
             var evaluator = new TaskEvaluator(model, vocabulary, device, new EngineSequenceDecoder(vocabulary), new TaskEvaluationOptions
@@ -110,6 +112,20 @@ public sealed class EvalCommand : Command<EvalCommand.Settings>
             foreach (var p in result.Tasks.SelectMany(t => t.Predictions.Select(p => (t.Task, p))).Take(5))
                 Console.WriteLine($"  {p.Task} #{p.p.Index}: target {Quote(p.p.Target)}, predicted {Quote(p.p.Prediction)}");
         }
+        return 0;
+    }
+
+    /// <summary>Scores an image classifier on an image task's split: loss and accuracy over its images.</summary>
+    private static int EvaluateImages(string checkpoint, long step, LanguageModel model, IReadOnlyList<DataTask> tasks, Settings settings, int batchSize, TorchSharp.torch.Device device)
+    {
+        if (tasks is not [{ Source: ImageClassificationSource source } task])
+            throw new ArgumentException($"{checkpoint} holds an image classifier: evaluate it on one image task, such as --task fashion_mnist");
+        var d = source.Dataset;
+        var images = settings.Split switch { "train" => d.Train, "validation" => d.Validation, "test" => d.Test, _ => throw new ArgumentException($"--split {settings.Split}: {task.Name} has train, validation and test") };
+        var batches = new Loom.Data.Images.ImageBatcher(images, d.Rows, d.Columns, batchSize, seed: 0);
+        var result = ImageEvaluator.Evaluate(model, batches, device, settings.Examples);
+        Console.WriteLine(FormattableString.Invariant(
+            $"checkpoint {checkpoint} (step {step}) on {task.Name} {settings.Split}: accuracy {result.Accuracy:P2} over {result.Images:N0} images, loss {result.Loss:F4} nats/image"));
         return 0;
     }
 

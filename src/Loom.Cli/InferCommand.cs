@@ -72,6 +72,7 @@ public sealed class InferCommand : Command<InferCommand.Settings>
         var device = Devices.Resolve(settings.Device ?? config?.Device ?? "auto");
         var progress = new Progress<string>(m => Console.Error.WriteLine(m));
         var (model, manifest) = settings.LoadModel(checkpoint, device);
+        GenerativeModels.Require(model, checkpoint);
         using (model)
         {
             var vocabulary = CheckpointVocabulary.Load(checkpoint, manifest);

@@ -107,6 +107,7 @@ public sealed class ServeCommand : Command<ServeCommand.Settings>
         string checkpoint = TrainingCheckpoint.Resolve(settings.Checkpoint);
         var device = Devices.Resolve(settings.Device ?? "auto");
         var (model, manifest) = settings.LoadModel(checkpoint, device);
+        GenerativeModels.Require(model, checkpoint);
         using (model)
         {
             var vocabulary = CheckpointVocabulary.Load(checkpoint, manifest);

@@ -31,6 +31,9 @@ public static class FeatureNames
 
     /// <summary>Encoder positions within segments, (B, Le).</summary>
     public const string EncoderPositions = "encoder_positions";
+
+    /// <summary>Normalized image pixels, (B, C, H, W) float32 (image classifiers; the class ids are the decoder targets, (B, 1)).</summary>
+    public const string ImagePixels = "image_pixels";
 }
 
 /// <summary>

@@ -17,6 +17,7 @@ namespace Loom.Models;
 [JsonDerivedType(typeof(DecoderLmOptions), ModelArchitectures.DecoderLm)]
 [JsonDerivedType(typeof(T5.T5Options), ModelArchitectures.T5)]
 [JsonDerivedType(typeof(Reformer.ReformerOptions), ModelArchitectures.Reformer)]
+[JsonDerivedType(typeof(Vision.ImageClassifierOptions), ModelArchitectures.ImageClassifier)]
 public abstract record ModelOptions
 {
     /// <summary>The family's tag: <see cref="ModelArchitectures.DecoderLm"/> or <see cref="ModelArchitectures.T5"/>.</summary>
@@ -64,6 +65,8 @@ public static class ModelArchitectures
 
     /// <summary>The Reformer: reversible blocks of shared-QK (LSH) attention and chunked feed-forward layers.</summary>
     public const string Reformer = "reformer";
+    /// <summary>Image classifiers whose spatial layers are local self-attention (SASA) or convolutions.</summary>
+    public const string ImageClassifier = "image_classifier";
 
     /// <summary>
     /// The model a config without a model section gets: a decoder-only model with its options' defaults
@@ -72,7 +75,7 @@ public static class ModelArchitectures
     public static ModelOptions DefaultOptions() => new DecoderLmOptions();
 
     /// <summary>Every known tag.</summary>
-    public static IReadOnlyList<string> Names { get; } = [DecoderLm, T5, Reformer];
+    public static IReadOnlyList<string> Names { get; } = [DecoderLm, T5, Reformer, ImageClassifier];
 
     /// <summary>
     /// Returns <paramref name="model"/> with <see cref="Key"/> set to <paramref name="architecture"/> when it

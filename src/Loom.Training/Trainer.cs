@@ -389,7 +389,7 @@ public sealed partial class Trainer : IDisposable
     /// <summary>Evaluates on the held-out split, logs it, redraws the loss plot; returns the loss.</summary>
     private double EvaluateAndLog()
     {
-        var eval = Evaluate(out var tasks);
+        var eval = Evaluate(out var tasks, out var imageAccuracy);
         foreach (var task in tasks?.Tasks ?? [])
         {
             var perTask = new MetricEvent(State.Step, MetricEvent.ValidationSplit, task.Score.Loss)
@@ -403,7 +403,8 @@ public sealed partial class Trainer : IDisposable
         State = State with { LastValidationLoss = eval.Loss };
         var e = new MetricEvent(State.Step, MetricEvent.ValidationSplit, eval.Loss)
         {
-            Perplexity = eval.Perplexity, BitsPerByte = eval.BitsPerByte, ElapsedSeconds = State.ElapsedSeconds,
+            Perplexity = eval.Perplexity, BitsPerByte = imageAccuracy is null ? eval.BitsPerByte : null, ElapsedSeconds = State.ElapsedSeconds,
+            Metrics = imageAccuracy is { } accuracy ? new Dictionary<string, double>(StringComparer.Ordinal) { ["accuracy"] = accuracy } : null,
         };
         sink.Write(e);
         Observer?.OnValidationMetrics(e);
@@ -416,11 +417,19 @@ public sealed partial class Trainer : IDisposable
     /// mixtures, the first training.eval_batches × batch_size examples of each task's validation split
     /// (loss over all of them together).
     /// </summary>
-    public EvaluationResult Evaluate() => Evaluate(out _);
+    public EvaluationResult Evaluate() => Evaluate(out _, out _);
 
-    private EvaluationResult Evaluate(out MixtureEvaluationResult? tasks)
+    private EvaluationResult Evaluate(out MixtureEvaluationResult? tasks, out double? imageAccuracy)
     {
         tasks = null;
+        imageAccuracy = null;
+        if (data.ValidationImages is { } images)
+        {
+            // An image classifier: each image is one prediction (a "token"); perplexity over the classes, no bytes.
+            var scored = ImageEvaluator.Evaluate(Model, images, device, config.Training.EvalBatches * config.Training.BatchSize);
+            imageAccuracy = scored.Accuracy;
+            return new EvaluationResult(scored.Loss, Math.Exp(scored.Loss), double.NaN, scored.Images);
+        }
         if (data.Validation is { } stream)
             return Evaluator.Evaluate(Model, stream, config.Training.EvalBatches, data.ValidationBytesPerToken, device);
         var t = config.Training;

@@ -45,6 +45,8 @@ public static class TrainingDataLoader
             : data.Vocabulary;
         shard ??= DataShard.Single;
         var run = new Run(data, training, vocabulary, vocabularySpec, layout, shard, shard.RowsPerRank(training.BatchSize));
+        if (layout == FeatureLayout.Image && (data.Task is null || data.Mixture is not null))
+            throw new ArgumentException("model.architecture = image_classifier trains on an image task: pass --task fashion_mnist (not a corpus, text file or mixture)");
         if (data.Task is null && data.Mixture is null)
         {
             if (layout == FeatureLayout.EncoderDecoder) throw NeedsInputs(data.Path ?? data.Corpus);
@@ -55,6 +57,7 @@ public static class TrainingDataLoader
         if (data.Mixture is { } mixture) return run.Mixture(registry, mixture);
 
         var task = TaskRegistry.Find(registry, data.Task!, vocabulary);
+        if (layout == FeatureLayout.Image) return run.Images(task);
         bool languageModelling = task.OutputFeatures.Count == 1 && task.OutputFeatures.ContainsKey("targets");
         if (languageModelling && layout == FeatureLayout.EncoderDecoder) throw NeedsInputs(task.Name);
         return languageModelling ? run.Stream(FromTask(task, run.Split(task, "train"), run.Split(task, "validation"), evaluateAll)) : run.Packed(task);
@@ -84,6 +87,19 @@ public static class TrainingDataLoader
             string description = string.Create(CultureInfo.InvariantCulture,
                 $"{documents.Name}: {train.Length:N0} training tokens in {documents.Train.Count} documents, {validation.Length:N0} held-out tokens ({Vocabulary.Name} vocabulary{(Data.UseCache ? ", from the cache" : "")})");
             return new TrainingData(Vocabulary, VocabularySpec, trainBatches, validationBatches, bytesPerToken, documents.Name, description);
+        }
+
+        /// <summary>An image task for an image model: batches of pixels and class ids; held out, the validation images.</summary>
+        public TrainingData Images(DataTask task)
+        {
+            if (task.Source is not ImageClassificationSource source)
+                throw new ArgumentException($"model.architecture = image_classifier trains on images, but task '{task.Name}' is not an image task: pick one such as --task fashion_mnist");
+            var d = source.Dataset;
+            var train = new Loom.Data.Images.ImageBatcher(d.Train, d.Rows, d.Columns, RowsPerRank, Seed, Shard.Rank, Shard.WorldSize);
+            var validation = new Loom.Data.Images.ImageBatcher(d.Validation, d.Rows, d.Columns, Training.BatchSize, Seed);
+            string description = string.Create(CultureInfo.InvariantCulture,
+                $"{task.Name}: {d.Train.Count:N0} training and {d.Validation.Count:N0} validation images of {d.Rows}x{d.Columns} pixels, {d.ClassNames.Count} classes");
+            return new TrainingData(Vocabulary, VocabularySpec, train, null, 0, task.Name, description) { ValidationImages = validation, Layout = Layout };
         }
 
         /// <summary>A task with inputs and targets: packed rows, loss on the targets; scored per task.</summary>

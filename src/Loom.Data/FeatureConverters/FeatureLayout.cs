@@ -8,4 +8,7 @@ public enum FeatureLayout
 
     /// <summary>Encoder-decoder rows: inputs to the encoder, targets to the decoder (<see cref="EncoderDecoderFeatureConverter"/>).</summary>
     EncoderDecoder,
+
+    /// <summary>Images and their class: pixels (B, C, H, W) float under <see cref="FeatureNames.ImagePixels"/>, class ids (B, 1) as targets (<see cref="Images.ImageBatcher"/>).</summary>
+    Image,
 }

@@ -82,6 +82,9 @@ public sealed class ImageClassificationSource : IDataSource
     /// <inheritdoc />
     public IReadOnlyList<string> Splits { get; } = ["train", "validation", "test"];
 
+    /// <summary>The images themselves (loaded on first use), for models that take pixels rather than tokens.</summary>
+    public ImageDataset Dataset => dataset.Value;
+
     /// <inheritdoc />
     public IEnumerable<Example> Read(string split)
     {
