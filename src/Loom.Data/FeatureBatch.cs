@@ -31,6 +31,12 @@ public static class FeatureNames
 
     /// <summary>Encoder positions within segments, (B, Le).</summary>
     public const string EncoderPositions = "encoder_positions";
+
+    /// <summary>
+    /// Images of image + text rows, (B, M, H, W) float32 in [0, 1] (greyscale): row b's M images, whose soft tokens
+    /// replace that row's image-placeholder ids in order (M · tokens per image of them).
+    /// </summary>
+    public const string ImagePixels = "image_pixels";
 }
 
 /// <summary>

@@ -16,6 +16,7 @@ namespace Loom.Models;
 [JsonPolymorphic(TypeDiscriminatorPropertyName = ModelArchitectures.Key, UnknownDerivedTypeHandling = JsonUnknownDerivedTypeHandling.FailSerialization)]
 [JsonDerivedType(typeof(DecoderLmOptions), ModelArchitectures.DecoderLm)]
 [JsonDerivedType(typeof(T5.T5Options), ModelArchitectures.T5)]
+[JsonDerivedType(typeof(VisionLanguage.VisionLanguageOptions), ModelArchitectures.VisionLanguage)]
 public abstract record ModelOptions
 {
     /// <summary>The family's tag: <see cref="ModelArchitectures.DecoderLm"/> or <see cref="ModelArchitectures.T5"/>.</summary>
@@ -61,6 +62,9 @@ public static class ModelArchitectures
     /// <summary>The T5 (v1.1) encoder-decoder.</summary>
     public const string T5 = "t5";
 
+    /// <summary>Gemini-style image + text models: a ViT's soft tokens interleaved with text in one decoder.</summary>
+    public const string VisionLanguage = "vision_language";
+
     /// <summary>
     /// The model a config without a model section gets: a decoder-only model with its options' defaults
     /// (so that code outside Loom.Models need not name a concrete options class).
@@ -68,7 +72,7 @@ public static class ModelArchitectures
     public static ModelOptions DefaultOptions() => new DecoderLmOptions();
 
     /// <summary>Every known tag.</summary>
-    public static IReadOnlyList<string> Names { get; } = [DecoderLm, T5];
+    public static IReadOnlyList<string> Names { get; } = [DecoderLm, T5, VisionLanguage];
 
     /// <summary>
     /// Returns <paramref name="model"/> with <see cref="Key"/> set to <paramref name="architecture"/> when it

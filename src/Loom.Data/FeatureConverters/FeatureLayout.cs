@@ -8,4 +8,7 @@ public enum FeatureLayout
 
     /// <summary>Encoder-decoder rows: inputs to the encoder, targets to the decoder (<see cref="EncoderDecoderFeatureConverter"/>).</summary>
     EncoderDecoder,
+
+    /// <summary>Decoder-only rows of text with images: placeholder ids where an image's soft tokens go, and the images (<see cref="FeatureNames.ImagePixels"/>).</summary>
+    ImageText,
 }
