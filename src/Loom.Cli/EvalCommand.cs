@@ -97,6 +97,7 @@ public sealed class EvalCommand : Command<EvalCommand.Settings>
         var (model, manifest) = settings.LoadModel(checkpoint, device);
         using (model)
         {
+            if (model.ImageInput is not null) return EvaluateImageText(checkpoint, manifest.Step, model, vocabulary, tasks, settings);
             // Scored and predicted at the run's sequence length: the rows it trained on, not the model's longest.
             int length = Math.Min(config.Data.SequenceLength, model.ContextLength);
             var evaluator = new TaskEvaluator(model, vocabulary, device, new EngineSequenceDecoder(vocabulary), new TaskEvaluationOptions
@@ -109,6 +110,24 @@ public sealed class EvalCommand : Command<EvalCommand.Settings>
             Console.WriteLine(result);
             foreach (var p in result.Tasks.SelectMany(t => t.Predictions.Select(p => (t.Task, p))).Take(5))
                 Console.WriteLine($"  {p.Task} #{p.p.Index}: target {Quote(p.p.Target)}, predicted {Quote(p.p.Prediction)}");
+        }
+        return 0;
+    }
+
+    /// <summary>An image + text model on image + text tasks: each kind of prompt's accuracy at naming the image's class, greedy, cache-free.</summary>
+    private static int EvaluateImageText(string checkpoint, long step, LanguageModel model, IVocabulary vocabulary, IReadOnlyList<DataTask> tasks, Settings settings)
+    {
+        Console.WriteLine($"checkpoint {checkpoint} (step {step}):");
+        foreach (var task in tasks)
+        {
+            var examples = task.GetDataset(settings.Split).Take(settings.Examples ?? int.MaxValue).ToList();
+            var shown = new List<string>();
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            var accuracies = Loom.Training.Evaluation.ImageTextEvaluator.Evaluate(model, examples, vocabulary, batchSize: 250, maxNewTokens: 32,
+                (i, p) => { if (shown.Count < 4) shown.Add($"  #{i} {examples[i].Text("kind")}: target {Quote(examples[i].Text("targets"))}, predicted {Quote(p)}"); });
+            Console.WriteLine(FormattableString.Invariant(
+                $"{task.Name} {settings.Split}: {string.Join(", ", accuracies)} over {examples.Count} examples in {clock.Elapsed.TotalSeconds:F0} s (chance: 10%)"));
+            foreach (var line in shown) Console.WriteLine(line);
         }
         return 0;
     }

@@ -51,17 +51,30 @@ public sealed class VisionLanguageModel : LanguageModel
     public override Tensor Forward(Tensor tokens, Tensor softTokens, Tensor imageMask, IAttentionContext? context)
     {
         ArgumentNullException.ThrowIfNull(tokens);
-        ArgumentNullException.ThrowIfNull(softTokens);
-        ArgumentNullException.ThrowIfNull(imageMask);
         if (context is null && tokens.shape[1] > options.MaxSequenceLength)
             throw new ArgumentException($"sequence of {tokens.shape[1]} tokens exceeds model.max_sequence_length = {options.MaxSequenceLength}");
+        return decoder.Head(decoder.Blocks(Embed(tokens, softTokens, imageMask, context), context)); // (B, T, V)
+    }
+
+    /// <summary>The decoder this model feeds (its embedding, blocks and head).</summary>
+    public DecoderLm Decoder => decoder;
+
+    /// <summary>
+    /// The decoder's input: token embeddings of <paramref name="tokens"/>, (B, T), except where <paramref name="imageMask"/>,
+    /// (B, T) bool, is true, which take the rows of <paramref name="softTokens"/>, (N, D), in row-major order: (B, T, D).
+    /// </summary>
+    /// <exception cref="ArgumentException">The mask's true count is not N.</exception>
+    public Tensor Embed(Tensor tokens, Tensor softTokens, Tensor imageMask, IAttentionContext? context)
+    {
+        ArgumentNullException.ThrowIfNull(tokens);
+        ArgumentNullException.ThrowIfNull(softTokens);
+        ArgumentNullException.ThrowIfNull(imageMask);
         long b = tokens.shape[0], t = tokens.shape[1];
         var x = decoder.Embed(tokens, context);                                    // (B, T, D)
-        var at = imageMask.reshape(-1).nonzero().squeeze(1);                       // (N) flat positions of soft tokens
+        var at = imageMask.reshape(-1).nonzero().squeeze(1);                       // (N) flat positions of the soft tokens
         if (at.shape[0] != softTokens.shape[0])
             throw new ArgumentException($"the sequence has {at.shape[0]} image positions but {softTokens.shape[0]} soft tokens were given ({options.TokensPerImage} per image)");
-        x = x.reshape(b * t, -1).index_copy(0, at, softTokens.to(x.dtype)).view(b, t, -1); // (B, T, D), soft tokens in place
-        return decoder.Head(decoder.Blocks(x, context));                           // (B, T, V)
+        return x.reshape(b * t, -1).index_copy(0, at, softTokens.to(x.dtype)).view(b, t, -1); // (B, T, D)
     }
 
     /// <inheritdoc />
