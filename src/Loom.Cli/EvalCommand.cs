@@ -114,20 +114,32 @@ public sealed class EvalCommand : Command<EvalCommand.Settings>
         return 0;
     }
 
-    /// <summary>An image + text model on image + text tasks: each kind of prompt's accuracy at naming the image's class, greedy, cache-free.</summary>
+    /// <summary>
+    /// An image + text model on image + text tasks: each kind of prompt's accuracy at naming the image's class, from greedy
+    /// continuations decoded through the engine (all examples queued at once, continuous batching).
+    /// </summary>
     private static int EvaluateImageText(string checkpoint, long step, LanguageModel model, IVocabulary vocabulary, IReadOnlyList<DataTask> tasks, Settings settings)
     {
         Console.WriteLine($"checkpoint {checkpoint} (step {step}):");
         foreach (var task in tasks)
         {
             var examples = task.GetDataset(settings.Split).Take(settings.Examples ?? int.MaxValue).ToList();
-            var shown = new List<string>();
             var clock = System.Diagnostics.Stopwatch.StartNew();
-            var accuracies = Loom.Training.Evaluation.ImageTextEvaluator.Evaluate(model, examples, vocabulary, batchSize: 250, maxNewTokens: 32,
-                (i, p) => { if (shown.Count < 4) shown.Add($"  #{i} {examples[i].Text("kind")}: target {Quote(examples[i].Text("targets"))}, predicted {Quote(p)}"); });
+            using var engine = new ContinuousBatchingEngine(model, vocabulary, "eval", new EngineOptions { MaxRunning = 256, TokenBudget = 2048, MaxQueue = Math.Max(1, examples.Count) });
+            var greedy = new Loom.Inference.SamplingOptions { Temperature = 0, MaxTokens = 32 };
+            async Task<string> Decode(Example e)
+            {
+                var text = new System.Text.StringBuilder();
+                var request = new GenerationRequest(e.Tokens["inputs"], greedy) { Images = [Loom.Data.ImageText.ImagePrompts.ToUnit(e.Tokens[Loom.Data.ImageText.ImagePrompts.ImageFeature])] };
+                await foreach (var update in engine.GenerateAsync(request).ConfigureAwait(false)) text.Append(update.Text);
+                return text.ToString();
+            }
+            var predictions = Task.WhenAll(examples.Select(Decode)).GetAwaiter().GetResult();
+            var accuracies = Loom.Training.Evaluation.ImageTextEvaluator.Score(examples, predictions);
             Console.WriteLine(FormattableString.Invariant(
                 $"{task.Name} {settings.Split}: {string.Join(", ", accuracies)} over {examples.Count} examples in {clock.Elapsed.TotalSeconds:F0} s (chance: 10%)"));
-            foreach (var line in shown) Console.WriteLine(line);
+            foreach (int i in Enumerable.Range(0, Math.Min(4, examples.Count)))
+                Console.WriteLine($"  #{i} {examples[i].Text("kind")}: target {Quote(examples[i].Text("targets"))}, predicted {Quote(predictions[i])}");
         }
         return 0;
     }

@@ -46,7 +46,7 @@ public static class ImageTextEvaluator
         var spec = model.ImageInput ?? throw new ArgumentException($"a {model.Options.Architecture} model reads no images: evaluate an image + text model");
         bool wasTraining = model.training;
         model.eval();
-        var correct = new Dictionary<string, (int Correct, int Total)>(StringComparer.Ordinal);
+        var texts = new string[examples.Count];
         foreach (var group in Enumerable.Range(0, examples.Count).GroupBy(i => examples[i].Tokens["inputs"].Length))
             foreach (var chunk in group.Chunk(batchSize))
             {
@@ -64,16 +64,32 @@ public static class ImageTextEvaluator
                     tensor(pixels, [chunk.Length, 1, spec.ImageSize, spec.ImageSize], float32), maxNewTokens, vocabulary.EosId);
                 for (int r = 0; r < chunk.Length; r++)
                 {
-                    var e = examples[chunk[r]];
-                    string text = vocabulary.Decode(outputs[r]);
-                    predictions?.Invoke(chunk[r], text);
-                    string kind = e.Text("kind");
-                    string? named = kind == "caption" ? FashionMnistCaptions.ClassOfCaption(text) : FashionMnistCaptions.ClassOfAnswer(text);
-                    var (c, t) = correct.GetValueOrDefault(kind);
-                    correct[kind] = (c + (named == e.Text("class") ? 1 : 0), t + 1);
+                    texts[chunk[r]] = vocabulary.Decode(outputs[r]);
+                    predictions?.Invoke(chunk[r], texts[chunk[r]]);
                 }
             }
         if (wasTraining) model.train();
+        return Score(examples, texts);
+    }
+
+    /// <summary>
+    /// Per kind of prompt, the share of <paramref name="predictions"/> (one per example, however decoded) whose caption or
+    /// answer names the example's "class".
+    /// </summary>
+    public static IReadOnlyList<ImageTextAccuracy> Score(IReadOnlyList<Example> examples, IReadOnlyList<string> predictions)
+    {
+        ArgumentNullException.ThrowIfNull(examples);
+        ArgumentNullException.ThrowIfNull(predictions);
+        if (examples.Count != predictions.Count) throw new ArgumentException($"{examples.Count} examples but {predictions.Count} predictions");
+        var correct = new Dictionary<string, (int Correct, int Total)>(StringComparer.Ordinal);
+        for (int i = 0; i < examples.Count; i++)
+        {
+            var e = examples[i];
+            string kind = e.Text("kind");
+            string? named = kind == "caption" ? FashionMnistCaptions.ClassOfCaption(predictions[i]) : FashionMnistCaptions.ClassOfAnswer(predictions[i]);
+            var (c, t) = correct.GetValueOrDefault(kind);
+            correct[kind] = (c + (named == e.Text("class") ? 1 : 0), t + 1);
+        }
         return [.. correct.OrderBy(k => k.Key, StringComparer.Ordinal).Select(k => new ImageTextAccuracy(k.Key, k.Value.Correct, k.Value.Total))];
     }
 }

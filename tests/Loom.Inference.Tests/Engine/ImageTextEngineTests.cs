@@ -128,6 +128,6 @@ public class ImageTextEngineTests
         Assert.Contains("unsupported image format GIF", Assert.Throws<ImageInputException>(() => GreyscaleImages.Decode(gif, 4)).Message);
         Assert.Contains("malformed", Assert.Throws<ImageInputException>(() => GreyscaleImages.Decode("not an image"u8, 4)).Message);
         var png = GreyscaleImages.EncodePng(pixels, 4);
-        Assert.Contains("corrupt", Assert.Throws<ImageInputException>(() => GreyscaleImages.Decode(png.AsSpan(0, png.Length - 20), 4)).Message);
+        Assert.Contains("corrupt", Assert.Throws<ImageInputException>(() => GreyscaleImages.Decode(png.AsSpan(0, 45), 4)).Message);
     }
 }
