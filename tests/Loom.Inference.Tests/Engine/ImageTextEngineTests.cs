@@ -127,7 +127,9 @@ public class ImageTextEngineTests
         byte[] gif = Convert.FromBase64String("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7");
         Assert.Contains("unsupported image format GIF", Assert.Throws<ImageInputException>(() => GreyscaleImages.Decode(gif, 4)).Message);
         Assert.Contains("malformed", Assert.Throws<ImageInputException>(() => GreyscaleImages.Decode("not an image"u8, 4)).Message);
-        var png = GreyscaleImages.EncodePng(pixels, 4);
-        Assert.Contains("corrupt", Assert.Throws<ImageInputException>(() => GreyscaleImages.Decode(png.AsSpan(0, 45), 4)).Message);
+        // A PNG cut off halfway through its pixel data: the header reads, the pixels do not.
+        var noise = new Random(1);
+        var png = GreyscaleImages.EncodePng([.. Enumerable.Range(0, 64 * 64).Select(_ => (float)noise.NextDouble())], 64);
+        Assert.Contains("corrupt or truncated", Assert.Throws<ImageInputException>(() => GreyscaleImages.Decode(png.AsSpan(0, png.Length / 2), 4)).Message);
     }
 }
