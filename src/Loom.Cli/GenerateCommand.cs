@@ -66,6 +66,11 @@ public sealed class GenerateCommand : Command<GenerateCommand.Settings>
         [Description("Beam search with K beams instead of sampling (prints the K best continuations; temperature, top-k/p and penalties do not apply).")]
         public int? Beams { get; init; }
 
+        /// <summary>Images for the prompt.</summary>
+        [CommandOption("--image <FILE>")]
+        [Description("A PNG or JPEG image for an image + text model (repeatable): the i-th <image> in --prompt stands for the i-th image; a prompt without <image> gets the images first.")]
+        public string[] Images { get; init; } = [];
+
         /// <summary>Ignore EOS.</summary>
         [CommandOption("--ignore-eos")]
         [Description("Keep generating past the end-of-document token.")]
@@ -88,12 +93,32 @@ public sealed class GenerateCommand : Command<GenerateCommand.Settings>
         using (model)
         {
             var vocabulary = CheckpointVocabulary.Load(checkpoint, manifest);
-            if (settings.Beams is int beams)
+            if (settings.Images.Length > 0)
+            {
+                if (settings.Beams is not null) throw new ArgumentException("--beams does not take --image yet: sample or decode greedily (--temperature 0)");
+                var spec = model.ImageInput ?? throw new ArgumentException($"the checkpoint's {model.Options.Architecture} model reads text only: --image needs an image + text model (vision_language)");
+                var images = settings.Images.Select(f => GreyscaleImages.Decode(File.ReadAllBytes(f), spec.ImageSize)).ToList();
+                string prompt = settings.Prompt.Contains(Loom.Data.ImageText.ImagePrompts.Marker, StringComparison.Ordinal)
+                    ? settings.Prompt
+                    : string.Concat(Enumerable.Repeat(Loom.Data.ImageText.ImagePrompts.Marker, images.Count)) + settings.Prompt;
+                Generate(model, vocabulary, prompt, sampling, Console.Out, cancellationToken, images);
+            }
+            else if (settings.Beams is int beams)
                 PrintBeams(model, vocabulary, settings.Prompt, new BeamSearchOptions { Beams = beams, MaxTokens = settings.MaxTokens });
             else
                 Generate(model, vocabulary, settings.Prompt, sampling, Console.Out, cancellationToken);
         }
         return 0;
+    }
+
+    /// <summary>A request whose prompt's <c>&lt;image&gt;</c> markers become the model's placeholder ids, one run per image.</summary>
+    private static GenerationRequest ImageRequest(LanguageModel model, IVocabulary vocabulary, string prompt, SamplingOptions sampling, IReadOnlyList<float[]> images)
+    {
+        var spec = model.ImageInput!;
+        var (tokens, markers) = Loom.Data.ImageText.ImagePrompts.Encode(vocabulary, prompt, spec.PlaceholderId, spec.TokensPerImage);
+        if (markers != images.Count)
+            throw new ArgumentException($"--prompt has {markers} {Loom.Data.ImageText.ImagePrompts.Marker} markers but {images.Count} --image files were given: one marker per image");
+        return new GenerationRequest(tokens, sampling) { Images = images };
     }
 
     /// <summary>Prints the best beam-search continuations, best first, with their log-probabilities.</summary>
@@ -110,10 +135,11 @@ public sealed class GenerateCommand : Command<GenerateCommand.Settings>
     /// Streams a continuation of <paramref name="prompt"/> to <paramref name="output"/> through the
     /// inference engine (the same path <c>loom serve</c> uses, with a batch of one), and returns it.
     /// </summary>
-    internal static string Generate(LanguageModel model, IVocabulary vocabulary, string prompt, SamplingOptions sampling, TextWriter output, CancellationToken cancellationToken)
+    internal static string Generate(LanguageModel model, IVocabulary vocabulary, string prompt, SamplingOptions sampling, TextWriter output, CancellationToken cancellationToken,
+        IReadOnlyList<float[]>? images = null)
     {
         using var engine = new ContinuousBatchingEngine(model, vocabulary, "loom", new EngineOptions { MaxRunning = 1 });
-        var request = new GenerationRequest(vocabulary.Encode(prompt), sampling);
+        var request = images is { Count: > 0 } ? ImageRequest(model, vocabulary, prompt, sampling, images) : new GenerationRequest(vocabulary.Encode(prompt), sampling);
         var text = new System.Text.StringBuilder();
         if (!model.IsEncoderDecoder) output.Write(prompt); // a continuation follows its prompt; an encoder-decoder's output stands alone
         try

@@ -32,7 +32,12 @@ public static class FeatureNames
     /// <summary>Encoder positions within segments, (B, Le).</summary>
     public const string EncoderPositions = "encoder_positions";
 
-    /// <summary>Normalized image pixels, (B, C, H, W) float32 (image classifiers; the class ids are the decoder targets, (B, 1)).</summary>
+    /// <summary>
+    /// Images. For an image classifier (<see cref="FeatureConverters.FeatureLayout.Image"/>): normalized pixels,
+    /// (B, C, H, W) float32, whose class ids are the decoder targets, (B, 1). For image + text rows
+    /// (<see cref="FeatureConverters.FeatureLayout.ImageText"/>): (B, M, H, W) float32 in [0, 1] (greyscale), row b's
+    /// M images, whose soft tokens replace that row's image-placeholder ids in order (M · tokens per image of them).
+    /// </summary>
     public const string ImagePixels = "image_pixels";
 }
 

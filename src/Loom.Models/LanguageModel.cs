@@ -107,6 +107,27 @@ public abstract class LanguageModel : nn.Module
     public virtual EncoderMemory Encode(Tensor inputs) =>
         throw new NotSupportedException($"a {Options.Architecture} model has no encoder: prompts go to the decoder");
 
+    /// <summary>The images the model reads in its token sequence, or null for a text-only model.</summary>
+    public virtual ImageInputSpec? ImageInput => null;
+
+    /// <summary>
+    /// The soft tokens of images, (M, H, W) greyscale in [0, 1] -> (M, K, D): what replaces each image's K placeholder
+    /// ids in the decoder's input. Inference engines call it once per request with images, then pass its rows to
+    /// <see cref="Forward(Tensor, Tensor, Tensor, IAttentionContext?)"/> as prefill chunks reach the placeholders.
+    /// </summary>
+    /// <exception cref="NotSupportedException">The model reads text only (<see cref="ImageInput"/> is null).</exception>
+    public virtual Tensor EncodeImages(Tensor pixels) =>
+        throw new NotSupportedException($"a {Options.Architecture} model reads text only: it has no image encoder");
+
+    /// <summary>
+    /// As <see cref="Forward(Tensor, IAttentionContext?)"/>, with the positions where <paramref name="imageMask"/>,
+    /// (B, T) bool, is true taking the rows of <paramref name="softTokens"/>, (N, D), in row-major order, instead of
+    /// their token embeddings (N = the mask's true count).
+    /// </summary>
+    /// <exception cref="NotSupportedException">The model reads text only.</exception>
+    public virtual Tensor Forward(Tensor tokens, Tensor softTokens, Tensor imageMask, IAttentionContext? context) =>
+        throw new NotSupportedException($"a {Options.Architecture} model reads text only: it has no image encoder");
+
     /// <summary>
     /// The decoder's first tokens for a prompt: the prompt itself for a decoder-only model; the start token
     /// (seqio: the pad id) for an encoder-decoder, whose prompt goes to the encoder.
@@ -267,6 +288,12 @@ public abstract class LanguageModel : nn.Module
         parameters().Sum(p => p.NumberOfElements * p.ElementSize)
         + modules().OfType<IQuantizableKernel>().Where(d => d.IsQuantized).Sum(d => d.KernelBytes);
 }
+
+/// <summary>What images a model reads: their size, and the placeholder ids each becomes in the token sequence.</summary>
+/// <param name="ImageSize">Height and width in pixels (greyscale, square).</param>
+/// <param name="TokensPerImage">K: soft tokens (and placeholder ids) per image.</param>
+/// <param name="PlaceholderId">The token id whose positions take an image's soft tokens.</param>
+public sealed record ImageInputSpec(int ImageSize, int TokensPerImage, int PlaceholderId);
 
 /// <summary>
 /// An encoder's output as the decoder cross-attends to it: every decoder layer's keys and values,

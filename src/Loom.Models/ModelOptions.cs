@@ -18,6 +18,7 @@ namespace Loom.Models;
 [JsonDerivedType(typeof(T5.T5Options), ModelArchitectures.T5)]
 [JsonDerivedType(typeof(Reformer.ReformerOptions), ModelArchitectures.Reformer)]
 [JsonDerivedType(typeof(Vision.ImageClassifierOptions), ModelArchitectures.ImageClassifier)]
+[JsonDerivedType(typeof(VisionLanguage.VisionLanguageOptions), ModelArchitectures.VisionLanguage)]
 public abstract record ModelOptions
 {
     /// <summary>The family's tag: <see cref="ModelArchitectures.DecoderLm"/> or <see cref="ModelArchitectures.T5"/>.</summary>
@@ -67,6 +68,8 @@ public static class ModelArchitectures
     public const string Reformer = "reformer";
     /// <summary>Image classifiers whose spatial layers are local self-attention (SASA) or convolutions.</summary>
     public const string ImageClassifier = "image_classifier";
+    /// <summary>Gemini-style image + text models: a ViT's soft tokens interleaved with text in one decoder.</summary>
+    public const string VisionLanguage = "vision_language";
 
     /// <summary>
     /// The model a config without a model section gets: a decoder-only model with its options' defaults
@@ -75,7 +78,7 @@ public static class ModelArchitectures
     public static ModelOptions DefaultOptions() => new DecoderLmOptions();
 
     /// <summary>Every known tag.</summary>
-    public static IReadOnlyList<string> Names { get; } = [DecoderLm, T5, Reformer, ImageClassifier];
+    public static IReadOnlyList<string> Names { get; } = [DecoderLm, T5, Reformer, ImageClassifier, VisionLanguage];
 
     /// <summary>
     /// Returns <paramref name="model"/> with <see cref="Key"/> set to <paramref name="architecture"/> when it

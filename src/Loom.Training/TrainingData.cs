@@ -23,6 +23,9 @@ public sealed record TrainingData(IVocabulary Vocabulary, string VocabularySpec,
     /// <summary>Held-out images (an image task trained with an image model): the trainer reports their loss and accuracy; null otherwise.</summary>
     public Loom.Data.Images.ImageBatcher? ValidationImages { get; init; }
 
+    /// <summary>Held-out batches of an image + text task, scored for loss when <see cref="Validation"/> is null; null otherwise.</summary>
+    public Loom.Data.ImageText.ImageTextBatches? ImageTextValidation { get; init; }
+
     /// <summary>Which model features the batches hold (decoder-only or encoder-decoder rows).</summary>
     public Loom.Data.FeatureConverters.FeatureLayout Layout { get; init; } = Loom.Data.FeatureConverters.FeatureLayout.Decoder;
 }

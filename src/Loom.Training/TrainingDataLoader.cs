@@ -58,6 +58,7 @@ public static class TrainingDataLoader
 
         var task = TaskRegistry.Find(registry, data.Task!, vocabulary);
         if (layout == FeatureLayout.Image) return run.Images(task);
+        if (layout == FeatureLayout.ImageText) return run.ImageText(task);
         bool languageModelling = task.OutputFeatures.Count == 1 && task.OutputFeatures.ContainsKey("targets");
         if (languageModelling && layout == FeatureLayout.EncoderDecoder) throw NeedsInputs(task.Name);
         return languageModelling ? run.Stream(FromTask(task, run.Split(task, "train"), run.Split(task, "validation"), evaluateAll)) : run.Packed(task);
@@ -100,6 +101,25 @@ public static class TrainingDataLoader
             string description = string.Create(CultureInfo.InvariantCulture,
                 $"{task.Name}: {d.Train.Count:N0} training and {d.Validation.Count:N0} validation images of {d.Rows}x{d.Columns} pixels, {d.ClassNames.Count} classes");
             return new TrainingData(Vocabulary, VocabularySpec, train, null, 0, task.Name, description) { ValidationImages = validation, Layout = Layout };
+        }
+
+        /// <summary>An image + text task: one example per row with its image, loss on the targets; held-out loss on its validation split.</summary>
+        public TrainingData ImageText(DataTask task)
+        {
+            if (!task.Source.Splits.Contains("validation"))
+                throw new ArgumentException($"task '{task.Name}' has no validation split (it has: {string.Join(", ", task.Source.Splits)}), which the trainer evaluates on");
+            var train = Split(task, "train");
+            var validation = Split(task, "validation");
+            int pixels = train.Count == 0 || !train[0].Tokens.TryGetValue(Loom.Data.ImageText.ImagePrompts.ImageFeature, out var image)
+                ? throw new ArgumentException($"task '{task.Name}' has no \"{Loom.Data.ImageText.ImagePrompts.ImageFeature}\" feature: an image + text model trains on a task with images (e.g. fashion_mnist_captions)")
+                : image.Length;
+            int side = (int)Math.Round(Math.Sqrt(pixels));
+            if (side * side != pixels) throw new ArgumentException($"task '{task.Name}': images of {pixels} pixels are not square");
+            var batches = new Loom.Data.ImageText.ImageTextBatches(train, Vocabulary.PadId, Data.SequenceLength, RowsPerRank, side, side, Seed, Shard.Rank, Shard.WorldSize);
+            var held = new Loom.Data.ImageText.ImageTextBatches(validation, Vocabulary.PadId, Data.SequenceLength, Training.BatchSize, side, side, Seed, shuffle: false);
+            string description = string.Create(CultureInfo.InvariantCulture,
+                $"{task.Name}: {train.Count:N0} training and {validation.Count:N0} held-out image + text examples ({side}x{side} images, {Vocabulary.Name} vocabulary)");
+            return new TrainingData(Vocabulary, VocabularySpec, batches, null, 0, task.Name, description) { ImageTextValidation = held, Layout = Layout };
         }
 
         /// <summary>A task with inputs and targets: packed rows, loss on the targets; scored per task.</summary>

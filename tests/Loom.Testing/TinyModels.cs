@@ -21,6 +21,17 @@ public static class TinyModels
     };
 
     /// <summary>
+    /// A vision_language model for 8×8 greyscale images in 4×4 patches (4 soft tokens each), over the byte vocabulary
+    /// plus the placeholder id 258 (<c>byte+extra_ids=1</c>), with a two-layer decoder of width 32 and a 64-token context.
+    /// </summary>
+    public static Loom.Models.VisionLanguage.VisionLanguageOptions VisionLanguage() => new()
+    {
+        VocabSize = 259, MaxSequenceLength = 64, ImageSize = 8, PatchSize = 4, VisionDim = 16, VisionLayers = 2, VisionHeads = 2,
+        VisionMlpDim = 32, ImageTokenId = 258,
+        Decoder = new DecoderLmOptions { ModelDim = 32, NumLayers = 2, NumHeads = 4, NumKvHeads = 2, HeadDim = 8, MlpDim = 64 },
+    };
+
+    /// <summary>
     /// A T5 (v1.1) encoder-decoder of t5-tiny's shape but smaller (2 + 2 blocks of width 32, 4 heads of 8,
     /// 8 relative-position buckets), over <paramref name="vocabSize"/> ids (258: the byte vocabulary) with
     /// encoder inputs and decoder sequences of up to <paramref name="maxSequenceLength"/> tokens.

@@ -11,7 +11,7 @@ public partial class ModelContractDependencyTests
     private static readonly string[] Folders = ["src/Loom.Training", "src/Loom.Inference", "src/Loom.Serving", "src/Loom.Cli"];
 
     // The concrete classes; ModelArchitectures.DecoderLm is the family's tag (a string), which is allowed.
-    [GeneratedRegex(@"(?<!ModelArchitectures\.)\b(DecoderLm|T5Model|DecoderLmOptions|T5Options)\b")]
+    [GeneratedRegex(@"(?<!ModelArchitectures\.)\b(DecoderLm|T5Model|DecoderLmOptions|T5Options|VisionLanguageModel|VisionLanguageOptions)\b")]
     private static partial Regex ConcreteModelClass();
 
     [Fact]

@@ -11,4 +11,7 @@ public enum FeatureLayout
 
     /// <summary>Images and their class: pixels (B, C, H, W) float under <see cref="FeatureNames.ImagePixels"/>, class ids (B, 1) as targets (<see cref="Images.ImageBatcher"/>).</summary>
     Image,
+
+    /// <summary>Decoder-only rows of text with images: placeholder ids where an image's soft tokens go, and the images (<see cref="FeatureNames.ImagePixels"/>).</summary>
+    ImageText,
 }

@@ -169,6 +169,10 @@ public sealed partial class TaskRegistry
             .Add(NeedleSource.Task(vocabulary))
             .Add(NeedleSource.CopyTask(vocabulary));
         AddSpanCorruption(registry, vocabulary, [(AustenSpanCorruption, austen, "Jane Austen's novels"), (KjvSpanCorruption, kjv, "the King James Bible")]);
+        if (vocabulary is ExtraIdsVocabulary { ExtraIdCount: > 0 })
+            registry.Add(ImageText.FashionMnistCaptions.Create(vocabulary, BuiltInFingerprint(FashionMnist.Name), () => FashionMnist.Load(cacheRoot, progress)));
+        else
+            registry.AddUnavailable(ImageText.FashionMnistCaptions.Name, $"'{ImageText.FashionMnistCaptions.Name}' needs a vocabulary with an extra id for the image placeholder, and '{vocabulary.Name}' has none: use data.vocabulary = byte+extra_ids=1");
         return registry;
     }
 

@@ -91,6 +91,9 @@ public sealed class ContinuousBatchingEngine : IGenerationEngine
     /// <inheritdoc />
     public bool IsEncoderDecoder => model.IsEncoderDecoder;
 
+    /// <inheritdoc />
+    public ImageInputSpec? ImageInput => model.ImageInput;
+
     /// <summary>Bytes of the KV-cache pool.</summary>
     public long KvCacheBytes { get; }
 
@@ -117,12 +120,18 @@ public sealed class ContinuousBatchingEngine : IGenerationEngine
         ArgumentNullException.ThrowIfNull(request);
         ObjectDisposedException.ThrowIf(stopping, this);
         var output = new RequestOutput(request, Vocabulary, ContextLength, model.IsEncoderDecoder); // checks the prompt before queueing
+        var placeholders = CheckImages(request);
         if (Interlocked.Increment(ref waitingCount) > options.MaxQueue)
         {
             Interlocked.Decrement(ref waitingCount);
             throw new EngineOverloadedException($"{options.MaxQueue} requests are already waiting; retry later");
         }
-        var sequence = new Sequence(request, output, new RequestSampler(request.Sampling, Vocabulary), new BlockTable(allocator), model.DecoderPrefix(request.Prompt, Vocabulary.PadId));
+        // Prefix caching stays on for prompts with images, keyed by their pixels too: blocks are shared only between equal images and equal tokens.
+        var table = new BlockTable(allocator, System.Runtime.InteropServices.MemoryMarshal.AsBytes(request.Images.SelectMany(i => i).ToArray().AsSpan()));
+        var sequence = new Sequence(request, output, new RequestSampler(request.Sampling, Vocabulary), table, model.DecoderPrefix(request.Prompt, Vocabulary.PadId))
+        {
+            PlaceholdersBefore = placeholders,
+        };
         arrivals.Enqueue(sequence);
         wake.Release();
         using var registration = cancellationToken.Register(() => sequence.Cancel(wake));
@@ -136,6 +145,24 @@ public sealed class ContinuousBatchingEngine : IGenerationEngine
             sequence.Cancel(wake); // a caller that stops reading early frees the sequence too
         }
         cancellationToken.ThrowIfCancellationRequested();
+    }
+
+    /// <summary>
+    /// Checks a request's images against the model (it reads images, each of its size, one run of placeholder ids per image)
+    /// and returns how many of the prompt's placeholder ids precede each prompt position (null without images).
+    /// </summary>
+    private int[]? CheckImages(GenerationRequest request)
+    {
+        if (request.Images.Count == 0) return null;
+        var spec = model.ImageInput ?? throw new ArgumentException($"model '{ModelName}' reads text only: it cannot take images");
+        int pixels = spec.ImageSize * spec.ImageSize;
+        foreach (var image in request.Images)
+            if (image.Length != pixels) throw new ArgumentException($"an image has {image.Length} pixels; the model reads {spec.ImageSize}x{spec.ImageSize} greyscale images ({pixels})");
+        var before = new int[request.Prompt.Count + 1];
+        for (int i = 0; i < request.Prompt.Count; i++) before[i + 1] = before[i] + (request.Prompt[i] == spec.PlaceholderId ? 1 : 0);
+        if (before[^1] != request.Images.Count * spec.TokensPerImage)
+            throw new ArgumentException($"the prompt has {before[^1]} image placeholder ids but its {request.Images.Count} images need {request.Images.Count * spec.TokensPerImage} ({spec.TokensPerImage} each)");
+        return before;
     }
 
     private void Loop()
@@ -173,6 +200,7 @@ public sealed class ContinuousBatchingEngine : IGenerationEngine
         {
             s.Sampler.Dispose();
             s.Memory?.Dispose();
+            s.SoftTokens?.Dispose();
             s.Updates.Writer.TryComplete(new ObjectDisposedException(nameof(ContinuousBatchingEngine)));
         }
     }
@@ -190,6 +218,7 @@ public sealed class ContinuousBatchingEngine : IGenerationEngine
                 Interlocked.Decrement(ref waitingCount);
                 node.Value.Sampler.Dispose();
                 node.Value.Memory?.Dispose();
+                node.Value.SoftTokens?.Dispose();
                 Finish(node.Value, node.Value.Output.Cancel());
             }
             node = next;
@@ -292,7 +321,10 @@ public sealed class ContinuousBatchingEngine : IGenerationEngine
             }
         var context = new PagedAttentionContext(pagedRows, store, width, device,
             model.IsEncoderDecoder ? [.. plan.Rows.Select(r => r.Sequence.Memory!)] : null);
-        var logits = model.Forward(tensor(input, [plan.Rows.Count, width], int64, device), context); // (B, T, V)
+        var tokens = tensor(input, [plan.Rows.Count, width], int64, device);                   // (B, T)
+        var logits = plan.Rows.Any(r => r.Sequence.ImagePositions(r.Start, r.Count) > 0)
+            ? ForwardWithImages(plan, tokens, width, context)                                    // (B, T, V)
+            : model.Forward(tokens, context);                                                    // (B, T, V)
         for (int b = 0; b < plan.Rows.Count; b++)
         {
             var (s, start, count) = plan.Rows[b];
@@ -300,6 +332,33 @@ public sealed class ContinuousBatchingEngine : IGenerationEngine
             if (s.Computed == s.Tokens.Count) result[s] = logits[b, count - 1].cpu().DetachFromDisposeScope(); // (V)
         }
         return result;
+    }
+
+    /// <summary>
+    /// The step's forward pass when some rows' chunks reach image placeholders: each such request's images are encoded
+    /// once (kept across preemption), and the placeholder positions of every row's chunk take their soft tokens.
+    /// </summary>
+    private Tensor ForwardWithImages(StepPlan plan, Tensor tokens, int width, PagedAttentionContext context)
+    {
+        var mask = new bool[plan.Rows.Count * width];
+        var soft = new List<Tensor>();
+        for (int b = 0; b < plan.Rows.Count; b++)
+        {
+            var (s, start, count) = plan.Rows[b];
+            int n = s.ImagePositions(start, count);
+            if (n == 0) continue;
+            if (s.SoftTokens is null)
+            {
+                var spec = model.ImageInput!;
+                var pixels = tensor(s.Request.Images.SelectMany(i => i).ToArray(), [s.Request.Images.Count, spec.ImageSize, spec.ImageSize], float32, device);
+                var encoded = model.EncodeImages(pixels);                                      // (M, K, D)
+                s.SoftTokens = encoded.reshape(-1, encoded.shape[2]).DetachFromDisposeScope(); // (M·K, D): once per request
+            }
+            soft.Add(s.SoftTokens.narrow(0, s.PlaceholdersBefore![start], n));             // (n, D)
+            for (int i = 0; i < count && start + i < s.Request.Prompt.Count; i++)
+                mask[b * width + i] = s.Request.Prompt[start + i] == model.ImageInput!.PlaceholderId;
+        }
+        return model.Forward(tokens, cat(soft, 0), tensor(mask, [plan.Rows.Count, width], device: device), context); // (B, T, V)
     }
 
     /// <summary>Samples the next token of every sequence that needs one, streams it and retires finished sequences.</summary>
@@ -335,6 +394,8 @@ public sealed class ContinuousBatchingEngine : IGenerationEngine
         s.Sampler.Dispose();
         s.Memory?.Dispose();
         s.Memory = null;
+        s.SoftTokens?.Dispose();
+        s.SoftTokens = null;
         if (error is not null) s.Updates.Writer.TryComplete(error);
         else Finish(s, last);
     }
@@ -379,6 +440,20 @@ public sealed class ContinuousBatchingEngine : IGenerationEngine
 
         /// <summary>An encoder-decoder request's cross-attention keys and values, from its first step to its end (kept across preemption).</summary>
         public EncoderMemory? Memory { get; set; }
+
+        /// <summary>A request's images as soft tokens, (M·K, D), from the first step that reaches them to its end (kept across preemption).</summary>
+        public Tensor? SoftTokens { get; set; }
+
+        /// <summary>How many image placeholder ids precede each prompt position (length prompt + 1); null without images.</summary>
+        public int[]? PlaceholdersBefore { get; init; }
+
+        /// <summary>Image placeholder ids among the tokens [start, start + count) (only the prompt's count).</summary>
+        public int ImagePositions(int start, int count)
+        {
+            if (PlaceholdersBefore is not { } before) return 0;
+            int end = Math.Min(start + count, before.Length - 1);
+            return start >= end ? 0 : before[end] - before[start];
+        }
         public int Computed { get; set; }
         public int Preemptions { get; set; }
         /// <summary>Whether the prompt's tokens were added to the engine's prompt-token total.</summary>

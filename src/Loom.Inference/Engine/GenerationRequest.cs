@@ -20,6 +20,12 @@ public sealed record GenerationRequest
 
     /// <summary>How to sample.</summary>
     public SamplingOptions Sampling { get; }
+
+    /// <summary>
+    /// The prompt's images, in order, each greyscale H×W pixels row-major in [0, 1] (see <see cref="Models.ImageInputSpec"/>):
+    /// image i's soft tokens take the prompt's i-th run of placeholder ids. Empty for text.
+    /// </summary>
+    public IReadOnlyList<float[]> Images { get; init; } = [];
 }
 
 /// <summary>A token's log-probability and, when asked for, the most likely alternatives at its position.</summary>
@@ -79,6 +85,9 @@ public interface IGenerationEngine : IDisposable
     /// continuation. A wrapper that does not forward it reads as decoder-only (the stricter prompt limit).
     /// </summary>
     bool IsEncoderDecoder => false;
+
+    /// <summary>The images the model reads (<see cref="GenerationRequest.Images"/>), or null when it takes text only.</summary>
+    Models.ImageInputSpec? ImageInput => null;
 
     /// <summary>The current load.</summary>
     EngineStats Stats { get; }

@@ -56,6 +56,7 @@ public sealed class SequentialEngine : IGenerationEngine
     /// <inheritdoc />
     public async IAsyncEnumerable<GenerationUpdate> GenerateAsync(GenerationRequest request, [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
+        if (request?.Images.Count > 0) throw new ArgumentException("the sequential engine takes text only: serve prompts with images with the batching engine");
         ArgumentNullException.ThrowIfNull(request);
         var output = new RequestOutput(request, Vocabulary, ContextLength, model.IsEncoderDecoder); // checks the prompt before queueing
         if (Interlocked.Increment(ref waiting) > maxQueue)

@@ -14,6 +14,17 @@ internal readonly record struct BlockHash(ulong High, ulong Low)
     /// <summary>The parent of a sequence's first block.</summary>
     public static BlockHash Root => default;
 
+    /// <summary>
+    /// The parent of the first block of a sequence whose keys and values also depend on <paramref name="key"/> (its images):
+    /// its blocks never match those of a sequence with other images, or with none.
+    /// </summary>
+    public static BlockHash RootOf(ReadOnlySpan<byte> key)
+    {
+        Span<byte> digest = stackalloc byte[SHA256.HashSizeInBytes];
+        SHA256.HashData(key, digest);
+        return MemoryMarshal.Read<BlockHash>(digest);
+    }
+
     /// <summary>The hash of a full block holding <paramref name="tokens"/> after the prefix that <paramref name="parent"/> identifies.</summary>
     public static BlockHash Of(BlockHash parent, ReadOnlySpan<int> tokens)
     {

@@ -33,13 +33,25 @@ public sealed class BlockTable
     private readonly BlockAllocator allocator;
     private readonly List<int> blockIds = new();
     private readonly int[] tailTokens;        // token ids of the last block while it fills; hashed when full
+    private readonly BlockHash root;          // the parent of the first block: Root, or a hash of the sequence's images
     private BlockHash lastFullBlockHash = BlockHash.Root;
 
     /// <summary>Creates an empty table whose blocks come from <paramref name="allocator"/>.</summary>
     public BlockTable(BlockAllocator allocator)
+        : this(allocator, ReadOnlySpan<byte>.Empty)
+    {
+    }
+
+    /// <summary>
+    /// Creates an empty table whose prefix-cache keys also depend on <paramref name="prefixKey"/> (e.g. the bytes of a
+    /// request's images), so its blocks are shared only with sequences of the same key; an empty key is plain text.
+    /// </summary>
+    public BlockTable(BlockAllocator allocator, ReadOnlySpan<byte> prefixKey)
     {
         this.allocator = allocator ?? throw new ArgumentNullException(nameof(allocator));
         tailTokens = new int[allocator.BlockSize];
+        root = prefixKey.IsEmpty ? BlockHash.Root : BlockHash.RootOf(prefixKey);
+        lastFullBlockHash = root;
     }
 
     /// <summary>Tokens per block.</summary>
@@ -120,6 +132,6 @@ public sealed class BlockTable
         blockIds.Clear();
         TokenCount = 0;
         CachedTokenCount = 0;
-        lastFullBlockHash = BlockHash.Root;
+        lastFullBlockHash = root;
     }
 }

@@ -1,6 +1,8 @@
 using System.Text;
 using System.Text.Json;
 using Loom.Data;
+using Loom.Data.ImageText;
+using Loom.Inference;
 using Loom.Inference.Chat;
 using Loom.Inference.Engine;
 
@@ -11,17 +13,21 @@ internal static class ChatRequestReader
 {
     /// <summary>
     /// Messages have a role (system, user, assistant; developer is read as system) and a content
-    /// that is a string or an array of text parts. The template's end-of-turn marker is added to the
-    /// stop sequences, so the reply ends where the model closes its turn.
+    /// that is a string or an array of text parts and, for a model that reads images (<paramref name="images"/>),
+    /// <c>image_url</c> parts holding PNG or JPEG <c>data:</c> URLs, each read where it stands among the text. The
+    /// template's end-of-turn marker is added to the stop sequences, so the reply ends where the model closes its turn.
     /// </summary>
-    public static GenerationCall Read(JsonElement body, IVocabulary vocabulary, int contextLength, IChatTemplate template, bool encoderDecoder = false)
+    public static GenerationCall Read(JsonElement body, IVocabulary vocabulary, int contextLength, IChatTemplate template, bool encoderDecoder = false,
+        Models.ImageInputSpec? images = null)
     {
         var fields = JsonFields.Of(body);
         SamplingFields.Unsupported(fields, "tools", "this server has no tool calling; leave tools out");
         SamplingFields.Unsupported(fields, "functions", "this server has no function calling; leave functions out");
         if (fields.Element("response_format") is { } format && JsonFields.Of(format, "response_format").String("type") is { } type && type != "text")
             throw ApiException.InvalidRequest($"response_format type '{type}' is not supported: only text", "response_format");
-        int[] prompt = vocabulary.Encode(Render(template, Messages(fields)));
+        var pictures = new List<float[]>();
+        string rendered = Render(template, Messages(fields, images, pictures));
+        int[] prompt = pictures.Count == 0 ? vocabulary.Encode(rendered) : EncodeWithImages(vocabulary, rendered, images!, pictures.Count);
         CompletionRequestReader.CheckPromptLength("messages", prompt.Length, contextLength, encoderDecoder);
         int maxTokens = SamplingFields.MaxTokens(fields, "max_completion_tokens", "max_tokens") ?? contextLength;
         var stop = SamplingFields.Stop(fields, 3, "at most 3 are allowed in chat, because the template's end-of-turn marker is the fourth");
@@ -31,7 +37,16 @@ internal static class ChatRequestReader
         if (top is not null && !logProbs) throw ApiException.InvalidRequest("top_logprobs needs logprobs: true", "top_logprobs");
         var sampling = SamplingFields.Read(fields, maxTokens, stop, logProbs ? top ?? 0 : null);
         var (stream, includeUsage) = SamplingFields.Streaming(fields);
-        return new GenerationCall(new GenerationRequest(prompt, sampling), stream, includeUsage);
+        return new GenerationCall(new GenerationRequest(prompt, sampling) { Images = pictures }, stream, includeUsage);
+    }
+
+    /// <summary>The rendered conversation with each image's marker as the model's run of placeholder ids.</summary>
+    private static int[] EncodeWithImages(IVocabulary vocabulary, string rendered, Models.ImageInputSpec spec, int images)
+    {
+        var (tokens, markers) = ImagePrompts.Encode(vocabulary, rendered, spec.PlaceholderId, spec.TokensPerImage);
+        if (markers != images)
+            throw ApiException.InvalidRequest($"the messages hold {markers} {ImagePrompts.Marker} markers but {images} images: leave {ImagePrompts.Marker} out of text parts (each image_url part stands for its image)", "messages");
+        return tokens;
     }
 
     private static string Render(IChatTemplate template, List<ChatTurn> turns)
@@ -46,7 +61,7 @@ internal static class ChatRequestReader
         }
     }
 
-    private static List<ChatTurn> Messages(JsonFields fields)
+    private static List<ChatTurn> Messages(JsonFields fields, Models.ImageInputSpec? images, List<float[]> pictures)
     {
         var messages = fields.Element("messages") ?? throw ApiException.InvalidRequest("messages is required", "messages");
         if (messages.ValueKind != JsonValueKind.Array) throw fields.WrongType("messages", "an array of messages", messages);
@@ -60,27 +75,67 @@ internal static class ChatRequestReader
             if (role == "developer") role = "system"; // OpenAI's newer name for system instructions
             if (!ChatTemplate.Roles.Contains(role))
                 throw ApiException.InvalidRequest($"unknown role '{role}' in {message.Param("role")}; use one of {string.Join(", ", ChatTemplate.Roles)} (or developer)", message.Param("role"));
-            turns.Add(new ChatTurn(role, Content(message)));
+            turns.Add(new ChatTurn(role, Content(message, images, pictures)));
         }
         return turns;
     }
 
-    private static string Content(JsonFields message)
+    private static string Content(JsonFields message, Models.ImageInputSpec? images, List<float[]> pictures)
     {
         var content = message.Element("content");
         if (content is null) return "";
         if (content.Value.ValueKind == JsonValueKind.String) return content.Value.GetString()!;
-        if (content.Value.ValueKind != JsonValueKind.Array) throw message.WrongType("content", "a string or an array of text parts", content.Value);
+        if (content.Value.ValueKind != JsonValueKind.Array) throw message.WrongType("content", "a string or an array of text and image_url parts", content.Value);
         var text = new StringBuilder();
         int index = 0;
         foreach (var element in content.Value.EnumerateArray())
         {
             var part = JsonFields.Of(element, $"{message.Param("content")}[{index++}]");
             string type = part.String("type") ?? "text";
+            if (type == "image_url")
+            {
+                pictures.Add(Image(part, images));
+                text.Append(ImagePrompts.Marker);
+                continue;
+            }
             if (type != "text")
-                throw ApiException.InvalidRequest($"content part type '{type}' is not supported: only text", part.Param("type"));
+                throw ApiException.InvalidRequest($"content part type '{type}' is not supported: only text and image_url", part.Param("type"));
             text.Append(part.String("text") ?? "");
         }
         return text.ToString();
+    }
+
+    /// <summary>An <c>image_url</c> part's image: a base64 PNG or JPEG <c>data:</c> URL, decoded to the model's greyscale size.</summary>
+    private static float[] Image(JsonFields part, Models.ImageInputSpec? images)
+    {
+        string param = part.Param("image_url");
+        if (images is null) throw ApiException.InvalidRequest("this model reads text only: it cannot take image_url parts (serve a vision_language checkpoint)", param);
+        var imageUrl = part.Element("image_url") ?? throw ApiException.InvalidRequest($"{param} is required in an image_url part", param);
+        string? url = imageUrl.ValueKind == JsonValueKind.Object ? JsonFields.Of(imageUrl, param).String("url") : null;
+        if (url is null) throw ApiException.InvalidRequest($"{param}.url is required: a data:image/png;base64,... or data:image/jpeg;base64,... URL", param);
+        const string Base64 = ";base64,";
+        int comma = url.IndexOf(Base64, StringComparison.Ordinal);
+        if (!url.StartsWith("data:", StringComparison.OrdinalIgnoreCase) || comma < 0)
+            throw ApiException.InvalidRequest($"unsupported image URL in {param}.url: only base64 data: URLs of PNG or JPEG images are accepted (this server fetches nothing)", param);
+        string mediaType = url[5..comma].ToLowerInvariant();
+        if (mediaType is not ("image/png" or "image/jpeg" or "image/jpg"))
+            throw ApiException.InvalidRequest($"unsupported image format '{mediaType}' in {param}.url: send image/png or image/jpeg", param);
+        byte[] bytes;
+        try
+        {
+            bytes = Convert.FromBase64String(url[(comma + Base64.Length)..]);
+        }
+        catch (FormatException)
+        {
+            throw ApiException.InvalidRequest($"malformed image in {param}.url: its data is not valid base64", param);
+        }
+        try
+        {
+            return GreyscaleImages.Decode(bytes, images.ImageSize);
+        }
+        catch (ImageInputException e)
+        {
+            throw ApiException.InvalidRequest($"{(e.Message.StartsWith("unsupported", StringComparison.Ordinal) ? "" : "malformed image: ")}{e.Message} ({param}.url)", param);
+        }
     }
 }
