@@ -432,8 +432,8 @@ public sealed partial class Trainer : IDisposable
         }
         if (data.Validation is { } stream)
             return Evaluator.Evaluate(Model, stream, config.Training.EvalBatches, data.ValidationBytesPerToken, device);
-        if (data.ImageTextValidation is { } images)
-            return Evaluator.Evaluate(Model, images.EvaluationBatches(config.Training.EvalBatches), device);
+        if (data.ImageTextValidation is { } imageTextRows)
+            return Evaluator.Evaluate(Model, imageTextRows.EvaluationBatches(config.Training.EvalBatches), device);
         var t = config.Training;
         // An engine's paged cache holds whole layers; a split model decodes through the cache-free reference decoder.
         var evaluator = new TaskEvaluator(Model, data.Vocabulary, device, (mesh.Model > 1 ? null : decoder) ?? new ReferenceDecoder(), new TaskEvaluationOptions
