@@ -104,7 +104,7 @@ internal static class NeedleBenchmark
             results.Add((result, watch.Elapsed.TotalSeconds));
         }
         HeatMapPlot.Save(s.Png, [.. results.Select(r => r.Result.ToPanel())],
-            string.Create(CultureInfo.InvariantCulture, $"Needle retrieval (exact match, {s.Grid.ExamplesPerCell} per cell), trained at {trainingLength} tokens"),
+            string.Create(CultureInfo.InvariantCulture, $"Needle retrieval accuracy (%, exact greedy match, {s.Grid.ExamplesPerCell} per cell); trained at {trainingLength} tokens"),
             "needle depth", "context length (tokens)");
         return Report(s, manifest, trainingLength, results);
     }
