@@ -109,7 +109,7 @@ internal static class ChatRequestReader
     private static float[] Image(JsonFields part, Models.ImageInputSpec? images)
     {
         string param = part.Param("image_url");
-        if (images is null) throw ApiException.InvalidRequest("this model reads text only: it cannot take image_url parts (serve a vision_language checkpoint)", param);
+        if (images is null) throw ApiException.InvalidRequest("this model reads text only: it cannot take image_url parts (serve a vision_language checkpoint)", part.Param("type"));
         var imageUrl = part.Element("image_url") ?? throw ApiException.InvalidRequest($"{param} is required in an image_url part", param);
         string? url = imageUrl.ValueKind == JsonValueKind.Object ? JsonFields.Of(imageUrl, param).String("url") : null;
         if (url is null) throw ApiException.InvalidRequest($"{param}.url is required: a data:image/png;base64,... or data:image/jpeg;base64,... URL", param);
