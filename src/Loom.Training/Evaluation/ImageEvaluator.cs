@@ -34,8 +34,8 @@ public static class ImageEvaluator
             foreach (var cpuBatch in images.EvaluationBatches(maxImages))
             {
                 using var step = NewDisposeScope();
-                using var batch = cpuBatch.To(device);
-                cpuBatch.Dispose();
+                using var cpu = cpuBatch;
+                using var batch = cpuBatch.To(device); // on the CPU the same tensors: disposed with cpu only after use
                 var logits = model.Forward(batch).Logits.to(float32).squeeze(1); // (B, classes)
                 var labels = batch.Targets.view(-1);                            // (B)
                 lossSum.add_(nn.functional.cross_entropy(logits, labels, reduction: nn.Reduction.Sum).to(float64));
