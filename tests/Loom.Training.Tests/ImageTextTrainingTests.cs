@@ -66,9 +66,9 @@ public class ImageTextTrainingTests
     [Fact]
     public void Predictions_are_scored_by_the_class_their_caption_or_answer_names()
     {
-        var examples = FashionMnistCaptions.Create(Vocabulary, "bands", Bands).GetDataset("test").Take(4).ToList(); // caption, question of classes 0 and 1
-        var scores = ImageTextEvaluator.Score(examples, ["A photo of a t-shirt/top.", " T-shirt/top", "A photo of a dress.", "Trouser"]);
-        Assert.Equal([new ImageTextAccuracy("caption", 1, 2), new ImageTextAccuracy("question", 2, 2)], scores);
+        var examples = FashionMnistCaptions.Create(Vocabulary, "bands", Bands).GetDataset("test").Take(6).ToList(); // caption, question, chat of classes 0 and 1
+        var scores = ImageTextEvaluator.Score(examples, ["A photo of a t-shirt/top.", " T-shirt/top", "T-shirt/top", "A photo of a dress.", "Trouser", "Pullover"]);
+        Assert.Equal([new ImageTextAccuracy("caption", 1, 2), new ImageTextAccuracy("chat", 1, 2), new ImageTextAccuracy("question", 2, 2)], scores);
         Assert.Equal(50, scores[0].Percent);
     }
 

@@ -5,11 +5,12 @@ using Loom.Data.Tasks;
 namespace Loom.Data.ImageText;
 
 /// <summary>
-/// The built-in image + text task <c>fashion_mnist_captions</c>: every Fashion-MNIST image gives two examples,
-/// a caption (<c>&lt;image&gt;</c> → "A photo of a trouser.") and a question
-/// (<c>&lt;image&gt; Question: what is this clothing item? Answer:</c> → " Trouser"), loss on the targets.
+/// The built-in image + text task <c>fashion_mnist_captions</c>: every Fashion-MNIST image gives three examples,
+/// a caption (<c>&lt;image&gt;</c> → "A photo of a trouser."), a question
+/// (<c>&lt;image&gt; Question: what is this clothing item? Answer:</c> → " Trouser") and the same question as a chat
+/// turn in Loom's default chat template (<see cref="ChatPrompt"/> → "Trouser"), loss on the targets.
 /// Features: "image" (784 pixels 0..255), "inputs" (placeholder ids and text), "targets" (text + EOS), and the
-/// text features "kind" (caption or question) and "class" (the class name).
+/// text features "kind" (caption, question or chat) and "class" (the class name).
 /// </summary>
 public static class FashionMnistCaptions
 {
@@ -30,6 +31,16 @@ public static class FashionMnistCaptions
 
     /// <summary>The question example's prompt.</summary>
     public const string QuestionPrompt = ImagePrompts.Marker + " Question: what is this clothing item? Answer:";
+
+    /// <summary>
+    /// The chat example's prompt: the question as <c>loom serve</c> renders a user message of an <c>image_url</c> part
+    /// followed by the text part "What is this clothing item?" in Loom's default chat template (a test holds the two
+    /// equal), so that a model trained on this task answers through the server's chat completions.
+    /// </summary>
+    public const string ChatPrompt = "<|user|>\n" + ImagePrompts.Marker + ChatQuestion + "<|end|>\n<|assistant|>\n";
+
+    /// <summary>The text part of the chat example's user message.</summary>
+    public const string ChatQuestion = "What is this clothing item?";
 
     /// <summary>The caption of class <paramref name="className"/>: "A photo of a trouser.", "An ankle boot." style.</summary>
     public static string Caption(string className)
@@ -70,14 +81,14 @@ public static class FashionMnistCaptions
             description: "Fashion-MNIST images with text: a caption of the class and a question whose answer is the class name (image + text models)");
     }
 
-    /// <summary>Two examples per image: the caption, then the question.</summary>
+    /// <summary>Three examples per image: the caption, the question, then the question as a chat turn.</summary>
     private sealed class Source(string fingerprint, Func<ImageDataset> load) : IDataSource
     {
         private readonly Lazy<ImageDataset> dataset = new(load);
 
         public IReadOnlyList<string> Splits { get; } = ["train", "validation", "test"];
 
-        public string Fingerprint { get; } = fingerprint + ":captions-v1";
+        public string Fingerprint { get; } = fingerprint + ":captions-v2";
 
         public IEnumerable<Example> Read(string split)
         {
@@ -91,6 +102,7 @@ public static class FashionMnistCaptions
                 string name = d.ClassNames[image.Label];
                 yield return Make("caption", CaptionPrompt, Caption(name), name, pixels);
                 yield return Make("question", QuestionPrompt, Answer(name), name, pixels);
+                yield return Make("chat", ChatPrompt, name, name, pixels);
             }
         }
 

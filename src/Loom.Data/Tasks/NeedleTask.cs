@@ -6,13 +6,13 @@ namespace Loom.Data.Tasks;
 
 /// <summary>
 /// One needle-in-a-haystack example (Gemini 1.5's retrieval test): filler text with a key-value fact
-/// ("The secret number of KQXV is 48213.") hidden at a chosen depth, then a question that asks for it.
+/// ("the secret code of 4821 is #CKS. ") hidden at a chosen depth, then a question that asks for it.
 /// The text is ASCII, so with the byte vocabulary every character is one token.
 /// </summary>
 /// <param name="Inputs">The haystack with the needle, then the question (the prompt); it ends just before the answer.</param>
 /// <param name="Targets">The answer: exactly <paramref name="Value"/>.</param>
-/// <param name="Key">The needle's key, four capital letters (no capital letters elsewhere in the filler).</param>
-/// <param name="Value">The needle's value, five distinct digits, the first not 0 (no digits elsewhere).</param>
+/// <param name="Key">The needle's key, four digits (no digits elsewhere in the text).</param>
+/// <param name="Value">The needle's value, three capital letters (no capitals elsewhere in the text).</param>
 /// <param name="NeedleOffset">The character (byte token) at which the needle sentence starts in <paramref name="Inputs"/>.</param>
 /// <param name="Length">Tokens of the whole example as a model reads it: inputs, targets and the EOS that ends the targets.</param>
 /// <param name="Depth">The requested depth: 0 puts the needle first, 1 right before the question.</param>
@@ -27,29 +27,34 @@ public sealed record NeedleExample(string Inputs, string Targets, string Key, st
 /// </summary>
 /// <remarks>
 /// The filler is a stream of generated sentences in lowercase words (no digits, no capitals), varied
-/// by the example's draws, so the needle's key (capitals) and value (digits) are the only ones in the
-/// text. The needle is inserted into that stream at character <c>round(depth · F)</c>, where F is the
-/// filler's length, which may split a filler word. The prompt ends with the needle's own words
-/// ("... the secret number of KQXV is #"), and the value's digits are distinct, so each answer token is
-/// the one that follows the single earlier occurrence of the token before it: copying by induction heads.
+/// by the example's draws, and the needle and the question are lowercase too, so the key's digits and the
+/// value's capitals are the only ones in the text. The needle is inserted into that stream at character
+/// <c>round(depth · F)</c>, where F is the filler's length, which may split a filler word. The value's i-th
+/// letter comes from its own eighth of the alphabet (A–H, I–P, Q–X), so each answer token is found by one
+/// attention hop to the one token of its letter range in the context, however far back: the test is whether
+/// attention reaches across the context, as Gemini 1.5's is. (A first design, five distinct digits copied by
+/// induction heads, asked two hops of a tiny model and did not train within the CPU budget: bench/RESULTS.md.)
 /// With one needle per haystack (as in Gemini 1.5's test) the key names the fact but is not needed to find it.
 /// </remarks>
 public static class NeedleHaystack
 {
-    /// <summary>Digits in every value.</summary>
-    public const int ValueDigits = 5;
+    /// <summary>The letter range each position of the value draws from.</summary>
+    private static readonly string[] ValueAlphabets = ["ABCDEFGH", "IJKLMNOP", "QRSTUVWX"];
 
-    /// <summary>Letters in every key.</summary>
-    public const int KeyLetters = 4;
+    /// <summary>Letters in every value.</summary>
+    public static int ValueLetters => ValueAlphabets.Length;
+
+    /// <summary>Digits in every key.</summary>
+    public const int KeyDigits = 4;
 
     /// <summary>The shortest example that holds the needle, the question and the answer (with EOS), in tokens.</summary>
-    public static int MinimumLength => Needle("KQXV", "48213").Length + Question("KQXV").Length + ValueDigits + 1;
+    public static int MinimumLength => Needle("4821", "CKS").Length + Question("4821").Length + ValueLetters + 1;
 
     /// <summary>The needle sentence for a key and value.</summary>
-    public static string Needle(string key, string value) => $"The secret number of {key} is #{value}. ";
+    public static string Needle(string key, string value) => $"the secret code of {key} is #{value}. ";
 
     /// <summary>The question that ends the prompt; the answer (the value) follows it directly.</summary>
-    public static string Question(string key) => $"Q: what is the secret number of {key}? A: the secret number of {key} is #";
+    public static string Question(string key) => $"q: what is the secret code of {key}? a: the secret code of {key} is #";
 
     /// <summary>
     /// The example of (<paramref name="seed"/>, <paramref name="index"/>) with <paramref name="length"/> tokens
@@ -63,17 +68,10 @@ public static class NeedleHaystack
         ulong key = CounterRng.Key(seed, 0x6E6565646C65 /* "needle" */, (ulong)index);
         ulong draw = 0;
         int Next(int bound) => (int)CounterRng.Below(key, draw++, (ulong)bound);
-        var name = new StringBuilder(KeyLetters);
-        for (int i = 0; i < KeyLetters; i++) name.Append((char)('A' + Next(26)));
-        // Distinct digits, the first not 0: each digit of the value occurs once in the whole text.
-        var digits = new List<char>("0123456789");
-        var value = new StringBuilder(ValueDigits);
-        for (int i = 0; i < ValueDigits; i++)
-        {
-            int pick = i == 0 ? 1 + Next(digits.Count - 1) : Next(digits.Count);
-            value.Append(digits[pick]);
-            digits.RemoveAt(pick);
-        }
+        var name = new StringBuilder(KeyDigits);
+        for (int i = 0; i < KeyDigits; i++) name.Append((char)('0' + (i == 0 ? 1 + Next(9) : Next(10))));
+        var value = new StringBuilder(ValueLetters);
+        foreach (string alphabet in ValueAlphabets) value.Append(alphabet[Next(alphabet.Length)]);
         string k = name.ToString(), v = value.ToString();
         string needle = Needle(k, v), question = Question(k);
         int filler = length - needle.Length - question.Length - v.Length - 1; // F: characters of filler
@@ -81,47 +79,6 @@ public static class NeedleHaystack
         int offset = (int)Math.Round(depth * filler, MidpointRounding.AwayFromZero);
         string inputs = string.Concat(stream.AsSpan(0, offset), needle, stream.AsSpan(offset), question);
         return new NeedleExample(inputs, v, k, v, offset, length, depth);
-    }
-
-    /// <summary>Symbols of a drill's value: capitals and digits, none of which the filler uses.</summary>
-    private const string DrillSymbols = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-
-    /// <summary>The shortest and longest drill value.</summary>
-    public const int DrillMinValue = 8, DrillMaxValue = 32;
-
-    /// <summary>The shortest drill: "#V. ", "#", V and EOS with the shortest value.</summary>
-    public const int DrillMinimumLength = 2 * DrillMinValue + 5;
-
-    /// <summary>
-    /// A copy drill for the same skill as <see cref="Generate"/>, with dense supervision: filler with "#VALUE. "
-    /// hidden at <paramref name="depth"/>, then "#", and the answer VALUE, 8 to 32 distinct capitals and digits.
-    /// Every answer token is an induction copy (the token after the earlier occurrence of the one before it),
-    /// so a drill teaches with 8 to 32 tokens what a needle teaches with 6.
-    /// </summary>
-    /// <exception cref="ArgumentOutOfRangeException">The depth is outside [0, 1] or the length cannot hold the value twice.</exception>
-    public static NeedleExample GenerateDrill(ulong seed, long index, int length, double depth)
-    {
-        CheckDepth(depth);
-        if (length < DrillMinimumLength)
-            throw new ArgumentOutOfRangeException(nameof(length), length, $"needle_copy: length = {length} tokens is too short to hold the value twice: use at least {DrillMinimumLength}");
-        ulong key = CounterRng.Key(seed, 0x6472696C6C /* "drill" */, (ulong)index);
-        ulong draw = 0;
-        int Next(int bound) => (int)CounterRng.Below(key, draw++, (ulong)bound);
-        int size = Math.Min(DrillMinValue + Next(DrillMaxValue - DrillMinValue + 1), (length - 5) / 2);
-        var symbols = new List<char>(DrillSymbols);
-        var value = new StringBuilder(size);
-        for (int i = 0; i < size; i++)
-        {
-            int pick = Next(symbols.Count);
-            value.Append(symbols[pick]);
-            symbols.RemoveAt(pick);
-        }
-        string v = value.ToString(), needle = $"#{v}. ";
-        int filler = length - needle.Length - 1 - v.Length - 1;
-        string stream = Filler(filler, Next);
-        int offset = (int)Math.Round(depth * filler, MidpointRounding.AwayFromZero);
-        string inputs = string.Concat(stream.AsSpan(0, offset), needle, stream.AsSpan(offset), "#");
-        return new NeedleExample(inputs, v, "", v, offset, length, depth);
     }
 
     /// <summary>Throws a one-line error unless <paramref name="depth"/> is in [0, 1].</summary>
@@ -188,11 +145,9 @@ public sealed record NeedleTaskOptions
     public int MaxLength { get; init; } = 256;
 
     /// <summary>Throws a one-line <see cref="ArgumentException"/> naming the first invalid field; returns the options.</summary>
-    public NeedleTaskOptions Validate() => Validate(NeedleHaystack.MinimumLength);
-
-    /// <summary>As <see cref="Validate()"/>, with the shortest example that the generator can make.</summary>
-    internal NeedleTaskOptions Validate(int minimumLength)
+    public NeedleTaskOptions Validate()
     {
+        int minimumLength = NeedleHaystack.MinimumLength;
         if (TrainExamples < 1) throw new ArgumentException($"needle.train_examples = {TrainExamples} must be at least 1");
         if (ValidationExamples < 1) throw new ArgumentException($"needle.validation_examples = {ValidationExamples} must be at least 1");
         if (MinLength < minimumLength)
@@ -206,16 +161,13 @@ public sealed record NeedleTaskOptions
 public sealed class NeedleSource : IDataSource
 {
     private readonly NeedleTaskOptions options;
-    private readonly bool drill;
 
     /// <summary>Creates the source; the options are validated.</summary>
     /// <param name="options">Lengths, counts and seed.</param>
-    /// <param name="drill">Copy drills (<see cref="NeedleHaystack.GenerateDrill"/>) instead of needles.</param>
-    public NeedleSource(NeedleTaskOptions options, bool drill = false)
+    public NeedleSource(NeedleTaskOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        this.options = options.Validate(drill ? NeedleHaystack.DrillMinimumLength : NeedleHaystack.MinimumLength);
-        this.drill = drill;
+        this.options = options.Validate();
     }
 
     /// <inheritdoc />
@@ -223,7 +175,7 @@ public sealed class NeedleSource : IDataSource
 
     /// <inheritdoc />
     public string Fingerprint => string.Create(CultureInfo.InvariantCulture,
-        $"builtin:{(drill ? CopyTaskName : TaskName)}:v2:seed={options.Seed}:train={options.TrainExamples}:validation={options.ValidationExamples}:length={options.MinLength}-{options.MaxLength}");
+        $"builtin:{TaskName}:v3:seed={options.Seed}:train={options.TrainExamples}:validation={options.ValidationExamples}:length={options.MinLength}-{options.MaxLength}");
 
     /// <inheritdoc />
     public IEnumerable<Example> Read(string split)
@@ -236,7 +188,7 @@ public sealed class NeedleSource : IDataSource
         {
             int length = options.MinLength + (int)CounterRng.Below(shape, 2 * (ulong)i, (ulong)(options.MaxLength - options.MinLength + 1));
             double depth = CounterRng.Below(shape, 2 * (ulong)i + 1, 1001) / 1000.0;
-            yield return (drill ? NeedleHaystack.GenerateDrill(seed, i, length, depth) : NeedleHaystack.Generate(seed, i, length, depth)).ToExample();
+            yield return NeedleHaystack.Generate(seed, i, length, depth).ToExample();
         }
     }
 
@@ -257,21 +209,4 @@ public sealed class NeedleSource : IDataSource
 
     /// <summary>The built-in task's name.</summary>
     public const string TaskName = "needle";
-
-    /// <summary>The built-in copy-drill task's name.</summary>
-    public const string CopyTaskName = "needle_copy";
-
-    /// <summary>
-    /// The built-in copy drills (<see cref="NeedleHaystack.GenerateDrill"/>), 64 to 128 tokens each: dense practice
-    /// of the induction copy that <c>needle</c> needs, to mix into its training (configs/tasks/needle_mix.json).
-    /// </summary>
-    public static DataTask CopyTask(IVocabulary vocabulary)
-    {
-        ArgumentNullException.ThrowIfNull(vocabulary);
-        var options = new NeedleTaskOptions { Seed = 1, MinLength = 64, MaxLength = 128, TrainExamples = 40_000 };
-        return new DataTask(CopyTaskName, new NeedleSource(options, drill: true), [ExamplePreprocessors.Tokenize],
-            new Dictionary<string, OutputFeature> { ["inputs"] = new(vocabulary, AddEos: false), ["targets"] = new(vocabulary) },
-            [new ExactMatch(normalize: false)],
-            description: "copy drills for needle: 8-32 distinct capitals and digits after a '#' hidden in 64-128 tokens of filler, asked for by a final '#'");
-    }
 }

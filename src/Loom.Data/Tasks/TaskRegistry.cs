@@ -166,8 +166,7 @@ public sealed partial class TaskRegistry
                 new Dictionary<string, OutputFeature> { ["inputs"] = new(new ByteVocabulary(), AddEos: false), ["targets"] = new(vocabulary) },
                 [new Accuracy()],
                 description: "Fashion-MNIST: 28x28 greyscale clothing images (pixels as 784 tokens) labelled with one of 10 class names, from Debian's dataset-fashion-mnist"))
-            .Add(NeedleSource.Task(vocabulary))
-            .Add(NeedleSource.CopyTask(vocabulary));
+            .Add(NeedleSource.Task(vocabulary));
         AddSpanCorruption(registry, vocabulary, [(AustenSpanCorruption, austen, "Jane Austen's novels"), (KjvSpanCorruption, kjv, "the King James Bible")]);
         if (vocabulary is ExtraIdsVocabulary { ExtraIdCount: > 0 })
             registry.Add(ImageText.FashionMnistCaptions.Create(vocabulary, BuiltInFingerprint(FashionMnist.Name), () => FashionMnist.Load(cacheRoot, progress)));

@@ -20,12 +20,13 @@ public class FashionMnistCaptionsTests
     private static DataTask Task() => FashionMnistCaptions.Create(Vocabulary, "synthetic", () => Synthetic());
 
     [Fact]
-    public void Every_image_gives_a_caption_and_a_question_with_its_placeholders_and_pixels()
+    public void Every_image_gives_a_caption_a_question_and_a_chat_turn_with_its_placeholders_and_pixels()
     {
         var examples = Task().GetDataset("test").ToList();
-        Assert.Equal(20, examples.Count);
-        var caption = examples[2];   // image 1: a trouser
-        var question = examples[3];
+        Assert.Equal(30, examples.Count);
+        var caption = examples[3];   // image 1: a trouser
+        var question = examples[4];
+        var chat = examples[5];
         Assert.Equal("caption", caption.Text("kind"));
         Assert.Equal(Enumerable.Repeat(Placeholder, 16), caption.Tokens["inputs"]);
         Assert.Equal([.. Vocabulary.Encode("A photo of a trouser."), Vocabulary.EosId], caption.Tokens["targets"]);
@@ -34,6 +35,10 @@ public class FashionMnistCaptionsTests
         Assert.Equal([.. Vocabulary.Encode(" Trouser"), Vocabulary.EosId], question.Tokens["targets"]);
         Assert.Equal(Synthetic().Test[1].Pixels.Select(p => (int)p), caption.Tokens[ImagePrompts.ImageFeature]);
         Assert.Equal("Trouser", question.Text("class"));
+        Assert.Equal("chat", chat.Text("kind"));
+        Assert.Equal([.. Vocabulary.Encode("<|user|>\n"), .. Enumerable.Repeat(Placeholder, 16), .. Vocabulary.Encode("What is this clothing item?<|end|>\n<|assistant|>\n")], chat.Tokens["inputs"]);
+        Assert.Equal([.. Vocabulary.Encode("Trouser"), Vocabulary.EosId], chat.Tokens["targets"]);
+        Assert.Equal("Trouser", FashionMnistCaptions.ClassOfAnswer("Trouser"));
     }
 
     [Fact]
@@ -71,9 +76,9 @@ public class FashionMnistCaptionsTests
     public void Batches_are_a_pure_function_of_seed_step_and_rank_with_loss_on_the_targets_only()
     {
         var examples = Task().GetDataset("train").ToList();
-        var batches = new ImageTextBatches(examples, Vocabulary.PadId, 80, 4, 28, 28, seed: 3);
+        var batches = new ImageTextBatches(examples, Vocabulary.PadId, 96, 4, 28, 28, seed: 3);
         using (var a = batches.GetBatch(7))
-        using (var b = new ImageTextBatches(examples, Vocabulary.PadId, 80, 4, 28, 28, seed: 3).GetBatch(7))
+        using (var b = new ImageTextBatches(examples, Vocabulary.PadId, 96, 4, 28, 28, seed: 3).GetBatch(7))
             foreach (string name in a.Names) Assert.True(a[name].equal(b[name]).all().item<bool>(), name);
 
         using var batch = batches.GetBatch(2);
@@ -99,14 +104,15 @@ public class FashionMnistCaptionsTests
     [Fact]
     public void Two_ranks_split_every_epoch_exactly()
     {
-        var examples = Task().GetDataset("train").ToList(); // 20 examples: 5 steps of 2 rows on each of 2 ranks
+        // 4 images, 12 examples: 3 steps of 2 rows on each of 2 ranks.
+        var examples = FashionMnistCaptions.Create(Vocabulary, "synthetic", () => Synthetic(perSplit: 4)).GetDataset("train").ToList();
         var seen = new List<int>();
         for (int rank = 0; rank < 2; rank++)
         {
             var batches = new ImageTextBatches(examples, Vocabulary.PadId, 80, 2, 28, 28, seed: 9, rank, worldSize: 2);
-            for (long step = 0; step < 5; step++)
+            for (long step = 0; step < 3; step++)
                 for (int row = 0; row < 2; row++) seen.Add(batches.ExampleAt(step, row));
         }
-        Assert.Equal(Enumerable.Range(0, 20), seen.Order());
+        Assert.Equal(Enumerable.Range(0, 12), seen.Order());
     }
 }

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Loom.Data;
+using Loom.Data.ImageText;
 using Loom.Inference.Chat;
 using Loom.Serving.OpenAi;
 
@@ -30,6 +31,20 @@ public class RequestReaderTests
         Assert.Equal(400, error.Status);
         Assert.Equal("messages", error.Body.Error.Param);
         Assert.Equal("the chat template refused the conversation: first message must be the user's", error.Body.Error.Message);
+    }
+
+    [Fact]
+    public void AnImagePartThenTheQuestionRendersAsTheCaptionTasksChatExampleSoATrainedModelAnswersThroughTheServer()
+    {
+        var vocabulary = new ExtraIdsVocabulary(Bytes, 1);
+        var spec = new Loom.Models.ImageInputSpec(FashionMnistCaptions.ImageSize, FashionMnistCaptions.TokensPerImage, 258);
+        string png = Convert.ToBase64String(Loom.Inference.GreyscaleImages.EncodePng(new float[28 * 28], 28));
+        string json = $$$"""{"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,{{{png}}}"}}, {"type": "text", "text": "{{{FashionMnistCaptions.ChatQuestion}}}"}]}]}""";
+        var call = ChatRequestReader.Read(JsonDocument.Parse(json).RootElement, vocabulary, 256, ChatTemplate.Default, images: spec);
+        var (expected, images) = ImagePrompts.Encode(vocabulary, FashionMnistCaptions.ChatPrompt, 258, FashionMnistCaptions.TokensPerImage);
+        Assert.Equal(1, images);
+        Assert.Equal(expected, call.Request.Prompt);
+        Assert.Single(call.Request.Images);
     }
 
     [Fact]

@@ -54,7 +54,7 @@ public sealed class NeedleGridTests
         // The needle's own answer (value, EOS): the same verdict as decoding it.
         bool[] retrieved = NeedleGrid.Retrieves(model, examples, Bytes);
         for (int i = 0; i < examples.Count; i++)
-            Assert.Equal(GreedyDecode(model, prompts[i], 6).SequenceEqual([.. Bytes.Encode(examples[i].Value), Bytes.EosId]), retrieved[i]);
+            Assert.Equal(GreedyDecode(model, prompts[i], examples[i].Value.Length + 1).SequenceEqual([.. Bytes.Encode(examples[i].Value), Bytes.EosId]), retrieved[i]);
     }
 
     [Fact]
