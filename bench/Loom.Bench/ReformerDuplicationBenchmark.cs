@@ -11,15 +11,15 @@ namespace Loom.Bench;
 internal sealed record ReformerDuplicationSettings
 {
     public int Length { get; init; } = 64;
-    public int Steps { get; init; } = 300;
+    public int Steps { get; init; } = 1000;
     public int Batch { get; init; } = 16;
     public int Symbols { get; init; } = 127;
     public int ModelDim { get; init; } = 128;
     public int Heads { get; init; } = 4;
-    public int Buckets { get; init; } = 8;
-    public int ChunkLength { get; init; } = 8;
-    public IReadOnlyList<int> Rounds { get; init; } = [2, 4];
-    public double LearningRate { get; init; } = 1e-3;
+    public int Buckets { get; init; } = 2;
+    public int ChunkLength { get; init; } = 16;
+    public IReadOnlyList<int> Rounds { get; init; } = [4];
+    public double LearningRate { get; init; } = 2e-3;
     public int EvalSequences { get; init; } = 256;
     public int Threads { get; init; } = 1;
 
@@ -32,15 +32,15 @@ internal sealed record ReformerDuplicationSettings
         and accuracy on the second copy of held-out sequences, with the attention it was trained with.
 
           --length N        tokens per sequence, 0 w 0 w (default 64: w of 31 symbols)
-          --steps N         training steps of each model (default 300)
+          --steps N         training steps of each model (default 1000)
           --batch N         sequences per step (default 16)
           --symbols N       alphabet of w, ids 1..N (default 127, the paper's)
           --model-dim N     width of each reversible half (default 128)
           --heads N         attention heads of width model-dim / heads (default 4)
-          --buckets N       LSH buckets (default 8)
-          --chunk N         LSH chunk length (default 8)
-          --rounds LIST     LSH hash rounds, one model each (default 2,4)
-          --lr X            Adam learning rate (default 1e-3)
+          --buckets N       LSH buckets (default 2)
+          --chunk N         LSH chunk length (default 16)
+          --rounds LIST     LSH hash rounds, one model each (default 4)
+          --lr X            Adam learning rate (default 2e-3; the defaults are bench/RESULTS.md's passing run)
           --eval N          held-out sequences (default 256)
           --threads N       libtorch CPU threads (default 1)
         """;

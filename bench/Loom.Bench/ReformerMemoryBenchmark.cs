@@ -108,27 +108,8 @@ internal static class ReformerMemoryBenchmark
 
     private sealed record Measured(long Parameters, double PeakMiB, double Milliseconds);
 
-    private static Measured Child(ReformerMemorySettings s, int depth, string mode)
-    {
-        var start = new ProcessStartInfo(Environment.ProcessPath ?? throw new InvalidOperationException("cannot find this program's path"))
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        foreach (var a in new[] { "reformer-memory", "--one", $"{depth}:{mode}", "--batch", $"{s.Batch}", "--length", $"{s.Length}", "--model-dim", $"{s.ModelDim}", "--mlp-dim", $"{s.MlpDim}" })
-            start.ArgumentList.Add(a);
-        // A fixed threshold: big blocks are mmapped and unmapped on free, so RSS follows the live tensors.
-        start.Environment["MALLOC_MMAP_THRESHOLD_"] = "131072";
-        using var process = Process.Start(start) ?? throw new InvalidOperationException("could not start the child process");
-        var stderr = process.StandardError.ReadToEndAsync();
-        var output = process.StandardOutput.ReadToEnd().Trim();
-        process.WaitForExit();
-        if (process.ExitCode != 0)
-            throw new InvalidOperationException($"the {depth}:{mode} child failed: {stderr.Result.Trim()}");
-        var parts = output.Split(' ');
-        return new Measured(long.Parse(parts[0], CultureInfo.InvariantCulture), double.Parse(parts[1], CultureInfo.InvariantCulture), double.Parse(parts[2], CultureInfo.InvariantCulture));
-    }
+    private static Measured Child(ReformerMemorySettings s, int depth, string mode) =>
+        RunChild($"{depth}:{mode}", ["reformer-memory", "--one", $"{depth}:{mode}", "--batch", $"{s.Batch}", "--length", $"{s.Length}", "--model-dim", $"{s.ModelDim}", "--mlp-dim", $"{s.MlpDim}"]);
 
     // Child: "PARAMETERS PEAK_MIB STEP_MS".
     private static string MeasureOne(ReformerMemorySettings s)
@@ -222,6 +203,7 @@ internal static class ReformerMemoryBenchmark
         };
         foreach (var a in arguments)
             start.ArgumentList.Add(a);
+        // A fixed threshold: big blocks are mmapped and unmapped on free, so RSS follows the live tensors.
         start.Environment["MALLOC_MMAP_THRESHOLD_"] = "131072";
         using var process = Process.Start(start) ?? throw new InvalidOperationException("could not start the child process");
         var stderr = process.StandardError.ReadToEndAsync();
