@@ -83,14 +83,14 @@ internal static class ReformerMemoryBenchmark
             return MeasureOne(s);
         if (s.OneModel is not null)
             return MeasureModel(s);
-        if (s.Sweep == "model")
-            return RunModelSweep(s);
         if (!File.Exists("/proc/self/clear_refs"))
             throw new InvalidOperationException("reformer-memory reads /proc/self (Linux only)");
+        if (s.Sweep == "model")
+            return RunModelSweep(s);
         var report = new StringBuilder();
         report.AppendLine(CultureInfo.InvariantCulture, $"## reformer-memory: peak memory of a training step vs depth, {DateTime.UtcNow:yyyy-MM-dd}");
         report.AppendLine();
-        report.AppendLine(CultureInfo.InvariantCulture, $"{MachineInfo.CpuModel()}, {MachineInfo.OperatingSystem()}, TorchSharp {MachineInfo.TorchSharpVersion()}, commit {MachineInfo.GitCommit()}, load average {MachineInfo.LoadAverage()?.ToString("F1", CultureInfo.InvariantCulture) ?? "?"}.");
+        report.AppendLine(MachineLine());
         report.AppendLine(CultureInfo.InvariantCulture, $"Batch {s.Batch} × {s.Length} tokens, X1 and X2 of width {s.ModelDim} each, MLP hidden {s.MlpDim}; peak RSS rise over one step after a warm-up, one process per row.");
         report.AppendLine();
         report.AppendLine("| depth | parameters | standard peak (MiB) | reversible peak (MiB) | standard step (ms) | reversible step (ms) |");
@@ -151,15 +151,16 @@ internal static class ReformerMemoryBenchmark
         }
     }
 
+    private static string MachineLine() => string.Create(CultureInfo.InvariantCulture,
+        $"{MachineInfo.CpuModel()}, {MachineInfo.OperatingSystem()}, TorchSharp {MachineInfo.TorchSharpVersion()}, commit {MachineInfo.GitCommit()}, load average {MachineInfo.LoadAverage()?.ToString("F1", CultureInfo.InvariantCulture) ?? "?"}.");
+
     // The real model: a length table (full vs LSH, 2 reversible layers) and a depth table (standard vs reversible, LSH).
     private static string RunModelSweep(ReformerMemorySettings s)
     {
-        if (!File.Exists("/proc/self/clear_refs"))
-            throw new InvalidOperationException("reformer-memory reads /proc/self (Linux only)");
         var report = new StringBuilder();
         report.AppendLine(CultureInfo.InvariantCulture, $"## reformer-memory --sweep model: peak memory of a Reformer training step vs length and depth, {DateTime.UtcNow:yyyy-MM-dd}");
         report.AppendLine();
-        report.AppendLine(CultureInfo.InvariantCulture, $"{MachineInfo.CpuModel()}, {MachineInfo.OperatingSystem()}, TorchSharp {MachineInfo.TorchSharpVersion()}, commit {MachineInfo.GitCommit()}, load average {MachineInfo.LoadAverage()?.ToString("F1", CultureInfo.InvariantCulture) ?? "?"}.");
+        report.AppendLine(MachineLine());
         report.AppendLine(CultureInfo.InvariantCulture, $"ReformerModel (byte vocabulary), halves of width {s.ModelDim}, 1 head of 64, MLP hidden {s.MlpDim} in chunks of 1024, output loss in chunks of 1024; LSH: 32 buckets, 2 rounds, chunks of 64. Batch 1; one training step (loss, backward, SGD update) after a warm-up, peak RSS rise, one process per cell, one thread.");
         report.AppendLine();
         report.AppendLine("Length (2 reversible layers):");
