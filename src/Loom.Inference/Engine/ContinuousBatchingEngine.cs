@@ -128,7 +128,7 @@ public sealed class ContinuousBatchingEngine : IGenerationEngine
         }
         // Prefix caching stays on for prompts with images, keyed by their pixels too: blocks are shared only between equal images and equal tokens.
         var table = new BlockTable(allocator, System.Runtime.InteropServices.MemoryMarshal.AsBytes(request.Images.SelectMany(i => i).ToArray().AsSpan()));
-        var sequence = new Sequence(request, output, new RequestSampler(request.Sampling, Vocabulary), table, model.DecoderPrefix(request.Prompt, Vocabulary.PadId))
+        var sequence = new Sequence(request, output, new RequestSampler(request.Sampling, Vocabulary, request.Constraint?.Invoke()), table, model.DecoderPrefix(request.Prompt, Vocabulary.PadId))
         {
             PlaceholdersBefore = placeholders,
         };

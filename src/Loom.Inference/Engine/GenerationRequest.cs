@@ -26,6 +26,12 @@ public sealed record GenerationRequest
     /// image i's soft tokens take the prompt's i-th run of placeholder ids. Empty for text.
     /// </summary>
     public IReadOnlyList<float[]> Images { get; init; } = [];
+
+    /// <summary>
+    /// Creates the request's output constraint (structured output, tool calls, a thinking budget), called once when
+    /// the request starts generating: at each step only the tokens it allows are sampled. Null: unconstrained.
+    /// </summary>
+    public Func<Constraints.ITokenConstraint>? Constraint { get; init; }
 }
 
 /// <summary>A token's log-probability and, when asked for, the most likely alternatives at its position.</summary>

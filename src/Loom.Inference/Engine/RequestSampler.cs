@@ -1,4 +1,5 @@
 using Loom.Data;
+using Loom.Inference.Constraints;
 using static TorchSharp.torch;
 
 namespace Loom.Inference.Engine;
@@ -6,7 +7,8 @@ namespace Loom.Inference.Engine;
 /// <summary>
 /// Chooses one request's next token: penalties for tokens it already generated, then
 /// <see cref="Sampler"/> (greedy, or temperature with top-k and top-p) with the request's own
-/// generator, plus the log-probabilities the request asked for.
+/// generator, plus the log-probabilities the request asked for. A request with an output constraint
+/// (<see cref="GenerationRequest.Constraint"/>) samples only among the tokens the constraint allows.
 /// </summary>
 public sealed class RequestSampler : IDisposable
 {
@@ -14,10 +16,16 @@ public sealed class RequestSampler : IDisposable
     private readonly IVocabulary vocabulary;
     private readonly Generator generator;
     private readonly Dictionary<int, int> generatedCounts = [];
+    private readonly ITokenConstraint? constraint;
+    private bool[]? allowed;
 
     /// <summary>Creates the sampler of one request; a seed makes its draws reproducible on any device.</summary>
-    public RequestSampler(SamplingOptions options, IVocabulary vocabulary)
+    /// <param name="options">How to sample.</param>
+    /// <param name="vocabulary">The model's vocabulary.</param>
+    /// <param name="constraint">The request's output constraint, or null for none.</param>
+    public RequestSampler(SamplingOptions options, IVocabulary vocabulary, ITokenConstraint? constraint = null)
     {
+        this.constraint = constraint;
         this.options = options ?? throw new ArgumentNullException(nameof(options));
         this.vocabulary = vocabulary ?? throw new ArgumentNullException(nameof(vocabulary));
         generator = new Generator(0);
@@ -35,11 +43,24 @@ public sealed class RequestSampler : IDisposable
         ArgumentNullException.ThrowIfNull(logits);
         using var scope = NewDisposeScope();
         var known = logits.narrow(0, 0, Math.Min(logits.shape[0], vocabulary.Size));            // (V'), V' ≤ V
-        var adjusted = Penalize(known.to(float32));                                            // (V')
+        var adjusted = Constrain(Penalize(known.to(float32)));                                 // (V')
         int token = (int)Sampler.Sample(adjusted.unsqueeze(0), options, generator).item<long>();
+        if (constraint is not null && token != vocabulary.EosId) constraint.Advance(token);
         TokenLogProb? logProb = options.LogProbs is int top ? LogProbOf(adjusted, token, top) : null;
         generatedCounts[token] = generatedCounts.GetValueOrDefault(token) + 1;
         return (token, logProb);
+    }
+
+    /// <summary>Sets the logits of tokens the constraint forbids to −∞ (the end-of-sequence id is allowed only where the output is whole).</summary>
+    private Tensor Constrain(Tensor logits)
+    {
+        if (constraint is null) return logits;
+        allowed ??= new bool[vocabulary.Size];
+        constraint.FillAllowed(allowed);
+        if (!allowed.Contains(true))
+            throw new InvalidOperationException("the output constraint allows no token here: its grammar has a dead end");
+        var mask = tensor(allowed, device: logits.device).narrow(0, 0, logits.shape[0]);                              // (V')
+        return logits.masked_fill(mask.logical_not(), double.NegativeInfinity);                                        // (V')
     }
 
     /// <summary>OpenAI's penalties: logit − count·frequency − (count &gt; 0)·presence, over generated tokens.</summary>

@@ -98,7 +98,7 @@ public sealed class SequentialEngine : IGenerationEngine
     {
         try
         {
-            using var sampler = new RequestSampler(request.Sampling, Vocabulary);
+            using var sampler = new RequestSampler(request.Sampling, Vocabulary, request.Constraint?.Invoke());
             using var cache = KvCache.For(model, 1, ContextLength);
             Interlocked.Add(ref promptTokens, request.Prompt.Count);
             if (model.IsEncoderDecoder)
