@@ -6,7 +6,7 @@ using Spectre.Console.Cli;
 
 namespace Loom.Cli;
 
-/// <summary>The <c>loom</c> command line: demo, train, eval, infer, generate, serve, data, vocab train.</summary>
+/// <summary>The <c>loom</c> command line: demo, train, eval, infer, generate, plan, serve, data, vocab train.</summary>
 public static class LoomApp
 {
     /// <summary>Runs the command line and returns the process exit code (0 ok, 1 error, 130 interrupted).</summary>
@@ -70,6 +70,9 @@ public static class LoomApp
             config.AddCommand<GenerateCommand>("generate")
                 .WithDescription("Generate text from a checkpoint with a KV cache, streaming to the console.")
                 .WithExample("generate", "--checkpoint", "runs/demo", "--prompt", "It is a truth", "--temperature", "0.8", "--top-p", "0.95");
+            config.AddCommand<PlanCommand>("plan")
+                .WithDescription("Rank inference layouts (Pope et al. 2022) for a model on TPUs or GPUs: latency and MFU of prefill and decode, and the end-to-end time.")
+                .WithExample("plan", "--model", "palm-540b", "--hardware", "tpu-v4", "--chips", "64", "--weights", "int8", "--plot", "pareto.png");
             config.AddCommand<ServeCommand>("serve")
                 .WithDescription("Serve a checkpoint over an OpenAI-compatible HTTP API (completions, chat completions, models, health, Prometheus metrics).")
                 .WithExample("serve", "--checkpoint", "runs/demo", "--port", "8000")
