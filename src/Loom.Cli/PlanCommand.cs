@@ -176,7 +176,7 @@ public sealed class PlanCommand : Command<PlanCommand.Settings>
     }
 
     private static string Time(double seconds) =>
-        seconds >= 1 ? Invariant($"{seconds:F3} s") : Invariant($"{seconds * 1e3:F2} ms");
+        seconds >= 1 ? Invariant($"{seconds:F3} s") : seconds >= 1e-3 ? Invariant($"{seconds * 1e3:F2} ms") : Invariant($"{seconds * 1e6:F2} us");
 
     private static string Invariant(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
 

@@ -202,7 +202,7 @@ public sealed class InferenceCostModel
 
     private static int Product(IEnumerable<MeshAxis> axes) => axes.Aggregate(1, (n, a) => n * a.Size);
 
-    private static string Names(IEnumerable<MeshAxis> axes) => axes.Any() ? string.Concat(axes.Select(a => a.Name)) + "=" + Product(axes) : "none";
+    private static string Names(IEnumerable<MeshAxis> axes) => axes.Any() ? string.Join(axes.All(a => a.Name.Length == 1) ? "" : "+", axes.Select(a => a.Name)) + "=" + Product(axes) : "none";
 
     private PassCost Evaluate(Layout layout, InferencePass pass, MeshAxis[] outer, MeshAxis[] inner)
     {
