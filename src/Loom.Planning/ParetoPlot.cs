@@ -26,7 +26,7 @@ public static class ParetoPlot
         {
             MinorTickGenerator = new ScottPlot.TickGenerators.LogMinorTickGenerator(),
             IntegerTicksOnly = true,
-            LabelFormatter = x => Math.Pow(10, x).ToString("G4", System.Globalization.CultureInfo.InvariantCulture),
+            LabelFormatter = x => Math.Pow(10, x).ToString("#,0.###", System.Globalization.CultureInfo.InvariantCulture),
         };
         plot.Title(title);
         plot.XLabel("latency (ms; decode per token, prefill per pass)");
