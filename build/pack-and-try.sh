@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Packs Loom and then uses the packages the way a user would, from the local feed:
-#   1. dotnet pack Loom.slnx -c Release -o artifacts/packages  (the seven libraries and the Loom.Cli tool)
+#   1. dotnet pack Loom.slnx -c Release -o artifacts/packages  (the eight libraries and the Loom.Cli tool)
 #   2. dotnet tool install Loom.Cli from that feed into a temporary tool path; run `loom --help`,
 #      train a tiny model for a few steps with the installed loom, and `loom generate` from it
 #   3. build samples/Loom.Samples.Chat against the feed and chat with that checkpoint through
@@ -20,7 +20,7 @@ step "dotnet pack Loom.slnx -c Release -o artifacts/packages (version $VERSION)"
 rm -rf "$FEED"
 dotnet pack Loom.slnx -c Release -o "$FEED" --nologo -v quiet -clp:ErrorsOnly
 ls -l "$FEED"
-for id in Loom.Core Loom.Data Loom.Distributed Loom.Models Loom.Training Loom.Inference Loom.Serving Loom.Cli; do
+for id in Loom.Core Loom.Data Loom.Distributed Loom.Models Loom.Training Loom.Inference Loom.Serving Loom.Planning Loom.Cli; do
   for ext in nupkg snupkg; do
     [ -f "$FEED/$id.$VERSION.$ext" ] || { echo "pack-and-try: $id.$VERSION.$ext is missing from $FEED" >&2; exit 1; }
   done
