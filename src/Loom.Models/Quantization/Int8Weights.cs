@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Loom.Models.Quantization;
@@ -39,17 +40,71 @@ public static class Int8Weights
     }
 
     /// <summary>
+    /// Rows of activations up to which <see cref="Linear"/> multiplies by the int8 kernel directly (libtorch's
+    /// <c>_weight_int8pack_mm</c>); above it, the widened kernel's float matmul is faster (see
+    /// <c>loom-bench int8-linear</c>), since widening costs one pass over the kernel however many rows share it.
+    /// </summary>
+    public const int DirectKernelMaxRows = 32;
+
+    /// <summary>
     /// y = x Wᵀ (+ b) with W held as int8 <paramref name="values"/> and <paramref name="scales"/>.
     /// Since W = q · diag(scale) row-wise, x Wᵀ = (x qᵀ) · scale: the scale is applied to the output,
     /// (..., out), instead of to the (out, in) kernel, saving a full pass over the weights.
-    /// TorchSharp exposes no int8 matrix multiply (libtorch's CPU int8 kernels are not bound), so q
-    /// is widened to the activations' dtype for the product: memory is saved at rest, not compute.
+    /// Decode-sized inputs on the CPU (at most <see cref="DirectKernelMaxRows"/> rows of float32 activations, no
+    /// gradient) go to libtorch's int8-weight kernel, which reads each weight as one
+    /// byte; everything else (CUDA tensors, prefill, a libtorch without the kernel) widens q to the
+    /// activations' dtype for a float matmul (<see cref="WidenedLinear"/>).
     /// </summary>
     public static Tensor Linear(Tensor x, Tensor values, Tensor scales, Tensor? bias)
     {
         ArgumentNullException.ThrowIfNull(x);
-        var y = nn.functional.linear(x, values.to(x.dtype)) * scales.to(x.dtype); // (..., out)
+        ArgumentNullException.ThrowIfNull(values);
+        ArgumentNullException.ThrowIfNull(scales);
+        var y = UsesDirectKernel(x, values) ? DirectLinear(x, values, scales) : WidenedLinear(x, values, scales); // (..., out)
         return bias is null ? y : y + bias.to(x.dtype);
+    }
+
+    /// <summary>
+    /// Whether <see cref="Linear"/> takes the direct int8 kernel for these operands: both on the CPU, a float32
+    /// <paramref name="x"/> that needs no gradient (the kernel has none) with at most
+    /// <see cref="DirectKernelMaxRows"/> rows, an int8 (out, in) kernel, and a libtorch that exports the op.
+    /// The op also takes bfloat16 and float16 activations, but libtorch 2.10's CPU kernel crashed the process on
+    /// bfloat16 here (AVX-512 with avx512_bf16), so half precision keeps the widening path.
+    /// </summary>
+    public static bool UsesDirectKernel(Tensor x, Tensor values)
+    {
+        ArgumentNullException.ThrowIfNull(x);
+        ArgumentNullException.ThrowIfNull(values);
+        if (x.device_type != DeviceType.CPU || values.device_type != DeviceType.CPU) return false;
+        if (x.dtype != ScalarType.Float32) return false;
+        if (values.dtype != ScalarType.Int8 || values.dim() != 2 || x.dim() < 1 || x.shape[^1] != values.shape[1]) return false;
+        if (x.requires_grad && is_grad_enabled()) return false;
+        long rows = x.NumberOfElements / Math.Max(1, x.shape[^1]);
+        return rows is > 0 and <= DirectKernelMaxRows && values.NumberOfElements > 0 && LibTorchInt8MatMul.IsAvailable;
+    }
+
+    /// <summary>x (q · scale)ᵀ by libtorch's int8-weight kernel; the caller has checked <see cref="UsesDirectKernel"/>.</summary>
+    private static Tensor DirectLinear(Tensor x, Tensor values, Tensor scales)
+    {
+        using var scope = NewDisposeScope();
+        long inFeatures = x.shape[^1], outFeatures = values.shape[0];
+        var a = x.reshape(-1, inFeatures).contiguous();                                   // (M, in)
+        var y = LibTorchInt8MatMul.Multiply(a, values.contiguous(), scales.to(x.dtype).contiguous()); // (M, out)
+        var shape = x.shape.ToArray();
+        shape[^1] = outFeatures;
+        return y.reshape(shape).MoveToOuterDisposeScope();                                 // (..., out)
+    }
+
+    /// <summary>
+    /// x qᵀ · scale with q widened to <paramref name="x"/>'s dtype for a float matmul: the path for prefill, CUDA
+    /// and any input <see cref="UsesDirectKernel"/> turns away. Memory is saved at rest, not compute.
+    /// </summary>
+    public static Tensor WidenedLinear(Tensor x, Tensor values, Tensor scales)
+    {
+        ArgumentNullException.ThrowIfNull(x);
+        ArgumentNullException.ThrowIfNull(values);
+        ArgumentNullException.ThrowIfNull(scales);
+        return nn.functional.linear(x, values.to(x.dtype)) * scales.to(x.dtype); // (..., out)
     }
 
     /// <summary>Reference for <see cref="Linear"/>: dequantizes the whole kernel, then applies it.</summary>
