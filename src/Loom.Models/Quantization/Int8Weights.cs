@@ -40,8 +40,8 @@ public static class Int8Weights
     }
 
     /// <summary>
-    /// Rows of activations up to which <see cref="Linear"/> multiplies by the int8 kernel directly (libtorch's
-    /// <c>_weight_int8pack_mm</c>); above it, the widened kernel's float matmul is faster (see
+    /// Rows of activations up to which <see cref="Linear"/> multiplies by the int8 kernel directly (an AVX-512
+    /// kernel that widens int8 to float in registers); above it, the widened kernel's float matmul is faster (see
     /// <c>loom-bench int8-linear</c>), since widening costs one pass over the kernel however many rows share it.
     /// </summary>
     public const int DirectKernelMaxRows = 32;
@@ -51,9 +51,9 @@ public static class Int8Weights
     /// Since W = q · diag(scale) row-wise, x Wᵀ = (x qᵀ) · scale: the scale is applied to the output,
     /// (..., out), instead of to the (out, in) kernel, saving a full pass over the weights.
     /// Decode-sized inputs on the CPU (at most <see cref="DirectKernelMaxRows"/> rows of float32 activations, no
-    /// gradient) go to libtorch's int8-weight kernel, which reads each weight as one
-    /// byte; everything else (CUDA tensors, prefill, a libtorch without the kernel) widens q to the
-    /// activations' dtype for a float matmul (<see cref="WidenedLinear"/>).
+    /// gradient) go to <see cref="DirectLinear"/>, which reads each weight as one byte; everything else (CUDA
+    /// tensors, prefill, other dtypes, a CPU without AVX-512) widens q to the activations' dtype for a float
+    /// matmul (<see cref="WidenedLinear"/>).
     /// </summary>
     public static Tensor Linear(Tensor x, Tensor values, Tensor scales, Tensor? bias)
     {
@@ -67,29 +67,56 @@ public static class Int8Weights
     /// <summary>
     /// Whether <see cref="Linear"/> takes the direct int8 kernel for these operands: both on the CPU, a float32
     /// <paramref name="x"/> that needs no gradient (the kernel has none) with at most
-    /// <see cref="DirectKernelMaxRows"/> rows, an int8 (out, in) kernel, and a libtorch that exports the op.
-    /// The op also takes bfloat16 and float16 activations, but libtorch 2.10's CPU kernel crashed the process on
-    /// bfloat16 here (AVX-512 with avx512_bf16), so half precision keeps the widening path.
+    /// <see cref="DirectKernelMaxRows"/> rows, an int8 (out, in) kernel, and a CPU with AVX-512F.
     /// </summary>
     public static bool UsesDirectKernel(Tensor x, Tensor values)
     {
         ArgumentNullException.ThrowIfNull(x);
         ArgumentNullException.ThrowIfNull(values);
+        return DirectKernelTakes(x, values) && x.NumberOfElements / x.shape[^1] <= DirectKernelMaxRows;
+    }
+
+    // Everything UsesDirectKernel checks but the row count.
+    private static bool DirectKernelTakes(Tensor x, Tensor values)
+    {
         if (x.device_type != DeviceType.CPU || values.device_type != DeviceType.CPU) return false;
         if (x.dtype != ScalarType.Float32) return false;
         if (values.dtype != ScalarType.Int8 || values.dim() != 2 || x.dim() < 1 || x.shape[^1] != values.shape[1]) return false;
         if (x.requires_grad && is_grad_enabled()) return false;
-        long rows = x.NumberOfElements / Math.Max(1, x.shape[^1]);
-        return rows is > 0 and <= DirectKernelMaxRows && values.NumberOfElements > 0 && LibTorchInt8MatMul.IsAvailable;
+        if (x.NumberOfElements is 0 or > int.MaxValue || values.NumberOfElements is 0 || values.shape[0] > int.MaxValue) return false;
+        return Int8MatMulKernel.IsSupported;
     }
 
-    /// <summary>x (q · scale)ᵀ by libtorch's int8-weight kernel; the caller has checked <see cref="UsesDirectKernel"/>.</summary>
-    private static Tensor DirectLinear(Tensor x, Tensor values, Tensor scales)
+    /// <summary>
+    /// x (q · scale)ᵀ read straight from the int8 kernel, whatever the number of rows: blocks of 16 weights are
+    /// widened to float in AVX-512 registers and multiplied there, over output channels split across
+    /// <c>torch.get_num_threads()</c> threads. It is what <see cref="Linear"/> does for decode-sized inputs,
+    /// public so that benchmarks can measure it at any size; <see cref="ReferenceLinear"/> is its reference (they
+    /// differ by float32 summation order only).
+    /// </summary>
+    /// <exception cref="NotSupportedException">
+    /// The operands are not a float32 CPU <paramref name="x"/> without gradient and an int8 (out, in) CPU kernel
+    /// with a matching width, or this CPU lacks AVX-512F.
+    /// </exception>
+    public static unsafe Tensor DirectLinear(Tensor x, Tensor values, Tensor scales)
     {
+        ArgumentNullException.ThrowIfNull(x);
+        ArgumentNullException.ThrowIfNull(values);
+        ArgumentNullException.ThrowIfNull(scales);
+        if (!DirectKernelTakes(x, values))
+        {
+            throw new NotSupportedException($"the int8 kernel takes a float32 CPU input without gradient and an int8 CPU kernel of the same width on a CPU with AVX-512F; got x [{string.Join(", ", x.shape)}] {x.dtype} on {x.device_type}, kernel [{string.Join(", ", values.shape)}] {values.dtype} on {values.device_type}");
+        }
         using var scope = NewDisposeScope();
         long inFeatures = x.shape[^1], outFeatures = values.shape[0];
         var a = x.reshape(-1, inFeatures).contiguous();                                   // (M, in)
-        var y = LibTorchInt8MatMul.Multiply(a, values.contiguous(), scales.to(x.dtype).contiguous()); // (M, out)
+        var q = values.contiguous();                                                      // (out, in)
+        var s = scales.to(ScalarType.Float32).contiguous();                               // (out)
+        long rows = a.shape[0];
+        var y = empty(new[] { rows, outFeatures }, ScalarType.Float32);                   // (M, out)
+        Int8MatMulKernel.Multiply(
+            (float*)Int8MatMulKernel.DataPointer(a), (sbyte*)Int8MatMulKernel.DataPointer(q), (float*)Int8MatMulKernel.DataPointer(s),
+            (float*)Int8MatMulKernel.DataPointer(y), (int)rows, (int)inFeatures, (int)outFeatures, Math.Max(1, get_num_threads()));
         var shape = x.shape.ToArray();
         shape[^1] = outFeatures;
         return y.reshape(shape).MoveToOuterDisposeScope();                                 // (..., out)

@@ -149,6 +149,12 @@ public class Int8WeightsTests
             Assert.True(y.allclose(Int8Weights.ReferenceLinear(x, values, scales, null), rtol: 1e-5, atol: 1e-5));
         }
         Assert.True(Int8Weights.Linear(trainable, values, scales, null).requires_grad); // the widened path keeps autograd
+
+        // DirectLinear itself takes any number of rows, and refuses what the kernel cannot take.
+        var direct = Int8Weights.DirectLinear(prefill, values, scales);                     // (1, 33, 16)
+        Assert.True((direct - Int8Weights.ReferenceLinear(prefill, values, scales, null)).abs().le(Float32Bound(prefill, values, scales)).all().item<bool>());
+        Assert.Throws<NotSupportedException>(() => Int8Weights.DirectLinear(doubles, values, scales));
+        Assert.Throws<NotSupportedException>(() => Int8Weights.DirectLinear(trainable, values, scales));
     }
 
     [Fact]

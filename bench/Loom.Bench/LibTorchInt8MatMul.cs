@@ -2,7 +2,7 @@ using System.Runtime.InteropServices;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Loom.Models.Quantization;
+namespace Loom.Bench;
 
 /// <summary>
 /// libtorch's CPU int8-weight matmul, <c>aten::_weight_int8pack_mm(A, B, scales)</c> = A Bᵀ · scales with A (M, K)
@@ -12,8 +12,9 @@ namespace Loom.Models.Quantization;
 /// <c>at::Tensor*</c> just as TorchSharp's are; so the op is called directly and its result is handed to TorchSharp.
 /// </summary>
 /// <remarks>
-/// The export is looked up once per process. Where it is missing (an older or differently built libtorch),
-/// <see cref="IsAvailable"/> is false and <see cref="Int8Weights.Linear"/> keeps its widening path.
+/// The <c>int8-linear</c> benchmark's peer: Loom tried it first for <c>Int8Weights.Linear</c>, but with float32
+/// activations libtorch 2.10 runs it far slower than the float matmul (and crashed on bfloat16 activations), so
+/// Loom has its own kernel (Loom.Models.Quantization.Int8MatMulKernel) and this stays here, measured beside it.
 /// </remarks>
 internal static unsafe class LibTorchInt8MatMul
 {
@@ -27,8 +28,7 @@ internal static unsafe class LibTorchInt8MatMul
     public static bool IsAvailable => Function.Value != IntPtr.Zero;
 
     /// <summary>
-    /// A Bᵀ · scales, (M, N), for contiguous CPU tensors: <paramref name="a"/> (M, K) float32 (the op takes
-    /// bfloat16 and float16 too; see <see cref="Int8Weights.UsesDirectKernel"/> for why Loom does not send them),
+    /// A Bᵀ · scales, (M, N), for contiguous CPU tensors: <paramref name="a"/> (M, K) float32,
     /// <paramref name="b"/> (N, K) int8 and <paramref name="scales"/> (N) float32.
     /// The caller checks those; a libtorch error (already reported on stderr by libtorch) becomes an exception.
     /// </summary>
