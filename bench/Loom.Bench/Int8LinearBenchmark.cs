@@ -12,7 +12,7 @@ internal sealed record Int8LinearSettings
     public int InFeatures { get; init; } = 512;
     public int OutFeatures { get; init; } = 1536;
     public int Threads { get; init; } = 1;
-    public int Repetitions { get; init; } = 5;
+    public int Repetitions { get; init; } = 9;
     public IReadOnlyList<int> Rows { get; init; } = [1, 2, 4, 8, 16, 32, 64, 128];
 
     public const string Usage = """
@@ -28,7 +28,7 @@ internal sealed record Int8LinearSettings
           --out N          output features (default 1536)
           --rows A,B,...   rows of x (default 1,2,4,8,16,32,64,128)
           --threads N      libtorch threads (default 1)
-          --repetitions N  timed repetitions per cell, median reported (default 5)
+          --repetitions N  timed rounds, each timing every contender once; medians reported (default 9)
         """;
 
     public static Int8LinearSettings Parse(IReadOnlyList<string> args) => BenchFlags.Parse(args, new Int8LinearSettings(), (s, flag) => flag.Name switch
@@ -60,48 +60,71 @@ internal static class Int8LinearBenchmark
             $"## int8-linear: one {s.InFeatures} -> {s.OutFeatures} linear, float32 vs int8 widened vs int8 direct, {s.Threads} thread(s)"));
         text.AppendLine();
         text.AppendLine(string.Create(CultureInfo.InvariantCulture,
-            $"- machine: {MachineInfo.CpuModel()}, {Environment.ProcessorCount} cores; load average {MachineInfo.LoadAverage():F2}; commit {MachineInfo.GitCommit()}; median of {s.Repetitions}"));
+            $"- machine: {MachineInfo.CpuModel()}, {Environment.ProcessorCount} cores; load average {MachineInfo.LoadAverage():F2}; commit {MachineInfo.GitCommit()}; medians of {s.Repetitions} interleaved rounds"));
         text.AppendLine();
-        text.AppendLine("| rows | float32 µs | int8 widened µs | int8 Loom kernel µs | int8 libtorch _weight_int8pack_mm µs | Loom kernel / float32 speed | Linear takes |");
+        text.AppendLine("| rows | float32 µs | int8 widened µs | int8 Loom kernel µs | int8 libtorch _weight_int8pack_mm µs | Loom kernel speed / float32's (median of rounds) | Linear takes |");
         text.AppendLine("|---|---|---|---|---|---|---|");
         foreach (int rows in s.Rows)
         {
             Console.Error.WriteLine($"int8-linear: {rows} rows");
             var x = randn(new long[] { rows, s.InFeatures }, generator: generator); // (M, in)
-            double f = Median(() => nn.functional.linear(x, w), s.Repetitions);
-            double widened = Median(() => Int8Weights.WidenedLinear(x, values, scales), s.Repetitions);
-            double direct = Median(() => Int8Weights.DirectLinear(x, values, scales), s.Repetitions);
-            string libtorch = LibTorchInt8MatMul.IsAvailable
-                ? Median(() => LibTorchInt8MatMul.Multiply(x, values, scales), s.Repetitions).ToString("F1", CultureInfo.InvariantCulture)
-                : "(not exported)";
+            var contenders = new List<Func<Tensor>>
+            {
+                () => nn.functional.linear(x, w),
+                () => Int8Weights.WidenedLinear(x, values, scales),
+                () => Int8Weights.DirectLinear(x, values, scales),
+            };
+            if (LibTorchInt8MatMul.IsAvailable) contenders.Add(() => LibTorchInt8MatMul.Multiply(x, values, scales));
+            var (medians, ratio) = Interleaved(contenders, s.Repetitions);
+            string libtorch = LibTorchInt8MatMul.IsAvailable ? medians[3].ToString("F1", CultureInfo.InvariantCulture) : "(not exported)";
             string takes = Int8Weights.UsesDirectKernel(x, values) ? "Loom kernel" : "widened";
             text.AppendLine(string.Create(CultureInfo.InvariantCulture,
-                $"| {rows} | {f:F1} | {widened:F1} | {direct:F1} | {libtorch} | {f / direct:F2}x | {takes} |"));
+                $"| {rows} | {medians[0]:F1} | {medians[1]:F1} | {medians[2]:F1} | {libtorch} | {ratio:F2}x | {takes} |"));
         }
         return text.ToString();
     }
 
-    /// <summary>Median microseconds a call over <paramref name="repetitions"/> timed loops, each about <see cref="Target"/> long.</summary>
-    private static double Median(Func<Tensor> call, int repetitions)
+    /// <summary>
+    /// Median microseconds a call of each contender, and the median over rounds of float32's time over the Loom
+    /// kernel's (contender 0 over contender 2). Each round times every contender back to back, one loop of about
+    /// <see cref="Target"/> each, so that a busy machine slows them alike within a round.
+    /// </summary>
+    private static (double[] Medians, double Ratio) Interleaved(IReadOnlyList<Func<Tensor>> contenders, int rounds)
     {
-        void Once()
+        static void Once(Func<Tensor> call)
         {
             using var scope = NewDisposeScope();
             _ = call();
         }
-        for (int i = 0; i < 3; i++) Once(); // warm-up
-        var clock = Stopwatch.StartNew();
-        int calls = 0;
-        while (clock.Elapsed < Target / 4) { Once(); calls++; }
-        int loop = Math.Max(1, (int)(calls * Target.TotalSeconds / clock.Elapsed.TotalSeconds)); // calls per Target
-        var times = new double[repetitions];
-        for (int r = 0; r < repetitions; r++)
+        var loops = new int[contenders.Count];
+        var clock = new Stopwatch();
+        for (int c = 0; c < contenders.Count; c++)
         {
+            for (int i = 0; i < 3; i++) Once(contenders[c]); // warm-up
             clock.Restart();
-            for (int i = 0; i < loop; i++) Once();
-            times[r] = clock.Elapsed.TotalMicroseconds / loop;
+            int calls = 0;
+            while (clock.Elapsed < Target / 4) { Once(contenders[c]); calls++; }
+            loops[c] = Math.Max(1, (int)(calls * Target.TotalSeconds / clock.Elapsed.TotalSeconds)); // calls per Target
         }
-        Array.Sort(times);
-        return times[repetitions / 2];
+        var times = new double[contenders.Count][];
+        for (int c = 0; c < contenders.Count; c++) times[c] = new double[rounds];
+        var ratios = new double[rounds];
+        for (int r = 0; r < rounds; r++)
+        {
+            for (int c = 0; c < contenders.Count; c++)
+            {
+                clock.Restart();
+                for (int i = 0; i < loops[c]; i++) Once(contenders[c]);
+                times[c][r] = clock.Elapsed.TotalMicroseconds / loops[c];
+            }
+            ratios[r] = times[0][r] / times[2][r];
+        }
+        return (times.Select(Median).ToArray(), Median(ratios));
+    }
+
+    private static double Median(double[] values)
+    {
+        var sorted = values.Order().ToArray();
+        return sorted[sorted.Length / 2];
     }
 }

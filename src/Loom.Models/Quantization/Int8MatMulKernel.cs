@@ -15,6 +15,8 @@ namespace Loom.Models.Quantization;
 /// lanes, so results differ from a float matmul's only by summation order.
 /// </summary>
 /// <remarks>
+/// The loops are compiled optimized from the first call (<see cref="MethodImplOptions.AggressiveOptimization"/>):
+/// under tiered compilation their first calls would run unoptimized vector code, many times slower.
 /// libtorch's own <c>aten::_weight_int8pack_mm</c> does the same product but, for float32 activations, ran 10×
 /// slower than the float matmul here (<c>loom-bench int8-linear</c>), so Loom uses this kernel instead.
 /// </remarks>
@@ -64,6 +66,7 @@ internal static unsafe partial class Int8MatMulKernel
     [LibraryImport("LibTorchSharp")]
     private static partial IntPtr THSTensor_data(IntPtr tensor);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Range(float* x, sbyte* q, float* scales, float* y, int rows, int k, int n, int firstBlock, int endBlock)
     {
         for (int b = firstBlock; b < endBlock; b++)
@@ -89,6 +92,7 @@ internal static unsafe partial class Int8MatMulKernel
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<float> Widen(sbyte* p) => Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load(p)));
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Dot(float* x, sbyte* q, int k)
     {
         var acc = Vector512<float>.Zero;
@@ -100,6 +104,7 @@ internal static unsafe partial class Int8MatMulKernel
     }
 
     // One row of x against 4 channels: 4 accumulators.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Block1x4(float* x, sbyte* q, int k, float* y, float* scales)
     {
         sbyte* q0 = q, q1 = q + k, q2 = q + 2 * (nint)k, q3 = q + 3 * (nint)k;
@@ -117,6 +122,7 @@ internal static unsafe partial class Int8MatMulKernel
     }
 
     // 4 rows of x against 4 channels: each widened weight block is used 4 times, 16 accumulators.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Block4x4(float* x, sbyte* q, int k, float* y, int ldy, float* scales)
     {
         sbyte* q0 = q, q1 = q + k, q2 = q + 2 * (nint)k, q3 = q + 3 * (nint)k;
@@ -160,6 +166,7 @@ internal static unsafe partial class Int8MatMulKernel
     }
 
     // One row's 4 outputs: the lanes summed, the K tail (i..k) added, then the scales.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Finish(float* x, sbyte* q0, sbyte* q1, sbyte* q2, sbyte* q3, int i, int k, float* y, float* scales,
         Vector512<float> a0, Vector512<float> a1, Vector512<float> a2, Vector512<float> a3)
     {
