@@ -40,11 +40,11 @@ public static class Int8Weights
     }
 
     /// <summary>
-    /// Rows of activations up to which <see cref="Linear"/> multiplies by the int8 kernel directly (an AVX-512
-    /// kernel that widens int8 to float in registers); above it, the widened kernel's float matmul is faster (see
+    /// Rows of activations up to which <see cref="Linear"/> multiplies by the int8 kernel directly (an AVX-512 or
+    /// AVX2 kernel that widens int8 to float in registers); above it, the widened kernel's float matmul is faster (see
     /// <c>loom-bench int8-linear</c>), since widening costs one pass over the kernel however many rows share it.
     /// </summary>
-    public const int DirectKernelMaxRows = 32;
+    public const int DirectKernelMaxRows = 16;
 
     /// <summary>
     /// y = x Wᵀ (+ b) with W held as int8 <paramref name="values"/> and <paramref name="scales"/>.
@@ -52,7 +52,7 @@ public static class Int8Weights
     /// (..., out), instead of to the (out, in) kernel, saving a full pass over the weights.
     /// Decode-sized inputs on the CPU (at most <see cref="DirectKernelMaxRows"/> rows of float32 activations, no
     /// gradient) go to <see cref="DirectLinear"/>, which reads each weight as one byte; everything else (CUDA
-    /// tensors, prefill, other dtypes, a CPU without AVX-512) widens q to the activations' dtype for a float
+    /// tensors, prefill, other dtypes, a CPU without AVX2) widens q to the activations' dtype for a float
     /// matmul (<see cref="WidenedLinear"/>).
     /// </summary>
     public static Tensor Linear(Tensor x, Tensor values, Tensor scales, Tensor? bias)
@@ -65,9 +65,15 @@ public static class Int8Weights
     }
 
     /// <summary>
+    /// Whether this CPU runs <see cref="DirectLinear"/>: x86 with AVX-512F, or with AVX2 and FMA. Elsewhere (Arm,
+    /// older x86) <see cref="Linear"/> always widens.
+    /// </summary>
+    public static bool DirectKernelIsSupported => Int8MatMulKernel.IsSupported;
+
+    /// <summary>
     /// Whether <see cref="Linear"/> takes the direct int8 kernel for these operands: both on the CPU, a float32
     /// <paramref name="x"/> that needs no gradient (the kernel has none) with at most
-    /// <see cref="DirectKernelMaxRows"/> rows, an int8 (out, in) kernel, and a CPU with AVX-512F.
+    /// <see cref="DirectKernelMaxRows"/> rows, an int8 (out, in) kernel, and <see cref="DirectKernelIsSupported"/>.
     /// </summary>
     public static bool UsesDirectKernel(Tensor x, Tensor values)
     {
@@ -89,14 +95,14 @@ public static class Int8Weights
 
     /// <summary>
     /// x (q · scale)ᵀ read straight from the int8 kernel, whatever the number of rows: blocks of 16 weights are
-    /// widened to float in AVX-512 registers and multiplied there, over output channels split across
+    /// widened to float in AVX-512 (or AVX2) registers and multiplied there, over output channels split across
     /// <c>torch.get_num_threads()</c> threads. It is what <see cref="Linear"/> does for decode-sized inputs,
     /// public so that benchmarks can measure it at any size; <see cref="ReferenceLinear"/> is its reference (they
     /// differ by float32 summation order only).
     /// </summary>
     /// <exception cref="NotSupportedException">
     /// The operands are not a float32 CPU <paramref name="x"/> without gradient and an int8 (out, in) CPU kernel
-    /// with a matching width, or this CPU lacks AVX-512F.
+    /// with a matching width, or <see cref="DirectKernelIsSupported"/> is false.
     /// </exception>
     public static unsafe Tensor DirectLinear(Tensor x, Tensor values, Tensor scales)
     {
@@ -105,7 +111,7 @@ public static class Int8Weights
         ArgumentNullException.ThrowIfNull(scales);
         if (!DirectKernelTakes(x, values))
         {
-            throw new NotSupportedException($"the int8 kernel takes a float32 CPU input without gradient and an int8 CPU kernel of the same width on a CPU with AVX-512F; got x [{string.Join(", ", x.shape)}] {x.dtype} on {x.device_type}, kernel [{string.Join(", ", values.shape)}] {values.dtype} on {values.device_type}");
+            throw new NotSupportedException($"the int8 kernel takes a float32 CPU input without gradient and an int8 CPU kernel of the same width on an x86 CPU with AVX-512F or AVX2 and FMA; got x [{string.Join(", ", x.shape)}] {x.dtype} on {x.device_type}, kernel [{string.Join(", ", values.shape)}] {values.dtype} on {values.device_type}");
         }
         using var scope = NewDisposeScope();
         long inFeatures = x.shape[^1], outFeatures = values.shape[0];

@@ -100,7 +100,7 @@ public class Int8WeightsTests
         var (values, scales) = Int8Weights.Quantize(RandomKernel(outFeatures, inFeatures, seed: outFeatures));
         var x = randn(new long[] { rows, inFeatures }, generator: generator);             // (M, in)
         var bias = randn(new long[] { outFeatures }, generator: generator);
-        Assert.True(Int8Weights.UsesDirectKernel(x, values)); // this libtorch (2.10, pinned) exports the kernel
+        Assert.Equal(Int8Weights.DirectKernelIsSupported, Int8Weights.UsesDirectKernel(x, values));
 
         var direct = Int8Weights.Linear(x, values, scales, null);                          // (M, out)
         var reference = Int8Weights.ReferenceLinear(x, values, scales, null);
@@ -113,13 +113,21 @@ public class Int8WeightsTests
     }
 
     [Fact]
+    public void DirectKernelRunsOnX86WithAvx512OrAvx2()
+    {
+        bool expected = System.Runtime.Intrinsics.X86.Avx512F.IsSupported
+            || (System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported);
+        Assert.Equal(expected, Int8Weights.DirectKernelIsSupported);
+    }
+
+    [Fact]
     public void DirectKernelKeepsLeadingDimensionsAndNonContiguousInputs()
     {
         using var _ = NewDisposeScope();
         using var generator = new Generator(21);
         var (values, scales) = Int8Weights.Quantize(RandomKernel(24, 20, seed: 22));
         var x = randn(new long[] { 3, 20, 2 }, generator: generator).transpose(1, 2);    // (3, 2, 20), not contiguous
-        Assert.True(Int8Weights.UsesDirectKernel(x, values));
+        Assert.Equal(Int8Weights.DirectKernelIsSupported, Int8Weights.UsesDirectKernel(x, values));
         var direct = Int8Weights.Linear(x, values, scales, null);                          // (3, 2, 24)
         Assert.Equal(new long[] { 3, 2, 24 }, direct.shape);
         var error = (direct - Int8Weights.ReferenceLinear(x, values, scales, null)).abs();
@@ -142,7 +150,7 @@ public class Int8WeightsTests
         Assert.False(Int8Weights.UsesDirectKernel(halves, values));
         Assert.False(Int8Weights.UsesDirectKernel(prefill.narrow(1, 0, 0), values));      // no rows
         Assert.False(Int8Weights.UsesDirectKernel(randn(1, 12), values.to(float32)));    // not an int8 kernel
-        using (no_grad()) Assert.True(Int8Weights.UsesDirectKernel(trainable, values));   // inference on a leaf that wants gradients
+        using (no_grad()) Assert.Equal(Int8Weights.DirectKernelIsSupported, Int8Weights.UsesDirectKernel(trainable, values)); // inference on a leaf that wants gradients
         foreach (var x in new[] { prefill, trainable, doubles })
         {
             var y = Int8Weights.Linear(x, values, scales, null);
@@ -151,6 +159,7 @@ public class Int8WeightsTests
         Assert.True(Int8Weights.Linear(trainable, values, scales, null).requires_grad); // the widened path keeps autograd
 
         // DirectLinear itself takes any number of rows, and refuses what the kernel cannot take.
+        if (!Int8Weights.DirectKernelIsSupported) return;
         var direct = Int8Weights.DirectLinear(prefill, values, scales);                     // (1, 33, 16)
         Assert.True((direct - Int8Weights.ReferenceLinear(prefill, values, scales, null)).abs().le(Float32Bound(prefill, values, scales)).all().item<bool>());
         Assert.Throws<NotSupportedException>(() => Int8Weights.DirectLinear(doubles, values, scales));
