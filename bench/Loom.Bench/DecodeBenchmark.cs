@@ -91,10 +91,10 @@ internal static class DecodeBenchmark
             };
             if (!LLamaQuantizer.Quantize(f32, q8, LLamaFtype.MOSTLY_Q8_0, s.Threads))
                 throw new InvalidOperationException("llama.cpp's quantizer did not write the q8_0 file");
-            model.Quantize(QuantizationMode.Int8);
+            var quantization = model.Quantize(QuantizationMode.Int8);
             outcomes.Add(Loom(model, prompt, s, "int8 (per-channel)"));
             outcomes.Add(LlamaCpp(q8, prompt, s, "q8_0"));
-            return Report(s, parameters, options, outcomes);
+            return Report(s, parameters, options, outcomes, quantization, (new FileInfo(f32).Length, new FileInfo(q8).Length));
         }
         finally
         {
@@ -163,7 +163,8 @@ internal static class DecodeBenchmark
         if (result != DecodeResult.Ok) throw new InvalidOperationException($"llama_decode returned {result}");
     }
 
-    private static string Report(DecodeSettings s, long parameters, DecoderLmOptions o, List<Outcome> outcomes)
+    private static string Report(DecodeSettings s, long parameters, DecoderLmOptions o, List<Outcome> outcomes,
+        QuantizationReport quantization, (long F32, long Q8) ggufBytes)
     {
         var text = new StringBuilder();
         text.AppendLine(string.Create(CultureInfo.InvariantCulture,
@@ -188,6 +189,13 @@ internal static class DecodeBenchmark
         text.AppendLine();
         text.AppendLine(string.Create(CultureInfo.InvariantCulture,
             $"{(f32Ratio >= 1 / 1.5 ? "PASS" : "FAIL")}: Loom f32 decodes at {f32Ratio:F2}x llama.cpp f32 (the goal is within 1.5x, i.e. at least 0.67x)"));
+        double int8Ratio = outcomes[2].TokensPerSecond / outcomes[0].TokensPerSecond;
+        text.AppendLine();
+        text.AppendLine(string.Create(CultureInfo.InvariantCulture,
+            $"{(int8Ratio >= 1 ? "PASS" : "FAIL")}: Loom int8 decodes at {int8Ratio:F2}x Loom f32 (the goal is int8 decode at least as fast as float)"));
+        text.AppendLine();
+        text.AppendLine(string.Create(CultureInfo.InvariantCulture,
+            $"Weights: Loom's linear kernels {quantization.LinearBytesBefore / 1e6:F1} MB f32 -> {quantization.LinearBytesAfter / 1e6:F1} MB int8 ({quantization.LinearRatio:F2}x smaller), whole model {quantization.ModelBytesBefore / 1e6:F1} MB -> {quantization.ModelBytesAfter / 1e6:F1} MB ({quantization.ModelRatio:F2}x); llama.cpp's GGUF files {ggufBytes.F32 / 1e6:F1} MB f32, {ggufBytes.Q8 / 1e6:F1} MB q8_0 ({(double)ggufBytes.F32 / ggufBytes.Q8:F2}x)."));
         return text.ToString();
     }
 }

@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Loom.Models.Quantization;
@@ -39,17 +40,104 @@ public static class Int8Weights
     }
 
     /// <summary>
+    /// Rows of activations up to which <see cref="Linear"/> multiplies by the int8 kernel directly (an AVX-512 or
+    /// AVX2 kernel that widens int8 to float in registers); above it, the widened kernel's float matmul is faster (see
+    /// <c>loom-bench int8-linear</c>), since widening costs one pass over the kernel however many rows share it.
+    /// </summary>
+    public const int DirectKernelMaxRows = 16;
+
+    /// <summary>
     /// y = x Wᵀ (+ b) with W held as int8 <paramref name="values"/> and <paramref name="scales"/>.
     /// Since W = q · diag(scale) row-wise, x Wᵀ = (x qᵀ) · scale: the scale is applied to the output,
     /// (..., out), instead of to the (out, in) kernel, saving a full pass over the weights.
-    /// TorchSharp exposes no int8 matrix multiply (libtorch's CPU int8 kernels are not bound), so q
-    /// is widened to the activations' dtype for the product: memory is saved at rest, not compute.
+    /// Decode-sized inputs on the CPU (at most <see cref="DirectKernelMaxRows"/> rows of float32 activations, no
+    /// gradient) go to <see cref="DirectLinear"/>, which reads each weight as one byte; everything else (CUDA
+    /// tensors, prefill, other dtypes, a CPU without AVX2) widens q to the activations' dtype for a float
+    /// matmul (<see cref="WidenedLinear"/>).
     /// </summary>
     public static Tensor Linear(Tensor x, Tensor values, Tensor scales, Tensor? bias)
     {
         ArgumentNullException.ThrowIfNull(x);
-        var y = nn.functional.linear(x, values.to(x.dtype)) * scales.to(x.dtype); // (..., out)
+        ArgumentNullException.ThrowIfNull(values);
+        ArgumentNullException.ThrowIfNull(scales);
+        var y = UsesDirectKernel(x, values) ? DirectLinear(x, values, scales) : WidenedLinear(x, values, scales); // (..., out)
         return bias is null ? y : y + bias.to(x.dtype);
+    }
+
+    /// <summary>
+    /// Whether this CPU runs <see cref="DirectLinear"/>: x86 with AVX-512F, or with AVX2 and FMA. Elsewhere (Arm,
+    /// older x86) <see cref="Linear"/> always widens.
+    /// </summary>
+    public static bool DirectKernelIsSupported => Int8MatMulKernel.IsSupported;
+
+    /// <summary>
+    /// Whether <see cref="Linear"/> takes the direct int8 kernel for these operands: both on the CPU, a float32
+    /// <paramref name="x"/> that needs no gradient (the kernel has none) with at most
+    /// <see cref="DirectKernelMaxRows"/> rows, an int8 (out, in) kernel, and <see cref="DirectKernelIsSupported"/>.
+    /// </summary>
+    public static bool UsesDirectKernel(Tensor x, Tensor values)
+    {
+        ArgumentNullException.ThrowIfNull(x);
+        ArgumentNullException.ThrowIfNull(values);
+        return DirectKernelTakes(x, values) && x.NumberOfElements / x.shape[^1] <= DirectKernelMaxRows;
+    }
+
+    // Everything UsesDirectKernel checks but the row count.
+    private static bool DirectKernelTakes(Tensor x, Tensor values)
+    {
+        if (x.device_type != DeviceType.CPU || values.device_type != DeviceType.CPU) return false;
+        if (x.dtype != ScalarType.Float32) return false;
+        if (values.dtype != ScalarType.Int8 || values.dim() != 2 || x.dim() < 1 || x.shape[^1] != values.shape[1]) return false;
+        if (x.requires_grad && is_grad_enabled()) return false;
+        if (x.NumberOfElements is 0 or > int.MaxValue || values.NumberOfElements is 0 || values.shape[0] > int.MaxValue) return false;
+        return Int8MatMulKernel.IsSupported;
+    }
+
+    /// <summary>
+    /// x (q · scale)ᵀ read straight from the int8 kernel, whatever the number of rows: blocks of 16 weights are
+    /// widened to float in AVX-512 (or AVX2) registers and multiplied there, over output channels split across
+    /// <c>torch.get_num_threads()</c> threads. It is what <see cref="Linear"/> does for decode-sized inputs,
+    /// public so that benchmarks can measure it at any size; <see cref="ReferenceLinear"/> is its reference (they
+    /// differ by float32 summation order only).
+    /// </summary>
+    /// <exception cref="NotSupportedException">
+    /// The operands are not a float32 CPU <paramref name="x"/> without gradient and an int8 (out, in) CPU kernel
+    /// with a matching width, or <see cref="DirectKernelIsSupported"/> is false.
+    /// </exception>
+    public static unsafe Tensor DirectLinear(Tensor x, Tensor values, Tensor scales)
+    {
+        ArgumentNullException.ThrowIfNull(x);
+        ArgumentNullException.ThrowIfNull(values);
+        ArgumentNullException.ThrowIfNull(scales);
+        if (!DirectKernelTakes(x, values))
+        {
+            throw new NotSupportedException($"the int8 kernel takes a float32 CPU input without gradient and an int8 CPU kernel of the same width on an x86 CPU with AVX-512F or AVX2 and FMA; got x [{string.Join(", ", x.shape)}] {x.dtype} on {x.device_type}, kernel [{string.Join(", ", values.shape)}] {values.dtype} on {values.device_type}");
+        }
+        using var scope = NewDisposeScope();
+        long inFeatures = x.shape[^1], outFeatures = values.shape[0];
+        var a = x.reshape(-1, inFeatures).contiguous();                                   // (M, in)
+        var q = values.contiguous();                                                      // (out, in)
+        var s = scales.to(ScalarType.Float32).contiguous();                               // (out)
+        long rows = a.shape[0];
+        var y = empty(new[] { rows, outFeatures }, ScalarType.Float32);                   // (M, out)
+        Int8MatMulKernel.Multiply(
+            (float*)Int8MatMulKernel.DataPointer(a), (sbyte*)Int8MatMulKernel.DataPointer(q), (float*)Int8MatMulKernel.DataPointer(s),
+            (float*)Int8MatMulKernel.DataPointer(y), (int)rows, (int)inFeatures, (int)outFeatures, Math.Max(1, get_num_threads()));
+        var shape = x.shape.ToArray();
+        shape[^1] = outFeatures;
+        return y.reshape(shape).MoveToOuterDisposeScope();                                 // (..., out)
+    }
+
+    /// <summary>
+    /// x qᵀ · scale with q widened to <paramref name="x"/>'s dtype for a float matmul: the path for prefill, CUDA
+    /// and any input <see cref="UsesDirectKernel"/> turns away. Memory is saved at rest, not compute.
+    /// </summary>
+    public static Tensor WidenedLinear(Tensor x, Tensor values, Tensor scales)
+    {
+        ArgumentNullException.ThrowIfNull(x);
+        ArgumentNullException.ThrowIfNull(values);
+        ArgumentNullException.ThrowIfNull(scales);
+        return nn.functional.linear(x, values.to(x.dtype)) * scales.to(x.dtype); // (..., out)
     }
 
     /// <summary>Reference for <see cref="Linear"/>: dequantizes the whole kernel, then applies it.</summary>

@@ -125,6 +125,53 @@ public class DecoderLmQuantizationTests
         return sequence.narrow(1, prompt.shape[1], steps); // (B, steps)
     }
 
+    [Fact]
+    public void DirectKernelDecodesLikeAFloatModelOfTheDequantizedWeights()
+    {
+        using var _ = NewDisposeScope();
+        var o = TinyModels.Decoder(kvHeads: 2) with { SharedEmbeddings = false };
+        using var quantized = Model(o, 19);
+        quantized.Quantize(QuantizationMode.Int8);
+        using var reference = Model(o, 19); // the same seed: the same embeddings and norms
+        reference.eval();
+        var kernels = quantized.modules().OfType<Dense>().Zip(reference.modules().OfType<Dense>()).ToList();
+        Assert.Equal(7 * o.NumLayers + 1, kernels.Count);
+        using (no_grad())
+        {
+            foreach (var (q, f) in kernels)
+            {
+                var (values, scales) = q.QuantizedWeight!.Value;
+                f.Weight.copy_(Int8Weights.Dequantize(values, scales, float32));
+            }
+        }
+        var (firstValues, _) = kernels[0].First.QuantizedWeight!.Value;
+        using (no_grad()) Assert.Equal(Int8Weights.DirectKernelIsSupported, Int8Weights.UsesDirectKernel(zeros(1, 1, o.ModelDim), firstValues)); // a decode step's input
+
+        var prompt = Tokens(1, 5, seed: 20);
+        var (tokens, logits) = CachedGreedy(quantized, prompt, 16);
+        var (expectedTokens, expectedLogits) = CachedGreedy(reference, prompt, 16);
+        Assert.Equal(expectedTokens, tokens);
+        Assert.True(logits.allclose(expectedLogits, rtol: 1e-4, atol: 1e-4), $"max difference {(logits - expectedLogits).abs().max().item<float>()}");
+    }
+
+    /// <summary>Batch-1 greedy decoding through the KV cache: the prompt's prefill, then one token a step; the tokens and each step's logits, (steps, V).</summary>
+    private static (long[] Tokens, Tensor Logits) CachedGreedy(DecoderLm model, Tensor prompt, int steps)
+    {
+        using var noGrad = no_grad();
+        using var cache = new KvCache(model.KvCacheShape, batchSize: 1, capacity: (int)prompt.shape[1] + steps);
+        var last = cache.Run(model, prompt)[.., -1];                          // (1, V)
+        var tokens = new List<long>();
+        var logits = new List<Tensor>();
+        for (int i = 0; i < steps; i++)
+        {
+            logits.Add(last);
+            long next = last.argmax(-1).item<long>();
+            tokens.Add(next);
+            last = cache.Run(model, tensor(new[] { next }).unsqueeze(0))[.., -1]; // (1, V)
+        }
+        return (tokens.ToArray(), cat(logits, 0));                            // (steps, V)
+    }
+
     [Theory]
     [InlineData(true)]
     [InlineData(false)]
