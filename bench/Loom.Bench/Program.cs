@@ -15,6 +15,7 @@ if (args.Length == 0 || args[0] is "-h" or "--help")
           t5-spam      T5 pre-training and spam_assassin fine-tuning, beside a decoder-only twin (see t5-spam --help)
           scaling      data-parallel training under mpirun at 1 and 2 ranks (see scaling --help)
           decode       batch-1 greedy decoding against llama.cpp on the same weights (see decode --help)
+          decode-profile  one decode step timed phase by phase, tensors counted (see decode-profile --help)
           reformer-memory  peak memory of a training step vs depth, reversible vs standard stack (see reformer-memory --help)
           reformer-duplication  one-layer Reformer, full vs LSH attention, on the 0w0w duplication task (see reformer-duplication --help)
           long-context peak memory of sdpa, written-out and blockwise attention at 4k-32k tokens (see long-context --help)
@@ -34,6 +35,7 @@ return args[0] switch
     "t5-spam" => Bench(T5SpamSettings.Usage, T5SpamSettings.Parse, T5SpamBenchmark.Run),
     "scaling" => Bench(ScalingSettings.Usage, ScalingSettings.Parse, ScalingBenchmark.Run),
     "decode" => Bench(DecodeSettings.Usage, DecodeSettings.Parse, DecodeBenchmark.Run),
+    "decode-profile" => Bench(DecodeProfileSettings.Usage, DecodeProfileSettings.Parse, DecodeProfileBenchmark.Run),
     "reformer-memory" => Bench(ReformerMemorySettings.Usage, ReformerMemorySettings.Parse, ReformerMemoryBenchmark.Run),
     "reformer-duplication" => Bench(ReformerDuplicationSettings.Usage, ReformerDuplicationSettings.Parse, ReformerDuplicationBenchmark.Run),
     "long-context" => Bench(LongContextSettings.Usage, LongContextSettings.Parse, LongContextBenchmark.Run),
@@ -77,6 +79,6 @@ int Bench<TSettings>(string usage, Func<IReadOnlyList<string>, TSettings> parse,
 
 static int Unknown(string name)
 {
-    Console.Error.WriteLine($"loom-bench: unknown benchmark '{name}' (known: train-step, pipeline, serve-load, moe, t5-spam, scaling, decode, reformer-memory, reformer-duplication, long-context, needle, sasa-vs-conv)");
+    Console.Error.WriteLine($"loom-bench: unknown benchmark '{name}' (known: train-step, pipeline, serve-load, moe, t5-spam, scaling, decode, decode-profile, reformer-memory, reformer-duplication, long-context, needle, sasa-vs-conv)");
     return 2;
 }
