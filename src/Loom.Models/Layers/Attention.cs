@@ -99,9 +99,11 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
         var v = SplitHeads(wv.forward(x), b, t, kvHeads); // (B, Hkv, T, Dh)
         if (rotary is not null)
         {
-            long? start = context is null ? 0 : context.StartPosition; // rows in step: slice the tables, else gather by position
-            q = start is { } s0 ? rotary.Apply(q, s0) : rotary.Apply(q, context!.Positions);
-            k = start is { } s1 ? rotary.Apply(k, s1) : rotary.Apply(k, context!.Positions);
+            // Rows in step (no context, or a cache step): slice the tables once for q and k; else gather each token's position.
+            if ((context is null ? 0 : context.StartPosition) is { } start)
+                (q, k) = rotary.Apply(q, k, start);
+            else
+                (q, k) = (rotary.Apply(q, context!.Positions), rotary.Apply(k, context!.Positions));
         }
         var inputs = context?.Attend(layer, k, v) ?? new AttentionInputs(k, v, null, IsCausal: true); // keys (B, Hkv, S, Dh)
         var y = blockSize is { } block

@@ -53,6 +53,20 @@ public sealed class Rotary : nn.Module
         return Rotate(x, SameType(cos_full.narrow(0, start, t), x), SameType(sin_signed.narrow(0, start, t), x)); // angles (T, D)
     }
 
+    /// <summary>
+    /// Rotates queries, (B, H, T, D), and keys, (B, Hkv, T, D), whose tokens sit at positions start..start+T-1, slicing
+    /// the tables once for both.
+    /// </summary>
+    public (Tensor Queries, Tensor Keys) Apply(Tensor q, Tensor k, long start)
+    {
+        ArgumentNullException.ThrowIfNull(q);
+        ArgumentNullException.ThrowIfNull(k);
+        long t = q.shape[2];
+        var c = SameType(cos_full.narrow(0, start, t), q);   // (T, D)
+        var s = SameType(sin_signed.narrow(0, start, t), q); // (T, D)
+        return (Rotate(q, c, s), Rotate(k, SameType(c, k), SameType(s, k)));
+    }
+
     /// <summary>Rotates <paramref name="x"/>, (B, H, T, D), whose tokens sit at <paramref name="positions"/>, (B, T)
     /// (packed rows restart positions at 0 for each example).</summary>
     public Tensor Apply(Tensor x, Tensor positions)
