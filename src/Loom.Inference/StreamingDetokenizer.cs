@@ -8,9 +8,9 @@ namespace Loom.Inference;
 /// </summary>
 /// <remarks>
 /// Each <see cref="Push"/> decodes a short window, not the whole text (vLLM's incremental detokenization):
-/// the tokens since the last fully emitted text plus <see cref="Context"/> tokens before them, so that a
-/// piece's leading space or a multi-byte character is decoded with its neighbours. The window only grows
-/// while its text ends in an incomplete character, so a push costs O(1) in the length generated so far,
+/// at least <see cref="Context"/> tokens before the new one, so that a piece's leading space or a multi-byte
+/// character is decoded with its neighbours, and at most <see cref="SlideAt"/> unless its text ends in an
+/// incomplete character (then it grows until that completes). So a push costs O(1) in the length generated so far,
 /// where decoding everything again would make a stream O(n²). The emitted text is the same as that of
 /// decoding all ids at once and emitting what is past the previous text, as long as decoding a suffix
 /// of ids gives a suffix of the text (true of bytes, byte-level BPE and SentencePiece pieces).
@@ -19,6 +19,12 @@ public sealed class StreamingDetokenizer
 {
     /// <summary>Tokens decoded before the new ones, for the pieces whose text depends on what precedes them.</summary>
     private const int Context = 4;
+
+    /// <summary>
+    /// The window slides (one extra decode) once it holds this many tokens, not on every push: a push then decodes
+    /// once, a bounded window, and sliding costs one more decode every ~60 pushes.
+    /// </summary>
+    private const int SlideAt = 64;
 
     private readonly IVocabulary vocabulary;
     private readonly List<int> ids = new();
@@ -52,7 +58,7 @@ public sealed class StreamingDetokenizer
         while (stable > emitted && text[stable - 1] == '\uFFFD') stable--; // may still be completed
         string delta = stable > emitted ? text[emitted..stable] : "";
         emitted = Math.Max(emitted, stable);
-        if (stable == text.Length && ids.Count - Context > windowStart)
+        if (stable == text.Length && ids.Count - windowStart >= SlideAt)
         {
             // Everything decoded is final: slide the window to the last few tokens, whose text is all emitted.
             windowStart = ids.Count - Context;
