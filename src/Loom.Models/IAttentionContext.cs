@@ -32,6 +32,13 @@ public interface IAttentionContext
     Tensor Positions { get; }
 
     /// <summary>
+    /// The first new token's position when every row's new tokens sit at the same positions start..start+T-1
+    /// (a <see cref="KvCache"/> step over rows of equal length), else null. With it, rotary embeddings slice
+    /// their tables instead of gathering rows by <see cref="Positions"/> (fewer ops per layer in a decode step).
+    /// </summary>
+    long? StartPosition => null;
+
+    /// <summary>
     /// Takes the new tokens' keys and values of <paramref name="layer"/>, (B, Hkv, T, Dh), after
     /// rotary embedding, stores them where the context keeps them, and returns what the new tokens
     /// attend over.

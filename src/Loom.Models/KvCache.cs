@@ -121,8 +121,12 @@ public sealed class KvCache : IDisposable
     private sealed class Step(KvCache cache, int count, long rows, Device device) : IAttentionContext
     {
         private readonly int start = cache.Length;
+        private Tensor? positions;
 
-        public Tensor Positions { get; } = arange(cache.Length, cache.Length + count, dtype: int64, device: device).unsqueeze(0).expand(rows, count); // (B, T)
+        // Built on first use only: rotary reads StartPosition, so a decoder with rotary embeddings never needs it.
+        public Tensor Positions => positions ??= arange(start, start + count, dtype: int64, device: device).unsqueeze(0).expand(rows, count); // (B, T)
+
+        public long? StartPosition => start;
 
         public AttentionInputs Attend(int layer, Tensor k, Tensor v)
         {

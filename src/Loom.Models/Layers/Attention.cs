@@ -94,13 +94,16 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
     public Tensor Forward(Tensor x, int layer, IAttentionContext? context, bool addOutputBias)
     {
         long b = x.shape[0], t = x.shape[1];
-        var q = wq.forward(x).view(b, t, heads, headDim).transpose(1, 2);   // (B, H, T, Dh)
-        var k = wk.forward(x).view(b, t, kvHeads, headDim).transpose(1, 2); // (B, Hkv, T, Dh)
-        var v = wv.forward(x).view(b, t, kvHeads, headDim).transpose(1, 2); // (B, Hkv, T, Dh)
+        var q = SplitHeads(wq.forward(x), b, t, heads);   // (B, H, T, Dh)
+        var k = SplitHeads(wk.forward(x), b, t, kvHeads); // (B, Hkv, T, Dh)
+        var v = SplitHeads(wv.forward(x), b, t, kvHeads); // (B, Hkv, T, Dh)
         if (rotary is not null)
         {
-            q = context is null ? rotary.Apply(q, 0) : rotary.Apply(q, context.Positions);
-            k = context is null ? rotary.Apply(k, 0) : rotary.Apply(k, context.Positions);
+            // Rows in step (no context, or a cache step): slice the tables once for q and k; else gather each token's position.
+            if ((context is null ? 0 : context.StartPosition) is { } start)
+                (q, k) = rotary.Apply(q, k, start);
+            else
+                (q, k) = (rotary.Apply(q, context!.Positions), rotary.Apply(k, context!.Positions));
         }
         var inputs = context?.Attend(layer, k, v) ?? new AttentionInputs(k, v, null, IsCausal: true); // keys (B, Hkv, S, Dh)
         var y = blockSize is { } block
@@ -108,8 +111,17 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
             : scale is null && softcap is null
             ? Attend(q, inputs, heads)                                       // (B, H, T, Dh), fused
             : Attend(q, inputs, heads, scale ?? 1 / Math.Sqrt(headDim), softcap); // (B, H, T, Dh), written out
-        return wo.Forward(y.transpose(1, 2).reshape(b, t, heads * headDim), addOutputBias); // (B, T, D)
+        var merged = t == 1 ? y.reshape(b, 1, heads * headDim) : y.transpose(1, 2).reshape(b, t, heads * headDim); // (B, T, H·Dh)
+        return wo.Forward(merged, addOutputBias); // (B, T, D)
     }
+
+    /// <summary>
+    /// (B, T, n·Dh) -> (B, n, T, Dh). One token needs no transpose: with T = 1 the view already has that layout,
+    /// which saves a tensor a projection in every decode step.
+    /// </summary>
+    private Tensor SplitHeads(Tensor projected, long b, long t, int n) => t == 1
+        ? projected.view(b, n, 1, headDim)
+        : projected.view(b, t, n, headDim).transpose(1, 2);
 
     /// <summary>
     /// softmax(QKᵀ/√Dh + mask) V through the fused kernel: queries (B, H, T, Dh) over
@@ -118,8 +130,8 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
     public static Tensor Attend(Tensor q, AttentionInputs inputs, int heads)
     {
         // A cache may hold another dtype than the queries (a float32 cache under a bf16 compute dtype).
-        var k = ExpandKvHeads(inputs.Keys.to(q.dtype), heads);   // (B, H, S, Dh)
-        var v = ExpandKvHeads(inputs.Values.to(q.dtype), heads); // (B, H, S, Dh)
+        var k = ExpandKvHeads(SameType(inputs.Keys, q), heads);   // (B, H, S, Dh)
+        var v = ExpandKvHeads(SameType(inputs.Values, q), heads); // (B, H, S, Dh)
         return inputs.Mask is { } mask
             ? nn.functional.scaled_dot_product_attention(q, k, v, mask)                    // mask (B, 1, T, S)
             : nn.functional.scaled_dot_product_attention(q, k, v, is_casual: inputs.IsCausal);
@@ -141,6 +153,9 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
         if (allowed is not null) scores = scores.masked_fill(allowed.logical_not(), double.NegativeInfinity);
         return scores.softmax(-1, ScalarType.Float32).to(q.dtype).matmul(v); // (B, H, T, Dh)
     }
+
+    /// <summary>A cached tensor in the queries' dtype, without a conversion op when it already is.</summary>
+    private static Tensor SameType(Tensor cached, Tensor q) => cached.dtype == q.dtype ? cached : cached.to(q.dtype);
 
     /// <summary>Repeats each of Hkv heads H/Hkv times along dim 1: (B, Hkv, S, Dh) -> (B, H, S, Dh).</summary>
     public static Tensor ExpandKvHeads(Tensor kv, int heads)
