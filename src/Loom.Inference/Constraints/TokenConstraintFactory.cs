@@ -13,7 +13,8 @@ public sealed class TokenConstraintFactory
     public TokenConstraintFactory(IVocabulary vocabulary)
     {
         Vocabulary = vocabulary ?? throw new ArgumentNullException(nameof(vocabulary));
-        trie = new Lazy<TokenTrie>(() => new TokenTrie(TokenBytes.Of(Vocabulary)), LazyThreadSafetyMode.ExecutionAndPublication);
+        trie = new Lazy<TokenTrie>(() => new TokenTrie(TokenBytes.Of(Vocabulary), TokenBytes.LeadingSpaceDroppedAtStart(Vocabulary)),
+            LazyThreadSafetyMode.ExecutionAndPublication);
     }
 
     /// <summary>The vocabulary.</summary>
@@ -78,6 +79,27 @@ internal static class TokenBytes
         return bytes;
     }
 
+    /// <summary>
+    /// The ids whose leading space the vocabulary's decoder drops while no ordinary piece has been decoded yet (null: none
+    /// do), and the ids that keep that "start" going. SentencePiece drops the ▁ of the first piece; Microsoft.ML.Tokenizers
+    /// does so for the first non-byte piece, even after byte-fallback pieces. A constraint leaves those ids out at the start,
+    /// so the decoded text is always the bytes the constraint checked.
+    /// </summary>
+    public static (bool[] Dropped, bool[] KeepStart)? LeadingSpaceDroppedAtStart(IVocabulary vocabulary)
+    {
+        var inner = vocabulary is ExtraIdsVocabulary extra ? extra.Inner : vocabulary;
+        if (inner is not SentencePieceVocabulary sentencePiece) return null;
+        var pieces = sentencePiece.ReadModel().Pieces;
+        var dropped = new bool[vocabulary.Size];
+        var keepStart = new bool[vocabulary.Size];
+        for (int i = 0; i < pieces.Count && i < dropped.Length; i++)
+        {
+            dropped[i] = pieces[i].Type is SentencePieceType.Normal or SentencePieceType.UserDefined && pieces[i].Text.StartsWith('\u2581');
+            keepStart[i] = pieces[i].Type == SentencePieceType.Byte;
+        }
+        return (dropped, keepStart);
+    }
+
     private static byte[]? PieceBytes(SentencePiece piece) => piece.Type switch
     {
         SentencePieceType.Normal or SentencePieceType.UserDefined when piece.Text.Length > 0 => Encoding.UTF8.GetBytes(piece.Text.Replace('\u2581', ' ')),
@@ -91,9 +113,16 @@ internal static class TokenBytes
 internal sealed class TokenTrie
 {
     /// <summary>Builds the trie of <paramref name="tokens"/> (id → bytes; null or empty ones are left out).</summary>
-    public TokenTrie(byte[]?[] tokens)
+    public TokenTrie(byte[]?[] tokens, (bool[] Dropped, bool[] KeepStart)? leadingSpace = null)
     {
         Tokens = tokens;
+        if (leadingSpace is var (dropped, keepStart))
+        {
+            StartExcluded = new ulong[(tokens.Length + 63) / 64];
+            for (int i = 0; i < dropped.Length; i++)
+                if (dropped[i]) StartExcluded[i >> 6] |= 1UL << i;
+            KeepsStart = keepStart;
+        }
         var children = new List<Dictionary<byte, int>?> { null };
         var ends = new List<List<int>?> { null };
         for (int id = 0; id < tokens.Length; id++)
@@ -142,6 +171,12 @@ internal sealed class TokenTrie
     /// <summary>Each id's bytes.</summary>
     public byte[]?[] Tokens { get; }
 
+    /// <summary>Ids never allowed at the start (their leading space would be lost in decoding), as a bit mask; null: none.</summary>
+    public ulong[]? StartExcluded { get; }
+
+    /// <summary>Ids after which the output is still at the start (byte pieces); null when <see cref="StartExcluded"/> is.</summary>
+    public bool[]? KeepsStart { get; }
+
     /// <summary>Node i's children are <c>[ChildStart[i], ChildStart[i+1])</c> of <see cref="ChildBytes"/> and <see cref="ChildNodes"/>.</summary>
     public int[] ChildStart { get; }
 
@@ -169,6 +204,7 @@ internal sealed class TokenConstraint(ByteAutomaton automaton, TokenTrie trie, i
     private readonly Dictionary<int, ulong[]> masks = [];
     private readonly Stack<(int Node, int State)> walk = new();
     private int state = automaton.Start;
+    private bool atStart = trie.StartExcluded is not null;
 
     public bool IsComplete => automaton.IsAccepting(state);
 
@@ -197,10 +233,13 @@ internal sealed class TokenConstraint(ByteAutomaton automaton, TokenTrie trie, i
     {
         if (allowed.Length != trie.Tokens.Length)
             throw new ArgumentException($"allowed has {allowed.Length} entries; the vocabulary has {trie.Tokens.Length} ids", nameof(allowed));
-        if (!masks.TryGetValue(state, out var mask))
+        int key = atStart ? ~state : state;
+        if (!masks.TryGetValue(key, out var mask))
         {
             mask = Walk(state);
-            if (masks.Count < MaxCachedMasks) masks.Add(state, mask);
+            if (atStart)
+                for (int i = 0; i < mask.Length; i++) mask[i] &= ~trie.StartExcluded![i];
+            if (masks.Count < MaxCachedMasks) masks.Add(key, mask);
         }
         for (int i = 0; i < allowed.Length; i++) allowed[i] = (mask[i >> 6] & (1UL << i)) != 0;
         allowed[eosId] = IsComplete;
@@ -221,7 +260,10 @@ internal sealed class TokenConstraint(ByteAutomaton automaton, TokenTrie trie, i
             s = automaton.Step(s, b);
             if (s == ByteAutomaton.Dead) throw new InvalidOperationException($"token {token} is not allowed here");
         }
+        if (atStart && (trie.StartExcluded![token >> 6] & (1UL << token)) != 0)
+            throw new InvalidOperationException($"token {token} is not allowed first: decoding would drop its leading space");
         state = s;
+        atStart = atStart && trie.KeepsStart![token];
     }
 
     /// <summary>The fast path: a depth-first walk of the trie, stepping the memoized automaton one edge at a time.</summary>
@@ -262,7 +304,7 @@ internal sealed class TokenConstraint(ByteAutomaton automaton, TokenTrie trie, i
                 threads = automaton.Advance(threads, b);
                 if (threads.Count == 0) break;
             }
-            allowed[id] = threads.Count > 0;
+            allowed[id] = threads.Count > 0 && !(atStart && (trie.StartExcluded![id >> 6] & (1UL << id)) != 0);
         }
         allowed[eosId] = automaton.AnyAccepting(start);
     }
