@@ -4,7 +4,7 @@ using Loom.Data;
 namespace Loom.Inference.Constraints;
 
 /// <summary>Compiles grammars into token constraints over one vocabulary (byte, SentencePiece or tiktoken), caching what depends only on the vocabulary.</summary>
-/// <remarks>The vocabulary's token bytes and their trie are computed once, on first use; <see cref="Create"/> is thread-safe.</remarks>
+/// <remarks>The vocabulary's token bytes and their trie are computed once, on first use; <see cref="Create(Grammar)"/> is thread-safe.</remarks>
 public sealed class TokenConstraintFactory
 {
     private readonly Lazy<TokenTrie> trie;
@@ -25,7 +25,21 @@ public sealed class TokenConstraintFactory
     public ITokenConstraint Create(Grammar grammar)
     {
         ArgumentNullException.ThrowIfNull(grammar);
-        return new TokenConstraint(GrammarCompiler.Compile(grammar), trie.Value, Vocabulary.EosId);
+        return new TokenConstraint(GrammarCompiler.Compile(grammar), trie.Value, Vocabulary.EosId, null);
+    }
+
+    /// <summary>
+    /// A fresh constraint that also finishes the text within <paramref name="tokenBudget"/> tokens (EOS not counted, as in
+    /// <see cref="Engine.RequestOutput"/>) wherever it can: a token is allowed only if the shortest completion after it, one
+    /// byte per token, still fits before the budget's last token, so a request ends with EOS rather than at its length limit.
+    /// Where no token fits (a budget below the shortest text) it falls back to the grammar alone.
+    /// </summary>
+    /// <exception cref="ArgumentException">The grammar's language is empty.</exception>
+    public ITokenConstraint Create(Grammar grammar, int tokenBudget)
+    {
+        ArgumentNullException.ThrowIfNull(grammar);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(tokenBudget);
+        return new TokenConstraint(GrammarCompiler.Compile(grammar), trie.Value, Vocabulary.EosId, tokenBudget);
     }
 
     /// <summary>
@@ -197,11 +211,12 @@ internal sealed class TokenTrie
 /// A grammar's automaton over a vocabulary's trie: the allowed tokens of a state are found by walking the trie with the
 /// state, cutting every prefix that leads nowhere, and are cached per state (inside a string the state repeats every token).
 /// </summary>
-internal sealed class TokenConstraint(ByteAutomaton automaton, TokenTrie trie, int eosId) : ITokenConstraint
+internal sealed class TokenConstraint(ByteAutomaton automaton, TokenTrie trie, int eosId, int? tokenBudget) : ITokenConstraint
 {
     private const int MaxCachedMasks = 512;
 
-    private readonly Dictionary<int, ulong[]> masks = [];
+    private readonly Dictionary<int, (ulong[] Mask, int MaxRemaining)> masks = [];
+    private int generated;
     private readonly Stack<(int Node, int State)> walk = new();
     private int state = automaton.Start;
     private bool atStart = trie.StartExcluded is not null;
@@ -234,12 +249,25 @@ internal sealed class TokenConstraint(ByteAutomaton automaton, TokenTrie trie, i
         if (allowed.Length != trie.Tokens.Length)
             throw new ArgumentException($"allowed has {allowed.Length} entries; the vocabulary has {trie.Tokens.Length} ids", nameof(allowed));
         int key = atStart ? ~state : state;
-        if (!masks.TryGetValue(key, out var mask))
+        if (!masks.TryGetValue(key, out var entry))
         {
-            mask = Walk(state);
+            entry = (Walk(state, int.MaxValue, out int maxRemaining), maxRemaining);
             if (atStart)
-                for (int i = 0; i < mask.Length; i++) mask[i] &= ~trie.StartExcluded![i];
-            if (masks.Count < MaxCachedMasks) masks.Add(key, mask);
+                for (int i = 0; i < entry.Mask.Length; i++) entry.Mask[i] &= ~trie.StartExcluded![i];
+            if (masks.Count < MaxCachedMasks) masks.Add(key, entry);
+        }
+        var mask = entry.Mask;
+        // After this token, (budget − generated − 1) tokens remain, and the text must be whole before the last of them.
+        if (tokenBudget is int budget && budget - generated - 2 < entry.MaxRemaining)
+        {
+            var fitting = Walk(state, budget - generated - 2, out _);
+            bool any = false;
+            for (int i = 0; i < fitting.Length; i++)
+            {
+                fitting[i] &= mask[i];
+                any |= fitting[i] != 0;
+            }
+            if (any || IsComplete) mask = fitting;
         }
         for (int i = 0; i < allowed.Length; i++) allowed[i] = (mask[i >> 6] & (1UL << i)) != 0;
         allowed[eosId] = IsComplete;
@@ -263,13 +291,19 @@ internal sealed class TokenConstraint(ByteAutomaton automaton, TokenTrie trie, i
         if (atStart && (trie.StartExcluded![token >> 6] & (1UL << token)) != 0)
             throw new InvalidOperationException($"token {token} is not allowed first: decoding would drop its leading space");
         state = s;
+        generated++;
         atStart = atStart && trie.KeepsStart![token];
     }
 
-    /// <summary>The fast path: a depth-first walk of the trie, stepping the memoized automaton one edge at a time.</summary>
-    private ulong[] Walk(int from)
+    /// <summary>
+    /// The fast path: a depth-first walk of the trie, stepping the memoized automaton one edge at a time. Keeps the tokens
+    /// after which the shortest completion is at most <paramref name="maxRemaining"/> bytes, and reports the longest such
+    /// completion among those it keeps.
+    /// </summary>
+    private ulong[] Walk(int from, int maxRemaining, out int longestRemaining)
     {
         var mask = new ulong[(trie.Tokens.Length + 63) / 64];
+        longestRemaining = 0;
         walk.Push((0, from));
         while (walk.Count > 0)
         {
@@ -279,10 +313,18 @@ internal sealed class TokenConstraint(ByteAutomaton automaton, TokenTrie trie, i
                 int next = automaton.Step(s, trie.ChildBytes[c]);
                 if (next == ByteAutomaton.Dead) continue;
                 int child = trie.ChildNodes[c];
-                for (int e = trie.EndStart[child]; e < trie.EndStart[child + 1]; e++)
+                if (trie.EndStart[child] < trie.EndStart[child + 1])
                 {
-                    int id = trie.EndIds[e];
-                    mask[id >> 6] |= 1UL << id;
+                    int remaining = automaton.Remaining(next);
+                    if (remaining <= maxRemaining)
+                    {
+                        longestRemaining = Math.Max(longestRemaining, remaining);
+                        for (int e = trie.EndStart[child]; e < trie.EndStart[child + 1]; e++)
+                        {
+                            int id = trie.EndIds[e];
+                            mask[id >> 6] |= 1UL << id;
+                        }
+                    }
                 }
                 if (trie.ChildStart[child] < trie.ChildStart[child + 1]) walk.Push((child, next));
             }
