@@ -13,7 +13,7 @@ internal static class ChatCompletionsEndpoint
         long arrived = state.Metrics.Time.GetTimestamp();
         using var body = await ServerState.ReadBodyAsync(http).ConfigureAwait(false);
         state.CheckModel(body.RootElement);
-        var call = ChatRequestReader.Read(body.RootElement, state.Engine.Vocabulary, state.Engine.ContextLength, state.ChatTemplate, state.Engine.IsEncoderDecoder, state.Engine.ImageInput);
+        var call = ChatRequestReader.Read(body.RootElement, state.Engine.Vocabulary, state.Engine.ContextLength, state.ChatTemplate, state.Engine.IsEncoderDecoder, state.Engine.ImageInput, state.Constraints);
         await using var run = await EngineRun.StartAsync(state.Engine, call.Request, state.Metrics, arrived, http.RequestAborted).ConfigureAwait(false);
         string id = "chatcmpl-" + Guid.NewGuid().ToString("N");
         long created = state.UnixNow();

@@ -18,6 +18,9 @@ internal sealed class ServerState(IGenerationEngine engine, ServerOptions option
 
     public ServerMetrics Metrics => metrics;
 
+    /// <summary>Compiles the requests' <c>response_format</c> grammars over the engine's vocabulary (its token trie is built on first use).</summary>
+    public Loom.Inference.Constraints.TokenConstraintFactory Constraints { get; } = new(engine.Vocabulary);
+
     public long StartedUnixSeconds { get; } = metrics.Time.GetUtcNow().ToUnixTimeSeconds();
 
     public long UnixNow() => metrics.Time.GetUtcNow().ToUnixTimeSeconds();
