@@ -133,10 +133,9 @@ internal static class SpeculativeBenchmark
         var text = new StringBuilder();
         text.AppendLine(inv, $"## `loom-bench speculative` ({DateTime.UtcNow:yyyy-MM-dd})");
         text.AppendLine();
-        text.AppendLine(inv, $"{MachineInfo.CpuModel()}, load average {MachineInfo.LoadAverage():F1} at the end, commit {MachineInfo.GitCommit()}; {s.Threads} thread(s); {(s.Temperature == 0 ? "greedy" : $"temperature {s.Temperature}")}; " +
-            $"{Prompts.Length} Austen prompts × {s.Tokens} tokens × {s.Repeats} passes per method.");
-        text.AppendLine(inv, $"Target: {s.Target} ({target.ParameterCount:N0} parameters, {target.KvCacheShape.NumLayers} layers). " +
-            (draft is null ? "No draft model." : $"Draft: {s.Draft} ({draft.ParameterCount:N0} parameters, {draft.KvCacheShape.NumLayers} layers)."));
+        text.AppendLine(inv, $"{MachineInfo.CpuModel()}, load average {MachineInfo.LoadAverage():F1} at the end, commit {MachineInfo.GitCommit()}; {s.Threads} thread(s); {(s.Temperature == 0 ? "greedy" : $"temperature {s.Temperature}")}; {Prompts.Length} Austen prompts × {s.Tokens} tokens × {s.Repeats} passes per method.");
+        string drafted = draft is null ? "No draft model." : string.Create(inv, $"Draft: {s.Draft} ({draft.ParameterCount:N0} parameters, {draft.KvCacheShape.NumLayers} layers).");
+        text.AppendLine(inv, $"Target: {s.Target} ({target.ParameterCount:N0} parameters, {target.KvCacheShape.NumLayers} layers). {drafted}");
         text.AppendLine();
         text.AppendLine("| method | k | tokens/s | speed-up | acceptance (accepted / proposed) | tokens per target forward | output |");
         text.AppendLine("|---|---|---|---|---|---|---|");

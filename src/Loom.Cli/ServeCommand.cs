@@ -119,7 +119,7 @@ public sealed class ServeCommand : Command<ServeCommand.Settings>
             var speculative = settings.LoadSpeculative(device);
             using var draft = speculative?.Draft;
             engineOptions = engineOptions with { Speculative = speculative };
-            if (speculative is not null) Console.WriteLine($"loom: speculative decoding with {speculative.Describe()}");
+            if (speculative is not null) Console.Error.WriteLine($"loom: speculative decoding with {speculative.Describe()}"); // stdout's first line stays the address
             using var engine = EngineFactory.Create(model, vocabulary, name, engineOptions);
             Serve(engine, serverOptions, engineOptions.Kind, cancellationToken).GetAwaiter().GetResult();
         }

@@ -36,7 +36,7 @@ public sealed record SpeculativeOptions
     public IDraftProposer CreateProposer(int capacity) =>
         Draft is { } draft ? new DraftModelProposer(draft, capacity) : new NGramProposer(NGramMax);
 
-    /// <summary>"draft model (N layers)" or "n-gram prompt lookup", for logs.</summary>
+    /// <summary>The proposer and k in words, for logs: "draft model (N parameters), k = 4" or "n-gram prompt lookup (n &lt;= 3), k = 4".</summary>
     public string Describe() => Draft is { } d
         ? $"draft model ({d.ParameterCount:N0} parameters), k = {DraftTokens}"
         : $"n-gram prompt lookup (n <= {NGramMax}), k = {DraftTokens}";
