@@ -22,6 +22,7 @@ if (args.Length == 0 || args[0] is "-h" or "--help")
           long-context peak memory of sdpa, written-out and blockwise attention at 4k-32k tokens (see long-context --help)
           needle       needle-in-a-haystack retrieval by length and depth, with and without RoPE scaling (see needle --help)
           sasa-vs-conv stand-alone self-attention against its convolutional twin on Fashion-MNIST (see sasa-vs-conv --help)
+          speculative  plain against speculative decoding (n-gram, draft model) of a trained model (see speculative --help)
         """);
     return args.Length == 0 ? 2 : 0;
 }
@@ -44,6 +45,7 @@ return args[0] switch
     "needle" => Bench(NeedleSettings.Usage, NeedleSettings.Parse, NeedleBenchmark.Run),
     "sasa-vs-conv" => Bench(SasaSettings.Usage, SasaSettings.Parse, SasaBenchmark.Run),
     // Not listed in the usage: a conformance check for bench/gpu/hf-conformance.sh, not a benchmark.
+    "speculative" => Bench(SpeculativeSettings.Usage, SpeculativeSettings.Parse, SpeculativeBenchmark.Run),
     "hf-logits" => Bench(HfLogitsSettings.Usage, HfLogitsSettings.Parse, HfLogitsBenchmark.Run),
     _ => Unknown(args[0]),
 };
@@ -81,6 +83,6 @@ int Bench<TSettings>(string usage, Func<IReadOnlyList<string>, TSettings> parse,
 
 static int Unknown(string name)
 {
-    Console.Error.WriteLine($"loom-bench: unknown benchmark '{name}' (known: train-step, pipeline, serve-load, moe, t5-spam, scaling, decode, decode-profile, int8-linear, reformer-memory, reformer-duplication, long-context, needle, sasa-vs-conv)");
+    Console.Error.WriteLine($"loom-bench: unknown benchmark '{name}' (known: train-step, pipeline, serve-load, moe, t5-spam, scaling, decode, decode-profile, int8-linear, reformer-memory, reformer-duplication, long-context, needle, sasa-vs-conv, speculative)");
     return 2;
 }

@@ -3,6 +3,7 @@ using Loom.Core;
 using Loom.Data;
 using Loom.Inference;
 using Loom.Inference.Engine;
+using Loom.Inference.Speculative;
 using Loom.Models;
 using Loom.Training;
 using Spectre.Console.Cli;
@@ -13,7 +14,7 @@ namespace Loom.Cli;
 public sealed class GenerateCommand : Command<GenerateCommand.Settings>
 {
     /// <summary>Options of <c>loom generate</c>.</summary>
-    public sealed class Settings : CheckpointSettings
+    public sealed class Settings : SpeculativeSettings
     {
 
         /// <summary>Prompt text.</summary>
@@ -105,6 +106,11 @@ public sealed class GenerateCommand : Command<GenerateCommand.Settings>
             }
             else if (settings.Beams is int beams)
                 PrintBeams(model, vocabulary, settings.Prompt, new BeamSearchOptions { Beams = beams, MaxTokens = settings.MaxTokens });
+            else if (settings.LoadSpeculative(device) is { } speculative)
+            {
+                using var draft = speculative.Draft;
+                GenerateSpeculatively(model, vocabulary, settings.Prompt, sampling, speculative, Console.Out, cancellationToken);
+            }
             else
                 Generate(model, vocabulary, settings.Prompt, sampling, Console.Out, cancellationToken);
         }
@@ -132,6 +138,22 @@ public sealed class GenerateCommand : Command<GenerateCommand.Settings>
     }
 
     /// <summary>
+    /// Streams a continuation through the sequential engine decoding speculatively, then reports to standard error how
+    /// many draft tokens the target accepted.
+    /// </summary>
+    internal static string GenerateSpeculatively(LanguageModel model, IVocabulary vocabulary, string prompt, SamplingOptions sampling, SpeculativeOptions speculative,
+        TextWriter output, CancellationToken cancellationToken)
+    {
+        if (model.IsEncoderDecoder) throw new ArgumentException($"speculative decoding takes decoder-only models; the checkpoint holds a {model.Options.Architecture} model: drop --speculative/--draft");
+        using var engine = new SequentialEngine(model, vocabulary, "loom", speculative: speculative);
+        var text = Stream(engine, new GenerationRequest(vocabulary.Encode(prompt), sampling), prompt, output, cancellationToken);
+        var stats = engine.Stats;
+        Console.Error.WriteLine(FormattableString.Invariant(
+            $"loom: speculative ({speculative.Describe()}): {stats.SpeculativeAcceptedTokens} of {stats.SpeculativeProposedTokens} draft tokens accepted ({(stats.SpeculativeProposedTokens == 0 ? 0 : (double)stats.SpeculativeAcceptedTokens / stats.SpeculativeProposedTokens):P0})"));
+        return text;
+    }
+
+    /// <summary>
     /// Streams a continuation of <paramref name="prompt"/> to <paramref name="output"/> through the
     /// inference engine (the same path <c>loom serve</c> uses, with a batch of one), and returns it.
     /// </summary>
@@ -140,8 +162,14 @@ public sealed class GenerateCommand : Command<GenerateCommand.Settings>
     {
         using var engine = new ContinuousBatchingEngine(model, vocabulary, "loom", new EngineOptions { MaxRunning = 1 });
         var request = images is { Count: > 0 } ? ImageRequest(model, vocabulary, prompt, sampling, images) : new GenerationRequest(vocabulary.Encode(prompt), sampling);
+        return Stream(engine, request, prompt, output, cancellationToken);
+    }
+
+    private static string Stream(IGenerationEngine engine, GenerationRequest request, string prompt, TextWriter output, CancellationToken cancellationToken)
+    {
+        bool encoderDecoder = engine.IsEncoderDecoder;
         var text = new System.Text.StringBuilder();
-        if (!model.IsEncoderDecoder) output.Write(prompt); // a continuation follows its prompt; an encoder-decoder's output stands alone
+        if (!encoderDecoder) output.Write(prompt); // a continuation follows its prompt; an encoder-decoder's output stands alone
         try
         {
             foreach (var update in engine.GenerateAsync(request, cancellationToken).ToBlockingEnumerable(CancellationToken.None))

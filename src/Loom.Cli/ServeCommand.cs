@@ -13,7 +13,7 @@ namespace Loom.Cli;
 public sealed class ServeCommand : Command<ServeCommand.Settings>
 {
     /// <summary>Options of <c>loom serve</c>.</summary>
-    public sealed class Settings : CheckpointSettings
+    public sealed class Settings : SpeculativeSettings
     {
         /// <summary>Listen address.</summary>
         [CommandOption("--host <ADDRESS>")]
@@ -52,8 +52,11 @@ public sealed class ServeCommand : Command<ServeCommand.Settings>
 
         /// <summary>Engine.</summary>
         [CommandOption("--engine <ENGINE>")]
-        [Description("batching (default: continuous batching) or sequential (one request at a time).")]
-        public string Engine { get; init; } = "batching";
+        [Description("batching (default: continuous batching) or sequential (one request at a time; the default with --speculative or --draft, which it alone supports).")]
+        public string? Engine { get; init; }
+
+        /// <summary>The engine <see cref="Engine"/> names, or its default.</summary>
+        public string EngineName => Engine ?? (IsSpeculative ? "sequential" : "batching");
 
         /// <summary>Served model name.</summary>
         [CommandOption("--model-name <NAME>")]
@@ -70,7 +73,8 @@ public sealed class ServeCommand : Command<ServeCommand.Settings>
         {
             try
             {
-                _ = ServingEngineOptions.ParseKind(Engine);
+                if (ServingEngineOptions.ParseKind(EngineName) != EngineKind.Sequential && IsSpeculative)
+                    return Spectre.Console.ValidationResult.Error("speculative decoding runs on the sequential engine only (the batching engine does not speculate yet): use --engine sequential");
             }
             catch (ArgumentException e)
             {
@@ -95,7 +99,7 @@ public sealed class ServeCommand : Command<ServeCommand.Settings>
         };
         var engineOptions = new ServingEngineOptions
         {
-            Kind = ServingEngineOptions.ParseKind(settings.Engine),
+            Kind = ServingEngineOptions.ParseKind(settings.EngineName),
             MaxQueue = settings.MaxQueue,
             Batching = new EngineOptions
             {
@@ -112,6 +116,10 @@ public sealed class ServeCommand : Command<ServeCommand.Settings>
         {
             var vocabulary = CheckpointVocabulary.Load(checkpoint, manifest);
             string name = settings.ModelName ?? DefaultModelName(checkpoint);
+            var speculative = settings.LoadSpeculative(device);
+            using var draft = speculative?.Draft;
+            engineOptions = engineOptions with { Speculative = speculative };
+            if (speculative is not null) Console.Error.WriteLine($"loom: speculative decoding with {speculative.Describe()}"); // stdout's first line stays the address
             using var engine = EngineFactory.Create(model, vocabulary, name, engineOptions);
             Serve(engine, serverOptions, engineOptions.Kind, cancellationToken).GetAwaiter().GetResult();
         }

@@ -15,7 +15,21 @@ public static class Sampler
         ArgumentNullException.ThrowIfNull(logits);
         ArgumentNullException.ThrowIfNull(options);
         if (options.Temperature == 0) return logits.argmax(-1); // (B)
+        var probabilities = Probabilities(logits, options).cpu();                                 // (B, V)
+        return multinomial(probabilities, 1, generator: generator).squeeze(-1).to(logits.device); // (B)
+    }
 
+    /// <summary>
+    /// The distribution <see cref="Sample"/> draws from for temperature &gt; 0: softmax of the logits, (B, V), divided by
+    /// the temperature, restricted to the top-k tokens and then to the top-p nucleus. Float32, (B, V), on the logits' device.
+    /// Speculative decoding applies it to both the target's and the draft's logits, so that both follow the same rule.
+    /// </summary>
+    /// <exception cref="ArgumentException">The temperature is 0 (greedy has no distribution to draw from: take the argmax).</exception>
+    public static Tensor Probabilities(Tensor logits, SamplingOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(logits);
+        ArgumentNullException.ThrowIfNull(options);
+        if (options.Temperature == 0) throw new ArgumentException("temperature 0 is greedy: take the argmax instead of a distribution");
         var scaled = logits.to(float32) / options.Temperature;  // (B, V)
         if (options.TopK > 0 && options.TopK < scaled.shape[^1])
         {
@@ -31,7 +45,6 @@ public static class Sampler
             var dropInVocabOrder = zeros_like(drop).scatter(-1, order, drop);  // (B, V)
             scaled = scaled.masked_fill(dropInVocabOrder, double.NegativeInfinity);
         }
-        var probabilities = scaled.softmax(-1).cpu();                                        // (B, V)
-        return multinomial(probabilities, 1, generator: generator).squeeze(-1).to(logits.device); // (B)
+        return scaled.softmax(-1); // (B, V)
     }
 }

@@ -93,6 +93,18 @@ public sealed class KvCache : IDisposable
     }
 
     /// <summary>
+    /// Rolls the cache back to its first <paramref name="length"/> positions, as speculative decoding does
+    /// after the target rejects draft tokens: later positions are simply overwritten by the next <see cref="Run"/>.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="length"/> is negative or beyond <see cref="Length"/>.</exception>
+    public void Truncate(int length)
+    {
+        if (length < 0 || length > Length)
+            throw new ArgumentOutOfRangeException(nameof(length), $"cannot truncate a cache of {Length} positions to {length}: give 0..{Length}");
+        Length = length;
+    }
+
+    /// <summary>
     /// Rearranges the batch's rows: row b becomes the old row <c>rows[b]</c> (rows may repeat), as beam
     /// search does when beams continue from other beams' prefixes.
     /// </summary>

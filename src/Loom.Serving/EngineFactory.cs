@@ -1,5 +1,6 @@
 using Loom.Data;
 using Loom.Inference.Engine;
+using Loom.Inference.Speculative;
 using Loom.Models;
 
 namespace Loom.Serving;
@@ -33,6 +34,12 @@ public sealed record ServingEngineOptions
     /// </summary>
     public EngineOptions Batching { get; init; } = new();
 
+    /// <summary>
+    /// Decode speculatively with this proposer (a draft model or n-gram lookup); null: token by token. The sequential
+    /// engine only: the batching engine does not speculate yet.
+    /// </summary>
+    public SpeculativeOptions? Speculative { get; init; }
+
     /// <summary>Parses an engine name as given to <c>--engine</c>: batching or sequential.</summary>
     /// <exception cref="ArgumentException">Another name.</exception>
     public static EngineKind ParseKind(string name) => name?.Trim().ToLowerInvariant() switch
@@ -50,9 +57,11 @@ public static class EngineFactory
     public static IGenerationEngine Create(LanguageModel model, IVocabulary vocabulary, string modelName, ServingEngineOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
+        if (options.Speculative is not null && options.Kind != EngineKind.Sequential)
+            throw new ArgumentException("speculative decoding runs on the sequential engine only (the batching engine does not speculate yet): use --engine sequential");
         return options.Kind switch
         {
-            EngineKind.Sequential => new SequentialEngine(model, vocabulary, modelName, options.MaxQueue),
+            EngineKind.Sequential => new SequentialEngine(model, vocabulary, modelName, options.MaxQueue, options.Speculative),
             EngineKind.Batching => new ContinuousBatchingEngine(model, vocabulary, modelName, options.Batching with { MaxQueue = options.MaxQueue }),
             _ => throw new ArgumentOutOfRangeException(nameof(options), options.Kind, "unknown engine kind"),
         };

@@ -62,7 +62,17 @@ public sealed record GenerationUpdate(
 /// <param name="PromptTokensTotal">Prompt tokens processed since the engine started.</param>
 /// <param name="GeneratedTokensTotal">Tokens generated since the engine started.</param>
 /// <param name="PrefixCacheHitTokens">Prompt tokens whose keys and values were reused from the prefix cache.</param>
-public sealed record EngineStats(int Waiting, int Running, int KvBlocksInUse, int KvBlocksTotal, long PromptTokensTotal, long GeneratedTokensTotal, long PrefixCacheHitTokens);
+public sealed record EngineStats(int Waiting, int Running, int KvBlocksInUse, int KvBlocksTotal, long PromptTokensTotal, long GeneratedTokensTotal, long PrefixCacheHitTokens)
+{
+    /// <summary>Whether the engine decodes speculatively (the two counters below are then reported).</summary>
+    public bool Speculative { get; init; }
+
+    /// <summary>Draft tokens proposed by speculative decoding since the engine started.</summary>
+    public long SpeculativeProposedTokens { get; init; }
+
+    /// <summary>Draft tokens the target model accepted since the engine started.</summary>
+    public long SpeculativeAcceptedTokens { get; init; }
+}
 
 /// <summary>The queue is full; the caller should retry later (HTTP 429).</summary>
 public sealed class EngineOverloadedException(string message) : Exception(message);

@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Threading.Channels;
 using Loom.Data;
+using Loom.Inference.Speculative;
 using Loom.Models;
 using static TorchSharp.torch;
 
@@ -19,13 +20,20 @@ public sealed class SequentialEngine : IGenerationEngine
     private readonly int maxQueue;
     private int waiting, running;
     private long promptTokens, generatedTokens;
+    private readonly SpeculativeOptions? speculative;
+    private long proposedTokens, acceptedTokens;
 
     /// <summary>Creates the engine.</summary>
     /// <param name="model">The model, in eval mode on its device.</param>
     /// <param name="vocabulary">Its vocabulary.</param>
     /// <param name="modelName">The name requests address it by.</param>
     /// <param name="maxQueue">The most requests that may wait; more are refused with <see cref="EngineOverloadedException"/>.</param>
-    public SequentialEngine(LanguageModel model, IVocabulary vocabulary, string modelName, int maxQueue = 256)
+    /// <param name="speculative">
+    /// Decode speculatively (<see cref="SpeculativeDecoder"/>) with this proposer, or null for token-by-token decoding. Requests
+    /// with penalties, log-probabilities or an output constraint, and encoder-decoder models, decode token by token regardless.
+    /// </param>
+    /// <exception cref="ArgumentException">The draft model's vocabulary is smaller than the target's.</exception>
+    public SequentialEngine(LanguageModel model, IVocabulary vocabulary, string modelName, int maxQueue = 256, SpeculativeOptions? speculative = null)
     {
         this.model = model ?? throw new ArgumentNullException(nameof(model));
         Vocabulary = vocabulary ?? throw new ArgumentNullException(nameof(vocabulary));
@@ -35,6 +43,9 @@ public sealed class SequentialEngine : IGenerationEngine
         this.maxQueue = maxQueue;
         device = ReferenceDecoder.DeviceOf(model);
         model.eval();
+        if (speculative?.Draft is { } draft && draft.Options.VocabSize < Math.Min(vocabulary.Size, model.Options.VocabSize))
+            throw new ArgumentException($"the draft's vocabulary of {draft.Options.VocabSize} ids is smaller than the target's {vocabulary.Size}: train the draft with the target's vocabulary");
+        this.speculative = speculative;
     }
 
     /// <inheritdoc />
@@ -51,7 +62,12 @@ public sealed class SequentialEngine : IGenerationEngine
 
     /// <inheritdoc />
     public EngineStats Stats => new(Volatile.Read(ref waiting), Volatile.Read(ref running), 0, 0,
-        Interlocked.Read(ref promptTokens), Interlocked.Read(ref generatedTokens), 0);
+        Interlocked.Read(ref promptTokens), Interlocked.Read(ref generatedTokens), 0)
+    {
+        Speculative = speculative is not null,
+        SpeculativeProposedTokens = Interlocked.Read(ref proposedTokens),
+        SpeculativeAcceptedTokens = Interlocked.Read(ref acceptedTokens),
+    };
 
     /// <inheritdoc />
     public async IAsyncEnumerable<GenerationUpdate> GenerateAsync(GenerationRequest request, [EnumeratorCancellation] CancellationToken cancellationToken = default)
@@ -98,6 +114,11 @@ public sealed class SequentialEngine : IGenerationEngine
     {
         try
         {
+            if (speculative is not null && CanSpeculate(request))
+            {
+                RunSpeculative(speculative, request, output, updates, cancellationToken);
+                return;
+            }
             using var sampler = new RequestSampler(request.Sampling, Vocabulary, request.Constraint?.Invoke());
             using var cache = KvCache.For(model, 1, ContextLength);
             Interlocked.Add(ref promptTokens, request.Prompt.Count);
@@ -134,6 +155,46 @@ public sealed class SequentialEngine : IGenerationEngine
         {
             updates.TryComplete(e);
         }
+    }
+
+    /// <summary>
+    /// Whether speculative decoding gives this request what it asked for: the accept/reject rule keeps the distribution
+    /// of temperature, top-k and top-p, but not penalties that change with each token, a constraint's mask or the
+    /// per-token log-probabilities.
+    /// </summary>
+    private bool CanSpeculate(GenerationRequest request) =>
+        !model.IsEncoderDecoder && request.Constraint is null && request.Sampling.LogProbs is null
+        && request.Sampling.PresencePenalty == 0 && request.Sampling.FrequencyPenalty == 0;
+
+    /// <summary>The speculative loop: each round's 1..k + 1 tokens go to the request's output until it finishes.</summary>
+    private void RunSpeculative(SpeculativeOptions options, GenerationRequest request, RequestOutput output, ChannelWriter<GenerationUpdate> updates, CancellationToken cancellationToken)
+    {
+        using var proposer = options.CreateProposer(ContextLength);
+        using var decoder = new SpeculativeDecoder(model, proposer, options.DraftTokens, request.Sampling, ContextLength, Vocabulary.Size);
+        Interlocked.Add(ref promptTokens, request.Prompt.Count);
+        decoder.Start(request.Prompt);
+        while (output.Finished is null)
+        {
+            if (cancellationToken.IsCancellationRequested)
+            {
+                updates.TryWrite(output.Cancel());
+                break;
+            }
+            long proposed = decoder.ProposedTokens, accepted = decoder.AcceptedTokens;
+            var tokens = decoder.Step();
+            Interlocked.Add(ref proposedTokens, decoder.ProposedTokens - proposed);
+            Interlocked.Add(ref acceptedTokens, decoder.AcceptedTokens - accepted);
+            foreach (int token in tokens)
+            {
+                if (output.Accept(token, null) is { } update)
+                {
+                    Interlocked.Add(ref generatedTokens, update.Tokens.Count);
+                    updates.TryWrite(update);
+                }
+                if (output.Finished is not null) break; // EOS, a stop sequence or the length: the rest of the round is dropped
+            }
+        }
+        updates.TryComplete();
     }
 
     /// <inheritdoc />

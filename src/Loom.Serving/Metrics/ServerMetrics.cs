@@ -50,6 +50,14 @@ internal sealed class ServerMetrics(TimeProvider time)
         PrometheusText.Write(text, "loom_prompt_tokens_total", "counter", "Prompt tokens processed since the engine started.", stats.PromptTokensTotal);
         PrometheusText.Write(text, "loom_generation_tokens_total", "counter", "Tokens generated since the engine started.", stats.GeneratedTokensTotal);
         PrometheusText.Write(text, "loom_prefix_cache_hit_tokens_total", "counter", "Prompt tokens whose keys and values came from the prefix cache.", stats.PrefixCacheHitTokens);
+        if (stats.Speculative)
+        {
+            long proposed = stats.SpeculativeProposedTokens, accepted = stats.SpeculativeAcceptedTokens;
+            PrometheusText.Write(text, "loom_speculative_proposed_tokens_total", "counter", "Draft tokens proposed by speculative decoding since the engine started.", proposed);
+            PrometheusText.Write(text, "loom_speculative_accepted_tokens_total", "counter", "Draft tokens the target model accepted since the engine started.", accepted);
+            PrometheusText.Write(text, "loom_speculative_acceptance_rate", "gauge", "Accepted over proposed draft tokens since the engine started (0 before any).",
+                proposed == 0 ? 0 : (double)accepted / proposed);
+        }
         PrometheusText.Write(text, "loom_generation_tokens_per_second", "gauge",
             $"Tokens sent to clients per second over the last {RateWindowSeconds} whole seconds.", GeneratedTokens.PerSecond());
         text.Append("# HELP loom_requests_finished_total Generation requests finished, by outcome (cancelled: the client went away).\n");
