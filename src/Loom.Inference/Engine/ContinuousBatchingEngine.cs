@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using Loom.Data;
+using Loom.Distributed;
 using Loom.Inference.Paging;
 using Loom.Models;
 using static TorchSharp.torch;
@@ -46,37 +47,93 @@ public sealed class ContinuousBatchingEngine : IGenerationEngine
     /// <param name="options">Cache, batch and queue settings.</param>
     /// <exception cref="ArgumentException">The KV-cache pool cannot hold one full context.</exception>
     public ContinuousBatchingEngine(LanguageModel model, IVocabulary vocabulary, string modelName, EngineOptions? options = null)
+        : this(model, vocabulary, modelName, options, (ICommunicator?)null, false)
+    {
+    }
+
+    /// <summary>
+    /// Creates rank 0's engine of a model group (tensor-parallel serving) and starts its thread: it schedules, samples and
+    /// streams, and every step its runner broadcasts the step's input to the other ranks, which run
+    /// <see cref="ServeModelGroup"/> on their shards until this engine is disposed.
+    /// </summary>
+    /// <param name="model">Rank 0's shard (<see cref="LanguageModel.ShardForTensorParallel"/> over <paramref name="modelGroup"/>); it is put in eval mode.</param>
+    /// <param name="vocabulary">Its vocabulary.</param>
+    /// <param name="modelName">The name requests address it by.</param>
+    /// <param name="options">Cache, batch and queue settings: the same on every rank.</param>
+    /// <param name="modelGroup">The model group; this process is its rank 0.</param>
+    /// <exception cref="ArgumentException">The KV-cache pool cannot hold one full context, or this is not rank 0.</exception>
+    /// <exception cref="NotSupportedException">The model is an encoder-decoder or reads images.</exception>
+    public ContinuousBatchingEngine(LanguageModel model, IVocabulary vocabulary, string modelName, EngineOptions? options, ICommunicator modelGroup)
+        : this(model, vocabulary, modelName, options, modelGroup ?? throw new ArgumentNullException(nameof(modelGroup)), true)
+    {
+    }
+
+    private ContinuousBatchingEngine(LanguageModel model, IVocabulary vocabulary, string modelName, EngineOptions? options, ICommunicator? modelGroup, bool grouped = false)
     {
         this.model = model ?? throw new ArgumentNullException(nameof(model));
         Vocabulary = vocabulary ?? throw new ArgumentNullException(nameof(vocabulary));
         ArgumentException.ThrowIfNullOrWhiteSpace(modelName);
+        if (grouped && modelGroup!.Rank != 0) throw new ArgumentException($"rank {modelGroup.Rank} of the model group runs ServeModelGroup; the engine runs on rank 0", nameof(modelGroup));
         ModelName = modelName;
         this.options = options ?? new EngineOptions();
+        var (layout, blocks, prefixCaching) = Pool(model, this.options);
+        allocator = new BlockAllocator(blocks, this.options.BlockSize, prefixCaching);
+        store = new PagedKvStore(layout, blocks, this.options.BlockSize, model.parameters().First().device);
+        KvCacheBytes = store.Bytes;
+        scheduler = new Scheduler(this.options);
+        runner = modelGroup is null ? new ModelRunner(model, vocabulary, store) : new ModelRunner(model, vocabulary, store, modelGroup);
+        outputs = new OutputProcessor(scheduler);
+        thread = new Thread(Loop) { IsBackground = true, Name = "loom-engine" };
+        thread.Start();
+    }
+
+    /// <summary>
+    /// Runs a rank other than 0 of a tensor-parallel model group: keeps this rank's part of the KV cache and runs every
+    /// step rank 0's engine broadcasts on this rank's shard; returns when rank 0's engine is disposed.
+    /// </summary>
+    /// <param name="model">This rank's shard; it is put in eval mode.</param>
+    /// <param name="vocabulary">Its vocabulary.</param>
+    /// <param name="options">The same options as rank 0's engine (the pools must have as many blocks).</param>
+    /// <param name="modelGroup">The model group; this process is not its rank 0.</param>
+    public static void ServeModelGroup(LanguageModel model, IVocabulary vocabulary, EngineOptions? options, ICommunicator modelGroup)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(modelGroup);
+        var resolved = options ?? new EngineOptions();
+        var (layout, blocks, _) = Pool(model, resolved);
+        using var store = new PagedKvStore(layout, blocks, resolved.BlockSize, model.parameters().First().device);
+        new ModelRunner(model, vocabulary, store, modelGroup).ServeWorker();
+    }
+
+    /// <summary>
+    /// The KV pool this rank holds: its layout (under tensor parallelism, this rank's key/value heads only), its blocks
+    /// (the same count on every rank of a model group) and whether prefix caching is on. Puts the model in eval mode.
+    /// </summary>
+    private static (KvLayout Layout, int Blocks, bool PrefixCaching) Pool(LanguageModel model, EngineOptions options)
+    {
         var first = model.parameters().First();
         model.eval();
-        var layout = KvLayout.For(model.KvCacheShape, first.dtype);
+        var shape = model.KvCacheShape;
+        // Key/value kernels cut by heads (Megatron): this rank caches its own heads. Multi-query K/V stay whole.
+        var split = model.TensorParallel;
+        if (split.Parts > 1 && split.ShardedDims.Keys.Any(name => name.Contains("wk.", StringComparison.Ordinal)))
+            shape = shape with { NumKvHeads = shape.NumKvHeads / split.Parts };
+        var layout = KvLayout.For(shape, first.dtype);
         // A decoder token's keys and values depend on the encoder memory it cross-attends to, so blocks of
         // equal decoder tokens are not interchangeable between requests of an encoder-decoder.
-        bool prefixCaching = this.options.PrefixCaching && !model.IsEncoderDecoder;
-        int blocksPerContext = (ContextLength + this.options.BlockSize - 1) / this.options.BlockSize;
+        bool prefixCaching = options.PrefixCaching && !model.IsEncoderDecoder;
+        int blocksPerContext = (model.ContextLength + options.BlockSize - 1) / options.BlockSize;
         var blockOptions = new KvBlockOptions
         {
-            BlockSize = this.options.BlockSize,
-            NumBlocks = this.options.NumBlocks ?? (this.options.KvCacheBytes is null ? blocksPerContext * this.options.MaxRunning : null),
-            MemoryBudgetBytes = this.options.KvCacheBytes,
+            BlockSize = options.BlockSize,
+            NumBlocks = options.NumBlocks ?? (options.KvCacheBytes is null ? blocksPerContext * options.MaxRunning : null),
+            MemoryBudgetBytes = options.KvCacheBytes,
             EnablePrefixCaching = prefixCaching,
         };
         int blocks = blockOptions.ResolveNumBlocks(layout);
         if (blocks < blocksPerContext)
-            throw new ArgumentException($"the KV cache has {blocks} blocks of {this.options.BlockSize} tokens, fewer than the {blocksPerContext} one full context of {ContextLength} tokens needs; give it more memory");
-        allocator = new BlockAllocator(blocks, this.options.BlockSize, prefixCaching);
-        store = new PagedKvStore(layout, blocks, this.options.BlockSize, first.device);
-        KvCacheBytes = store.Bytes;
-        scheduler = new Scheduler(this.options);
-        runner = new ModelRunner(model, vocabulary, store);
-        outputs = new OutputProcessor(scheduler);
-        thread = new Thread(Loop) { IsBackground = true, Name = "loom-engine" };
-        thread.Start();
+            throw new ArgumentException($"the KV cache has {blocks} blocks of {options.BlockSize} tokens, fewer than the {blocksPerContext} one full context of {model.ContextLength} tokens needs; give it more memory");
+        return (layout, blocks, prefixCaching);
     }
 
     /// <inheritdoc />
@@ -202,6 +259,7 @@ public sealed class ContinuousBatchingEngine : IGenerationEngine
             }
             PublishCounts();
         }
+        runner.StopWorkers();
         var (running, waiting) = scheduler.Drain();
         foreach (var s in running.Concat(waiting)) outputs.Retire(s, new ObjectDisposedException(nameof(ContinuousBatchingEngine)));
     }

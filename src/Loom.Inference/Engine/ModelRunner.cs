@@ -1,4 +1,5 @@
 using Loom.Data;
+using Loom.Distributed;
 using Loom.Inference.Paging;
 using Loom.Models;
 using static TorchSharp.torch;
@@ -13,6 +14,12 @@ namespace Loom.Inference.Engine;
 /// <remarks>
 /// Called by the engine thread only. <see cref="ComputeLogits"/> is the forward pass alone, so that a caller that needs
 /// logits at several positions of a row (speculative decoding verifies several draft tokens at once) can take them.
+/// <para>
+/// Tensor parallelism: with a model group of several ranks (the model split by heads and MLP units with
+/// <see cref="LanguageModel.ShardForTensorParallel"/>), rank 0's runner broadcasts every step's input (token ids, positions,
+/// block ids) before its forward pass, and every other rank runs the same pass on its shard in <see cref="ServeWorker"/>,
+/// with its own KV store holding its heads. Sampling happens on rank 0 only (the logits are whole on every rank).
+/// </para>
 /// </remarks>
 public sealed class ModelRunner
 {
@@ -20,6 +27,7 @@ public sealed class ModelRunner
     private readonly IVocabulary vocabulary;
     private readonly PagedKvStore store;
     private readonly Device device;
+    private readonly ICommunicator? group; // null: one process
     private long encoderRuns;
 
     /// <summary>Creates the runner of a model over a KV store.</summary>
@@ -33,6 +41,21 @@ public sealed class ModelRunner
         this.store = store ?? throw new ArgumentNullException(nameof(store));
         device = model.parameters().First().device;
     }
+
+    /// <summary>Creates the runner of one rank of a model group (tensor parallelism).</summary>
+    /// <param name="model">This rank's shard of the model (<see cref="LanguageModel.ShardForTensorParallel"/>), in eval mode.</param>
+    /// <param name="vocabulary">Its vocabulary.</param>
+    /// <param name="store">This rank's paged KV store (its heads), with as many blocks as every other rank's.</param>
+    /// <param name="modelGroup">The model group; rank 0 schedules and samples, the others call <see cref="ServeWorker"/>.</param>
+    /// <exception cref="NotSupportedException">The model is an encoder-decoder or reads images (not split yet).</exception>
+    public ModelRunner(LanguageModel model, IVocabulary vocabulary, PagedKvStore store, ICommunicator modelGroup) : this(model, vocabulary, store)
+    {
+        group = modelGroup ?? throw new ArgumentNullException(nameof(modelGroup));
+        if (group.WorldSize > 1 && (model.IsEncoderDecoder || model.ImageInput is not null))
+            throw new NotSupportedException("tensor-parallel serving runs decoder-only text models; serve encoder-decoder and image models from one process");
+    }
+
+    private bool IsTensorParallel => group is { WorldSize: > 1 };
 
     /// <summary>Times the encoder ran (once per encoder-decoder request; its memory is kept across preemption).</summary>
     public long EncoderRuns => Interlocked.Read(ref encoderRuns);
@@ -68,14 +91,12 @@ public sealed class ModelRunner
     public Tensor ComputeLogits(SchedulerOutput plan)
     {
         ArgumentNullException.ThrowIfNull(plan);
-        int width = plan.Rows.Max(r => r.Count);
-        var input = new long[plan.Rows.Count * width];
-        var pagedRows = new PagedRow[plan.Rows.Count];
-        for (int b = 0; b < plan.Rows.Count; b++)
+        var input = StepInput.From(plan);
+        if (IsTensorParallel)
         {
-            var (s, start, count) = plan.Rows[b];
-            for (int i = 0; i < count; i++) input[b * width + i] = s.Tokens[start + i];
-            pagedRows[b] = new PagedRow(s.Table, start, count);
+            if (group!.Rank != 0) throw new InvalidOperationException("only rank 0 of a model group runs steps; the other ranks call ServeWorker");
+            input.Broadcast(group, device);
+            return Forward(input, null);
         }
         if (model.IsEncoderDecoder)
             foreach (var row in plan.Rows.Where(r => r.Sequence.Memory is null))
@@ -85,12 +106,41 @@ public sealed class ModelRunner
                 s.Memory = model.Encode(tensor(s.Request.Prompt.Select(t => (long)t).ToArray(), int64, device).unsqueeze(0)).DetachFromDisposeScope(); // (1, S): once per request
                 Interlocked.Increment(ref encoderRuns);
             }
-        var context = new PagedAttentionContext(pagedRows, store, width, device,
-            model.IsEncoderDecoder ? [.. plan.Rows.Select(r => r.Sequence.Memory!)] : null);
-        var tokens = tensor(input, [plan.Rows.Count, width], int64, device);                   // (B, T)
-        return plan.Rows.Any(r => r.Sequence.ImagePositions(r.Start, r.Count) > 0)
-            ? ForwardWithImages(plan, tokens, width, context)                                    // (B, T, V)
-            : model.Forward(tokens, context);                                                    // (B, T, V)
+        var memories = model.IsEncoderDecoder ? plan.Rows.Select(r => r.Sequence.Memory!).ToList() : null;
+        if (!plan.Rows.Any(r => r.Sequence.ImagePositions(r.Start, r.Count) > 0)) return Forward(input, memories); // (B, T, V)
+        var context = new PagedAttentionContext(input.Rows, store, input.Width, device, memories);
+        var tokens = tensor(input.Tokens, [input.Rows.Length, input.Width], int64, device);   // (B, T)
+        return ForwardWithImages(plan, tokens, input.Width, context);                          // (B, T, V)
+    }
+
+    /// <summary>
+    /// Runs the steps rank 0's runner broadcasts, on this rank's shard, until rank 0 stops (<see cref="StopWorkers"/>).
+    /// Call it on every rank of the model group but 0, on one thread.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">This runner has no model group, or is its rank 0.</exception>
+    public void ServeWorker()
+    {
+        if (!IsTensorParallel || group!.Rank == 0) throw new InvalidOperationException("ServeWorker runs on the ranks of a model group other than 0");
+        while (StepInput.Receive(group, device) is { } input)
+        {
+            using var scope = NewDisposeScope();
+            using var noGrad = no_grad();
+            Forward(input, null); // the layers' all-reduces pair with rank 0's; the logits stay here
+        }
+    }
+
+    /// <summary>Tells the other ranks of the model group that no step follows (rank 0, once, when the engine stops).</summary>
+    public void StopWorkers()
+    {
+        if (IsTensorParallel && group!.Rank == 0) StepInput.BroadcastStop(group, device);
+    }
+
+    /// <summary>The forward pass of a step's input: (B, T, V).</summary>
+    private Tensor Forward(StepInput input, IReadOnlyList<EncoderMemory>? memories)
+    {
+        var context = new PagedAttentionContext(input.Rows, store, input.Width, device, memories);
+        var tokens = tensor(input.Tokens, [input.Rows.Length, input.Width], int64, device);   // (B, T)
+        return model.Forward(tokens, context);                                                  // (B, T, V)
     }
 
     /// <summary>
