@@ -11,6 +11,7 @@ if (args.Length == 0 || args[0] is "-h" or "--help")
           train-step   one full training step, Loom vs plain TorchSharp (see train-step --help)
           pipeline     data pipeline throughput, on the fly and cached, vs training (see pipeline --help)
           serve-load   the HTTP server under concurrent streaming clients, batching vs sequential (see serve-load --help)
+          sampler      one step's sampling, all rows at once on the device vs one row at a time (see sampler --help)
           moe          tiny-moe against the dense tiny preset at equal active parameters and steps (see moe --help)
           t5-spam      T5 pre-training and spam_assassin fine-tuning, beside a decoder-only twin (see t5-spam --help)
           scaling      data-parallel training under mpirun at 1 and 2 ranks (see scaling --help)
@@ -33,6 +34,7 @@ return args[0] switch
     "train-step" => Bench(TrainStepSettings.Usage, TrainStepSettings.Parse, TrainStepBenchmark.Run),
     "pipeline" => Bench(PipelineSettings.Usage, PipelineSettings.Parse, PipelineBenchmark.Run),
     "serve-load" => Bench(ServeLoadSettings.Usage, ServeLoadSettings.Parse, ServeLoadBenchmark.Run),
+    "sampler" => Bench(SamplerSettings.Usage, SamplerSettings.Parse, SamplerBenchmark.Run),
     "moe" => Bench(MoeSettings.Usage, MoeSettings.Parse, MoeBenchmark.Run),
     "t5-spam" => Bench(T5SpamSettings.Usage, T5SpamSettings.Parse, T5SpamBenchmark.Run),
     "scaling" => Bench(ScalingSettings.Usage, ScalingSettings.Parse, ScalingBenchmark.Run),
@@ -83,6 +85,6 @@ int Bench<TSettings>(string usage, Func<IReadOnlyList<string>, TSettings> parse,
 
 static int Unknown(string name)
 {
-    Console.Error.WriteLine($"loom-bench: unknown benchmark '{name}' (known: train-step, pipeline, serve-load, moe, t5-spam, scaling, decode, decode-profile, int8-linear, reformer-memory, reformer-duplication, long-context, needle, sasa-vs-conv, speculative)");
+    Console.Error.WriteLine($"loom-bench: unknown benchmark '{name}' (known: train-step, pipeline, serve-load, sampler, moe, t5-spam, scaling, decode, decode-profile, int8-linear, reformer-memory, reformer-duplication, long-context, needle, sasa-vs-conv, speculative)");
     return 2;
 }

@@ -1,8 +1,12 @@
 using System.ComponentModel;
 using System.Runtime.InteropServices;
 using Loom.Core;
+using Loom.Data;
+using Loom.Distributed;
 using Loom.Inference;
 using Loom.Inference.Engine;
+using Loom.Models;
+using Loom.Models.Parallelism;
 using Loom.Serving;
 using Loom.Training;
 using Spectre.Console.Cli;
@@ -116,6 +120,12 @@ public sealed class ServeCommand : Command<ServeCommand.Settings>
         {
             var vocabulary = CheckpointVocabulary.Load(checkpoint, manifest);
             string name = settings.ModelName ?? DefaultModelName(checkpoint);
+            if (LaunchEnvironment.Current() is { IsDistributed: true } launch)
+            {
+                if (settings.IsSpeculative)
+                    throw new ConfigException("--speculative and --draft do not work with tensor-parallel serving (mpirun with more than one rank); serve speculatively from one process");
+                return ServeTensorParallel(launch, model, vocabulary, name, device, engineOptions, serverOptions, cancellationToken);
+            }
             var speculative = settings.LoadSpeculative(device);
             using var draft = speculative?.Draft;
             engineOptions = engineOptions with { Speculative = speculative };
@@ -123,6 +133,30 @@ public sealed class ServeCommand : Command<ServeCommand.Settings>
             using var engine = EngineFactory.Create(model, vocabulary, name, engineOptions);
             Serve(engine, serverOptions, engineOptions.Kind, cancellationToken).GetAwaiter().GetResult();
         }
+        return 0;
+    }
+
+    /// <summary>
+    /// <c>mpirun -n N loom serve</c>: the model split by heads and MLP units over the N ranks (Megatron's split, t5x's
+    /// default rules). Rank 0 runs the HTTP server, the scheduler and sampling and broadcasts every step's input; the
+    /// other ranks run each step on their shards until rank 0 stops.
+    /// </summary>
+    private static int ServeTensorParallel(LaunchEnvironment launch, LanguageModel model, IVocabulary vocabulary, string name, TorchSharp.torch.Device device,
+        ServingEngineOptions engineOptions, ServerOptions serverOptions, CancellationToken cancellationToken)
+    {
+        if (engineOptions.Kind != EngineKind.Batching)
+            throw new ArgumentException($"under {launch.Launcher} with {launch.WorldSize} ranks, loom serve splits the model over the ranks and runs the batching engine: drop --engine {engineOptions.Kind.ToString().ToLowerInvariant()}");
+        using var group = Communicators.FromEnvironment(device);
+        model.ShardForTensorParallel(group, PartitionRules.Default);
+        var batching = engineOptions.Batching with { MaxQueue = engineOptions.MaxQueue };
+        if (group.Rank != 0)
+        {
+            ContinuousBatchingEngine.ServeModelGroup(model, vocabulary, batching, group);
+            return 0;
+        }
+        Console.WriteLine($"loom: tensor parallel over {group.WorldSize} ranks ({group.Backend}): heads and MLP units split, rank 0 serves");
+        using var engine = new ContinuousBatchingEngine(model, vocabulary, name, batching, group);
+        Serve(engine, serverOptions, engineOptions.Kind, cancellationToken).GetAwaiter().GetResult();
         return 0;
     }
 

@@ -7,7 +7,7 @@ using Loom.Training;
 using TorchSharp;
 using static TorchSharp.torch;
 
-// Usage: Loom.Distributed.TestHost collectives | nccl-missing | checkpoint-killed RUN_DIR
+// Usage: Loom.Distributed.TestHost collectives | nccl-missing | checkpoint-killed RUN_DIR | tp-engine
 // Prints one "OK rank R of W ..." line and exits 0 when every check holds; otherwise prints the first
 // mismatch to standard error and exits 1.
 torch.set_num_threads(1);
@@ -38,8 +38,10 @@ try
             }
         case "checkpoint-killed":
             return CheckpointKilled.Run(args[1]);
+        case "tp-engine":
+            return TensorParallelEngine.Run();
         default:
-            Console.Error.WriteLine($"unknown command '{command}': use collectives, nccl-missing or checkpoint-killed");
+            Console.Error.WriteLine($"unknown command '{command}': use collectives, nccl-missing, checkpoint-killed or tp-engine");
             return 2;
     }
 }

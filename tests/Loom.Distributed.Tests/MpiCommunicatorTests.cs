@@ -18,6 +18,16 @@ public sealed class MpiCommunicatorTests
             Assert.Contains(lines, l => l.StartsWith($"OK rank {rank} of {ranks} (mpi):", StringComparison.Ordinal));
     }
 
+    [SkippableFact]
+    public void TensorParallelServingGivesTheTokensOfOneProcessForTwentyConcurrentRequests()
+    {
+        MpiRun.RequireMpirun();
+        var run = MpiRun.Dotnet(2, AppContext.BaseDirectory, Host, ["tp-engine"]);
+        Assert.True(run.ExitCode == 0, run.ToString());
+        Assert.Contains("OK rank 0 of 2: 20 requests", run.Stdout);
+        Assert.Contains("OK rank 1 of 2: served the model group", run.Stdout);
+    }
+
     [Fact]
     public async Task WithoutALauncherTheHostRunsAsOneProcess()
     {

@@ -5,10 +5,10 @@ using static TorchSharp.torch;
 namespace Loom.Inference.Engine;
 
 /// <summary>One row of a step: a sequence, the position of its first new token and how many it has.</summary>
-/// <param name="Table">The sequence's blocks; its new tokens are already appended.</param>
+/// <param name="BlockIds">The sequence's blocks (its block table's ids); its new tokens are already appended.</param>
 /// <param name="Start">Position of the first new token (tokens before it are cached).</param>
 /// <param name="Count">New tokens in the row (the rest of the row, up to the step's width, is padding).</param>
-internal readonly record struct PagedRow(BlockTable Table, int Start, int Count);
+internal readonly record struct PagedRow(IReadOnlyList<int> BlockIds, int Start, int Count);
 
 /// <summary>
 /// Attention for one engine step over rows of different sequences: row b holds tokens
@@ -63,7 +63,7 @@ internal sealed class PagedAttentionContext : IAttentionContext
             for (int i = 0; i < rows[b].Count; i++)
             {
                 int position = rows[b].Start + i;
-                blocks.Add(rows[b].Table.BlockIds[position / blockSize]);
+                blocks.Add(rows[b].BlockIds[position / blockSize]);
                 offsets.Add(position % blockSize);
                 flat.Add((long)b * width + i);
             }
@@ -74,7 +74,7 @@ internal sealed class PagedAttentionContext : IAttentionContext
         var ids = new long[rows.Count * perRow];
         for (int b = 0; b < rows.Count; b++)
         {
-            var table = rows[b].Table.BlockIds;
+            var table = rows[b].BlockIds;
             for (int j = 0; j < perRow; j++) ids[b * perRow + j] = table[Math.Min(j, table.Count - 1)];
         }
         blockIds = tensor(ids, [rows.Count, perRow], int64, device);                             // (B, nb)

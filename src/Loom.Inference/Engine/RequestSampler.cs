@@ -10,6 +10,10 @@ namespace Loom.Inference.Engine;
 /// generator, plus the log-probabilities the request asked for. A request with an output constraint
 /// (<see cref="GenerationRequest.Constraint"/>) samples only among the tokens the constraint allows.
 /// </summary>
+/// <remarks>
+/// <see cref="Next"/> samples one row on its own: the simple reference path. The engine samples all rows of a step at
+/// once with <see cref="BatchSampler"/>, which reads this state and gives the same tokens.
+/// </remarks>
 public sealed class RequestSampler : IDisposable
 {
     private readonly SamplingOptions options;
@@ -45,28 +49,58 @@ public sealed class RequestSampler : IDisposable
         var known = logits.narrow(0, 0, Math.Min(logits.shape[0], vocabulary.Size));            // (V'), V' ≤ V
         var adjusted = Constrain(Penalize(known.to(float32)));                                 // (V')
         int token = (int)Sampler.Sample(adjusted.unsqueeze(0), options, generator).item<long>();
-        if (constraint is not null && token != vocabulary.EosId) constraint.Advance(token);
         TokenLogProb? logProb = options.LogProbs is int top ? LogProbOf(adjusted, token, top) : null;
-        generatedCounts[token] = generatedCounts.GetValueOrDefault(token) + 1;
+        Record(token);
         return (token, logProb);
+    }
+
+    /// <summary>How the request samples.</summary>
+    internal SamplingOptions Options => options;
+
+    /// <summary>The request's generator (a CPU generator: draws happen on the host, as <see cref="Sampler.Sample"/>'s).</summary>
+    internal Generator Generator => generator;
+
+    /// <summary>How often each token was generated so far, for the penalties.</summary>
+    internal IReadOnlyDictionary<int, int> GeneratedCounts => generatedCounts;
+
+    /// <summary>Whether a presence or frequency penalty applies at this step.</summary>
+    internal bool Penalizes => generatedCounts.Count > 0 && (options.PresencePenalty != 0 || options.FrequencyPenalty != 0);
+
+    /// <summary>Whether the request has an output constraint.</summary>
+    internal bool IsConstrained => constraint is not null;
+
+    /// <summary>The tokens the constraint allows now, (vocabulary size); only for a constrained request.</summary>
+    /// <exception cref="InvalidOperationException">The constraint allows no token (its grammar has a dead end).</exception>
+    internal bool[] Allowed()
+    {
+        if (constraint is null) throw new InvalidOperationException("the request has no output constraint");
+        allowed ??= new bool[vocabulary.Size];
+        constraint.FillAllowed(allowed);
+        if (!allowed.Contains(true))
+            throw new InvalidOperationException("the output constraint allows no token here: its grammar has a dead end");
+        return allowed;
+    }
+
+    /// <summary>Records a chosen token: it counts for the penalties, and a non-EOS token advances the constraint.</summary>
+    internal void Record(int token)
+    {
+        if (constraint is not null && token != vocabulary.EosId) constraint.Advance(token);
+        generatedCounts[token] = generatedCounts.GetValueOrDefault(token) + 1;
     }
 
     /// <summary>Sets the logits of tokens the constraint forbids to −∞ (the end-of-sequence id is allowed only where the output is whole).</summary>
     private Tensor Constrain(Tensor logits)
     {
         if (constraint is null) return logits;
-        allowed ??= new bool[vocabulary.Size];
-        constraint.FillAllowed(allowed);
-        if (!allowed.Contains(true))
-            throw new InvalidOperationException("the output constraint allows no token here: its grammar has a dead end");
-        var mask = tensor(allowed, device: logits.device).narrow(0, 0, logits.shape[0]);                              // (V')
+        Allowed();
+        var mask = tensor(allowed!, device: logits.device).narrow(0, 0, logits.shape[0]);                              // (V')
         return logits.masked_fill(mask.logical_not(), double.NegativeInfinity);                                        // (V')
     }
 
     /// <summary>OpenAI's penalties: logit − count·frequency − (count &gt; 0)·presence, over generated tokens.</summary>
     private Tensor Penalize(Tensor logits)
     {
-        if (generatedCounts.Count == 0 || (options.PresencePenalty == 0 && options.FrequencyPenalty == 0)) return logits;
+        if (!Penalizes) return logits;
         var ids = tensor(generatedCounts.Keys.Select(k => (long)k).ToArray(), device: logits.device);                  // (N)
         var counts = tensor(generatedCounts.Values.Select(c => (float)c).ToArray(), device: logits.device);           // (N)
         var penalty = counts * (float)options.FrequencyPenalty + (float)options.PresencePenalty;                      // (N)
