@@ -16,6 +16,9 @@ internal sealed class ServerState(IGenerationEngine engine, ServerOptions option
     /// <summary>The options' chat template, or the one the model's vocabulary brings.</summary>
     public Loom.Inference.Chat.IChatTemplate ChatTemplate { get; } = options.ChatTemplate ?? Loom.Inference.Chat.ChatTemplate.ForVocabulary(engine.Vocabulary);
 
+    /// <summary>The tool-call and thinking constraints of the engine's vocabulary (built once: they cache per-token data).</summary>
+    public Loom.Inference.Chat.ChatConstraintFactory ChatConstraints { get; } = new(new Loom.Inference.Constraints.TokenConstraintFactory(engine.Vocabulary));
+
     public ServerMetrics Metrics => metrics;
 
     public long StartedUnixSeconds { get; } = metrics.Time.GetUtcNow().ToUnixTimeSeconds();

@@ -205,6 +205,25 @@ public sealed class ChatConstraintFactory
     }
 }
 
+/// <summary>
+/// The thinking budgets, in tokens, of OpenAI's <c>reasoning_effort</c> (and <see cref="Microsoft.Extensions.AI.ReasoningEffort"/>):
+/// small, since Loom's models are; a reply's <c>max_tokens</c> still bounds thinking and answer together.
+/// </summary>
+public static class ThinkingBudgets
+{
+    /// <summary>low: 512 tokens.</summary>
+    public const int Low = 512;
+
+    /// <summary>medium: 2048 tokens.</summary>
+    public const int Medium = 2048;
+
+    /// <summary>high: 8192 tokens.</summary>
+    public const int High = 8192;
+
+    /// <summary>extra high (Microsoft.Extensions.AI's ExtraHigh): 16384 tokens.</summary>
+    public const int ExtraHigh = 16384;
+}
+
 /// <summary>A tool's parameter schema that Loom cannot enforce; <see cref="ToolIndex"/> and the inner <see cref="SchemaException"/> name the field.</summary>
 public sealed class ToolSchemaException(int toolIndex, SchemaException inner)
     : Exception($"tools[{toolIndex}].function.parameters: {inner.Message}", inner)

@@ -18,15 +18,17 @@ internal static class ChatRequestReader
     /// template's end-of-turn marker is added to the stop sequences, so the reply ends where the model closes its turn.
     /// </summary>
     public static GenerationCall Read(JsonElement body, IVocabulary vocabulary, int contextLength, IChatTemplate template, bool encoderDecoder = false,
-        Models.ImageInputSpec? images = null)
+        Models.ImageInputSpec? images = null, ChatConstraintFactory? constraints = null)
     {
         var fields = JsonFields.Of(body);
-        SamplingFields.Unsupported(fields, "tools", "this server has no tool calling; leave tools out");
-        SamplingFields.Unsupported(fields, "functions", "this server has no function calling; leave functions out");
+        SamplingFields.Unsupported(fields, "functions", "the legacy functions field is not supported; send tools instead");
         if (fields.Element("response_format") is { } format && JsonFields.Of(format, "response_format").String("type") is { } type && type != "text")
             throw ApiException.InvalidRequest($"response_format type '{type}' is not supported: only text", "response_format");
+        var tools = ToolFields.Policy(fields);
+        int? thinkingBudget = ToolFields.ThinkingBudget(fields);
+        var promptOptions = new ChatPromptOptions { Tools = tools is { Mode: not ToolChoiceMode.None } ? tools.Tools : [], Thinking = thinkingBudget is not null };
         var pictures = new List<float[]>();
-        string rendered = Render(template, Messages(fields, images, pictures));
+        string rendered = Render(template, Messages(fields, images, pictures), promptOptions);
         int[] prompt = pictures.Count == 0 ? vocabulary.Encode(rendered) : EncodeWithImages(vocabulary, rendered, images!, pictures.Count);
         CompletionRequestReader.CheckPromptLength("messages", prompt.Length, contextLength, encoderDecoder);
         int maxTokens = SamplingFields.MaxTokens(fields, "max_completion_tokens", "max_tokens") ?? contextLength;
@@ -37,7 +39,14 @@ internal static class ChatRequestReader
         if (top is not null && !logProbs) throw ApiException.InvalidRequest("top_logprobs needs logprobs: true", "top_logprobs");
         var sampling = SamplingFields.Read(fields, maxTokens, stop, logProbs ? top ?? 0 : null);
         var (stream, includeUsage) = SamplingFields.Streaming(fields);
-        return new GenerationCall(new GenerationRequest(prompt, sampling) { Images = pictures }, stream, includeUsage);
+        ChatReplyShape? shape = promptOptions.Tools.Count > 0 || promptOptions.Thinking ? new ChatReplyShape(promptOptions.Thinking, promptOptions.Tools.Count > 0) : null;
+        Func<Inference.Constraints.ITokenConstraint>? constraint = null;
+        if (shape is not null)
+        {
+            constraints ??= new ChatConstraintFactory(new Inference.Constraints.TokenConstraintFactory(vocabulary));
+            constraint = constraints.ForReply(tools, thinkingBudget, made => shape.Thinking = made);
+        }
+        return new GenerationCall(new GenerationRequest(prompt, sampling) { Images = pictures, Constraint = constraint }, stream, includeUsage) { Reply = shape };
     }
 
     /// <summary>The rendered conversation with each image's marker as the model's run of placeholder ids.</summary>
@@ -49,11 +58,11 @@ internal static class ChatRequestReader
         return tokens;
     }
 
-    private static string Render(IChatTemplate template, List<ChatTurn> turns)
+    private static string Render(IChatTemplate template, List<ChatTurn> turns, ChatPromptOptions options)
     {
         try
         {
-            return template.Render(turns);
+            return template.Render(turns, options);
         }
         catch (ArgumentException e)
         {
@@ -75,7 +84,20 @@ internal static class ChatRequestReader
             if (role == "developer") role = "system"; // OpenAI's newer name for system instructions
             if (!ChatTemplate.Roles.Contains(role))
                 throw ApiException.InvalidRequest($"unknown role '{role}' in {message.Param("role")}; use one of {string.Join(", ", ChatTemplate.Roles)} (or developer)", message.Param("role"));
-            turns.Add(new ChatTurn(role, Content(message, images, pictures)));
+            var turn = new ChatTurn(role, Content(message, images, pictures));
+            if (role == "tool")
+            {
+                string id = message.String("tool_call_id") is { Length: > 0 } callId ? callId
+                    : throw ApiException.InvalidRequest($"{message.Param("tool_call_id")} is required in a tool message: the id of the call whose result it holds", message.Param("tool_call_id"));
+                turn = turn with { ToolCallId = id, Name = message.String("name") };
+            }
+            else if (message.Element("tool_calls") is { } calls)
+            {
+                if (role != "assistant")
+                    throw ApiException.InvalidRequest($"{message.Param("tool_calls")} is only allowed in assistant messages, not {role}", message.Param("tool_calls"));
+                turn = turn with { ToolCalls = ToolFields.Calls(message, calls) };
+            }
+            turns.Add(turn);
         }
         return turns;
     }
