@@ -19,7 +19,8 @@ public sealed record ToolDeclaration(string Name, string? Description, JsonEleme
     public string ToJson()
     {
         using var stream = new MemoryStream();
-        using (var writer = new Utf8JsonWriter(stream))
+        // Relaxed escaping: the prompt shows the model "<" and "é", not "\u003C" and "\u00E9".
+        using (var writer = new Utf8JsonWriter(stream, new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
         {
             writer.WriteStartObject();
             writer.WriteString("type", "function");

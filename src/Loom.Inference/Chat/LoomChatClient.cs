@@ -31,6 +31,9 @@ public sealed class LoomChatClient : IChatClient
     /// <summary>The provider name reported in <see cref="ChatClientMetadata"/>.</summary>
     public const string ProviderName = "loom";
 
+    // Compact JSON for prompts (Microsoft.Extensions.AI's defaults indent).
+    private static readonly JsonSerializerOptions CompactJson = new(AIJsonUtilities.DefaultOptions) { WriteIndented = false };
+
     private readonly IGenerationEngine engine;
     private readonly ChatOptions? defaultOptions;
     private readonly ChatClientMetadata metadata;
@@ -124,7 +127,7 @@ public sealed class LoomChatClient : IChatClient
                     case TextContent t: text.Append(t.Text); break;
                     case UsageContent or TextReasoningContent: break; // metadata and thinking of an earlier reply, not part of the conversation
                     case FunctionCallContent call when message.Role == ChatRole.Assistant:
-                        calls.Add(new ToolCall(call.CallId, call.Name, JsonSerializer.Serialize(call.Arguments ?? new Dictionary<string, object?>(), AIJsonUtilities.DefaultOptions)));
+                        calls.Add(new ToolCall(call.CallId, call.Name, JsonSerializer.Serialize(call.Arguments ?? new Dictionary<string, object?>(), CompactJson)));
                         break;
                     case FunctionResultContent result when message.Role == ChatRole.Tool:
                         turns.Add(new ChatTurn(ChatRole.Tool.Value, ResultText(result)) { ToolCallId = result.CallId });
@@ -193,7 +196,7 @@ public sealed class LoomChatClient : IChatClient
         null => result.Exception is { } e ? $"error: {e.Message}" : "",
         string s => s,
         JsonElement { ValueKind: JsonValueKind.String } s => s.GetString()!,
-        var value => JsonSerializer.Serialize(value, AIJsonUtilities.DefaultOptions),
+        var value => JsonSerializer.Serialize(value, CompactJson),
     };
 
     /// <inheritdoc />

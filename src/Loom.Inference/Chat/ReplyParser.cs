@@ -250,6 +250,6 @@ public sealed partial class ReplyParser
 
     private void Consume(int count) => buffer.Remove(0, count);
 
-    [GeneratedRegex("""^\s*\{\s*"name"\s*:\s*"((?:[^"\\]|\\.)*)"\s*,\s*"arguments"\s*:\s*""")]
+    [GeneratedRegex("""^\s*\{\s*"name"\s*:\s*"((?:[^"\\]|\\.)*)"\s*,\s*"arguments"\s*:\s*(?=\S)""")]
     private static partial Regex CallHeader();
 }
