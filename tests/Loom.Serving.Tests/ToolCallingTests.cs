@@ -21,8 +21,9 @@ public sealed class ToolServerFixture : IAsyncLifetime
 /// </summary>
 public sealed class ToolCallingTests(ToolServerFixture fixture) : IClassFixture<ToolServerFixture>
 {
-    // The seed whose sampled reply to RequiredWithParallel() takes two calls (found by trying seeds 0.., pinned here).
-    private const int ParallelSeed = 1;
+    // A seed whose sampled reply to ParallelBody takes two calls. Trying seeds 0 to 39 gave 2 calls for 6, 8, 22, 25, 26 and 37,
+    // one call for 5 seeds, and 3 calls cut off by max_tokens for the rest (the grammar allows up to 8).
+    private const int ParallelSeed = 6;
 
     private const string WeatherSchema = """
         {"type": "object", "properties": {"city": {"type": "string", "enum": ["Paris", "Rome", "Oslo"]}, "celsius": {"type": "boolean"}},
@@ -128,7 +129,7 @@ public sealed class ToolCallingTests(ToolServerFixture fixture) : IClassFixture<
         Assert.Equal([ChatFinishReason.ToolCalls], finishes);
     }
 
-    private static object ParallelBody(bool stream) => new
+    private static object ParallelBody(bool stream, int seed = ParallelSeed) => new
     {
         messages = new[] { new { role = "user", content = "Weather in Paris and the time in UTC?" } },
         tools = new object[]
@@ -138,7 +139,7 @@ public sealed class ToolCallingTests(ToolServerFixture fixture) : IClassFixture<
         },
         tool_choice = "required",
         parallel_tool_calls = true,
-        seed = ParallelSeed,
+        seed,
         temperature = 1.0,
         max_tokens = 240,
         stream,
@@ -190,7 +191,7 @@ public sealed class ToolCallingTests(ToolServerFixture fixture) : IClassFixture<
         messages.Add(new AssistantChatMessage(first));
         messages.Add(new ToolChatMessage(call.Id, "Sunny, 21 degrees"));
 
-        var options = Options(ChatToolChoice.CreateNoneChoice());
+        var options = Options(ChatToolChoice.CreateAutoChoice()); // free text; a call would have to be valid
         options.MaxOutputTokenCount = 16;
         ChatCompletion answer = await client.CompleteChatAsync(messages, options);
         Assert.Empty(answer.ToolCalls);
