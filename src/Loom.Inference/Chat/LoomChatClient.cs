@@ -260,10 +260,21 @@ public sealed class LoomChatClient : IChatClient
         public ThinkingBudgetConstraint? Budget { get; set; }
     }
 
+    /// <summary>A parsed call; arguments that are not a JSON object (a reply cut off by its token limit) become the content's <see cref="FunctionCallContent.Exception"/>.</summary>
     private static FunctionCallContent FunctionCall(ToolCall call)
     {
-        var arguments = JsonSerializer.Deserialize<Dictionary<string, object?>>(call.Arguments.Length == 0 ? "{}" : call.Arguments, AIJsonUtilities.DefaultOptions);
-        return new FunctionCallContent(call.Id, call.Name, arguments);
+        try
+        {
+            var arguments = JsonSerializer.Deserialize<Dictionary<string, object?>>(call.Arguments.Length == 0 ? "{}" : call.Arguments, AIJsonUtilities.DefaultOptions);
+            return new FunctionCallContent(call.Id, call.Name, arguments);
+        }
+        catch (JsonException e)
+        {
+            return new FunctionCallContent(call.Id, call.Name)
+            {
+                Exception = new InvalidOperationException($"the arguments of call '{call.Id}' to '{call.Name}' are not a whole JSON object (was the reply cut off by its token limit?): {call.Arguments}", e),
+            };
+        }
     }
 
     /// <inheritdoc />

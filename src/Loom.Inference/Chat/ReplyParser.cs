@@ -93,7 +93,8 @@ public sealed partial class ReplyParser
                 if (rest.Length > 0 && !(calls > 0 && rest.Trim().Length == 0)) pieces.Add(new ReplyPiece(Content: rest));
                 break;
             case State.Call when callStarted:
-                if (rest.Length > argumentsSent) pieces.Add(new ReplyPiece(CallIndex: calls - 1, Arguments: rest[argumentsSent..]));
+                int end = UnclosedArgumentsEnd(rest);
+                if (end > argumentsSent) pieces.Add(new ReplyPiece(CallIndex: calls - 1, Arguments: rest[argumentsSent..end]));
                 break;
             case State.Call:
                 pieces.Add(new ReplyPiece(Content: ChatMarkers.ToolCallStart + rest));
@@ -212,6 +213,32 @@ public sealed partial class ReplyParser
             if (ChatMarkers.ToolCallEnd.StartsWith(after, StringComparison.Ordinal)) return brace;
         }
         return text.Length - HeldBack(text, ChatMarkers.ToolCallEnd, trailingNewlines: false);
+    }
+
+    /// <summary>
+    /// Where an unclosed call's arguments end: before the call object's own closing brace (and a partial closing marker)
+    /// when what precedes it is whole JSON, else at the end.
+    /// </summary>
+    private int UnclosedArgumentsEnd(string text)
+    {
+        string body = text.TrimEnd();
+        int held = HeldBack(body, ChatMarkers.ToolCallEnd, trailingNewlines: false);
+        body = body[..^held].TrimEnd();
+        if (body.Length > argumentsStart + 1 && body[^1] == '}' && IsJson(body[argumentsStart..^1]) && body.Length - 1 >= argumentsSent) return body.Length - 1;
+        return text.Length;
+    }
+
+    private static bool IsJson(string text)
+    {
+        try
+        {
+            using var document = JsonDocument.Parse(text);
+            return true;
+        }
+        catch (JsonException)
+        {
+            return false;
+        }
     }
 
     /// <summary>The length of the longest end of <paramref name="text"/> that may begin <paramref name="marker"/> (optionally after newlines).</summary>

@@ -34,7 +34,7 @@ public class ChatConstraintTests
     private static string OnlyAllowed(ITokenConstraint constraint, IVocabulary vocabulary)
     {
         var allowed = Allowed(constraint, vocabulary);
-        return string.Join("|", Enumerable.Range(0, vocabulary.Size).Where(id => allowed[id]).Select(id => id == vocabulary.EosId ? "<eos>" : vocabulary.Decode([id])));
+        return string.Join("|", Enumerable.Range(0, vocabulary.Size).Where(id => allowed[id] && id != vocabulary.PadId).Select(id => id == vocabulary.EosId ? "<eos>" : vocabulary.Decode([id])));
     }
 
     [Fact]

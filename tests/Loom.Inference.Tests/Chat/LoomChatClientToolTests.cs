@@ -46,7 +46,7 @@ public class LoomChatClientToolTests
             Tools = [weather],
             ToolMode = ChatToolMode.RequireSpecific("get_weather"), // the untrained model calls because it must
             Temperature = 0,
-            MaxOutputTokens = 60,
+            MaxOutputTokens = 150,
         };
 
         var response = await client.GetResponseAsync([new ChatMessage(ChatRole.User, "Weather in Paris?")], options);
@@ -81,7 +81,7 @@ public class LoomChatClientToolTests
             ToolMode = ChatToolMode.RequireAny,
             AllowMultipleToolCalls = false,
             Temperature = 0,
-            MaxOutputTokens = 60,
+            MaxOutputTokens = 150,
         };
         var updates = new List<ChatResponseUpdate>();
         await foreach (var update in client.GetStreamingResponseAsync([new ChatMessage(ChatRole.User, "Flag on")], options)) updates.Add(update);

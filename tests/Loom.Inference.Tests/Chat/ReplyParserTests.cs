@@ -73,5 +73,10 @@ public class ReplyParserTests
         var pieces = parser.Push("<tool_call>{\"name\": \"f\", \"arguments\": {\"a\": [1, 2").Concat(parser.Finish()).ToList();
         Assert.Equal("f", Assert.Single(pieces, p => p.CallName is not null).CallName);
         Assert.Equal("{\"a\": [1, 2", string.Concat(pieces.Select(p => p.Arguments)));
+
+        // Cut off after its arguments, before the closing marker: the call object's brace is not part of them.
+        var cut = new ReplyParser(thinking: false);
+        var cutPieces = cut.Push("<tool_call>{\"name\": \"f\", \"arguments\": {\"on\": true}}</tool").Concat(cut.Finish()).ToList();
+        Assert.Equal("{\"on\": true}", string.Concat(cutPieces.Select(p => p.Arguments)));
     }
 }
