@@ -202,6 +202,20 @@ public sealed class ToolCallingTests(ToolServerFixture fixture) : IClassFixture<
             $"the prompt grew from {first.Usage.InputTokenCount} to {answer.Usage.InputTokenCount} tokens only");
     }
 
+    [Fact]
+    public async Task ToolChoiceNoneOffersNoTools()
+    {
+        var options = Options(ChatToolChoice.CreateNoneChoice());
+        options.MaxOutputTokenCount = 8;
+        ChatCompletion none = await Server.Chat().CompleteChatAsync(Question(), options);
+        ChatCompletion plain = await Server.Chat().CompleteChatAsync(Question(), new ChatCompletionOptions { Temperature = 0, MaxOutputTokenCount = 8 });
+        Assert.Equal(plain.Usage.InputTokenCount, none.Usage.InputTokenCount); // the prompt does not list them
+        Assert.Equal(plain.Content.Single().Text, none.Content.Single().Text);
+        Assert.Empty(none.ToolCalls);
+        ChatCompletion auto = await Server.Chat().CompleteChatAsync(Question(), Options(ChatToolChoice.CreateAutoChoice()));
+        Assert.True(auto.Usage.InputTokenCount > none.Usage.InputTokenCount + WeatherSchema.Length, "auto lists the tools in the prompt");
+    }
+
     [Theory]
     [InlineData("""[{"type": "function", "function": {"description": "no name"}}]""", null, "tools[0].function.name", "tools[0].function.name is missing")]
     [InlineData("""[{"type": "function", "function": {"name": "f", "parameters": "x"}}]""", null, "tools[0].function.parameters", "must be a JSON schema object")]

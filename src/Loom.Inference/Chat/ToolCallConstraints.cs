@@ -62,6 +62,7 @@ public sealed record ToolCallPolicy
 public sealed class ChatConstraintFactory
 {
     private readonly Lazy<string[]> tokenTexts;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, int[]> crossing = new(StringComparer.Ordinal);
 
     /// <summary>Creates the factory of a vocabulary's grammar compiler.</summary>
     public ChatConstraintFactory(TokenConstraintFactory grammars)
@@ -182,6 +183,17 @@ public sealed class ChatConstraintFactory
     /// <summary>Each token's text decoded alone ("" for EOS and padding): how the constraints here follow the output's text.</summary>
     internal string[] TokenTextTable => tokenTexts.Value;
 
+    /// <summary>
+    /// The tokens that could complete <paramref name="marker"/> and write more after it: those holding the marker's last character
+    /// before their own end. Only they need checking at each step (a few, against a vocabulary of tens of thousands).
+    /// </summary>
+    internal int[] CrossingCandidates(string marker) => crossing.GetOrAdd(marker, m =>
+    {
+        char last = m[^1];
+        var texts = TokenTextTable;
+        return [.. Enumerable.Range(0, texts.Length).Where(id => texts[id].IndexOf(last) is int at && at >= 0 && at < texts[id].Length - 1)];
+    });
+
     private static string[] TokenTexts(IVocabulary vocabulary)
     {
         var texts = new string[vocabulary.Size];
@@ -236,13 +248,10 @@ public sealed class ToolSchemaException(int toolIndex, SchemaException inner)
 }
 
 /// <summary>Follows the text a constrained output has so far, token by token, and finds where a marker completes.</summary>
-internal sealed class TextFollower(string[] tokenTexts)
+internal sealed class TextFollower(ChatConstraintFactory factory)
 {
+    private readonly string[] tokenTexts = factory.TokenTextTable;
     private readonly System.Text.StringBuilder text = new();
-
-    public string Text => text.ToString();
-
-    public int Length => text.Length;
 
     public void Append(int token) => text.Append(tokenTexts[token]);
 
@@ -253,12 +262,10 @@ internal sealed class TextFollower(string[] tokenTexts)
     {
         int keep = Math.Min(marker.Length - 1, text.Length);
         string tail = text.ToString(text.Length - keep, keep);
-        for (int id = 0; id < allowed.Length && id < tokenTexts.Length; id++)
+        foreach (int id in factory.CrossingCandidates(marker))
         {
-            if (!allowed[id]) continue;
-            string piece = tokenTexts[id];
-            if (piece.Length < 2 && keep == 0) continue;
-            string joined = tail + piece;
+            if (id >= allowed.Length || !allowed[id]) continue;
+            string joined = tail + tokenTexts[id];
             int at = joined.IndexOf(marker, StringComparison.Ordinal);
             if (at >= 0 && at + marker.Length < joined.Length) allowed[id] = false;
         }
@@ -271,7 +278,7 @@ internal sealed class TextFollower(string[] tokenTexts)
 /// </summary>
 internal sealed class TriggeredConstraint(ChatConstraintFactory factory, string trigger, Grammar after, bool repeat) : ITokenConstraint
 {
-    private readonly TextFollower text = new(factory.TokenTextTable);
+    private readonly TextFollower text = new(factory);
     private ITokenConstraint? inner;
     private bool done;
 
@@ -342,7 +349,7 @@ public sealed class ThinkingBudgetConstraint : ITokenConstraint
         if (budget < 0) throw new ArgumentException($"the thinking budget is {budget} tokens: use 0 or more");
         this.budget = budget;
         this.then = then;
-        text = new TextFollower(factory.TokenTextTable);
+        text = new TextFollower(factory);
         if (budget == 0) closing = factory.Grammars.Create(Grammar.Literal(ForcedClosing));
     }
 
