@@ -16,6 +16,10 @@ internal static class ChatRequestReader
     /// that is a string or an array of text parts and, for a model that reads images (<paramref name="images"/>),
     /// <c>image_url</c> parts holding PNG or JPEG <c>data:</c> URLs, each read where it stands among the text. The
     /// template's end-of-turn marker is added to the stop sequences, so the reply ends where the model closes its turn.
+    /// Tool messages (role tool, with <c>tool_call_id</c>) and assistant <c>tool_calls</c> are rendered as the template's tool
+    /// turns and calls; <c>tools</c> are listed in the prompt (unless <c>tool_choice</c> is none) and <c>tool_choice</c> constrains
+    /// the reply through <paramref name="constraints"/> (see <see cref="ToolFields"/>); <c>reasoning_effort</c> or
+    /// <c>thinking_budget</c> opens a thinking segment whose budget is enforced the same way.
     /// </summary>
     public static GenerationCall Read(JsonElement body, IVocabulary vocabulary, int contextLength, IChatTemplate template, bool encoderDecoder = false,
         Models.ImageInputSpec? images = null, ChatConstraintFactory? constraints = null)
