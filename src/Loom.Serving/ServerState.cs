@@ -17,9 +17,12 @@ internal sealed class ServerState(IGenerationEngine engine, ServerOptions option
     public Loom.Inference.Chat.IChatTemplate ChatTemplate { get; } = options.ChatTemplate ?? Loom.Inference.Chat.ChatTemplate.ForVocabulary(engine.Vocabulary);
 
     /// <summary>The tool-call and thinking constraints of the engine's vocabulary (built once: they cache per-token data).</summary>
-    public Loom.Inference.Chat.ChatConstraintFactory ChatConstraints { get; } = new(new Loom.Inference.Constraints.TokenConstraintFactory(engine.Vocabulary));
+    public Loom.Inference.Chat.ChatConstraintFactory ChatConstraints => field ??= new(Constraints); // a race builds two, one wins: harmless
 
     public ServerMetrics Metrics => metrics;
+
+    /// <summary>Compiles the requests' <c>response_format</c> grammars over the engine's vocabulary (its token trie is built on first use).</summary>
+    public Loom.Inference.Constraints.TokenConstraintFactory Constraints { get; } = new(engine.Vocabulary);
 
     public long StartedUnixSeconds { get; } = metrics.Time.GetUtcNow().ToUnixTimeSeconds();
 

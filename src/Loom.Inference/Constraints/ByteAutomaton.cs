@@ -163,6 +163,8 @@ internal sealed class ByteAutomaton
     /// </summary>
     public int Remaining(int state)
     {
+        var s = states[state];
+        if (s.Remaining >= 0) return s.Remaining;
         int best = Infinite;
         foreach (var t in states[state].Threads)
         {
@@ -170,6 +172,7 @@ internal sealed class ByteAutomaton
             for (var f = t.Stack; f is not null; f = f.Parent) total += shortest[f.ReturnNode];
             best = (int)Math.Min(best, total);
         }
+        s.Remaining = best;
         return best;
     }
 
@@ -330,6 +333,7 @@ internal sealed class ByteAutomaton
         public bool Accepting { get; } = accepting;
         public bool Consuming { get; } = consuming;
         public int[]? Next;
+        public int Remaining = -1;
     }
 
     private sealed class KeyComparer : IEqualityComparer<long[]>

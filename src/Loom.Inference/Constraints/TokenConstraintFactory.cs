@@ -4,7 +4,7 @@ using Loom.Data;
 namespace Loom.Inference.Constraints;
 
 /// <summary>Compiles grammars into token constraints over one vocabulary (byte, SentencePiece or tiktoken), caching what depends only on the vocabulary.</summary>
-/// <remarks>The vocabulary's token bytes and their trie are computed once, on first use; <see cref="Create"/> is thread-safe.</remarks>
+/// <remarks>The vocabulary's token bytes and their trie are computed once, on first use; <see cref="Create(Grammar)"/> is thread-safe.</remarks>
 public sealed class TokenConstraintFactory
 {
     private readonly Lazy<TokenTrie> trie;
@@ -13,7 +13,8 @@ public sealed class TokenConstraintFactory
     public TokenConstraintFactory(IVocabulary vocabulary)
     {
         Vocabulary = vocabulary ?? throw new ArgumentNullException(nameof(vocabulary));
-        trie = new Lazy<TokenTrie>(() => new TokenTrie(TokenBytes.Of(Vocabulary)), LazyThreadSafetyMode.ExecutionAndPublication);
+        trie = new Lazy<TokenTrie>(() => new TokenTrie(TokenBytes.Of(Vocabulary), TokenBytes.LeadingSpaceDroppedAtStart(Vocabulary)),
+            LazyThreadSafetyMode.ExecutionAndPublication);
     }
 
     /// <summary>The vocabulary.</summary>
@@ -24,7 +25,21 @@ public sealed class TokenConstraintFactory
     public ITokenConstraint Create(Grammar grammar)
     {
         ArgumentNullException.ThrowIfNull(grammar);
-        return new TokenConstraint(GrammarCompiler.Compile(grammar), trie.Value, Vocabulary.EosId);
+        return new TokenConstraint(GrammarCompiler.Compile(grammar), trie.Value, Vocabulary.EosId, null);
+    }
+
+    /// <summary>
+    /// A fresh constraint that also finishes the text within <paramref name="tokenBudget"/> tokens (EOS not counted, as in
+    /// <see cref="Engine.RequestOutput"/>) wherever it can: a token is allowed only if the shortest completion after it, one
+    /// byte per token, still fits before the budget's last token, so a request ends with EOS rather than at its length limit.
+    /// Where no token fits (a budget below the shortest text) it falls back to the grammar alone.
+    /// </summary>
+    /// <exception cref="ArgumentException">The grammar's language is empty.</exception>
+    public ITokenConstraint Create(Grammar grammar, int tokenBudget)
+    {
+        ArgumentNullException.ThrowIfNull(grammar);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(tokenBudget);
+        return new TokenConstraint(GrammarCompiler.Compile(grammar), trie.Value, Vocabulary.EosId, tokenBudget);
     }
 
     /// <summary>
@@ -78,6 +93,27 @@ internal static class TokenBytes
         return bytes;
     }
 
+    /// <summary>
+    /// The ids whose leading space the vocabulary's decoder drops while no ordinary piece has been decoded yet (null: none
+    /// do), and the ids that keep that "start" going. SentencePiece drops the ▁ of the first piece; Microsoft.ML.Tokenizers
+    /// does so for the first non-byte piece, even after byte-fallback pieces. A constraint leaves those ids out at the start,
+    /// so the decoded text is always the bytes the constraint checked.
+    /// </summary>
+    public static (bool[] Dropped, bool[] KeepStart)? LeadingSpaceDroppedAtStart(IVocabulary vocabulary)
+    {
+        var inner = vocabulary is ExtraIdsVocabulary extra ? extra.Inner : vocabulary;
+        if (inner is not SentencePieceVocabulary sentencePiece) return null;
+        var pieces = sentencePiece.ReadModel().Pieces;
+        var dropped = new bool[vocabulary.Size];
+        var keepStart = new bool[vocabulary.Size];
+        for (int i = 0; i < pieces.Count && i < dropped.Length; i++)
+        {
+            dropped[i] = pieces[i].Type is SentencePieceType.Normal or SentencePieceType.UserDefined && pieces[i].Text.StartsWith('\u2581');
+            keepStart[i] = pieces[i].Type == SentencePieceType.Byte;
+        }
+        return (dropped, keepStart);
+    }
+
     private static byte[]? PieceBytes(SentencePiece piece) => piece.Type switch
     {
         SentencePieceType.Normal or SentencePieceType.UserDefined when piece.Text.Length > 0 => Encoding.UTF8.GetBytes(piece.Text.Replace('\u2581', ' ')),
@@ -91,9 +127,16 @@ internal static class TokenBytes
 internal sealed class TokenTrie
 {
     /// <summary>Builds the trie of <paramref name="tokens"/> (id → bytes; null or empty ones are left out).</summary>
-    public TokenTrie(byte[]?[] tokens)
+    public TokenTrie(byte[]?[] tokens, (bool[] Dropped, bool[] KeepStart)? leadingSpace = null)
     {
         Tokens = tokens;
+        if (leadingSpace is var (dropped, keepStart))
+        {
+            StartExcluded = new ulong[(tokens.Length + 63) / 64];
+            for (int i = 0; i < dropped.Length; i++)
+                if (dropped[i]) StartExcluded[i >> 6] |= 1UL << i;
+            KeepsStart = keepStart;
+        }
         var children = new List<Dictionary<byte, int>?> { null };
         var ends = new List<List<int>?> { null };
         for (int id = 0; id < tokens.Length; id++)
@@ -142,6 +185,12 @@ internal sealed class TokenTrie
     /// <summary>Each id's bytes.</summary>
     public byte[]?[] Tokens { get; }
 
+    /// <summary>Ids never allowed at the start (their leading space would be lost in decoding), as a bit mask; null: none.</summary>
+    public ulong[]? StartExcluded { get; }
+
+    /// <summary>Ids after which the output is still at the start (byte pieces); null when <see cref="StartExcluded"/> is.</summary>
+    public bool[]? KeepsStart { get; }
+
     /// <summary>Node i's children are <c>[ChildStart[i], ChildStart[i+1])</c> of <see cref="ChildBytes"/> and <see cref="ChildNodes"/>.</summary>
     public int[] ChildStart { get; }
 
@@ -162,13 +211,15 @@ internal sealed class TokenTrie
 /// A grammar's automaton over a vocabulary's trie: the allowed tokens of a state are found by walking the trie with the
 /// state, cutting every prefix that leads nowhere, and are cached per state (inside a string the state repeats every token).
 /// </summary>
-internal sealed class TokenConstraint(ByteAutomaton automaton, TokenTrie trie, int eosId) : ITokenConstraint
+internal sealed class TokenConstraint(ByteAutomaton automaton, TokenTrie trie, int eosId, int? tokenBudget) : ITokenConstraint
 {
     private const int MaxCachedMasks = 512;
 
-    private readonly Dictionary<int, ulong[]> masks = [];
+    private readonly Dictionary<int, (ulong[] Mask, int MaxRemaining)> masks = [];
+    private int generated;
     private readonly Stack<(int Node, int State)> walk = new();
     private int state = automaton.Start;
+    private bool atStart = trie.StartExcluded is not null;
 
     public bool IsComplete => automaton.IsAccepting(state);
 
@@ -197,10 +248,26 @@ internal sealed class TokenConstraint(ByteAutomaton automaton, TokenTrie trie, i
     {
         if (allowed.Length != trie.Tokens.Length)
             throw new ArgumentException($"allowed has {allowed.Length} entries; the vocabulary has {trie.Tokens.Length} ids", nameof(allowed));
-        if (!masks.TryGetValue(state, out var mask))
+        int key = atStart ? ~state : state;
+        if (!masks.TryGetValue(key, out var entry))
         {
-            mask = Walk(state);
-            if (masks.Count < MaxCachedMasks) masks.Add(state, mask);
+            entry = (Walk(state, int.MaxValue, out int maxRemaining), maxRemaining);
+            if (atStart)
+                for (int i = 0; i < entry.Mask.Length; i++) entry.Mask[i] &= ~trie.StartExcluded![i];
+            if (masks.Count < MaxCachedMasks) masks.Add(key, entry);
+        }
+        var mask = entry.Mask;
+        // After this token, (budget − generated − 1) tokens remain, and the text must be whole before the last of them.
+        if (tokenBudget is int budget && budget - generated - 2 < entry.MaxRemaining)
+        {
+            var fitting = Walk(state, budget - generated - 2, out _);
+            bool any = false;
+            for (int i = 0; i < fitting.Length; i++)
+            {
+                fitting[i] &= mask[i];
+                any |= fitting[i] != 0;
+            }
+            if (any || IsComplete) mask = fitting;
         }
         for (int i = 0; i < allowed.Length; i++) allowed[i] = (mask[i >> 6] & (1UL << i)) != 0;
         allowed[eosId] = IsComplete;
@@ -221,13 +288,22 @@ internal sealed class TokenConstraint(ByteAutomaton automaton, TokenTrie trie, i
             s = automaton.Step(s, b);
             if (s == ByteAutomaton.Dead) throw new InvalidOperationException($"token {token} is not allowed here");
         }
+        if (atStart && (trie.StartExcluded![token >> 6] & (1UL << token)) != 0)
+            throw new InvalidOperationException($"token {token} is not allowed first: decoding would drop its leading space");
         state = s;
+        generated++;
+        atStart = atStart && trie.KeepsStart![token];
     }
 
-    /// <summary>The fast path: a depth-first walk of the trie, stepping the memoized automaton one edge at a time.</summary>
-    private ulong[] Walk(int from)
+    /// <summary>
+    /// The fast path: a depth-first walk of the trie, stepping the memoized automaton one edge at a time. Keeps the tokens
+    /// after which the shortest completion is at most <paramref name="maxRemaining"/> bytes, and reports the longest such
+    /// completion among those it keeps.
+    /// </summary>
+    private ulong[] Walk(int from, int maxRemaining, out int longestRemaining)
     {
         var mask = new ulong[(trie.Tokens.Length + 63) / 64];
+        longestRemaining = 0;
         walk.Push((0, from));
         while (walk.Count > 0)
         {
@@ -237,10 +313,18 @@ internal sealed class TokenConstraint(ByteAutomaton automaton, TokenTrie trie, i
                 int next = automaton.Step(s, trie.ChildBytes[c]);
                 if (next == ByteAutomaton.Dead) continue;
                 int child = trie.ChildNodes[c];
-                for (int e = trie.EndStart[child]; e < trie.EndStart[child + 1]; e++)
+                if (trie.EndStart[child] < trie.EndStart[child + 1])
                 {
-                    int id = trie.EndIds[e];
-                    mask[id >> 6] |= 1UL << id;
+                    int remaining = automaton.Remaining(next);
+                    if (remaining <= maxRemaining)
+                    {
+                        longestRemaining = Math.Max(longestRemaining, remaining);
+                        for (int e = trie.EndStart[child]; e < trie.EndStart[child + 1]; e++)
+                        {
+                            int id = trie.EndIds[e];
+                            mask[id >> 6] |= 1UL << id;
+                        }
+                    }
                 }
                 if (trie.ChildStart[child] < trie.ChildStart[child + 1]) walk.Push((child, next));
             }
@@ -262,7 +346,7 @@ internal sealed class TokenConstraint(ByteAutomaton automaton, TokenTrie trie, i
                 threads = automaton.Advance(threads, b);
                 if (threads.Count == 0) break;
             }
-            allowed[id] = threads.Count > 0;
+            allowed[id] = threads.Count > 0 && !(atStart && (trie.StartExcluded![id >> 6] & (1UL << id)) != 0);
         }
         allowed[eosId] = automaton.AnyAccepting(start);
     }

@@ -4,6 +4,7 @@ using Loom.Data;
 using Loom.Data.ImageText;
 using Loom.Inference;
 using Loom.Inference.Chat;
+using Loom.Inference.Constraints;
 using Loom.Inference.Engine;
 
 namespace Loom.Serving.OpenAi;
@@ -21,36 +22,81 @@ internal static class ChatRequestReader
     /// the reply through <paramref name="constraints"/> (see <see cref="ToolFields"/>); <c>reasoning_effort</c> or
     /// <c>thinking_budget</c> opens a thinking segment whose budget is enforced the same way.
     /// </summary>
+    /// <remarks>
+    /// <c>response_format</c> <c>json_object</c> or <c>json_schema</c> constrains the reply (with
+    /// <paramref name="constraints"/>; without it only <c>text</c> is accepted): a schema Loom cannot enforce is a 400
+    /// that names the field, e.g. <c>response_format.json_schema.schema.properties.age.minimum</c>.
+    /// </remarks>
     public static GenerationCall Read(JsonElement body, IVocabulary vocabulary, int contextLength, IChatTemplate template, bool encoderDecoder = false,
         Models.ImageInputSpec? images = null, ChatConstraintFactory? constraints = null)
     {
         var fields = JsonFields.Of(body);
         SamplingFields.Unsupported(fields, "functions", "the legacy functions field is not supported; send tools instead");
-        if (fields.Element("response_format") is { } format && JsonFields.Of(format, "response_format").String("type") is { } type && type != "text")
-            throw ApiException.InvalidRequest($"response_format type '{type}' is not supported: only text", "response_format");
+        var grammar = ResponseFormat(fields, constraints is not null);
         var tools = ToolFields.Policy(fields);
         int? thinkingBudget = ToolFields.ThinkingBudget(fields);
         var promptOptions = new ChatPromptOptions { Tools = tools is { Mode: not ToolChoiceMode.None } ? tools.Tools : [], Thinking = thinkingBudget is not null };
+        if (grammar is not null && (promptOptions.Tools.Count > 0 || promptOptions.Thinking))
+            throw ApiException.InvalidRequest("a JSON response_format cannot be combined with tools or thinking: send one of them (or tool_choice \"none\")", "response_format");
         var pictures = new List<float[]>();
         string rendered = Render(template, Messages(fields, images, pictures), promptOptions);
         int[] prompt = pictures.Count == 0 ? vocabulary.Encode(rendered) : EncodeWithImages(vocabulary, rendered, images!, pictures.Count);
         CompletionRequestReader.CheckPromptLength("messages", prompt.Length, contextLength, encoderDecoder);
         int maxTokens = SamplingFields.MaxTokens(fields, "max_completion_tokens", "max_tokens") ?? contextLength;
         var stop = SamplingFields.Stop(fields, 3, "at most 3 are allowed in chat, because the template's end-of-turn marker is the fourth");
-        if (!stop.Contains(template.EndOfTurn)) stop = [.. stop, template.EndOfTurn];
+        // A constrained reply ends where its grammar does (EOS is forced there); the end-of-turn text could occur inside a JSON string.
+        if (grammar is null && !stop.Contains(template.EndOfTurn)) stop = [.. stop, template.EndOfTurn];
         bool logProbs = fields.Bool("logprobs") ?? false;
         int? top = fields.Integer("top_logprobs", 0, 20);
         if (top is not null && !logProbs) throw ApiException.InvalidRequest("top_logprobs needs logprobs: true", "top_logprobs");
         var sampling = SamplingFields.Read(fields, maxTokens, stop, logProbs ? top ?? 0 : null);
         var (stream, includeUsage) = SamplingFields.Streaming(fields);
         ChatReplyShape? shape = promptOptions.Tools.Count > 0 || promptOptions.Thinking ? new ChatReplyShape(promptOptions.Thinking, promptOptions.Tools.Count > 0) : null;
-        Func<Inference.Constraints.ITokenConstraint>? constraint = null;
+        Func<ITokenConstraint>? constraint = null;
         if (shape is not null)
         {
-            constraints ??= new ChatConstraintFactory(new Inference.Constraints.TokenConstraintFactory(vocabulary));
+            constraints ??= new ChatConstraintFactory(new TokenConstraintFactory(vocabulary));
             constraint = constraints.ForReply(tools, thinkingBudget, made => shape.Thinking = made);
         }
+        else if (grammar is not null)
+        {
+            // The constraint steers the reply to end (with EOS) within the tokens the engine will generate.
+            int budget = Math.Min(maxTokens, encoderDecoder ? contextLength - 1 : contextLength - prompt.Length);
+            constraint = () => constraints!.Grammars.Create(grammar, Math.Max(1, budget));
+        }
         return new GenerationCall(new GenerationRequest(prompt, sampling) { Images = pictures, Constraint = constraint }, stream, includeUsage) { Reply = shape };
+    }
+
+    /// <summary>The grammar <c>response_format</c> asks for: null for text (or none), any JSON object, or a JSON schema's values.</summary>
+    private static Grammar? ResponseFormat(JsonFields fields, bool constrainable)
+    {
+        const string Param = "response_format";
+        if (fields.Element(Param) is not { } format) return null;
+        if (format.ValueKind != JsonValueKind.Object) throw fields.WrongType(Param, "an object such as {\"type\":\"json_object\"}", format);
+        var formatFields = JsonFields.Of(format, Param);
+        string type = formatFields.String("type") ?? throw ApiException.InvalidRequest($"{Param}.type is required: text, json_object or json_schema", $"{Param}.type");
+        if (type == "text") return null;
+        if (type is not ("json_object" or "json_schema"))
+            throw ApiException.InvalidRequest($"{Param}.type '{type}' is not supported: use text, json_object or json_schema", $"{Param}.type");
+        if (!constrainable) throw ApiException.InvalidRequest($"{Param} type '{type}' is not supported by this server: only text", Param);
+        if (type == "json_object") return Grammar.JsonObject();
+
+        const string SchemaParam = Param + ".json_schema";
+        var spec = formatFields.Element("json_schema") ?? throw ApiException.InvalidRequest($"{SchemaParam} is required when {Param}.type is json_schema", SchemaParam);
+        if (spec.ValueKind != JsonValueKind.Object) throw formatFields.WrongType("json_schema", "an object with name and schema", spec);
+        var specFields = JsonFields.Of(spec, SchemaParam);
+        if (specFields.String("name") is not { Length: > 0 }) throw ApiException.InvalidRequest($"{SchemaParam}.name is required", $"{SchemaParam}.name");
+        _ = specFields.Bool("strict"); // checks its type; Loom always enforces the schema strictly
+        var schema = specFields.Element("schema") ?? throw ApiException.InvalidRequest($"{SchemaParam}.schema is required", $"{SchemaParam}.schema");
+        try
+        {
+            return Grammar.JsonSchema(schema);
+        }
+        catch (SchemaException e)
+        {
+            string param = SchemaParam + ".schema" + e.Path[1..];
+            throw ApiException.InvalidRequest($"{param}{e.Message[e.Path.Length..]}", param);
+        }
     }
 
     /// <summary>The rendered conversation with each image's marker as the model's run of placeholder ids.</summary>

@@ -174,3 +174,48 @@ public sealed class GrammarTests
         Assert.Contains(message, e.Message, StringComparison.Ordinal);
     }
 }
+
+public sealed class TokenBudgetTests
+{
+    [Fact]
+    public void ABudgetedConstraintEndsWithinItsTokens()
+    {
+        var factory = new TokenConstraintFactory(new ByteVocabulary());
+        var rng = new Random(6);
+        var grammars = new[]
+        {
+            Grammar.JsonObject(),
+            Grammar.JsonSchema(JsonDocument.Parse("""{"type":"object","properties":{"name":{"type":"string"},"n":{"type":"array","items":{"type":"number"}}},"required":["name","n"]}""").RootElement),
+        };
+        var allowed = new bool[258];
+        foreach (var grammar in grammars)
+            foreach (int budget in (int[])[20, 40, 90])
+                for (int draw = 0; draw < 30; draw++)
+                {
+                    var constraint = factory.Create(grammar, budget);
+                    var ids = new List<int>();
+                    while (true)
+                    {
+                        Assert.True(ids.Count < budget, $"no end within {budget} tokens: {factory.Vocabulary.Decode([.. ids])}");
+                        constraint.FillAllowed(allowed);
+                        var candidates = Enumerable.Range(0, 258).Where(i => allowed[i]).ToList();
+                        int token = candidates[rng.Next(candidates.Count)]; // a random model: no steering of its own
+                        if (token == ByteVocabulary.Eos) break;
+                        constraint.Advance(token);
+                        ids.Add(token);
+                    }
+                    using var doc = JsonDocument.Parse(factory.Vocabulary.Decode([.. ids]));
+                    Assert.Equal(JsonValueKind.Object, doc.RootElement.ValueKind);
+                }
+    }
+
+    [Fact]
+    public void ABudgetBelowTheShortestTextFallsBackToTheGrammar()
+    {
+        var factory = new TokenConstraintFactory(new ByteVocabulary());
+        var constraint = factory.Create(Grammar.Literal("abc"), 2);
+        var allowed = new bool[258];
+        constraint.FillAllowed(allowed);
+        Assert.Equal(['a'], Enumerable.Range(0, 258).Where(i => allowed[i]));
+    }
+}

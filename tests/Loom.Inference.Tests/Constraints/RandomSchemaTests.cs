@@ -39,7 +39,7 @@ public sealed class RandomSchemaTests
                 }
                 using (output)
                     if (SchemaValidator.Validate(output.RootElement, schema.RootElement) is { } error)
-                        throw new Xunit.Sdk.XunitException($"schema {i} {schemaText}\noutput {text}\nis invalid: {error}");
+                        throw new Xunit.Sdk.XunitException($"schema {i} {schemaText}\noutput {text}\nis invalid: {error}\nids {string.Join(" ", ids)}");
             }
         }
     }
