@@ -16,6 +16,9 @@ internal sealed class ServerState(IGenerationEngine engine, ServerOptions option
     /// <summary>The options' chat template, or the one the model's vocabulary brings.</summary>
     public Loom.Inference.Chat.IChatTemplate ChatTemplate { get; } = options.ChatTemplate ?? Loom.Inference.Chat.ChatTemplate.ForVocabulary(engine.Vocabulary);
 
+    /// <summary>The tool-call and thinking constraints of the engine's vocabulary (built once: they cache per-token data).</summary>
+    public Loom.Inference.Chat.ChatConstraintFactory ChatConstraints => field ??= new(Constraints); // a race builds two, one wins: harmless
+
     public ServerMetrics Metrics => metrics;
 
     /// <summary>Compiles the requests' <c>response_format</c> grammars over the engine's vocabulary (its token trie is built on first use).</summary>

@@ -3,9 +3,23 @@ using System.Text;
 namespace Loom.Inference.Chat;
 
 /// <summary>One message of a conversation.</summary>
-/// <param name="Role">"system", "user" or "assistant" (others are refused by <see cref="ChatTemplate"/>).</param>
-/// <param name="Content">The message's text.</param>
-public sealed record ChatTurn(string Role, string Content);
+/// <param name="Role">"system", "user", "assistant" or "tool" (others are refused by <see cref="ChatTemplate"/>).</param>
+/// <param name="Content">The message's text (a tool turn's: the function's result).</param>
+public sealed record ChatTurn(string Role, string Content)
+{
+    /// <summary>An assistant turn's calls, written after its text; empty for none.</summary>
+    public IReadOnlyList<ToolCall> ToolCalls
+    {
+        get;
+        init => field = value ?? throw new ArgumentException("ToolCalls must not be null; use [] for none");
+    } = [];
+
+    /// <summary>A tool turn's call id: the <see cref="ToolCall.Id"/> whose result it holds (required for tool turns).</summary>
+    public string? ToolCallId { get; init; }
+
+    /// <summary>A tool turn's function name, when known (some templates write it); null otherwise.</summary>
+    public string? Name { get; init; }
+}
 
 /// <summary>
 /// Renders a conversation as the prompt text a model continues, ending where the assistant's reply
@@ -71,22 +85,56 @@ public sealed record ChatTemplate : IChatTemplate
     } = "<|end|>";
 
     /// <summary>The roles a conversation may use.</summary>
-    public static IReadOnlyList<string> Roles { get; } = ["system", "user", "assistant"];
+    public static IReadOnlyList<string> Roles { get; } = ["system", "user", "assistant", "tool"];
 
     /// <summary>The prompt for the assistant's next reply.</summary>
-    /// <exception cref="ArgumentException">The conversation is empty or uses an unknown role.</exception>
-    public string Render(IReadOnlyList<ChatTurn> conversation)
+    /// <exception cref="ArgumentException">The conversation is empty, uses an unknown role, or has a tool turn without a call id.</exception>
+    public string Render(IReadOnlyList<ChatTurn> conversation) => Render(conversation, ChatPromptOptions.None);
+
+    /// <inheritdoc />
+    public string Render(IReadOnlyList<ChatTurn> conversation, ChatPromptOptions options)
     {
         ArgumentNullException.ThrowIfNull(conversation);
+        ArgumentNullException.ThrowIfNull(options);
         if (conversation.Count == 0) throw new ArgumentException("the conversation has no messages; send at least one");
         var text = new StringBuilder();
+        bool toolsListed = options.Tools.Count == 0;
+        if (!toolsListed && conversation[0].Role != "system")
+        {
+            Header(text, "system").Append(ToolsBlock(options.Tools)).Append(EndOfTurn).Append('\n');
+            toolsListed = true;
+        }
         foreach (var turn in conversation)
         {
             if (!Roles.Contains(turn.Role))
                 throw new ArgumentException($"unknown role '{turn.Role}'; use one of {string.Join(", ", Roles)}");
-            Header(text, turn.Role).Append(turn.Content).Append(EndOfTurn).Append('\n');
+            if (turn.Role == "tool" && string.IsNullOrEmpty(turn.ToolCallId))
+                throw new ArgumentException("a tool turn has no ToolCallId: a tool result must name the call it answers");
+            if (turn.ToolCalls.Count > 0 && turn.Role != "assistant")
+                throw new ArgumentException($"a {turn.Role} turn has tool calls: only assistant turns make calls");
+            Header(text, turn.Role).Append(turn.Content);
+            if (!toolsListed && turn.Role == "system")
+            {
+                text.Append(turn.Content.Length > 0 ? "\n\n" : "").Append(ToolsBlock(options.Tools));
+                toolsListed = true;
+            }
+            foreach (var call in turn.ToolCalls)
+                text.Append(text[^1] == '\n' ? "" : "\n").Append(ChatMarkers.FormatToolCall(call.Name, call.Arguments));
+            text.Append(EndOfTurn).Append('\n');
         }
-        return Header(text, "assistant").ToString();
+        Header(text, "assistant");
+        if (options.Thinking) text.Append(ChatMarkers.ThinkingStart).Append('\n');
+        return text.ToString();
+    }
+
+    /// <summary>The system text that lists the tools and says how to call them.</summary>
+    private static string ToolsBlock(IReadOnlyList<ToolDeclaration> tools)
+    {
+        var text = new StringBuilder("# Tools\nYou may call one or more of these functions:\n<tools>\n");
+        foreach (var tool in tools) text.Append(tool.ToJson()).Append('\n');
+        return text.Append("</tools>\nTo call a function, write ")
+            .Append(ChatMarkers.ToolCallStart).Append("{\"name\": <function name>, \"arguments\": <arguments object>}").Append(ChatMarkers.ToolCallEnd)
+            .ToString();
     }
 
     private StringBuilder Header(StringBuilder text, string role) => text.Append(RoleStart).Append(role).Append(RoleEnd).Append('\n');

@@ -17,6 +17,10 @@ internal static class ChatRequestReader
     /// that is a string or an array of text parts and, for a model that reads images (<paramref name="images"/>),
     /// <c>image_url</c> parts holding PNG or JPEG <c>data:</c> URLs, each read where it stands among the text. The
     /// template's end-of-turn marker is added to the stop sequences, so the reply ends where the model closes its turn.
+    /// Tool messages (role tool, with <c>tool_call_id</c>) and assistant <c>tool_calls</c> are rendered as the template's tool
+    /// turns and calls; <c>tools</c> are listed in the prompt (unless <c>tool_choice</c> is none) and <c>tool_choice</c> constrains
+    /// the reply through <paramref name="constraints"/> (see <see cref="ToolFields"/>); <c>reasoning_effort</c> or
+    /// <c>thinking_budget</c> opens a thinking segment whose budget is enforced the same way.
     /// </summary>
     /// <remarks>
     /// <c>response_format</c> <c>json_object</c> or <c>json_schema</c> constrains the reply (with
@@ -24,14 +28,18 @@ internal static class ChatRequestReader
     /// that names the field, e.g. <c>response_format.json_schema.schema.properties.age.minimum</c>.
     /// </remarks>
     public static GenerationCall Read(JsonElement body, IVocabulary vocabulary, int contextLength, IChatTemplate template, bool encoderDecoder = false,
-        Models.ImageInputSpec? images = null, TokenConstraintFactory? constraints = null)
+        Models.ImageInputSpec? images = null, ChatConstraintFactory? constraints = null)
     {
         var fields = JsonFields.Of(body);
-        SamplingFields.Unsupported(fields, "tools", "this server has no tool calling; leave tools out");
-        SamplingFields.Unsupported(fields, "functions", "this server has no function calling; leave functions out");
+        SamplingFields.Unsupported(fields, "functions", "the legacy functions field is not supported; send tools instead");
         var grammar = ResponseFormat(fields, constraints is not null);
+        var tools = ToolFields.Policy(fields);
+        int? thinkingBudget = ToolFields.ThinkingBudget(fields);
+        var promptOptions = new ChatPromptOptions { Tools = tools is { Mode: not ToolChoiceMode.None } ? tools.Tools : [], Thinking = thinkingBudget is not null };
+        if (grammar is not null && (promptOptions.Tools.Count > 0 || promptOptions.Thinking))
+            throw ApiException.InvalidRequest("a JSON response_format cannot be combined with tools or thinking: send one of them (or tool_choice \"none\")", "response_format");
         var pictures = new List<float[]>();
-        string rendered = Render(template, Messages(fields, images, pictures));
+        string rendered = Render(template, Messages(fields, images, pictures), promptOptions);
         int[] prompt = pictures.Count == 0 ? vocabulary.Encode(rendered) : EncodeWithImages(vocabulary, rendered, images!, pictures.Count);
         CompletionRequestReader.CheckPromptLength("messages", prompt.Length, contextLength, encoderDecoder);
         int maxTokens = SamplingFields.MaxTokens(fields, "max_completion_tokens", "max_tokens") ?? contextLength;
@@ -43,10 +51,20 @@ internal static class ChatRequestReader
         if (top is not null && !logProbs) throw ApiException.InvalidRequest("top_logprobs needs logprobs: true", "top_logprobs");
         var sampling = SamplingFields.Read(fields, maxTokens, stop, logProbs ? top ?? 0 : null);
         var (stream, includeUsage) = SamplingFields.Streaming(fields);
-        // The constraint steers the reply to end (with EOS) within the tokens the engine will generate.
-        int budget = Math.Min(maxTokens, encoderDecoder ? contextLength - 1 : contextLength - prompt.Length);
-        Func<ITokenConstraint>? constraint = grammar is null ? null : () => constraints!.Create(grammar, Math.Max(1, budget));
-        return new GenerationCall(new GenerationRequest(prompt, sampling) { Images = pictures, Constraint = constraint }, stream, includeUsage);
+        ChatReplyShape? shape = promptOptions.Tools.Count > 0 || promptOptions.Thinking ? new ChatReplyShape(promptOptions.Thinking, promptOptions.Tools.Count > 0) : null;
+        Func<ITokenConstraint>? constraint = null;
+        if (shape is not null)
+        {
+            constraints ??= new ChatConstraintFactory(new TokenConstraintFactory(vocabulary));
+            constraint = constraints.ForReply(tools, thinkingBudget, made => shape.Thinking = made);
+        }
+        else if (grammar is not null)
+        {
+            // The constraint steers the reply to end (with EOS) within the tokens the engine will generate.
+            int budget = Math.Min(maxTokens, encoderDecoder ? contextLength - 1 : contextLength - prompt.Length);
+            constraint = () => constraints!.Grammars.Create(grammar, Math.Max(1, budget));
+        }
+        return new GenerationCall(new GenerationRequest(prompt, sampling) { Images = pictures, Constraint = constraint }, stream, includeUsage) { Reply = shape };
     }
 
     /// <summary>The grammar <c>response_format</c> asks for: null for text (or none), any JSON object, or a JSON schema's values.</summary>
@@ -90,11 +108,11 @@ internal static class ChatRequestReader
         return tokens;
     }
 
-    private static string Render(IChatTemplate template, List<ChatTurn> turns)
+    private static string Render(IChatTemplate template, List<ChatTurn> turns, ChatPromptOptions options)
     {
         try
         {
-            return template.Render(turns);
+            return template.Render(turns, options);
         }
         catch (ArgumentException e)
         {
@@ -116,7 +134,20 @@ internal static class ChatRequestReader
             if (role == "developer") role = "system"; // OpenAI's newer name for system instructions
             if (!ChatTemplate.Roles.Contains(role))
                 throw ApiException.InvalidRequest($"unknown role '{role}' in {message.Param("role")}; use one of {string.Join(", ", ChatTemplate.Roles)} (or developer)", message.Param("role"));
-            turns.Add(new ChatTurn(role, Content(message, images, pictures)));
+            var turn = new ChatTurn(role, Content(message, images, pictures));
+            if (role == "tool")
+            {
+                string id = message.String("tool_call_id") is { Length: > 0 } callId ? callId
+                    : throw ApiException.InvalidRequest($"{message.Param("tool_call_id")} is required in a tool message: the id of the call whose result it holds", message.Param("tool_call_id"));
+                turn = turn with { ToolCallId = id, Name = message.String("name") };
+            }
+            else if (message.Element("tool_calls") is { } calls)
+            {
+                if (role != "assistant")
+                    throw ApiException.InvalidRequest($"{message.Param("tool_calls")} is only allowed in assistant messages, not {role}", message.Param("tool_calls"));
+                turn = turn with { ToolCalls = ToolFields.Calls(message, calls) };
+            }
+            turns.Add(turn);
         }
         return turns;
     }

@@ -12,8 +12,17 @@ namespace Loom.Serving.OpenAi;
 
 internal sealed record Usage(int PromptTokens, int CompletionTokens, int TotalTokens)
 {
-    public static Usage Of(int promptTokens, int completionTokens) => new(promptTokens, completionTokens, promptTokens + completionTokens);
+    /// <summary>The thinking tokens among the completion's, for a reply that thought.</summary>
+    public CompletionTokensDetails? CompletionTokensDetails { get; init; }
+
+    public static Usage Of(int promptTokens, int completionTokens, int? reasoningTokens = null) =>
+        new(promptTokens, completionTokens, promptTokens + completionTokens)
+        {
+            CompletionTokensDetails = reasoningTokens is int r ? new CompletionTokensDetails(r) : null,
+        };
 }
+
+internal sealed record CompletionTokensDetails(int ReasoningTokens);
 
 internal sealed record Completion(string Id, string Object, long Created, string Model, IReadOnlyList<CompletionChoice> Choices, Usage? Usage);
 
@@ -38,8 +47,19 @@ internal sealed record ChatChoice(
     [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] ChatLogProbs? Logprobs,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] string? FinishReason);
 
-/// <summary>A message (whole replies) or a delta (stream chunks: the role in the first, then content).</summary>
-internal sealed record ChatMessage(string? Role, string? Content);
+/// <summary>A message (whole replies) or a delta (stream chunks: the role in the first, then content, thinking or tool-call pieces).</summary>
+internal sealed record ChatMessage(string? Role, string? Content)
+{
+    /// <summary>The thinking text (DeepSeek's and vLLM's <c>reasoning_content</c>), apart from the content.</summary>
+    public string? ReasoningContent { get; init; }
+
+    public IReadOnlyList<ChatToolCallJson>? ToolCalls { get; init; }
+}
+
+/// <summary>A tool call, or in a stream a piece of one (index always; id, type and name in its first piece; then arguments pieces).</summary>
+internal sealed record ChatToolCallJson(int? Index, string? Id, string? Type, ChatFunctionJson Function);
+
+internal sealed record ChatFunctionJson(string? Name, string? Arguments);
 
 internal sealed record ChatLogProbs(IReadOnlyList<ChatTokenLogProb> Content);
 

@@ -8,7 +8,25 @@ namespace Loom.Serving.OpenAi;
 /// <param name="Stream">Send server-sent events rather than one JSON object.</param>
 /// <param name="IncludeUsage">With <paramref name="Stream"/>: end with a chunk that carries the usage (OpenAI's stream_options.include_usage).</param>
 /// <param name="TextOffset">The prompt's length in characters: where the completion's text starts (completions' logprobs.text_offset).</param>
-internal sealed record GenerationCall(Inference.Engine.GenerationRequest Request, bool Stream, bool IncludeUsage, int TextOffset = 0);
+internal sealed record GenerationCall(Inference.Engine.GenerationRequest Request, bool Stream, bool IncludeUsage, int TextOffset = 0)
+{
+    /// <summary>How a chat reply's text is split (thinking, tool calls); null: the text is the reply.</summary>
+    public ChatReplyShape? Reply { get; init; }
+}
+
+/// <summary>
+/// How a chat reply is read: whether it opens with a thinking segment (then <see cref="Thinking"/> reports it once the request
+/// runs) and whether its tool calls are parsed.
+/// </summary>
+internal sealed class ChatReplyShape(bool thinking, bool toolCalls)
+{
+    public bool ThinkingOn => thinking;
+
+    public bool ToolCalls => toolCalls;
+
+    /// <summary>The request's thinking constraint, set when the engine creates it.</summary>
+    public Inference.Chat.ThinkingBudgetConstraint? Thinking { get; set; }
+}
 
 /// <summary>The request fields both endpoints share: sampling, stop sequences, max tokens, streaming.</summary>
 internal static class SamplingFields

@@ -37,9 +37,9 @@ public class ChatTemplateTests
     [Fact]
     public void UnknownRolesAndEmptyConversationsAreRefused()
     {
-        var role = Assert.Throws<ArgumentException>(() => ChatTemplate.Default.Render([new ChatTurn("user", "Hi"), new ChatTurn("tool", "42")]));
-        Assert.Contains("'tool'", role.Message);
-        Assert.Contains("system, user, assistant", role.Message);
+        var role = Assert.Throws<ArgumentException>(() => ChatTemplate.Default.Render([new ChatTurn("user", "Hi"), new ChatTurn("narrator", "42")]));
+        Assert.Contains("'narrator'", role.Message);
+        Assert.Contains("system, user, assistant, tool", role.Message);
         Assert.Throws<ArgumentException>(() => ChatTemplate.Default.Render([]));
         Assert.Throws<ArgumentException>(() => ChatTemplate.Default with { EndOfTurn = "" });
     }

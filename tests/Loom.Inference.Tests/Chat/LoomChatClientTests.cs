@@ -271,7 +271,7 @@ public class LoomChatClientTests
         Assert.Throws<NotSupportedException>(() => client.GetStreamingResponseAsync(
             [new ChatMessage(ChatRole.User, [new DataContent(new byte[] { 1 }, "image/png")])]));
         Assert.Throws<NotSupportedException>(() => client.GetStreamingResponseAsync(Conversation,
-            new ChatOptions { Tools = [AIFunctionFactory.Create(() => 1, "one")] }));
+            new ChatOptions { Tools = [new HostedWebSearchTool()] }));
         Assert.Throws<NotSupportedException>(() => client.GetStreamingResponseAsync(Conversation, new ChatOptions { ResponseFormat = ChatResponseFormat.Json }));
         var role = Assert.Throws<ArgumentException>(() => client.GetStreamingResponseAsync([new ChatMessage(new ChatRole("narrator"), "Once")]));
         Assert.Contains("narrator", role.Message);
