@@ -24,6 +24,7 @@ if (args.Length == 0 || args[0] is "-h" or "--help")
           needle       needle-in-a-haystack retrieval by length and depth, with and without RoPE scaling (see needle --help)
           sasa-vs-conv stand-alone self-attention against its convolutional twin on Fashion-MNIST (see sasa-vs-conv --help)
           speculative  plain against speculative decoding (n-gram, draft model) of a trained model (see speculative --help)
+          constraint-masks  token-mask time of structured output per vocabulary (see constraint-masks --help)
         """);
     return args.Length == 0 ? 2 : 0;
 }
@@ -46,6 +47,7 @@ return args[0] switch
     "long-context" => Bench(LongContextSettings.Usage, LongContextSettings.Parse, LongContextBenchmark.Run),
     "needle" => Bench(NeedleSettings.Usage, NeedleSettings.Parse, NeedleBenchmark.Run),
     "sasa-vs-conv" => Bench(SasaSettings.Usage, SasaSettings.Parse, SasaBenchmark.Run),
+    "constraint-masks" => Bench(ConstraintMaskSettings.Usage, ConstraintMaskSettings.Parse, ConstraintMaskBenchmark.Run),
     // Not listed in the usage: a conformance check for bench/gpu/hf-conformance.sh, not a benchmark.
     "speculative" => Bench(SpeculativeSettings.Usage, SpeculativeSettings.Parse, SpeculativeBenchmark.Run),
     "hf-logits" => Bench(HfLogitsSettings.Usage, HfLogitsSettings.Parse, HfLogitsBenchmark.Run),
@@ -85,6 +87,6 @@ int Bench<TSettings>(string usage, Func<IReadOnlyList<string>, TSettings> parse,
 
 static int Unknown(string name)
 {
-    Console.Error.WriteLine($"loom-bench: unknown benchmark '{name}' (known: train-step, pipeline, serve-load, sampler, moe, t5-spam, scaling, decode, decode-profile, int8-linear, reformer-memory, reformer-duplication, long-context, needle, sasa-vs-conv, speculative)");
+    Console.Error.WriteLine($"loom-bench: unknown benchmark '{name}' (known: train-step, pipeline, serve-load, sampler, moe, t5-spam, scaling, decode, decode-profile, int8-linear, reformer-memory, reformer-duplication, long-context, needle, sasa-vs-conv, constraint-masks, speculative)");
     return 2;
 }

@@ -2,6 +2,7 @@ using System.ComponentModel;
 using Loom.Core;
 using Loom.Data;
 using Loom.Inference;
+using Loom.Inference.Constraints;
 using Loom.Inference.Engine;
 using Loom.Inference.Speculative;
 using Loom.Models;
@@ -72,6 +73,16 @@ public sealed class GenerateCommand : Command<GenerateCommand.Settings>
         [Description("A PNG or JPEG image for an image + text model (repeatable): the i-th <image> in --prompt stands for the i-th image; a prompt without <image> gets the images first.")]
         public string[] Images { get; init; } = [];
 
+        /// <summary>Constrain the output to a JSON object.</summary>
+        [CommandOption("--json")]
+        [Description("Constrain the output to one JSON object (it ends with EOS where the object closes, steered to close within --max-tokens).")]
+        public bool Json { get; init; }
+
+        /// <summary>A JSON schema file the output must fit.</summary>
+        [CommandOption("--json-schema <FILE>")]
+        [Description("Constrain the output to the JSON values the schema in FILE accepts (type, properties, required, items, enum, const, anyOf, $ref, …; an unsupported keyword is refused by name).")]
+        public string? JsonSchema { get; init; }
+
         /// <summary>Ignore EOS.</summary>
         [CommandOption("--ignore-eos")]
         [Description("Keep generating past the end-of-document token.")]
@@ -87,6 +98,9 @@ public sealed class GenerateCommand : Command<GenerateCommand.Settings>
             TopP = settings.TopP, Seed = settings.Seed, StopAtEos = !settings.IgnoreEos,
             Stop = settings.Stop, PresencePenalty = settings.PresencePenalty, FrequencyPenalty = settings.FrequencyPenalty,
         };
+        var grammar = OutputGrammar(settings);
+        if (grammar is not null && (settings.Beams is not null || settings.IsSpeculative))
+            throw new ArgumentException("--json and --json-schema do not combine with --beams, --speculative or --draft yet: leave those out");
         string checkpoint = TrainingCheckpoint.Resolve(settings.Checkpoint);
         var device = Devices.Resolve(settings.Device ?? "auto");
         var (model, manifest) = settings.LoadModel(checkpoint, device);
@@ -102,7 +116,7 @@ public sealed class GenerateCommand : Command<GenerateCommand.Settings>
                 string prompt = settings.Prompt.Contains(Loom.Data.ImageText.ImagePrompts.Marker, StringComparison.Ordinal)
                     ? settings.Prompt
                     : string.Concat(Enumerable.Repeat(Loom.Data.ImageText.ImagePrompts.Marker, images.Count)) + settings.Prompt;
-                Generate(model, vocabulary, prompt, sampling, Console.Out, cancellationToken, images);
+                Generate(model, vocabulary, prompt, sampling, Console.Out, cancellationToken, images, grammar);
             }
             else if (settings.Beams is int beams)
                 PrintBeams(model, vocabulary, settings.Prompt, new BeamSearchOptions { Beams = beams, MaxTokens = settings.MaxTokens });
@@ -112,9 +126,35 @@ public sealed class GenerateCommand : Command<GenerateCommand.Settings>
                 GenerateSpeculatively(model, vocabulary, settings.Prompt, sampling, speculative, Console.Out, cancellationToken);
             }
             else
-                Generate(model, vocabulary, settings.Prompt, sampling, Console.Out, cancellationToken);
+                Generate(model, vocabulary, settings.Prompt, sampling, Console.Out, cancellationToken, grammar: grammar);
         }
         return 0;
+    }
+
+    /// <summary>The grammar --json or --json-schema asks for, or null.</summary>
+    private static Grammar? OutputGrammar(Settings settings)
+    {
+        if (settings.Json && settings.JsonSchema is not null) throw new ArgumentException("--json and --json-schema exclude each other: give one");
+        if ((settings.Json || settings.JsonSchema is not null) && settings.Beams is not null)
+            throw new ArgumentException("--beams does not take --json or --json-schema: sample or decode greedily (--temperature 0)");
+        if (settings.IgnoreEos && (settings.Json || settings.JsonSchema is not null))
+            throw new ArgumentException("--ignore-eos does not go with --json or --json-schema: the constraint ends the output with EOS");
+        if (settings.Json) return Grammar.JsonObject();
+        if (settings.JsonSchema is not { } file) return null;
+        if (!File.Exists(file)) throw new ArgumentException($"--json-schema: '{Path.GetFullPath(file)}' does not exist");
+        try
+        {
+            using var schema = System.Text.Json.JsonDocument.Parse(File.ReadAllText(file));
+            return Grammar.JsonSchema(schema.RootElement);
+        }
+        catch (System.Text.Json.JsonException e)
+        {
+            throw new ArgumentException($"--json-schema {file} is not JSON: {e.Message.Split('\n')[0]}");
+        }
+        catch (SchemaException e)
+        {
+            throw new ArgumentException($"--json-schema {file}: {e.Message}");
+        }
     }
 
     /// <summary>A request whose prompt's <c>&lt;image&gt;</c> markers become the model's placeholder ids, one run per image.</summary>
@@ -158,10 +198,17 @@ public sealed class GenerateCommand : Command<GenerateCommand.Settings>
     /// inference engine (the same path <c>loom serve</c> uses, with a batch of one), and returns it.
     /// </summary>
     internal static string Generate(LanguageModel model, IVocabulary vocabulary, string prompt, SamplingOptions sampling, TextWriter output, CancellationToken cancellationToken,
-        IReadOnlyList<float[]>? images = null)
+        IReadOnlyList<float[]>? images = null, Grammar? grammar = null)
     {
         using var engine = new ContinuousBatchingEngine(model, vocabulary, "loom", new EngineOptions { MaxRunning = 1 });
         var request = images is { Count: > 0 } ? ImageRequest(model, vocabulary, prompt, sampling, images) : new GenerationRequest(vocabulary.Encode(prompt), sampling);
+        if (grammar is not null)
+        {
+            // The constraint steers the output to end within the tokens the engine will generate.
+            int budget = Math.Max(1, Math.Min(sampling.MaxTokens, model.IsEncoderDecoder ? engine.ContextLength - 1 : engine.ContextLength - request.Prompt.Count));
+            var factory = new TokenConstraintFactory(vocabulary);
+            request = request with { Constraint = () => factory.Create(grammar, budget) };
+        }
         return Stream(engine, request, prompt, output, cancellationToken);
     }
 

@@ -87,6 +87,20 @@ public sealed class CliTests : IDisposable
         var again = CliRunner.Run(dir, "generate", "--checkpoint", run, "--prompt", "it is a", "-n", "20", "--seed", "3", "--device", "cpu");
         Assert.Equal(generate.Stdout, again.Stdout); // seeded sampling is reproducible
 
+        // Structured output: the barely trained model's continuation is JSON that fits the schema, and ends within -n.
+        string schema = Path.Combine(dir, "schema.json");
+        File.WriteAllText(schema, """{"type":"object","properties":{"a":{"type":"integer"},"b":{"enum":["x","y"]},"c":{"type":"string"}},"required":["a","b","c"],"additionalProperties":false}""");
+        var json = CliRunner.Run(dir, "generate", "--checkpoint", run, "--prompt", "it is a", "-n", "40", "--seed", "3", "--device", "cpu", "--json-schema", schema);
+        Assert.True(json.ExitCode == 0, json.Stderr);
+        using (var doc = System.Text.Json.JsonDocument.Parse(json.Stdout["it is a".Length..].Trim()))
+        {
+            Assert.Equal(["a", "b", "c"], doc.RootElement.EnumerateObject().Select(p => p.Name));
+            Assert.True(doc.RootElement.GetProperty("a").TryGetInt64(out _));
+            Assert.Contains(doc.RootElement.GetProperty("b").GetString(), (string[])["x", "y"]);
+        }
+        File.WriteAllText(schema, """{"type":"object","properties":{"age":{"type":"integer","minimum":0}}}""");
+        AssertOneLineError(CliRunner.Run(dir, "generate", "--checkpoint", run, "--device", "cpu", "--json-schema", schema), "$.properties.age.minimum: 'minimum' is not supported");
+
         var quantizedEval = CliRunner.Run(dir, "eval", "--checkpoint", run, "--device", "cpu", "--quantize", "int8");
         Assert.True(quantizedEval.ExitCode == 0, quantizedEval.Stderr);
         Assert.Contains("bits/byte", quantizedEval.Stdout);

@@ -13,8 +13,11 @@ public sealed class TokenConstraintFactory
     public TokenConstraintFactory(IVocabulary vocabulary)
     {
         Vocabulary = vocabulary ?? throw new ArgumentNullException(nameof(vocabulary));
-        trie = new Lazy<TokenTrie>(() => new TokenTrie(TokenBytes.Of(Vocabulary), TokenBytes.LeadingSpaceDroppedAtStart(Vocabulary)),
-            LazyThreadSafetyMode.ExecutionAndPublication);
+        trie = new Lazy<TokenTrie>(() =>
+        {
+            var (bytes, leadingSpace) = TokenBytes.Of(Vocabulary);
+            return new TokenTrie(bytes, leadingSpace);
+        }, LazyThreadSafetyMode.ExecutionAndPublication);
     }
 
     /// <summary>The vocabulary.</summary>
@@ -59,11 +62,13 @@ internal static class TokenBytes
     /// The bytes of each id of <paramref name="vocabulary"/>; null for ids no text comes from (EOS, PAD, control and
     /// unknown pieces, special tokens, unused ids). Byte and tiktoken vocabularies give raw bytes; SentencePiece maps
     /// ▁ to a space and <c>&lt;0xNN&gt;</c> to its byte; any other vocabulary gives the UTF-8 of each id's decoded text
-    /// (null where that text is not whole, U+FFFD).
+    /// (null where that text is not whole, U+FFFD). Also the ids whose leading space the decoder drops at the start of
+    /// the output, which a constraint leaves out there, and the ids after which the output is still at its start.
     /// </summary>
-    public static byte[]?[] Of(IVocabulary vocabulary)
+    public static (byte[]?[] Bytes, (bool[] Dropped, bool[] KeepStart)? LeadingSpace) Of(IVocabulary vocabulary)
     {
         var bytes = new byte[]?[vocabulary.Size];
+        (bool[] Dropped, bool[] KeepStart)? leadingSpace = null;
         switch (vocabulary)
         {
             case ByteVocabulary:
@@ -74,44 +79,118 @@ internal static class TokenBytes
                 break;
             case SentencePieceVocabulary sentencePiece:
                 var pieces = sentencePiece.ReadModel().Pieces;
-                for (int i = 0; i < pieces.Count && i < bytes.Length; i++) bytes[i] = PieceBytes(pieces[i]);
+                var dropped = new bool[vocabulary.Size];
+                var keepStart = new bool[vocabulary.Size];
+                for (int i = 0; i < pieces.Count && i < bytes.Length; i++)
+                {
+                    bytes[i] = PieceBytes(pieces[i]);
+                    // SentencePiece drops the ▁ of the first piece; Microsoft.ML.Tokenizers does so for the first
+                    // non-byte piece, even after byte-fallback pieces.
+                    dropped[i] = pieces[i].Type is SentencePieceType.Normal or SentencePieceType.UserDefined && pieces[i].Text.StartsWith('\u2581');
+                    keepStart[i] = pieces[i].Type == SentencePieceType.Byte;
+                }
+                leadingSpace = (dropped, keepStart);
                 break;
             case ExtraIdsVocabulary extra:
-                Of(extra.Inner).CopyTo(bytes, 0);
+                var (inner, innerSpace) = Of(extra.Inner);
+                inner.CopyTo(bytes, 0);
+                if (innerSpace is var (d, k))
+                    leadingSpace = ([.. d, .. new bool[extra.ExtraIdCount]], [.. k, .. new bool[extra.ExtraIdCount]]);
                 break;
             default:
-                for (int i = 0; i < bytes.Length; i++)
-                {
-                    if (i == vocabulary.EosId || i == vocabulary.PadId) continue;
-                    string text = vocabulary.Decode([i]);
-                    if (text.Length > 0 && !text.Contains('\uFFFD', StringComparison.Ordinal)) bytes[i] = Encoding.UTF8.GetBytes(text);
-                }
+                leadingSpace = Decoded(vocabulary, bytes);
                 break;
         }
         bytes[vocabulary.EosId] = null;
         bytes[vocabulary.PadId] = null;
-        return bytes;
+        return (bytes, leadingSpace);
     }
 
     /// <summary>
-    /// The ids whose leading space the vocabulary's decoder drops while no ordinary piece has been decoded yet (null: none
-    /// do), and the ids that keep that "start" going. SentencePiece drops the ▁ of the first piece; Microsoft.ML.Tokenizers
-    /// does so for the first non-byte piece, even after byte-fallback pieces. A constraint leaves those ids out at the start,
-    /// so the decoded text is always the bytes the constraint checked.
+    /// Any other vocabulary (Hugging Face's among them): each id's text as decoded after a plain token (so a decoder that
+    /// strips the text's leading space does not hide the token's), null where it is not whole UTF-8 (U+FFFD); ids whose
+    /// text alone differs (a stripped leading space) are left out first.
     /// </summary>
-    public static (bool[] Dropped, bool[] KeepStart)? LeadingSpaceDroppedAtStart(IVocabulary vocabulary)
+    private static (bool[] Dropped, bool[] KeepStart)? Decoded(IVocabulary vocabulary, byte[]?[] bytes)
     {
-        var inner = vocabulary is ExtraIdsVocabulary extra ? extra.Inner : vocabulary;
-        if (inner is not SentencePieceVocabulary sentencePiece) return null;
-        var pieces = sentencePiece.ReadModel().Pieces;
-        var dropped = new bool[vocabulary.Size];
-        var keepStart = new bool[vocabulary.Size];
-        for (int i = 0; i < pieces.Count && i < dropped.Length; i++)
+        int[] anchor = [];
+        try
         {
-            dropped[i] = pieces[i].Type is SentencePieceType.Normal or SentencePieceType.UserDefined && pieces[i].Text.StartsWith('\u2581');
-            keepStart[i] = pieces[i].Type == SentencePieceType.Byte;
+            anchor = vocabulary.Encode("a");
         }
-        return (dropped, keepStart);
+        catch (ArgumentException)
+        {
+            // No plain anchor: decode each id alone.
+        }
+        if (anchor.Length != 1 || vocabulary.Decode(anchor) != "a") anchor = [];
+        var dropped = new bool[vocabulary.Size];
+        bool anyDropped = false;
+        for (int i = 0; i < bytes.Length; i++)
+        {
+            if (i == vocabulary.EosId || i == vocabulary.PadId) continue;
+            string alone = vocabulary.Decode([i]);
+            string text = alone;
+            if (anchor.Length == 1)
+            {
+                text = vocabulary.Decode([anchor[0], i]);
+                if (!text.StartsWith('a')) continue;
+                text = text[1..];
+            }
+            if (text.Length == 0 || text.Contains('\uFFFD', StringComparison.Ordinal)) continue;
+            bytes[i] = Encoding.UTF8.GetBytes(text);
+            dropped[i] = alone != text;
+            anyDropped |= dropped[i];
+        }
+        if (vocabulary is HuggingFaceVocabulary hf) AddByteLevelPieces(hf, bytes);
+        return anyDropped ? (dropped, new bool[vocabulary.Size]) : null;
+    }
+
+    /// <summary>
+    /// A byte-level BPE vocabulary (GPT-2's alphabet: each byte a printable character) has tokens that are parts of a UTF-8
+    /// character, which decode to U+FFFD alone. If every whole token's text is its characters read as bytes, the partial
+    /// ones get their bytes that way too.
+    /// </summary>
+    private static void AddByteLevelPieces(HuggingFaceVocabulary vocabulary, byte[]?[] bytes)
+    {
+        var partial = new List<(int Id, byte[] Bytes)>();
+        for (int i = 0; i < bytes.Length; i++)
+        {
+            if (i == vocabulary.EosId || i == vocabulary.PadId || vocabulary.Token(i) is not { Length: > 0 } token || ByteLevel(token) is not { } level) continue;
+            if (bytes[i] is { } whole)
+            {
+                if (!whole.AsSpan().SequenceEqual(level)) return; // not byte-level
+            }
+            else partial.Add((i, level));
+        }
+        foreach (var (id, level) in partial) bytes[id] = level;
+    }
+
+    private static readonly int[] ByteOfChar = ByteLevelAlphabet();
+
+    /// <summary>GPT-2's <c>bytes_to_unicode</c>, inverted: the byte each alphabet character stands for, −1 for others.</summary>
+    private static int[] ByteLevelAlphabet()
+    {
+        var byteOf = new int[324];
+        Array.Fill(byteOf, -1);
+        int extra = 0;
+        for (int b = 0; b < 256; b++)
+        {
+            bool printable = b is >= '!' and <= '~' or >= 0xA1 and <= 0xAC or >= 0xAE and <= 0xFF;
+            byteOf[printable ? b : 256 + extra++] = b;
+        }
+        return byteOf;
+    }
+
+    private static byte[]? ByteLevel(string token)
+    {
+        var level = new byte[token.Length];
+        for (int i = 0; i < token.Length; i++)
+        {
+            int c = token[i];
+            if (c >= ByteOfChar.Length || ByteOfChar[c] < 0) return null;
+            level[i] = (byte)ByteOfChar[c];
+        }
+        return level;
     }
 
     private static byte[]? PieceBytes(SentencePiece piece) => piece.Type switch

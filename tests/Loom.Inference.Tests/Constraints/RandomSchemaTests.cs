@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Loom.Data;
+using Loom.Data.Tests;
 using Loom.Inference.Constraints;
 
 namespace Loom.Inference.Tests.Constraints;
@@ -52,6 +53,12 @@ public sealed class RandomSchemaTests
 
     [Fact]
     public void TiktokenDrawsAlwaysValidate() => Run(Tiktoken.Value, 1000, 1, 12, 3);
+
+    [SkippableTheory]
+    [InlineData(NpmTokenizerFiles.Gpt2Package)]
+    [InlineData(NpmTokenizerFiles.MistralPackage)]
+    public void HuggingFaceDrawsAlwaysValidate(string package) =>
+        Run(new TokenConstraintFactory(new HuggingFaceVocabulary(NpmTokenizerFiles.Folder(package))), 300, 1, 12, 7);
 
     [Fact]
     public void JsonObjectDrawsAreObjects()
