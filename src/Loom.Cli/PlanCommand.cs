@@ -210,14 +210,12 @@ public sealed class PlanCommand : Command<PlanCommand.Settings>
         {
             throw new ConfigException(e.Message, e);
         }
-        if (options is not DecoderLmOptions d)
-            throw new ConfigException($"loom plan costs decoder-only language models; '{name}' is a {options.Architecture} model");
-        if (d.Moe is not null)
-            throw new ConfigException($"loom plan costs dense models; '{name}' has mixture-of-experts layers");
+        if (options.DenseDecoder is not { } d)
+            throw new ConfigException($"loom plan costs dense decoder-only language models; '{name}' is a {options.Architecture} model{(options.Architecture == "decoder_lm" ? " with mixture-of-experts layers" : "")}");
         try
         {
             return new ModelShape(Path.GetFileNameWithoutExtension(name), d.NumLayers, d.ModelDim, d.NumHeads, d.NumKvHeads, d.HeadDim, d.MlpDim, d.VocabSize,
-                d.ParallelBlock, gatedMlp: d.Activation is MlpActivation.SwiGlu or MlpActivation.GeGlu, d.SharedEmbeddings);
+                d.ParallelBlock, gatedMlp: d.GatedMlp, d.SharedEmbeddings);
         }
         catch (ArgumentException e)
         {

@@ -110,6 +110,11 @@ public sealed record DecoderLmOptions : ModelOptions
     /// <summary>Mixture-of-experts MLPs (every layer or every k-th layer), or null for dense MLPs.</summary>
     public MoeOptions? Moe { get; init; }
 
+    /// <inheritdoc />
+    public override DenseDecoderShape? DenseDecoder => Moe is not null ? null
+        : new(NumLayers, ModelDim, NumHeads, NumKvHeads, HeadDim, MlpDim, VocabSize, ParallelBlock,
+            GatedMlp: Activation is MlpActivation.SwiGlu or MlpActivation.GeGlu, SharedEmbeddings);
+
     /// <summary>Multiply the token embeddings by √d_model (in the embedding's dtype), as Gemma does.</summary>
     public bool ScaleEmbeddings { get; init; }
 

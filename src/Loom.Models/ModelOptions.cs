@@ -45,6 +45,12 @@ public abstract record ModelOptions
     /// </summary>
     public abstract LanguageModel Build(Device? device = null, Generator? generator = null);
 
+    /// <summary>
+    /// The shape of a dense decoder-only Transformer, for cost models such as <c>loom plan</c> that must not name a
+    /// concrete model family; null for other models (encoder-decoders, mixtures of experts, image models).
+    /// </summary>
+    public virtual DenseDecoderShape? DenseDecoder => null;
+
     /// <summary>Throws when <paramref name="value"/> is not positive, naming the field as configs spell it.</summary>
     protected static void Positive(long value, string name)
     {
@@ -108,3 +114,17 @@ public static class ModelArchitectures
             ? name
             : throw new ArgumentException($"unknown model.architecture '{name}': use one of {string.Join(", ", Names)}");
 }
+
+/// <summary>The sizes that fix a dense decoder-only Transformer's cost: what <see cref="ModelOptions.DenseDecoder"/> reports.</summary>
+/// <param name="NumLayers">Decoder layers.</param>
+/// <param name="ModelDim">Width of the residual stream.</param>
+/// <param name="NumHeads">Query heads per layer.</param>
+/// <param name="NumKvHeads">Key/value heads per layer (1: multi-query).</param>
+/// <param name="HeadDim">Width of a head.</param>
+/// <param name="MlpDim">Hidden units of the MLP.</param>
+/// <param name="VocabSize">Rows of the embedding table.</param>
+/// <param name="ParallelBlock">Whether attention and MLP read the same normalised input (PaLM's parallel block).</param>
+/// <param name="GatedMlp">Whether the MLP is gated (SwiGLU, GeGLU: three kernels instead of two).</param>
+/// <param name="SharedEmbeddings">Whether the output layer reuses the embedding table.</param>
+public sealed record DenseDecoderShape(int NumLayers, int ModelDim, int NumHeads, int NumKvHeads, int HeadDim, int MlpDim, int VocabSize,
+    bool ParallelBlock, bool GatedMlp, bool SharedEmbeddings);

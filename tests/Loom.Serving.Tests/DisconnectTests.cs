@@ -34,7 +34,8 @@ public sealed class DisconnectTests
 
     internal static async Task<Setup> StartAsync(bool batching)
     {
-        var vocabulary = new HoldingVocabulary(new ByteVocabulary().Encode(Prompt).Length + HeldToken);
+        // The request's detokenizer decodes its prompt once, then once per generated token: call 1 + HeldToken is the held token's.
+        var vocabulary = new HoldingVocabulary(1 + HeldToken);
         CancellationWitness? witness = null;
         var server = await ServerHarness.StartAsync(contextLength: ContextLength, batching: batching, vocabulary: vocabulary,
             wrap: engine => witness = new CancellationWitness(engine));

@@ -174,16 +174,17 @@ internal sealed class GatedEngine(IGenerationEngine inner) : IGenerationEngine
 }
 
 /// <summary>
-/// Bytes, but the engine's detokenizing of a request's <c>n</c>-th generated token (a decode of at least
-/// prompt + n ids) blocks until <see cref="Open"/>. The engines detokenize each token on their worker (or
+/// Bytes, but the engine's detokenizing of a request's <c>n</c>-th generated token (the vocabulary's decode call
+/// 1 + n: one for the prompt, then one per token) blocks until <see cref="Open"/>. The engines detokenize each token on their worker (or
 /// engine) thread as soon as it is sampled, so while held the request is known to be running, to have
 /// streamed exactly n - 1 tokens, and to be unable to run to its end however fast the machine is.
 /// </summary>
-internal sealed class HoldingVocabulary(int holdAtLength) : IVocabulary
+internal sealed class HoldingVocabulary(int holdAtCall) : IVocabulary
 {
     private readonly ByteVocabulary bytes = new();
     private readonly ManualResetEventSlim gate = new();
     private readonly TaskCompletionSource held = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private int calls;
 
     /// <summary>Completes once the engine is blocked in the held decode.</summary>
     public Task Held => held.Task;
@@ -202,7 +203,8 @@ internal sealed class HoldingVocabulary(int holdAtLength) : IVocabulary
 
     public string Decode(ReadOnlySpan<int> ids)
     {
-        if (ids.Length >= holdAtLength && !gate.IsSet)
+        // Counted by call, not by length: the streaming detokenizer decodes a short window of the newest ids.
+        if (Interlocked.Increment(ref calls) >= holdAtCall && !gate.IsSet)
         {
             held.TrySetResult();
             // A bound only so that a broken test cannot hang the run; the test opens the gate itself.
