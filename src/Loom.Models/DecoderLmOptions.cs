@@ -111,6 +111,7 @@ public sealed record DecoderLmOptions : ModelOptions
     public MoeOptions? Moe { get; init; }
 
     /// <inheritdoc />
+    [System.Text.Json.Serialization.JsonIgnore]
     public override DenseDecoderShape? DenseDecoder => Moe is not null ? null
         : new(NumLayers, ModelDim, NumHeads, NumKvHeads, HeadDim, MlpDim, VocabSize, ParallelBlock,
             GatedMlp: Activation is MlpActivation.SwiGlu or MlpActivation.GeGlu, SharedEmbeddings);

@@ -49,6 +49,7 @@ public abstract record ModelOptions
     /// The shape of a dense decoder-only Transformer, for cost models such as <c>loom plan</c> that must not name a
     /// concrete model family; null for other models (encoder-decoders, mixtures of experts, image models).
     /// </summary>
+    [JsonIgnore]
     public virtual DenseDecoderShape? DenseDecoder => null;
 
     /// <summary>Throws when <paramref name="value"/> is not positive, naming the field as configs spell it.</summary>

@@ -270,61 +270,47 @@ internal sealed class ByteAutomaton
 
     /// <summary>
     /// For each node, the fewest nested rules (stack frames beyond the current one) any path from it to its rule's
-    /// return needs; <see cref="Infinite"/> where none ends. A fixpoint over the graph.
+    /// return needs; <see cref="Infinite"/> where none ends.
     /// </summary>
-    private static int[] ComputeNeed(Node[] nodes)
+    private static int[] ComputeNeed(Node[] nodes) => LeastFixpoint(nodes, (need, n) => n.Kind switch
     {
-        var need = new int[nodes.Length];
-        Array.Fill(need, Infinite);
-        for (bool changed = true; changed;)
-        {
-            changed = false;
-            for (int i = 0; i < nodes.Length; i++)
-            {
-                ref readonly var n = ref nodes[i];
-                int value = n.Kind switch
-                {
-                    NodeKind.Return => 0,
-                    NodeKind.Range => need[n.Next],
-                    NodeKind.Split => n.Targets!.Length == 0 ? Infinite : n.Targets.Min(t => need[t]),
-                    _ => Math.Min(Infinite, Math.Max(1 + need[n.Rule], need[n.Next])),
-                };
-                if (value < need[i])
-                {
-                    need[i] = value;
-                    changed = true;
-                }
-            }
-        }
-        return need;
-    }
+        NodeKind.Return => 0,
+        NodeKind.Range => need[n.Next],
+        NodeKind.Split => n.Targets!.Length == 0 ? Infinite : n.Targets.Min(t => need[t]),
+        _ => Math.Min(Infinite, Math.Max(1 + need[n.Rule], need[n.Next])),
+    });
 
-    /// <summary>For each node, the fewest bytes from it to its rule's return (a fixpoint, like <see cref="ComputeNeed"/>).</summary>
-    private static int[] ComputeShortest(Node[] nodes)
+    /// <summary>For each node, the fewest bytes from it to its rule's return; <see cref="Infinite"/> where none ends.</summary>
+    private static int[] ComputeShortest(Node[] nodes) => LeastFixpoint(nodes, (shortest, n) => n.Kind switch
     {
-        var shortest = new int[nodes.Length];
-        Array.Fill(shortest, Infinite);
+        NodeKind.Return => 0,
+        NodeKind.Range => Math.Min(Infinite, 1 + shortest[n.Next]),
+        NodeKind.Split => n.Targets!.Length == 0 ? Infinite : n.Targets.Min(t => shortest[t]),
+        _ => Math.Min(Infinite, shortest[n.Rule] + shortest[n.Next]),
+    });
+
+    /// <summary>
+    /// The least per-node values that <paramref name="rule"/> (a node's value from the current values) settles on: every
+    /// node starts at <see cref="Infinite"/> and is lowered until no rule lowers any.
+    /// </summary>
+    private static int[] LeastFixpoint(Node[] nodes, Func<int[], Node, int> rule)
+    {
+        var values = new int[nodes.Length];
+        Array.Fill(values, Infinite);
         for (bool changed = true; changed;)
         {
             changed = false;
             for (int i = 0; i < nodes.Length; i++)
             {
-                ref readonly var n = ref nodes[i];
-                int value = n.Kind switch
+                int value = rule(values, nodes[i]);
+                if (value < values[i])
                 {
-                    NodeKind.Return => 0,
-                    NodeKind.Range => Math.Min(Infinite, 1 + shortest[n.Next]),
-                    NodeKind.Split => n.Targets!.Length == 0 ? Infinite : n.Targets.Min(t => shortest[t]),
-                    _ => Math.Min(Infinite, shortest[n.Rule] + shortest[n.Next]),
-                };
-                if (value < shortest[i])
-                {
-                    shortest[i] = value;
+                    values[i] = value;
                     changed = true;
                 }
             }
         }
-        return shortest;
+        return values;
     }
 
     private sealed class State(Cursor[] threads, bool accepting, bool consuming)
