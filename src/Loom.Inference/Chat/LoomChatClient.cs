@@ -65,22 +65,21 @@ public sealed class LoomChatClient : IChatClient
     /// <summary>
     /// Maps chat options, falling back per option to the client's defaults, to the engine's sampling
     /// options: temperature, top-p, top-k, max output tokens, seed, presence and frequency penalties, and
-    /// the stop sequences plus the template's <see cref="IChatTemplate.EndOfTurn"/>. Generation also stops at EOS.
+    /// the stop sequences plus the template's <see cref="IChatTemplate.EndOfTurn"/> (not for a JSON response format, whose
+    /// reply ends where its grammar does and whose strings could hold the marker). Generation also stops at EOS.
     /// </summary>
     /// <exception cref="ArgumentException">An option is out of range, there are more than 3 stop sequences besides the end of turn, or the model id names another model.</exception>
-    /// <exception cref="NotSupportedException">The options ask for JSON output.</exception>
     public SamplingOptions CreateSamplingOptions(ChatOptions? options)
     {
         string? modelId = options?.ModelId ?? defaultOptions?.ModelId;
         if (modelId is not null && modelId != engine.ModelName)
             throw new ArgumentException($"model '{modelId}' is not served here; this client serves '{engine.ModelName}': leave ModelId unset or use that name");
-        if ((options?.ResponseFormat ?? defaultOptions?.ResponseFormat) is ChatResponseFormatJson)
-            throw new NotSupportedException("JSON response formats are not supported: Loom cannot constrain its output; ask for text");
+        bool json = (options?.ResponseFormat ?? defaultOptions?.ResponseFormat) is ChatResponseFormatJson;
 
         var stops = new List<string>();
         foreach (string stop in options?.StopSequences ?? defaultOptions?.StopSequences ?? [])
             if (!stops.Contains(stop)) stops.Add(stop);
-        if (!stops.Contains(Template.EndOfTurn))
+        if (!json && !stops.Contains(Template.EndOfTurn))
         {
             if (stops.Count > 3)
                 throw new ArgumentException($"{stops.Count} stop sequences were given; at most 3 are allowed besides the template's end of turn '{Template.EndOfTurn}'");
@@ -301,7 +300,32 @@ public sealed class LoomChatClient : IChatClient
         var reply = new ReplyShape(budget is not null, tools is { Mode: not ToolChoiceMode.None });
         var prompt = engine.Vocabulary.Encode(RenderPrompt(messages, options));
         var constraint = reply.Parse ? constraints.Value.ForReply(tools, budget, made => reply.Budget = made) : null;
+        if ((options?.ResponseFormat ?? defaultOptions?.ResponseFormat) is ChatResponseFormatJson json)
+        {
+            if (reply.Parse)
+                throw new NotSupportedException("a JSON response format cannot be combined with tools or reasoning: ask for one of them (or ChatToolMode.None)");
+            var grammar = JsonGrammar(json);
+            // As the server does: the constraint steers the reply to end (with EOS) within the tokens the engine will generate.
+            int room = Math.Max(1, Math.Min(sampling.MaxTokens, engine.IsEncoderDecoder ? engine.ContextLength - 1 : engine.ContextLength - prompt.Length));
+            var factory = constraints.Value.Grammars;
+            constraint = () => factory.Create(grammar, room);
+        }
         return (new GenerationRequest(prompt, sampling) { Constraint = constraint }, reply);
+    }
+
+    /// <summary>Any JSON object, or the values of the format's schema.</summary>
+    /// <exception cref="ArgumentException">The schema is malformed or uses a feature Loom cannot enforce (the message names it).</exception>
+    private static Constraints.Grammar JsonGrammar(ChatResponseFormatJson format)
+    {
+        if (format.Schema is not { } schema) return Constraints.Grammar.JsonObject();
+        try
+        {
+            return Constraints.Grammar.JsonSchema(schema);
+        }
+        catch (Constraints.SchemaException e)
+        {
+            throw new ArgumentException($"the response format's schema{(format.SchemaName is { } name ? $" '{name}'" : "")} cannot be enforced: {e.Message}", nameof(format), e);
+        }
     }
 
     private async IAsyncEnumerable<ChatResponseUpdate> Stream((GenerationRequest Request, ReplyShape Reply) call, [EnumeratorCancellation] CancellationToken cancellationToken)

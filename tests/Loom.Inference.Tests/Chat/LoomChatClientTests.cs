@@ -272,7 +272,12 @@ public class LoomChatClientTests
             [new ChatMessage(ChatRole.User, [new DataContent(new byte[] { 1 }, "image/png")])]));
         Assert.Throws<NotSupportedException>(() => client.GetStreamingResponseAsync(Conversation,
             new ChatOptions { Tools = [new HostedWebSearchTool()] }));
-        Assert.Throws<NotSupportedException>(() => client.GetStreamingResponseAsync(Conversation, new ChatOptions { ResponseFormat = ChatResponseFormat.Json }));
+        using var unsupported = System.Text.Json.JsonDocument.Parse("{\"type\":\"object\",\"properties\":{\"age\":{\"type\":\"integer\",\"minimum\":0}}}");
+        var schema = Assert.Throws<ArgumentException>(() => client.GetStreamingResponseAsync(Conversation,
+            new ChatOptions { ResponseFormat = ChatResponseFormat.ForJsonSchema(unsupported.RootElement, "person") }));
+        Assert.Contains("minimum", schema.Message);
+        Assert.Throws<NotSupportedException>(() => client.GetStreamingResponseAsync(Conversation,
+            new ChatOptions { ResponseFormat = ChatResponseFormat.Json, Reasoning = new ReasoningOptions { Effort = ReasoningEffort.Low } }));
         var role = Assert.Throws<ArgumentException>(() => client.GetStreamingResponseAsync([new ChatMessage(new ChatRole("narrator"), "Once")]));
         Assert.Contains("narrator", role.Message);
         var modelId = Assert.Throws<ArgumentException>(() => client.GetStreamingResponseAsync(Conversation, new ChatOptions { ModelId = "other" }));

@@ -27,6 +27,30 @@ public class LoomChatClientToolTests
         }, generator: generator);
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task AJsonSchemaResponseFormatGivesJsonThatValidatesFromAnUntrainedModel(bool streaming)
+    {
+        var vocabulary = new ByteVocabulary();
+        using var model = TinyModel(vocabulary);
+        using var engine = new ContinuousBatchingEngine(model, vocabulary, "tiny");
+        var client = new LoomChatClient(engine);
+        using var schema = JsonDocument.Parse("""
+            {"type": "object", "properties": {"name": {"type": "string", "maxLength": 12}, "age": {"type": "integer"},
+             "tags": {"type": "array", "items": {"enum": ["a", "b"]}, "maxItems": 3}}, "required": ["name", "age", "tags"],
+             "additionalProperties": false}
+            """);
+        var options = new ChatOptions { ResponseFormat = ChatResponseFormat.ForJsonSchema(schema.RootElement, "person"), Temperature = 1, Seed = 3, MaxOutputTokens = 120 };
+        var text = new System.Text.StringBuilder();
+        if (streaming)
+            await foreach (var update in client.GetStreamingResponseAsync("Describe someone.", options)) text.Append(update.Text);
+        else
+            text.Append((await client.GetResponseAsync("Describe someone.", options)).Text);
+        using var reply = JsonDocument.Parse(text.ToString()); // an untrained model: only the constraint makes this JSON
+        Assert.Null(Constraints.SchemaValidator.Validate(reply.RootElement, schema.RootElement));
+    }
+
     [Fact]
     public async Task FunctionInvocationRunsARealFunctionAndGetsAFinalAnswer()
     {
