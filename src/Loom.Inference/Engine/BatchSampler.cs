@@ -99,20 +99,27 @@ public static class BatchSampler
         var sampled = options.Select(o => o.Temperature != 0).ToArray();
         var temperature = tensor(options.Select(o => o.Temperature != 0 ? (float)o.Temperature : 1f).ToArray(), [n, 1], device: device); // (N, 1)
         var scaled = adjusted / temperature;                                                                  // (N, V')
-        if (options.Any(o => o.Temperature != 0 && o.TopK > 0 && o.TopK < width))
+        bool topK = options.Any(o => o.Temperature != 0 && o.TopK > 0 && o.TopK < width);
+        bool topP = options.Any(o => o.Temperature != 0 && o.TopP < 1);
+        if (topK || topP)
         {
-            var k = tensor(options.Select(o => o.Temperature != 0 && o.TopK > 0 && o.TopK < width ? o.TopK - 1L : width - 1).ToArray(), [n, 1], device: device); // (N, 1)
-            var kth = scaled.sort(-1, descending: true).Values.gather(1, k);                                  // (N, 1)
-            scaled = scaled.masked_fill(scaled < kth, double.NegativeInfinity);
-        }
-        if (options.Any(o => o.Temperature != 0 && o.TopP < 1))
-        {
-            // No row without top-p drops anything: its threshold, 2, is above any cumulative probability.
-            var p = tensor(options.Select(o => o.Temperature != 0 && o.TopP < 1 ? (float)o.TopP : 2f).ToArray(), [n, 1], device: device); // (N, 1)
-            var (sorted, order) = scaled.sort(-1, descending: true);                                          // (N, V')
-            var probabilities = sorted.softmax(-1);                                                           // (N, V')
-            var drop = (probabilities.cumsum(-1) - probabilities) >= p;                                       // (N, V')
-            scaled = scaled.masked_fill(zeros_like(drop).scatter(-1, order, drop), double.NegativeInfinity);
+            // One sort serves both filters: top-k masks only the smallest values, so the order stays that of the sort.
+            var (sorted, order) = scaled.sort(-1, descending: true);                                          // (N, V') x 2
+            if (topK)
+            {
+                var k = tensor(options.Select(o => o.Temperature != 0 && o.TopK > 0 && o.TopK < width ? o.TopK - 1L : width - 1).ToArray(), [n, 1], device: device); // (N, 1)
+                var kth = sorted.gather(1, k);                                                                // (N, 1)
+                scaled = scaled.masked_fill(scaled < kth, double.NegativeInfinity);
+                sorted = sorted.masked_fill(sorted < kth, double.NegativeInfinity);
+            }
+            if (topP)
+            {
+                // No row without top-p drops anything: its threshold, 2, is above any cumulative probability.
+                var p = tensor(options.Select(o => o.Temperature != 0 && o.TopP < 1 ? (float)o.TopP : 2f).ToArray(), [n, 1], device: device); // (N, 1)
+                var probabilities = sorted.softmax(-1);                                                       // (N, V')
+                var drop = (probabilities.cumsum(-1) - probabilities) >= p;                                   // (N, V')
+                scaled = scaled.masked_fill(zeros_like(drop).scatter(-1, order, drop), double.NegativeInfinity);
+            }
         }
         var noise = ones(n, width, float32);                                                                  // (N, V') on the host
         for (int b = 0; b < n; b++)
