@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using Loom.Models;
+using Loom.Models.Kernels;
 using Loom.Models.Layers;
 using static TorchSharp.torch;
 
@@ -27,7 +28,8 @@ internal sealed record DecodeProfileSettings
         rotary, SwiGLU, untied byte vocabulary, f32) composed from Loom's own layers (RmsNorm, Attention, Mlp, Dense) over a
         preallocated KV cache, with a timestamp between phases. Per phase: milliseconds per token (median of the repeats) and
         tensors created per token (TorchSharp wrappers, each a native call and a disposal). Beside it: the same step's
-        matmuls alone (nn.functional.linear on the same weights: the compute floor) and the cost of one trivial op.
+        matmuls alone on the same weights (by Loom's kernel, which the layers run, and by libtorch's linear and mv) and
+        the cost of one trivial op.
 
           --layers N          decoder layers (default 8)
           --dim N             model width (default 512)
@@ -92,8 +94,9 @@ internal static class DecodeProfileBenchmark
         }
         var median = Enumerable.Range(0, Phases.Length).Select(p => Median(steps.Select(t => t[p]))).ToArray();
         double step = Median(whole);
-        double matmuls = Median(Enumerable.Range(0, s.Repeats).Select(_ => MatmulFloor(s, layers, head)));
-        double vectors = Median(Enumerable.Range(0, s.Repeats).Select(_ => MatmulFloor(s, layers, head, vector: true)));
+        double matmuls = Median(Enumerable.Range(0, s.Repeats).Select(_ => MatmulFloor(s, layers, head, Matmul.Linear)));
+        double vectors = Median(Enumerable.Range(0, s.Repeats).Select(_ => MatmulFloor(s, layers, head, Matmul.Vector)));
+        double kernel = Median(Enumerable.Range(0, s.Repeats).Select(_ => MatmulFloor(s, layers, head, Matmul.LoomKernel)));
         double trivial = TrivialOp();
 
         var text = new StringBuilder();
@@ -112,7 +115,7 @@ internal static class DecodeProfileBenchmark
         text.AppendLine(string.Create(CultureInfo.InvariantCulture, $"| **whole step** | **{step:F3}** | | **{counts.Sum():F0}** |"));
         text.AppendLine();
         text.AppendLine(string.Create(CultureInfo.InvariantCulture,
-            $"The step's {7 * s.Layers + 1} matmuls alone (nn.functional.linear, same weights, same threads): {matmuls:F3} ms / token; everything else {step - matmuls:F3} ms. As matrix-vector products (mv): {vectors:F3} ms. One trivial op (a (1, 1, {s.ModelDim}) add in a dispose scope): {trivial * 1000:F1} µs."));
+            $"The step's {7 * s.Layers + 1} matmuls alone, same weights, same threads: {kernel:F3} ms / token by Loom's kernel (Float32Linear, what the layers above run), so everything else is {step - kernel:F3} ms; by libtorch's nn.functional.linear {matmuls:F3} ms, as matrix-vector products (mv) {vectors:F3} ms. One trivial op (a (1, 1, {s.ModelDim}) add in a dispose scope): {trivial * 1000:F1} µs."));
         return text.ToString();
     }
 
@@ -156,7 +159,9 @@ internal static class DecodeProfileBenchmark
     }
 
     /// <summary>The step's matmuls alone: per layer Q, K, V, O, gate, up, down, then the head, on a (1, 1, D) input.</summary>
-    private static double MatmulFloor(DecodeProfileSettings s, Layer[] layers, Dense head, bool vector = false)
+    private enum Matmul { Linear, Vector, LoomKernel }
+
+    private static double MatmulFloor(DecodeProfileSettings s, Layer[] layers, Dense head, Matmul how)
     {
         using var noGrad = no_grad();
         var kernels = new List<Tensor>();
@@ -173,7 +178,12 @@ internal static class DecodeProfileBenchmark
             if (i == 0) start = Stopwatch.GetTimestamp();
             using var scope = NewDisposeScope();
             foreach (var (w, x) in byWidth)
-                if (vector) w.mv(x.view(-1)); else nn.functional.linear(x, w);
+                _ = how switch
+                {
+                    Matmul.Vector => w.mv(x.view(-1)),
+                    Matmul.LoomKernel => Float32Linear.DirectLinear(x, w),
+                    _ => nn.functional.linear(x, w),
+                };
         }
         return (Stopwatch.GetTimestamp() - start) * 1000.0 / Stopwatch.Frequency / s.Tokens;
     }

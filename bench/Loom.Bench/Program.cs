@@ -18,6 +18,7 @@ if (args.Length == 0 || args[0] is "-h" or "--help")
           decode       batch-1 greedy decoding against llama.cpp on the same weights (see decode --help)
           int8-linear  one linear layer: float32 vs int8 widened vs int8 direct, by rows of input (see int8-linear --help)
           decode-profile  one decode step timed phase by phase, tensors counted (see decode-profile --help)
+          matvec-stream  a decode step's matmuls out of cache: libtorch against Loom's float kernel, by rows (see matvec-stream --help)
           reformer-memory  peak memory of a training step vs depth, reversible vs standard stack (see reformer-memory --help)
           reformer-duplication  one-layer Reformer, full vs LSH attention, on the 0w0w duplication task (see reformer-duplication --help)
           long-context peak memory of sdpa, written-out and blockwise attention at 4k-32k tokens (see long-context --help)
@@ -41,6 +42,7 @@ return args[0] switch
     "scaling" => Bench(ScalingSettings.Usage, ScalingSettings.Parse, ScalingBenchmark.Run),
     "decode" => Bench(DecodeSettings.Usage, DecodeSettings.Parse, DecodeBenchmark.Run),
     "int8-linear" => Bench(Int8LinearSettings.Usage, Int8LinearSettings.Parse, Int8LinearBenchmark.Run),
+    "matvec-stream" => Bench(MatVecStreamSettings.Usage, MatVecStreamSettings.Parse, MatVecStreamBenchmark.Run),
     "decode-profile" => Bench(DecodeProfileSettings.Usage, DecodeProfileSettings.Parse, DecodeProfileBenchmark.Run),
     "reformer-memory" => Bench(ReformerMemorySettings.Usage, ReformerMemorySettings.Parse, ReformerMemoryBenchmark.Run),
     "reformer-duplication" => Bench(ReformerDuplicationSettings.Usage, ReformerDuplicationSettings.Parse, ReformerDuplicationBenchmark.Run),
@@ -87,6 +89,6 @@ int Bench<TSettings>(string usage, Func<IReadOnlyList<string>, TSettings> parse,
 
 static int Unknown(string name)
 {
-    Console.Error.WriteLine($"loom-bench: unknown benchmark '{name}' (known: train-step, pipeline, serve-load, sampler, moe, t5-spam, scaling, decode, decode-profile, int8-linear, reformer-memory, reformer-duplication, long-context, needle, sasa-vs-conv, constraint-masks, speculative)");
+    Console.Error.WriteLine($"loom-bench: unknown benchmark '{name}' (known: train-step, pipeline, serve-load, sampler, moe, t5-spam, scaling, decode, decode-profile, matvec-stream, int8-linear, reformer-memory, reformer-duplication, long-context, needle, sasa-vs-conv, constraint-masks, speculative)");
     return 2;
 }

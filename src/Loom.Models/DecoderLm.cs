@@ -1,6 +1,7 @@
 using Loom.Data;
 using Loom.Data.FeatureConverters;
 using Loom.Distributed;
+using Loom.Models.Kernels;
 using Loom.Models.Layers;
 using Loom.Models.Parallelism;
 using TorchSharp.Modules;
@@ -84,7 +85,7 @@ public sealed class DecoderLm : LanguageModel
     private Tensor Forward(Tensor tokens, IAttentionContext? context, MoeTrace? trace)
     {
         ArgumentNullException.ThrowIfNull(tokens);
-        if (context is null && tokens.shape[1] > options.MaxSequenceLength)
+        if (context is null && tokens.size(1) > options.MaxSequenceLength)
             throw new ArgumentException($"sequence of {tokens.shape[1]} tokens exceeds model.max_sequence_length = {options.MaxSequenceLength}");
         return Head(Blocks(Embed(tokens, context), context, trace)); // (B, T, V)
     }
@@ -108,7 +109,7 @@ public sealed class DecoderLm : LanguageModel
     public Tensor Embed(Tensor tokens, IAttentionContext? context)
     {
         ArgumentNullException.ThrowIfNull(tokens);
-        long b = tokens.shape[0], t = tokens.shape[1];
+        long b = tokens.size(0), t = tokens.size(1);
         var x = embed.index_select(0, tokens.reshape(-1)).view(b, t, -1); // (B, T, D)
         // Gemma: × √D rounded to the embedding's dtype, as transformers' normalizer tensor is.
         if (options.ScaleEmbeddings) x = x * tensor(Math.Sqrt(options.ModelDim), x.dtype, x.device);
@@ -140,7 +141,7 @@ public sealed class DecoderLm : LanguageModel
     {
         var logits = Precision.Dtype() is { } dtype
             ? nn.functional.linear(x.to(dtype), embed.to(dtype)) // mixed precision: the float32 table cast at use
-            : nn.functional.linear(x, embed);                     // (B, T, V)
+            : Float32Linear.Linear(x, embed, null);                // (B, T, V)
         return options.ScaleSharedLogits ? logits / Math.Sqrt(options.ModelDim) : logits;
     }
 

@@ -84,10 +84,10 @@ public sealed class KvCache : IDisposable
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(tokens);
-        int t = (int)tokens.shape[1];
+        int t = (int)tokens.size(1);
         if (Length + t > Capacity)
             throw new InvalidOperationException($"KV cache full: {Length} + {t} tokens exceed its capacity of {Capacity}");
-        var logits = model.Forward(tokens, new Step(this, t, tokens.shape[0], tokens.device));
+        var logits = model.Forward(tokens, new Step(this, t, tokens.size(0), tokens.device));
         Length += t; // only once the whole step has written every layer
         return logits;
     }

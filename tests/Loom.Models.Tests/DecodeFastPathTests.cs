@@ -1,4 +1,5 @@
 using Loom.Models;
+using Loom.Models.Kernels;
 using Loom.Models.Layers;
 using static TorchSharp.torch;
 
@@ -92,5 +93,111 @@ public class DecodeFastPathTests
                 return new AttentionInputs(cache.keys[layer]!, cache.values[layer]!, KvCache.CausalMask(count, start, k.device));
             }
         }
+    }
+}
+
+/// <summary>Loom's CPU decode kernels (float matmul, RMS norm, one-query attention) against libtorch's ops.</summary>
+public class DecodeKernelTests
+{
+    [Theory]
+    [InlineData(1, 1, 1, 1)]
+    [InlineData(1, 33, 17, 1)]     // neither a multiple of 16 (AVX-512 floats) nor of 8 (AVX2)
+    [InlineData(1, 512, 1376, 1)]  // a decode step's MLP up-projection
+    [InlineData(1, 512, 1376, 2)]  // split over two threads (at least 128 channels each)
+    [InlineData(1, 1376, 300, 3)]  // fewer channels than 128 a thread: one part
+    [InlineData(2, 65, 130, 2)]
+    [InlineData(3, 100, 64, 1)]    // a short block of rows repeats its last row
+    [InlineData(5, 70, 257, 2)]    // one block of 4 rows, then a block of 1
+    [InlineData(Float32Linear.DirectKernelMaxRows, 48, 40, 1)]
+    [InlineData(11, 16, 9, 1)]     // more rows than Linear takes: DirectLinear still takes any
+    public void FloatKernelAgreesWithLibTorch(int rows, int inFeatures, int outFeatures, int threads)
+    {
+        using var _ = NewDisposeScope();
+        using var g = Seeded.Generator(rows * 1000 + inFeatures);
+        var w = randn(new long[] { outFeatures, inFeatures }, generator: g) / Math.Sqrt(inFeatures); // (out, in)
+        var x = randn(new long[] { 1, rows, inFeatures }, generator: g);                             // (1, M, in)
+        var expected = nn.functional.linear(x, w);                                                   // (1, M, out)
+        var direct = Float32Linear.DirectLinear(x, w, threads);
+        Assert.Equal(expected.shape, direct.shape);
+        Assert.True(allclose(direct, expected, rtol: 1e-5, atol: 1e-5), $"max diff {(direct - expected).abs().max().item<float>()}");
+        Assert.Equal(rows <= Float32Linear.DirectKernelMaxRows, Float32Linear.UsesDirectKernel(x, w));
+
+        var bias = randn(new long[] { outFeatures }, generator: g);
+        var withBias = Float32Linear.Linear(x, w, bias);
+        Assert.True(allclose(withBias, expected + bias, rtol: 1e-5, atol: 1e-5), $"max diff {(withBias - expected - bias).abs().max().item<float>()}");
+    }
+
+    [Fact]
+    public void FloatKernelLeavesGradientsDtypesAndViewsToLibTorch()
+    {
+        using var _ = NewDisposeScope();
+        using var g = Seeded.Generator(5);
+        var w = randn(new long[] { 8, 16 }, generator: g).requires_grad_();
+        var x = randn(new long[] { 1, 1, 16 }, generator: g);
+        Assert.False(Float32Linear.UsesDirectKernel(x, w), "a kernel that needs a gradient took the no-gradient path");
+        var y = Float32Linear.Linear(x, w, null);
+        y.sum().backward();
+        Assert.NotNull(w.grad);
+        Assert.True(allclose(w.grad!, x.reshape(1, 16).expand(8, 16)), "the gradient of sum(x Wᵀ) is x in every row");
+        using (no_grad())
+        {
+            Assert.Equal(Float32Linear.DirectKernelIsSupported, Float32Linear.UsesDirectKernel(x, w));
+            Assert.False(Float32Linear.UsesDirectKernel(x.to(float64), w.to(float64)));
+            var strided = randn(new long[] { 16, 2 }, generator: g).t().narrow(0, 0, 1);  // (1, 16), every other float
+            Assert.False(Float32Linear.UsesDirectKernel(strided, w));
+            Assert.True(allclose(Float32Linear.Linear(strided, w, null), nn.functional.linear(strided, w)));
+            Assert.Throws<NotSupportedException>(() => Float32Linear.DirectLinear(x.to(float64), w.to(float64)));
+            Assert.Throws<ArgumentOutOfRangeException>(() => Float32Linear.DirectLinear(x, w, threads: 0));
+        }
+    }
+
+    [Theory]
+    [InlineData(false, 512)]
+    [InlineData(true, 512)]  // Gemma's 1 + g
+    [InlineData(false, 37)]  // a width with a scalar tail
+    public void RmsNormLoopAgreesWithTheOpsReference(bool unitOffset, int width)
+    {
+        using var _ = NewDisposeScope();
+        using var g = Seeded.Generator(width);
+        var norm = new RmsNorm(width, 1e-6, unitOffset: unitOffset);
+        using (no_grad()) norm.parameters().First().copy_(randn(new long[] { width }, generator: g));
+        var x = randn(new long[] { 2, 3, width }, generator: g) * 3;
+        using (no_grad())
+        {
+            var fast = norm.forward(x);
+            var reference = norm.Reference(x);
+            Assert.True(allclose(fast, reference, rtol: 1e-5, atol: 1e-6), $"max diff {(fast - reference).abs().max().item<float>()}");
+        }
+        // Recording a gradient, the layer takes its ops: the weight gets one.
+        norm.forward(x).sum().backward();
+        Assert.NotNull(norm.parameters().First().grad);
+    }
+
+    [Theory]
+    [InlineData(1, 8, 8, 1)]     // one key
+    [InlineData(1, 8, 8, 37)]
+    [InlineData(2, 8, 2, 50)]    // grouped queries: 4 query heads a K/V head
+    [InlineData(1, 4, 1, 1500)]  // multi-query, more scores than the stack buffer holds
+    public void OneQueryAttentionAgreesWithTheFusedKernel(int batch, int heads, int kvHeads, int keys)
+    {
+        using var _ = NewDisposeScope();
+        using var g = Seeded.Generator(keys);
+        const int headDim = 16;
+        var cacheK = randn(new long[] { batch, kvHeads, keys + 7, headDim }, generator: g); // a preallocated cache, partly filled
+        var cacheV = randn(new long[] { batch, kvHeads, keys + 7, headDim }, generator: g);
+        var inputs = new AttentionInputs(cacheK.narrow(2, 0, keys), cacheV.narrow(2, 0, keys), null); // (B, Hkv, S, Dh) views
+        var q = randn(new long[] { batch, heads, 1, headDim }, generator: g) * 2;        // (B, H, 1, Dh)
+        var expected = nn.functional.scaled_dot_product_attention(
+            q, Attention.ExpandKvHeads(inputs.Keys.contiguous(), heads), Attention.ExpandKvHeads(inputs.Values.contiguous(), heads));
+        using (no_grad())
+        {
+            var y = Attention.Attend(q, inputs, heads);
+            Assert.Equal(expected.shape, y.shape);
+            Assert.True(allclose(y, expected, rtol: 1e-5, atol: 1e-5), $"max diff {(y - expected).abs().max().item<float>()}");
+        }
+        // Recording a gradient for the queries, attention takes the fused kernel and the query gets its gradient.
+        var trainable = q.detach().requires_grad_();
+        Attention.Attend(trainable, inputs, heads).sum().backward();
+        Assert.NotNull(trainable.grad);
     }
 }

@@ -1,4 +1,5 @@
 using Loom.Models.Adapters;
+using Loom.Models.Kernels;
 using Loom.Models.Quantization;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -134,7 +135,7 @@ public sealed class Dense : nn.Module<Tensor, Tensor>, IQuantizableKernel, IMixe
         {
             return ComputeDtype is { } dtype && x.is_floating_point()
                 ? nn.functional.linear(x.to(dtype), weight!.to(dtype), b?.to(dtype)) // mixed precision: float32 master weights cast at use
-                : nn.functional.linear(x, weight!, b);
+                : Float32Linear.Linear(x, weight!, b);
         }
         // The int8 values carry no gradient, so training would silently update only biases, norms and embeddings.
         if (training) throw new InvalidOperationException("an int8-quantized model is for inference only: call model.eval(), or train the float checkpoint instead");

@@ -1,3 +1,4 @@
+using Loom.Models.Kernels;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -24,10 +25,22 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
     }
 
     /// <inheritdoc />
+    /// <remarks>
+    /// Contiguous float32 CPU inputs that record no gradient (inference) take a hand-written loop, one tensor instead
+    /// of four ops (a decode step runs 2L + 1 norms); everything else takes <see cref="Reference"/>.
+    /// </remarks>
     public override Tensor forward(Tensor x) // (..., D)
     {
+        ArgumentNullException.ThrowIfNull(x);
+        return DecodeKernels.Takes(x, weight) ? DecodeKernels.RmsNorm(x, weight, eps, unitOffset) : Reference(x);
+    }
+
+    /// <summary>The norm in libtorch ops: x · rsqrt(mean(x²) + eps) · g over the last dimension, (..., D).</summary>
+    public Tensor Reference(Tensor x) // (..., D)
+    {
+        ArgumentNullException.ThrowIfNull(x);
         var rms = x.pow(2).mean(new long[] { -1 }, keepdim: true).add_(eps).rsqrt_(); // (..., 1)
-        return unitOffset ? (x * rms).mul_(1 + weight) : (x * rms).mul_(weight); // one tensor fewer per norm: a decode step runs 2L + 1
+        return unitOffset ? (x * rms).mul_(1 + weight) : (x * rms).mul_(weight); // one tensor fewer per norm
     }
 }
 

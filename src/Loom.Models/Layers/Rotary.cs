@@ -1,3 +1,4 @@
+using Loom.Models.Kernels;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -49,7 +50,8 @@ public sealed class Rotary : nn.Module
     /// <summary>Rotates <paramref name="x"/>, (B, H, T, D), whose tokens sit at positions start..start+T-1.</summary>
     public Tensor Apply(Tensor x, long start)
     {
-        long t = x.shape[2];
+        long t = x.size(2);
+        if (start + t <= cos_full.size(0) && DecodeKernels.Takes(x, cos_full, sin_signed)) return DecodeKernels.Rotate(x, cos_full, sin_signed, start); // bit for bit Rotate's
         return Rotate(x, SameType(cos_full.narrow(0, start, t), x), SameType(sin_signed.narrow(0, start, t), x)); // angles (T, D)
     }
 
@@ -61,7 +63,9 @@ public sealed class Rotary : nn.Module
     {
         ArgumentNullException.ThrowIfNull(q);
         ArgumentNullException.ThrowIfNull(k);
-        long t = q.shape[2];
+        long t = q.size(2);
+        if (start + t <= cos_full.size(0) && DecodeKernels.Takes(q, k) && DecodeKernels.Takes(cos_full, sin_signed)) // a decode step's heads: one loop each, bit for bit Rotate's
+            return (DecodeKernels.Rotate(q, cos_full, sin_signed, start), DecodeKernels.Rotate(k, cos_full, sin_signed, start));
         var c = SameType(cos_full.narrow(0, start, t), q);   // (T, D)
         var s = SameType(sin_signed.narrow(0, start, t), q); // (T, D)
         return (Rotate(q, c, s), Rotate(k, SameType(c, k), SameType(s, k)));
@@ -98,7 +102,7 @@ public sealed class Rotary : nn.Module
     /// calls it twice a layer, so its op count is per-token overhead.
     /// </summary>
     private static Tensor Rotate(Tensor x, Tensor cosFull, Tensor sinSigned) =>
-        x.roll(x.shape[3] / 2, -1).mul_(sinSigned).add_(x * cosFull); // (B, H, T, D)
+        x.roll(x.size(3) / 2, -1).mul_(sinSigned).add_(x * cosFull); // (B, H, T, D)
 
     /// <summary>A table in <paramref name="x"/>'s dtype, without a conversion op when it already is.</summary>
     private static Tensor SameType(Tensor table, Tensor x) => table.dtype == x.dtype ? table : table.to(x.dtype);

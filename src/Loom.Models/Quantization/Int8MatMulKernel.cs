@@ -1,17 +1,17 @@
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
-using static TorchSharp.torch;
+using Loom.Models.Kernels;
 
 namespace Loom.Models.Quantization;
 
 /// <summary>
 /// y = x qᵀ · scale for float32 activations x, (M, K), and an int8 kernel q, (N, K), with per-output-channel scales,
 /// (N), on x86 CPUs with AVX-512 (or AVX2 and FMA): each block of 16 (8) int8 weights is loaded as 16 (8) bytes and
-/// widened to float in registers (vpmovsxbd, vcvtdq2ps), so a decode step reads 1 byte per weight where a float kernel reads 4. Output
-/// channels are taken 4 at a time and rows of x 4 at a time (16 accumulators), so each widened weight block serves
-/// up to 4 rows; the channel blocks are split evenly over the threads. Sums are float32, lane-wise then across
+/// widened to float in registers (vpmovsxbd, vcvtdq2ps), so a decode step reads 1 byte per weight where a float kernel reads 4. One row
+/// of x (batch-1 decode) walks the kernel row by row, one sequential stream (<see cref="RowDot"/>, as the float kernel
+/// does); more rows take output channels 4 at a time and rows of x 4 at a time (16 accumulators), so each widened
+/// weight block serves up to 4 rows; the channel blocks are split evenly over the threads. Sums are float32, lane-wise then across
 /// lanes, so results differ from a float matmul's only by summation order.
 /// </summary>
 /// <remarks>
@@ -20,13 +20,13 @@ namespace Loom.Models.Quantization;
 /// libtorch's own <c>aten::_weight_int8pack_mm</c> does the same product but, for float32 activations, ran 10×
 /// slower than the float matmul here (<c>loom-bench int8-linear</c>), so Loom uses this kernel instead.
 /// </remarks>
-internal static unsafe partial class Int8MatMulKernel
+internal static unsafe class Int8MatMulKernel
 {
     private const int ChannelBlock = 4; // output channels per block
     private const int RowBlock = 4;     // rows of x per block
 
     /// <summary>Whether this CPU runs the kernel: x86 with AVX-512F, or AVX2 and FMA (elsewhere callers keep the widening path).</summary>
-    public static bool IsSupported => Avx512F.IsSupported || (Avx2.IsSupported && Fma.IsSupported);
+    public static bool IsSupported => CpuVectors.IsSupported;
 
     /// <summary>
     /// Writes y, (M, N), row-major: y[m, n] = scales[n] · Σₖ x[m, k] q[n, k]. All buffers are contiguous and
@@ -53,62 +53,9 @@ internal static unsafe partial class Int8MatMulKernel
     // The widest vectors this CPU has.
     private static void Range(float* x, sbyte* q, float* scales, float* y, int rows, int k, int n, int firstBlock, int endBlock)
     {
-        if (Avx512F.IsSupported) Range<Avx512, Vector512<float>>(x, q, scales, y, rows, k, n, firstBlock, endBlock);
+        if (CpuVectors.HasAvx512) Range<Avx512, Vector512<float>>(x, q, scales, y, rows, k, n, firstBlock, endBlock);
         else Range<Avx2Fma, Vector256<float>>(x, q, scales, y, rows, k, n, firstBlock, endBlock);
     }
-
-    /// <summary>The vector operations the blocks use, for one vector width; the JIT compiles the blocks once per width.</summary>
-    private interface ISimd<TVector>
-        where TVector : struct
-    {
-        /// <summary>Floats in a vector.</summary>
-        static abstract int Lanes { get; }
-
-        /// <summary>Lanes int8 values at <paramref name="p"/>, widened to float.</summary>
-        static abstract TVector Widen(sbyte* p);
-
-        static abstract TVector Load(float* p);
-
-        /// <summary>a · b + c, fused.</summary>
-        static abstract TVector MultiplyAdd(TVector a, TVector b, TVector c);
-
-        static abstract float Sum(TVector v);
-    }
-
-    /// <summary>16 floats: 16 bytes sign-extended (vpmovsxbd zmm) and converted (vcvtdq2ps).</summary>
-    private readonly struct Avx512 : ISimd<Vector512<float>>
-    {
-        public static int Lanes => 16;
-        public static Vector512<float> Widen(sbyte* p) => Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load(p)));
-        public static Vector512<float> Load(float* p) => Vector512.Load(p);
-        public static Vector512<float> MultiplyAdd(Vector512<float> a, Vector512<float> b, Vector512<float> c) => Avx512F.FusedMultiplyAdd(a, b, c);
-        public static float Sum(Vector512<float> v) => Vector512.Sum(v);
-    }
-
-    /// <summary>8 floats: 8 bytes sign-extended (vpmovsxbd ymm) and converted (vcvtdq2ps).</summary>
-    private readonly struct Avx2Fma : ISimd<Vector256<float>>
-    {
-        public static int Lanes => 8;
-        public static Vector256<float> Widen(sbyte* p) => Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(p));
-        public static Vector256<float> Load(float* p) => Vector256.Load(p);
-        public static Vector256<float> MultiplyAdd(Vector256<float> a, Vector256<float> b, Vector256<float> c) => Fma.MultiplyAdd(a, b, c);
-        public static float Sum(Vector256<float> v) => Vector256.Sum(v);
-    }
-
-    /// <summary>
-    /// The address of a contiguous CPU tensor's first element (<c>tensor.data_ptr()</c>); TorchSharp 0.107 keeps
-    /// its accessor internal, so this calls the LibTorchSharp export that it uses (as Loom.Distributed does).
-    /// </summary>
-    public static IntPtr DataPointer(Tensor tensor)
-    {
-        if (!tensor.is_contiguous() || tensor.device_type != TorchSharp.DeviceType.CPU) throw new ArgumentException("expected a contiguous CPU tensor", nameof(tensor));
-        var pointer = THSTensor_data(tensor.Handle);
-        if (pointer == IntPtr.Zero) throw new InvalidOperationException($"libtorch gave no data pointer for a {tensor.dtype} tensor of shape [{string.Join(", ", tensor.shape)}]");
-        return pointer;
-    }
-
-    [LibraryImport("LibTorchSharp")]
-    private static partial IntPtr THSTensor_data(IntPtr tensor);
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Range<TSimd, TVector>(float* x, sbyte* q, float* scales, float* y, int rows, int k, int n, int firstBlock, int endBlock)
@@ -119,7 +66,13 @@ internal static unsafe partial class Int8MatMulKernel
         {
             int c = b * ChannelBlock;
             sbyte* qc = q + (nint)c * k;
-            if (c + ChannelBlock <= n)
+            if (rows == 1)
+            {
+                // One row: each channel's kernel row is read front to back, one sequential stream over the whole
+                // kernel, which the hardware prefetcher follows better than 4 interleaved rows (see FloatMatMulKernel).
+                for (int j = c; j < Math.Min(c + ChannelBlock, n); j++) y[j] = RowDot.Dot<TSimd, TVector, Int8WeightValues, sbyte>(x, q + (nint)j * k, k) * scales[j];
+            }
+            else if (c + ChannelBlock <= n)
             {
                 int m = 0;
                 for (; m + RowBlock <= rows; m += RowBlock) Block4x4<TSimd, TVector>(x + (nint)m * k, qc, k, y + (nint)m * n + c, n, scales + c);
@@ -129,23 +82,10 @@ internal static unsafe partial class Int8MatMulKernel
             {
                 for (int j = c; j < n; j++)
                 {
-                    for (int m = 0; m < rows; m++) y[(nint)m * n + j] = Dot<TSimd, TVector>(x + (nint)m * k, q + (nint)j * k, k) * scales[j];
+                    for (int m = 0; m < rows; m++) y[(nint)m * n + j] = RowDot.Dot<TSimd, TVector, Int8WeightValues, sbyte>(x + (nint)m * k, q + (nint)j * k, k) * scales[j];
                 }
             }
         }
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static float Dot<TSimd, TVector>(float* x, sbyte* q, int k)
-        where TSimd : ISimd<TVector>
-        where TVector : struct
-    {
-        var acc = default(TVector);
-        int i = 0;
-        for (; i + TSimd.Lanes <= k; i += TSimd.Lanes) acc = TSimd.MultiplyAdd(TSimd.Widen(q + i), TSimd.Load(x + i), acc);
-        float sum = TSimd.Sum(acc);
-        for (; i < k; i++) sum += x[i] * q[i];
-        return sum;
     }
 
     // One row of x against 4 channels: 4 accumulators.
