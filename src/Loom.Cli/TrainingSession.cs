@@ -50,7 +50,10 @@ internal static class TrainingSession
         if (communicator.WorldSize == 1) return Train(run, device, communicator, Console.Out, cancellationToken);
         // Every rank finds the same bad mesh before any collective: a plain error on each, not MPI_Abort, which can
         // kill the job before mpirun has forwarded the message.
-        var (_, modelAxis) = DeviceMesh.Shape(communicator.WorldSize, run.Config.Parallelism.Data, run.Config.Parallelism.Model);
+        var (replicas, modelAxis) = DeviceMesh.Shape(communicator.WorldSize, run.Config.Parallelism.Data, run.Config.Parallelism.Model);
+        // Likewise a global batch that does not split over the replicas (the data loader would find it on every rank
+        // at once, inside the try below, and the first rank's MPI_Abort could swallow every rank's message).
+        _ = new DataShard(communicator.Rank / modelAxis, replicas).RowsPerRank(run.Config.Training.BatchSize);
         if (modelAxis > 1)
         {
             // The same for the model's split: tried on the meta device (shapes only) with a stand-in rank.
