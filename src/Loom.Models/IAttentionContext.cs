@@ -46,6 +46,15 @@ public interface IAttentionContext
     AttentionInputs Attend(int layer, Tensor keys, Tensor values);
 
     /// <summary>
+    /// For a context that computes standard attention itself (softmax(QKᵀ/√Dh) V, every cached key of the row's own
+    /// sequence visible, as a paged cache's decode step does by reading its blocks in place): stores the new keys and
+    /// values of <paramref name="layer"/>, (B, Hkv, T, Dh), and returns the output for <paramref name="queries"/>,
+    /// (B, H, T, Dh). Null (the default) when it does not, and then the layer calls <see cref="Attend"/> and attends
+    /// over what it returns; a context that returns null must not have stored anything.
+    /// </summary>
+    Tensor? AttendDirectly(int layer, Tensor queries, Tensor keys, Tensor values) => null;
+
+    /// <summary>
     /// The encoder memory decoder layer <paramref name="layer"/> cross-attends to: keys and values,
     /// (B, Hkv, S, Dh), and a mask, (B, 1, 1 or T, S), true at the row's own real encoder positions.
     /// </summary>

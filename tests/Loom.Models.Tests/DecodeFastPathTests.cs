@@ -201,3 +201,57 @@ public class DecodeKernelTests
         Assert.NotNull(trainable.grad);
     }
 }
+
+/// <summary>One-query attention over a paged cache, read in place, against libtorch's attention over the gathered blocks.</summary>
+public class OneQueryPagedAttentionTests
+{
+    [Theory]
+    [InlineData(new[] { 1 }, 8, 8, 4)]          // one key in one block
+    [InlineData(new[] { 37, 5, 16 }, 8, 2, 4)]  // rows of different lengths, grouped queries, a block exactly full
+    [InlineData(new[] { 100 }, 4, 1, 16)]       // multi-query
+    public void PagedAgreesWithAttentionOverTheGatheredBlocks(int[] lengths, int heads, int kvHeads, int blockSize)
+    {
+        using var _ = NewDisposeScope();
+        using var g = Seeded.Generator(lengths.Sum());
+        const int headDim = 16, poolBlocks = 40;
+        var keyPool = randn(new long[] { poolBlocks, kvHeads, blockSize, headDim }, generator: g);   // (N, Hkv, Bs, Dh)
+        var valuePool = randn(new long[] { poolBlocks, kvHeads, blockSize, headDim }, generator: g);
+        // Each row's blocks: distinct, shuffled ids, so a wrong block or offset shows.
+        var order = randperm(poolBlocks, generator: g).data<long>().Select(i => (int)i).ToArray();
+        var tables = new List<IReadOnlyList<int>>();
+        int next = 0;
+        foreach (int length in lengths)
+        {
+            int count = (length + blockSize - 1) / blockSize;
+            tables.Add(order.Skip(next).Take(count).ToArray());
+            next += count;
+        }
+        var q = randn(new long[] { lengths.Length, heads, 1, headDim }, generator: g) * 2; // (B, H, 1, Dh)
+        Assert.True(OneQueryAttention.TakesPaged(q, keyPool, valuePool, lengths.Sum()));
+        var y = OneQueryAttention.Paged(q, keyPool, valuePool, tables, lengths);
+        Assert.Equal(q.shape, y.shape);
+        for (int b = 0; b < lengths.Length; b++)
+        {
+            var ids = tensor(tables[b].Select(i => (long)i).ToArray());
+            Tensor Gather(Tensor pool) => pool.index_select(0, ids).permute(1, 0, 2, 3).reshape(1, kvHeads, -1, headDim).narrow(2, 0, lengths[b]); // (1, Hkv, S, Dh)
+            var expected = nn.functional.scaled_dot_product_attention(q.narrow(0, b, 1),
+                Attention.ExpandKvHeads(Gather(keyPool), heads), Attention.ExpandKvHeads(Gather(valuePool), heads)); // (1, H, 1, Dh)
+            var row = y.narrow(0, b, 1);
+            Assert.True(allclose(row, expected, rtol: 1e-5, atol: 1e-5), $"row {b}: max diff {(row - expected).abs().max().item<float>()}");
+        }
+    }
+
+    [Fact]
+    public void PagedRefusesRowsItsBlocksDoNotCover()
+    {
+        using var _ = NewDisposeScope();
+        var pool = zeros(4, 1, 2, 8);
+        var q = zeros(1, 1, 1, 8);
+        var tooShort = Assert.Throws<ArgumentException>(() => OneQueryAttention.Paged(q, pool, pool, [new[] { 0 }], [3]));
+        Assert.Contains("3 positions need 2 blocks of 2", tooShort.Message);
+        var outside = Assert.Throws<ArgumentException>(() => OneQueryAttention.Paged(q, pool, pool, [new[] { 9 }], [1]));
+        Assert.Contains("block id 9 is outside the pool's 4 blocks", outside.Message);
+        Assert.Throws<ArgumentException>(() => OneQueryAttention.Paged(q, pool, pool, [new[] { 0 }], [0]));
+        Assert.Throws<NotSupportedException>(() => OneQueryAttention.Paged(q.to(float64), pool.to(float64), pool.to(float64), [new[] { 0 }], [1]));
+    }
+}

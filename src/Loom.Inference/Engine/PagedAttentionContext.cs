@@ -1,5 +1,6 @@
 using Loom.Inference.Paging;
 using Loom.Models;
+using Loom.Models.Kernels;
 using static TorchSharp.torch;
 
 namespace Loom.Inference.Engine;
@@ -17,12 +18,17 @@ internal readonly record struct PagedRow(IReadOnlyList<int> BlockIds, int Start,
 /// blocks in one more (S positions, the longest row's), and masks so that token i of row b sees
 /// positions 0..Start+i of its own sequence only (the rest of a shorter row's S is never seen).
 /// For an encoder-decoder every row also cross-attends to its own request's encoder memory, padded to
-/// the longest one in the step and masked to the row's own length.
+/// the longest one in the step and masked to the row's own length. A decode step (one new token a row) of a
+/// decoder-only model on the CPU skips the gather and the mask: each row's query reads its own blocks in place
+/// (<see cref="AttendDirectly"/>, <see cref="OneQueryAttention.Paged"/>).
 /// </summary>
 internal sealed class PagedAttentionContext : IAttentionContext
 {
     private readonly PagedKvStore store;
-    private readonly Tensor mask; // (B, 1, T, S)
+    private readonly IReadOnlyList<PagedRow> rows;
+    private readonly int width; // T
+    private readonly Device device;
+    private Tensor? mask; // (B, 1, T, S), built on first use: a paged decode step never needs it
     private readonly int keyLength; // S
     private readonly Tensor writeBlocks, writeOffsets, writeRows; // (N): block, offset and flat (b·T + i) row of each real new token
     private readonly Tensor blockIds; // (B, nb): each row's blocks, padded
@@ -32,6 +38,9 @@ internal sealed class PagedAttentionContext : IAttentionContext
     public PagedAttentionContext(IReadOnlyList<PagedRow> rows, PagedKvStore store, int width, Device device, IReadOnlyList<EncoderMemory>? memories = null)
     {
         this.store = store;
+        this.rows = rows;
+        this.width = width;
+        this.device = device;
         this.memories = memories;
         if (memories is not null)
         {
@@ -43,17 +52,9 @@ internal sealed class PagedAttentionContext : IAttentionContext
         }
         keyLength = rows.Max(r => r.Start + r.Count);
         var positions = new long[rows.Count * width];
-        var allowed = new bool[rows.Count * width * keyLength];
         for (int b = 0; b < rows.Count; b++)
-            for (int i = 0; i < width; i++)
-            {
-                // Padding queries take the row's last position: they see real keys (no all-masked row, no NaN) and their outputs are ignored.
-                int position = rows[b].Start + Math.Min(i, rows[b].Count - 1);
-                positions[b * width + i] = position;
-                for (int j = 0; j <= position; j++) allowed[(b * width + i) * keyLength + j] = true;
-            }
+            for (int i = 0; i < width; i++) positions[b * width + i] = Position(b, i);
         Positions = tensor(positions, [rows.Count, width], int64, device);                       // (B, T)
-        mask = tensor(allowed, [rows.Count, 1, width, keyLength], @bool, device);               // (B, 1, T, S)
 
         int blockSize = store.BlockSize;
         var blocks = new List<long>();
@@ -82,14 +83,44 @@ internal sealed class PagedAttentionContext : IAttentionContext
 
     public Tensor Positions { get; }
 
+    /// <summary>One row: its tokens sit at Start..Start+T-1, so rotary slices its tables (no gather by position).</summary>
+    public long? StartPosition => rows.Count == 1 ? rows[0].Start : null;
+
+    // Padding queries take the row's last position: they see real keys (no all-masked row, no NaN) and their outputs are ignored.
+    private int Position(int b, int i) => rows[b].Start + Math.Min(i, rows[b].Count - 1);
+
     public AttentionInputs Attend(int layer, Tensor keys, Tensor values)
     {
-        // All rows' writes before the gather: a row may share a prefix block that another row fills in this step.
-        long heads = keys.shape[1], dim = keys.shape[3];
+        Write(layer, keys, values);
+        var (k, v) = store.GatherBatch(layer, blockIds, keyLength);                              // (B, Hkv, S, Dh) x 2
+        return new AttentionInputs(k, v, mask ??= Mask());
+    }
+
+    public Tensor? AttendDirectly(int layer, Tensor queries, Tensor keys, Tensor values)
+    {
+        if (width != 1 || memories is not null) return null; // a decode step of a decoder-only model only
+        var (keyPool, valuePool) = store.Pools(layer);
+        if (!OneQueryAttention.TakesPaged(queries, keyPool, valuePool, keyLength * (long)rows.Count)) return null;
+        Write(layer, keys, values);
+        return OneQueryAttention.Paged(queries, keyPool, valuePool, [.. rows.Select(r => r.BlockIds)], [.. rows.Select(r => r.Start + 1)]); // (B, H, 1, Dh)
+    }
+
+    // All rows' writes before any read: a row may share a prefix block that another row fills in this step.
+    private void Write(int layer, Tensor keys, Tensor values)
+    {
+        long heads = keys.size(1), dim = keys.size(3);
         Tensor Tokens(Tensor x) => x.permute(0, 2, 1, 3).reshape(-1, heads, dim).index_select(0, writeRows); // (N, Hkv, Dh)
         store.WriteTokens(layer, writeBlocks, writeOffsets, Tokens(keys), Tokens(values));
-        var (k, v) = store.GatherBatch(layer, blockIds, keyLength);                              // (B, Hkv, S, Dh) x 2
-        return new AttentionInputs(k, v, mask);
+    }
+
+    // Token i of row b sees positions 0..Start+i of its own sequence: (B, 1, T, S).
+    private Tensor Mask()
+    {
+        var allowed = new bool[rows.Count * width * keyLength];
+        for (int b = 0; b < rows.Count; b++)
+            for (int i = 0; i < width; i++)
+                for (int j = 0; j <= Position(b, i); j++) allowed[(b * width + i) * keyLength + j] = true;
+        return tensor(allowed, [rows.Count, 1, width, keyLength], @bool, device);                // (B, 1, T, S)
     }
 
     public AttentionInputs CrossAttend(int layer)

@@ -50,6 +50,9 @@ public sealed class PagedKvStore : IDisposable
     /// <summary>Tokens per block.</summary>
     public int BlockSize { get; }
 
+    /// <summary>Layer <paramref name="layer"/>'s key and value pools, (N, Hkv, Bs, Dh) each, for kernels that read blocks in place.</summary>
+    internal (Tensor Keys, Tensor Values) Pools(int layer) => (keys[layer], values[layer]);
+
     /// <summary>Bytes held by all layers' keys and values.</summary>
     public long Bytes => 2L * keys.Sum(k => k.NumberOfElements * k.ElementSize);
 

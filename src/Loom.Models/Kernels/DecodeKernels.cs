@@ -97,7 +97,7 @@ internal static unsafe class DecodeKernels
 
     // Multiply-adds (B·H·Dh·S) up to which AttendOne runs on one thread (about 0.2 ms); longer contexts are worth the
     // fused kernel's threads.
-    private const long OneQueryMaxWork = 1 << 20;
+    internal const long OneQueryMaxWork = 1 << 20;
 
     /// <summary>
     /// Whether <see cref="AttendOne"/> takes these: one query per row, (B, H, 1, Dh) contiguous, over keys and values,
@@ -136,24 +136,94 @@ internal static unsafe class DecodeKernels
         for (long row = 0; row < b * heads; row++)
         {
             long bi = row / heads, kvh = row % heads / group;
-            float* k = ks + bi * keys.stride(0) + kvh * keys.stride(1);
-            float* v = vs + bi * values.stride(0) + kvh * values.stride(1);
-            AttendRow(qs + row * dh, k, v, ys + row * dh, s, dh, (float)scale);
+            var rows = new ContiguousRows(ks + bi * keys.stride(0) + kvh * keys.stride(1), vs + bi * values.stride(0) + kvh * values.stride(1));
+            AttendRow(qs + row * dh, rows, ys + row * dh, s, dh, (float)scale);
         }
         return y;
     }
 
+    /// <summary>
+    /// <see cref="AttendOne"/> over a paged cache: row b's keys and values are positions 0..lengths[b]-1 of its blocks,
+    /// position j at block <c>blockIds[b][j / Bs]</c>, offset j mod Bs, of the pools, (blocks, Hkv, Bs, Dh) contiguous.
+    /// Read in place: nothing is gathered.
+    /// </summary>
+    public static Tensor AttendOnePaged(Tensor q, Tensor keyPool, Tensor valuePool, IReadOnlyList<IReadOnlyList<int>> blockIds, IReadOnlyList<int> lengths, double scale)
+    {
+        long b = q.size(0), heads = q.size(1);
+        int kvHeads = (int)keyPool.size(1), blockSize = (int)keyPool.size(2), dh = (int)q.size(3);
+        var y = empty_like(q); // (B, H, 1, Dh)
+        float* qs = (float*)CpuVectors.DataPointer(q), ys = (float*)CpuVectors.DataPointer(y);
+        float* ks = (float*)CpuVectors.DataPointer(keyPool), vs = (float*)CpuVectors.DataPointer(valuePool);
+        long group = heads / kvHeads;
+        for (int bi = 0; bi < b; bi++)
+        {
+            int length = lengths[bi];
+            var table = blockIds[bi];
+            int[] ids = new int[(length + blockSize - 1) / blockSize];
+            for (int j = 0; j < ids.Length; j++) ids[j] = table[j];
+            fixed (int* idp = ids)
+            {
+                for (long h = 0; h < heads; h++)
+                {
+                    long row = bi * heads + h;
+                    var rows = new PagedRows(ks, vs, idp, (int)(h / group), kvHeads, blockSize, dh);
+                    AttendRow(qs + row * dh, rows, ys + row * dh, length, dh, (float)scale);
+                }
+            }
+        }
+        return y;
+    }
+
+    /// <summary>
+    /// Where attention finds the key and value rows of one K/V head: in runs of consecutive rows (stride Dh), run r
+    /// holding rows r·<see cref="RunLength"/> onwards.
+    /// </summary>
+    private interface IKeyValueRows
+    {
+        /// <summary>Rows per run (the last run may be shorter).</summary>
+        int RunLength { get; }
+
+        /// <summary>The first key and value row of run <paramref name="run"/>.</summary>
+        (nint Keys, nint Values) Run(int run);
+    }
+
+    /// <summary>Rows one after another (a contiguous cache's head): one run.</summary>
+    private readonly struct ContiguousRows(float* keys, float* values) : IKeyValueRows
+    {
+        public int RunLength => int.MaxValue;
+
+        public (nint Keys, nint Values) Run(int run) => ((nint)keys, (nint)values);
+    }
+
+    /// <summary>Rows in blocks of a pool, (blocks, Hkv, Bs, Dh): run r is block ids[r], Bs rows.</summary>
+    private readonly struct PagedRows(float* keys, float* values, int* ids, int kvHead, int kvHeads, int blockSize, int dh) : IKeyValueRows
+    {
+        public int RunLength => blockSize;
+
+        public (nint Keys, nint Values) Run(int run)
+        {
+            nint offset = ((nint)ids[run] * kvHeads + kvHead) * blockSize * dh;
+            return ((nint)(keys + offset), (nint)(values + offset));
+        }
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void AttendRow(float* q, float* k, float* v, float* y, int s, int dh, float scale)
+    private static void AttendRow<TRows>(float* q, TRows rows, float* y, int s, int dh, float scale)
+        where TRows : struct, IKeyValueRows
     {
         float[]? rented = s > 1024 ? ArrayPool<float>.Shared.Rent(s) : null;
         Span<float> scores = rented is null ? stackalloc float[s] : rented.AsSpan(0, s);
         float max = float.NegativeInfinity;
-        for (int j = 0; j < s; j++)
+        int runLength = rows.RunLength;
+        for (int start = 0, run = 0; start < s; start += runLength, run++)
         {
-            float score = Dot(q, k + (nint)j * dh, dh) * scale;
-            scores[j] = score;
-            max = MathF.Max(max, score);
+            float* k = (float*)rows.Run(run).Keys;
+            for (int j = start, end = (int)Math.Min(s, (long)start + runLength); j < end; j++, k += dh)
+            {
+                float score = Dot(q, k, dh) * scale;
+                scores[j] = score;
+                max = MathF.Max(max, score);
+            }
         }
         float total = 0;
         for (int j = 0; j < s; j++)
@@ -163,7 +233,11 @@ internal static unsafe class DecodeKernels
             total += e;
         }
         new Span<float>(y, dh).Clear();
-        for (int j = 0; j < s; j++) AddScaled(y, v + (nint)j * dh, scores[j] / total, dh);
+        for (int start = 0, run = 0; start < s; start += runLength, run++)
+        {
+            float* v = (float*)rows.Run(run).Values;
+            for (int j = start, end = (int)Math.Min(s, (long)start + runLength); j < end; j++, v += dh) AddScaled(y, v, scores[j] / total, dh);
+        }
         if (rented is not null) ArrayPool<float>.Shared.Return(rented);
     }
 

@@ -106,8 +106,11 @@ public sealed class Attention : nn.Module<Tensor, Tensor>
             else
                 (q, k) = (rotary.Apply(q, context!.Positions), rotary.Apply(k, context!.Positions));
         }
-        var inputs = context?.Attend(layer, k, v) ?? new AttentionInputs(k, v, null, IsCausal: true); // keys (B, Hkv, S, Dh)
-        var y = blockSize is { } block
+        // A context may attend by itself (a paged cache's decode step reads its blocks in place); only standard attention.
+        var direct = blockSize is null && scale is null && softcap is null ? context?.AttendDirectly(layer, q, k, v) : null; // (B, H, T, Dh)
+        var inputs = direct is null ? context?.Attend(layer, k, v) ?? new AttentionInputs(k, v, null, IsCausal: true) : default; // keys (B, Hkv, S, Dh)
+        var y = direct is not null ? direct
+            : blockSize is { } block
             ? BlockwiseAttention.Attend(q, inputs, block, scale ?? 1 / Math.Sqrt(headDim), softcap) // (B, H, T, Dh), never T×S whole
             : scale is null && softcap is null
             ? Attend(q, inputs, heads)                                       // (B, H, T, Dh), fused
