@@ -12,6 +12,8 @@ namespace Loom.Models.Kernels;
 /// </summary>
 public static class Float32Linear
 {
+    private static readonly Scalar One = 1.ToScalar(); // rooted: see Layers.Residual for why a fresh alpha per call is unsafe
+
     /// <summary>
     /// Rows of activations up to which <see cref="Linear"/> takes Loom's kernel. The kernel reads W once for all rows;
     /// above this, libtorch's blocked SGEMM does more multiplications per weight read than its row-at-a-time loop
@@ -26,7 +28,7 @@ public static class Float32Linear
         ArgumentNullException.ThrowIfNull(weight);
         if (!UsesDirectKernel(x, weight)) return nn.functional.linear(x, weight, bias);
         var y = DirectLinear(x, weight); // (..., out)
-        return bias is null ? y : y.add_(bias);
+        return bias is null ? y : y.add_(bias, One);
     }
 
     /// <summary>Whether this CPU runs <see cref="DirectLinear"/>: x86 with AVX-512F, or with AVX2 and FMA.</summary>

@@ -57,10 +57,10 @@ public sealed class DecoderBlock : nn.Module<Tensor, Tensor>
         if (mlp_norm is null)
         {
             var h = norm.forward(x);                                                            // (B, T, D)
-            return x + attn.Forward(h, layer, context) + MoeTrace.FeedForward(mlp, h, trace);    // (B, T, D)
+            return Residual.Add(Residual.Add(x, attn.Forward(h, layer, context)), MoeTrace.FeedForward(mlp, h, trace)); // (B, T, D)
         }
-        x = x + PostNorm(post_attn_norm, attn.Forward(norm.forward(x), layer, context));        // (B, T, D)
-        return x + PostNorm(post_mlp_norm, MoeTrace.FeedForward(mlp, mlp_norm.forward(x), trace)); // (B, T, D)
+        x = Residual.Add(x, PostNorm(post_attn_norm, attn.Forward(norm.forward(x), layer, context)));        // (B, T, D)
+        return Residual.Add(x, PostNorm(post_mlp_norm, MoeTrace.FeedForward(mlp, mlp_norm.forward(x), trace))); // (B, T, D)
     }
 
     /// <summary>A sublayer's output, (B, T, D), through its post-norm when the block has them.</summary>
@@ -103,10 +103,10 @@ public sealed class DecoderBlock : nn.Module<Tensor, Tensor>
             Tensor? partial = null;
             var y = x;
             if (attentionSharded) partial = attn.Forward(entered, layer, context, addOutputBias: false);
-            else y = y + attn.Forward(h, layer, context);
+            else y = Residual.Add(y, attn.Forward(h, layer, context));
             if (mlpSharded) partial = Add(partial, ((Mlp)mlp).Forward(entered, addOutputBias: false));
-            else y = y + MoeTrace.FeedForward(mlp, h, trace);
-            if (partial is not null) y = y + ModelParallelRegion.Exit(partial, group);  // the layer's one all-reduce
+            else y = Residual.Add(y, MoeTrace.FeedForward(mlp, h, trace));
+            if (partial is not null) y = Residual.Add(y, ModelParallelRegion.Exit(partial, group));  // the layer's one all-reduce
             if (attentionSharded) y = AddBias(y, attn.OutputBias);
             return mlpSharded ? AddBias(y, ((Mlp)mlp).OutputBias) : y;                  // (B, T, D)
         }
@@ -117,23 +117,23 @@ public sealed class DecoderBlock : nn.Module<Tensor, Tensor>
             var attended = attentionSharded
                 ? AddBias(ModelParallelRegion.Exit(attn.Forward(ModelParallelRegion.Enter(a, group), layer, context, addOutputBias: false), group), attn.OutputBias)
                 : attn.Forward(a, layer, context);                                       // (B, T, D)
-            x = x + post_attn_norm.forward(attended);                                    // (B, T, D)
+            x = Residual.Add(x, post_attn_norm.forward(attended));                                    // (B, T, D)
             var normed = mlp_norm.forward(x);                                            // (B, T, D)
             var fed = mlpSharded
                 ? AddBias(ModelParallelRegion.Exit(((Mlp)mlp).Forward(ModelParallelRegion.Enter(normed, group), addOutputBias: false), group), ((Mlp)mlp).OutputBias)
                 : MoeTrace.FeedForward(mlp, normed, trace);                              // (B, T, D)
-            return x + post_mlp_norm.forward(fed);                                       // (B, T, D)
+            return Residual.Add(x, post_mlp_norm.forward(fed));                                       // (B, T, D)
         }
         x = attentionSharded
-            ? AddBias(x + ModelParallelRegion.Exit(attn.Forward(ModelParallelRegion.Enter(a, group), layer, context, addOutputBias: false), group), attn.OutputBias)
-            : x + attn.Forward(a, layer, context);                                       // (B, T, D)
+            ? AddBias(Residual.Add(x, ModelParallelRegion.Exit(attn.Forward(ModelParallelRegion.Enter(a, group), layer, context, addOutputBias: false), group)), attn.OutputBias)
+            : Residual.Add(x, attn.Forward(a, layer, context));                                       // (B, T, D)
         var m = mlp_norm.forward(x);                                                     // (B, T, D)
         return mlpSharded
-            ? AddBias(x + ModelParallelRegion.Exit(((Mlp)mlp).Forward(ModelParallelRegion.Enter(m, group), addOutputBias: false), group), ((Mlp)mlp).OutputBias)
-            : x + MoeTrace.FeedForward(mlp, m, trace);                                   // (B, T, D)
+            ? AddBias(Residual.Add(x, ModelParallelRegion.Exit(((Mlp)mlp).Forward(ModelParallelRegion.Enter(m, group), addOutputBias: false), group)), ((Mlp)mlp).OutputBias)
+            : Residual.Add(x, MoeTrace.FeedForward(mlp, m, trace));                                   // (B, T, D)
     }
 
-    private static Tensor AddBias(Tensor y, Tensor? bias) => bias is null ? y : y + bias;
+    private static Tensor AddBias(Tensor y, Tensor? bias) => bias is null ? y : Residual.Add(y, bias);
 
-    private static Tensor Add(Tensor? a, Tensor b) => a is null ? b : a + b;
+    private static Tensor Add(Tensor? a, Tensor b) => a is null ? b : Residual.Add(a, b);
 }
