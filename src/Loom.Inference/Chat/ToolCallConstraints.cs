@@ -1,3 +1,4 @@
+using System.Text;
 using System.Text.Json;
 using Loom.Data;
 using Loom.Inference.Constraints;
@@ -61,15 +62,12 @@ public sealed record ToolCallPolicy
 /// </summary>
 public sealed class ChatConstraintFactory
 {
-    private readonly Lazy<string[]> tokenTexts;
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, int[]> crossing = new(StringComparer.Ordinal);
 
     /// <summary>Creates the factory of a vocabulary's grammar compiler.</summary>
     public ChatConstraintFactory(TokenConstraintFactory grammars)
     {
         Grammars = grammars ?? throw new ArgumentNullException(nameof(grammars));
-        var vocabulary = grammars.Vocabulary;
-        tokenTexts = new Lazy<string[]>(() => TokenTexts(vocabulary));
     }
 
     /// <summary>The grammar compiler.</summary>
@@ -180,41 +178,23 @@ public sealed class ChatConstraintFactory
         };
     }
 
-    /// <summary>Each token's text decoded alone ("" for EOS and padding): how the constraints here follow the output's text.</summary>
-    internal string[] TokenTextTable => tokenTexts.Value;
+    /// <summary>
+    /// Each token's bytes (null for EOS, padding and other ids that spell nothing): what the constraints here follow the
+    /// output by, exactly as the grammar constraints do (a SentencePiece ▁ is a space, a byte piece its byte, where
+    /// decoding a token alone would drop the one and turn the other into U+FFFD).
+    /// </summary>
+    internal IReadOnlyList<byte[]?> TokenBytes => Grammars.TokenByteStrings;
 
     /// <summary>
-    /// The tokens that could complete <paramref name="marker"/> and write more after it: those holding the marker's last character
+    /// The tokens that could complete <paramref name="marker"/> and write more after it: those holding the marker's last byte
     /// before their own end. Only they need checking at each step (a few, against a vocabulary of tens of thousands).
     /// </summary>
     internal int[] CrossingCandidates(string marker) => crossing.GetOrAdd(marker, m =>
     {
-        char last = m[^1];
-        var texts = TokenTextTable;
-        return [.. Enumerable.Range(0, texts.Length).Where(id => texts[id].IndexOf(last) is int at && at >= 0 && at < texts[id].Length - 1)];
+        byte last = Encoding.UTF8.GetBytes(m)[^1];
+        var tokens = TokenBytes;
+        return [.. Enumerable.Range(0, tokens.Count).Where(id => tokens[id] is { } b && Array.IndexOf(b, last) is int at && at >= 0 && at < b.Length - 1)];
     });
-
-    private static string[] TokenTexts(IVocabulary vocabulary)
-    {
-        var texts = new string[vocabulary.Size];
-        for (int id = 0; id < texts.Length; id++)
-        {
-            if (id == vocabulary.EosId || id == vocabulary.PadId)
-            {
-                texts[id] = "";
-                continue;
-            }
-            try
-            {
-                texts[id] = vocabulary.Decode([id]);
-            }
-            catch (ArgumentException)
-            {
-                texts[id] = "";
-            }
-        }
-        return texts;
-    }
 }
 
 /// <summary>
@@ -247,27 +227,35 @@ public sealed class ToolSchemaException(int toolIndex, SchemaException inner)
     public SchemaException Schema { get; } = inner;
 }
 
-/// <summary>Follows the text a constrained output has so far, token by token, and finds where a marker completes.</summary>
+/// <summary>Follows the bytes a constrained output has so far, token by token, and finds where a marker completes.</summary>
 internal sealed class TextFollower(ChatConstraintFactory factory)
 {
-    private readonly string[] tokenTexts = factory.TokenTextTable;
-    private readonly System.Text.StringBuilder text = new();
+    private readonly IReadOnlyList<byte[]?> tokenBytes = factory.TokenBytes;
+    private readonly List<byte> text = [];
 
-    public void Append(int token) => text.Append(tokenTexts[token]);
+    public void Append(int token)
+    {
+        if (tokenBytes[token] is { } bytes) text.AddRange(bytes);
+    }
 
-    public bool EndsWith(string marker) => text.Length >= marker.Length && text.ToString(text.Length - marker.Length, marker.Length) == marker;
+    public bool EndsWith(string marker)
+    {
+        byte[] m = Encoding.UTF8.GetBytes(marker);
+        return text.Count >= m.Length && System.Runtime.InteropServices.CollectionsMarshal.AsSpan(text)[^m.Length..].SequenceEqual(m);
+    }
 
     /// <summary>Forbids tokens that would complete <paramref name="marker"/> and write more after it (the constraint that follows must start right after the marker).</summary>
     public void ForbidCrossing(Span<bool> allowed, string marker)
     {
-        int keep = Math.Min(marker.Length - 1, text.Length);
-        string tail = text.ToString(text.Length - keep, keep);
+        byte[] m = Encoding.UTF8.GetBytes(marker);
+        int keep = Math.Min(m.Length - 1, text.Count);
+        var tail = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(text)[^keep..];
         foreach (int id in factory.CrossingCandidates(marker))
         {
-            if (id >= allowed.Length || !allowed[id]) continue;
-            string joined = tail + tokenTexts[id];
-            int at = joined.IndexOf(marker, StringComparison.Ordinal);
-            if (at >= 0 && at + marker.Length < joined.Length) allowed[id] = false;
+            if (id >= allowed.Length || !allowed[id] || tokenBytes[id] is not { } bytes) continue;
+            byte[] joined = [.. tail, .. bytes];
+            int at = joined.AsSpan().IndexOf(m);
+            if (at >= 0 && at + m.Length < joined.Length) allowed[id] = false;
         }
     }
 }

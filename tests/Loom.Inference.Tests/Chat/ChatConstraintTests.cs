@@ -125,4 +125,21 @@ public class ChatConstraintTests
         Assert.Throws<ArgumentException>(() => ChatConstraintFactory.ForcedCalls(new ToolCallPolicy { Tools = [Flag], Mode = ToolChoiceMode.Function, FunctionName = "other" }));
         Assert.Null(ChatConstraintFactory.ForcedCalls(new ToolCallPolicy { Tools = [Flag], Mode = ToolChoiceMode.Auto }));
     }
+
+    [Fact]
+    public void ASentencePieceReplyFindsTheCallMarkerAcrossWordPieces()
+    {
+        string repo = AppContext.BaseDirectory;
+        while (!File.Exists(Path.Combine(repo, "Loom.slnx"))) repo = Path.GetDirectoryName(repo)!;
+        // The BPE fixture has byte fallback: "<" and "_", absent from Persuasion, are byte pieces.
+        var pieces = new SentencePieceVocabulary(Path.Combine(repo, "tests", "Loom.Data.Tests", "Fixtures", "bpe.model"));
+        var policy = new ToolCallPolicy { Tools = [Flag], Mode = ToolChoiceMode.Auto, ParallelCalls = false };
+        var constraint = Factory(pieces).ForReply(policy, thinkingBudget: null)!();
+        // The marker arrives in pieces, the first with a word-boundary ▁ (a space in the output's bytes).
+        Write(constraint, pieces, "It is a truth. <tool_call>");
+        var allowed = Allowed(constraint, pieces);
+        var texts = Enumerable.Range(0, pieces.Size).Where(id => allowed[id]).Select(id => pieces.Decode([id])).ToList();
+        Assert.NotEmpty(texts);
+        Assert.All(texts, t => Assert.StartsWith("{", t.TrimStart(), StringComparison.Ordinal)); // the call's JSON, nothing else
+    }
 }
