@@ -63,6 +63,7 @@ public sealed record ToolCallPolicy
 public sealed class ChatConstraintFactory
 {
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, int[]> crossing = new(StringComparer.Ordinal);
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, byte[]> markerBytes = new(StringComparer.Ordinal);
 
     /// <summary>Creates the factory of a vocabulary's grammar compiler.</summary>
     public ChatConstraintFactory(TokenConstraintFactory grammars)
@@ -185,13 +186,16 @@ public sealed class ChatConstraintFactory
     /// </summary>
     internal IReadOnlyList<byte[]?> TokenBytes => Grammars.TokenByteStrings;
 
+    /// <summary>A marker's UTF-8, encoded once: the followers compare it at every token.</summary>
+    internal byte[] MarkerBytes(string marker) => markerBytes.GetOrAdd(marker, Encoding.UTF8.GetBytes);
+
     /// <summary>
     /// The tokens that could complete <paramref name="marker"/> and write more after it: those holding the marker's last byte
     /// before their own end. Only they need checking at each step (a few, against a vocabulary of tens of thousands).
     /// </summary>
     internal int[] CrossingCandidates(string marker) => crossing.GetOrAdd(marker, m =>
     {
-        byte last = Encoding.UTF8.GetBytes(m)[^1];
+        byte last = MarkerBytes(m)[^1];
         var tokens = TokenBytes;
         return [.. Enumerable.Range(0, tokens.Count).Where(id => tokens[id] is { } b && Array.IndexOf(b, last) is int at && at >= 0 && at < b.Length - 1)];
     });
@@ -240,14 +244,14 @@ internal sealed class TextFollower(ChatConstraintFactory factory)
 
     public bool EndsWith(string marker)
     {
-        byte[] m = Encoding.UTF8.GetBytes(marker);
+        byte[] m = factory.MarkerBytes(marker);
         return text.Count >= m.Length && System.Runtime.InteropServices.CollectionsMarshal.AsSpan(text)[^m.Length..].SequenceEqual(m);
     }
 
     /// <summary>Forbids tokens that would complete <paramref name="marker"/> and write more after it (the constraint that follows must start right after the marker).</summary>
     public void ForbidCrossing(Span<bool> allowed, string marker)
     {
-        byte[] m = Encoding.UTF8.GetBytes(marker);
+        byte[] m = factory.MarkerBytes(marker);
         int keep = Math.Min(m.Length - 1, text.Count);
         var tail = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(text)[^keep..];
         foreach (int id in factory.CrossingCandidates(marker))

@@ -29,6 +29,7 @@ internal sealed class PagedAttentionContext : IAttentionContext
     private readonly int width; // T
     private readonly Device device;
     private Tensor? mask; // (B, 1, T, S), built on first use: a paged decode step never needs it
+    private (IReadOnlyList<int>[] BlockIds, int[] Lengths)? decodeRows; // each row's blocks and length, for AttendDirectly
     private readonly int keyLength; // S
     private readonly Tensor writeBlocks, writeOffsets, writeRows; // (N): block, offset and flat (b·T + i) row of each real new token
     private readonly Tensor blockIds; // (B, nb): each row's blocks, padded
@@ -102,7 +103,8 @@ internal sealed class PagedAttentionContext : IAttentionContext
         var (keyPool, valuePool) = store.Pools(layer);
         if (!OneQueryAttention.TakesPaged(queries, keyPool, valuePool, keyLength * (long)rows.Count)) return null;
         Write(layer, keys, values);
-        return OneQueryAttention.Paged(queries, keyPool, valuePool, [.. rows.Select(r => r.BlockIds)], [.. rows.Select(r => r.Start + 1)]); // (B, H, 1, Dh)
+        decodeRows ??= ([.. rows.Select(r => r.BlockIds)], [.. rows.Select(r => r.Start + 1)]); // once a step, not once a layer
+        return OneQueryAttention.Paged(queries, keyPool, valuePool, decodeRows.Value.BlockIds, decodeRows.Value.Lengths); // (B, H, 1, Dh)
     }
 
     // All rows' writes before any read: a row may share a prefix block that another row fills in this step.

@@ -1,3 +1,4 @@
+using Loom.Models.Layers;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -12,7 +13,6 @@ namespace Loom.Models.Kernels;
 /// </summary>
 public static class Float32Linear
 {
-    private static readonly Scalar One = 1.ToScalar(); // rooted: see Layers.Residual for why a fresh alpha per call is unsafe
 
     /// <summary>
     /// Rows of activations up to which <see cref="Linear"/> takes Loom's kernel. The kernel reads W once for all rows;
@@ -28,7 +28,7 @@ public static class Float32Linear
         ArgumentNullException.ThrowIfNull(weight);
         if (!UsesDirectKernel(x, weight)) return nn.functional.linear(x, weight, bias);
         var y = DirectLinear(x, weight); // (..., out)
-        return bias is null ? y : y.add_(bias, One);
+        return bias is null ? y : y.add_(bias, Residual.One); // a rooted alpha: see Residual
     }
 
     /// <summary>Whether this CPU runs <see cref="DirectLinear"/>: x86 with AVX-512F, or with AVX2 and FMA.</summary>

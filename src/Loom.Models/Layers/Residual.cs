@@ -12,7 +12,8 @@ namespace Loom.Models.Layers;
 /// </summary>
 internal static class Residual
 {
-    private static readonly Scalar One = 1.ToScalar();
+    /// <summary>1, for every Scalar-taking addition on a hot path (a bias added in place, say).</summary>
+    internal static readonly Scalar One = 1.ToScalar();
 
     /// <summary>x + y, broadcasting as <c>+</c> does.</summary>
     public static Tensor Add(Tensor x, Tensor y) => x.add(y, One);
