@@ -1,3 +1,5 @@
+using Loom.Models;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Loom.Inference;
@@ -30,20 +32,23 @@ public static class Sampler
         ArgumentNullException.ThrowIfNull(logits);
         ArgumentNullException.ThrowIfNull(options);
         if (options.Temperature == 0) throw new ArgumentException("temperature 0 is greedy: take the argmax instead of a distribution");
-        var scaled = logits.to(float32) / options.Temperature;  // (B, V)
+        // Scalars held until after their calls, or rooted: a fresh one can be freed mid-call (see RootedScalars).
+        using var temperature = options.Temperature.ToScalar();
+        var scaled = logits.to(float32).div(temperature);       // (B, V)
         if (options.TopK > 0 && options.TopK < scaled.shape[^1])
         {
             var kth = scaled.topk(options.TopK, dim: -1).values.narrow(-1, options.TopK - 1, 1); // (B, 1)
-            scaled = scaled.masked_fill(scaled < kth, double.NegativeInfinity);
+            scaled = scaled.masked_fill(scaled.lt(kth), RootedScalars.NegativeInfinity);
         }
         if (options.TopP < 1)
         {
             var (sorted, order) = scaled.sort(-1, descending: true);            // (B, V)
             var cumulative = sorted.softmax(-1).cumsum(-1);                     // (B, V)
             // Drop a token when the tokens before it already reach p; the most likely one always stays.
-            var drop = (cumulative - sorted.softmax(-1)) >= options.TopP;        // (B, V)
+            using var topP = options.TopP.ToScalar();
+            var drop = (cumulative - sorted.softmax(-1)).ge(topP);           // (B, V)
             var dropInVocabOrder = zeros_like(drop).scatter(-1, order, drop);  // (B, V)
-            scaled = scaled.masked_fill(dropInVocabOrder, double.NegativeInfinity);
+            scaled = scaled.masked_fill(dropInVocabOrder, RootedScalars.NegativeInfinity);
         }
         return scaled.softmax(-1); // (B, V)
     }

@@ -1,4 +1,5 @@
 using Loom.Data;
+using Loom.Models;
 using static TorchSharp.torch;
 
 namespace Loom.Inference.Engine;
@@ -86,7 +87,7 @@ public static class BatchSampler
             else row.Fill(true);
         }
         var mask = tensor(allowed, [samplers.Count, known], @bool, logits.device);                           // (N, V')
-        return logits.masked_fill(mask.logical_not(), double.NegativeInfinity);                             // (N, V')
+        return logits.masked_fill(mask.logical_not(), RootedScalars.NegativeInfinity);                             // (N, V')
     }
 
     /// <summary>Temperature, top-k and top-p per row, then the exponential race with each row's generator; greedy rows keep their argmax.</summary>
@@ -109,8 +110,8 @@ public static class BatchSampler
             {
                 var k = tensor(options.Select(o => o.Temperature != 0 && o.TopK > 0 && o.TopK < width ? o.TopK - 1L : width - 1).ToArray(), [n, 1], device: device); // (N, 1)
                 var kth = sorted.gather(1, k);                                                                // (N, 1)
-                scaled = scaled.masked_fill(scaled < kth, double.NegativeInfinity);
-                sorted = sorted.masked_fill(sorted < kth, double.NegativeInfinity);
+                scaled = scaled.masked_fill(scaled < kth, RootedScalars.NegativeInfinity);
+                sorted = sorted.masked_fill(sorted < kth, RootedScalars.NegativeInfinity);
             }
             if (topP)
             {
@@ -118,7 +119,7 @@ public static class BatchSampler
                 var p = tensor(options.Select(o => o.Temperature != 0 && o.TopP < 1 ? (float)o.TopP : 2f).ToArray(), [n, 1], device: device); // (N, 1)
                 var probabilities = sorted.softmax(-1);                                                       // (N, V')
                 var drop = (probabilities.cumsum(-1) - probabilities) >= p;                                   // (N, V')
-                scaled = scaled.masked_fill(zeros_like(drop).scatter(-1, order, drop), double.NegativeInfinity);
+                scaled = scaled.masked_fill(zeros_like(drop).scatter(-1, order, drop), RootedScalars.NegativeInfinity);
             }
         }
         var noise = ones(n, width, float32);                                                                  // (N, V') on the host

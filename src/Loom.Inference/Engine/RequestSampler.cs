@@ -1,5 +1,6 @@
 using Loom.Data;
 using Loom.Inference.Constraints;
+using Loom.Models;
 using static TorchSharp.torch;
 
 namespace Loom.Inference.Engine;
@@ -94,7 +95,7 @@ public sealed class RequestSampler : IDisposable
         if (constraint is null) return logits;
         Allowed();
         var mask = tensor(allowed!, device: logits.device).narrow(0, 0, logits.shape[0]);                              // (V')
-        return logits.masked_fill(mask.logical_not(), double.NegativeInfinity);                                        // (V')
+        return logits.masked_fill(mask.logical_not(), RootedScalars.NegativeInfinity);                                        // (V')
     }
 
     /// <summary>OpenAI's penalties: logit − count·frequency − (count &gt; 0)·presence, over generated tokens.</summary>

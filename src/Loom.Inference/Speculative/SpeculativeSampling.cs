@@ -1,3 +1,4 @@
+using Loom.Models;
 using static TorchSharp.torch;
 
 namespace Loom.Inference.Speculative;
@@ -56,7 +57,7 @@ public static class SpeculativeSampling
             double px = p[x].item<float>(), qx = q[x].item<float>();
             double u = rand(1, generator: generator).item<float>();     // U[0, 1)
             if (u * qx < px) continue;                                  // accepted with probability min(1, p(x)/q(x))
-            var residual = (p - q).clamp_min(0);                        // (V) max(0, p − q)
+            var residual = (p - q).clamp_min(RootedScalars.Zero); // (V) max(0, p − q); rooted Scalars: see RootedScalars
             float mass = residual.sum().item<float>();
             if (mass <= 0) residual = p;                                // p = q up to rounding: the residual is empty
             return new Verdict(i, Draw(residual, generator));
@@ -65,7 +66,7 @@ public static class SpeculativeSampling
     }
 
     /// <summary>A one-hot distribution on <paramref name="token"/>, shaped like <paramref name="like"/>: a deterministic proposal's q.</summary>
-    private static Tensor PointMass(int token, Tensor like) => zeros_like(like).index_fill_(0, tensor(new long[] { token }), 1.0); // (V)
+    private static Tensor PointMass(int token, Tensor like) => zeros_like(like).index_fill_(0, tensor(new long[] { token }), RootedScalars.One); // (V)
 
     /// <summary>One draw from unnormalised weights, (V).</summary>
     private static int Draw(Tensor weights, Generator generator) =>

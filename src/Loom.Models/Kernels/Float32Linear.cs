@@ -1,4 +1,3 @@
-using Loom.Models.Layers;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -28,7 +27,7 @@ public static class Float32Linear
         ArgumentNullException.ThrowIfNull(weight);
         if (!UsesDirectKernel(x, weight)) return nn.functional.linear(x, weight, bias);
         var y = DirectLinear(x, weight); // (..., out)
-        return bias is null ? y : y.add_(bias, Residual.One); // a rooted alpha: see Residual
+        return bias is null ? y : y.add_(bias, RootedScalars.One); // a rooted alpha: see RootedScalars
     }
 
     /// <summary>Whether this CPU runs <see cref="DirectLinear"/>: x86 with AVX-512F, or with AVX2 and FMA.</summary>

@@ -1,5 +1,4 @@
 using Loom.Models.Kernels;
-using Loom.Models.Layers;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -63,7 +62,7 @@ public static class Int8Weights
         ArgumentNullException.ThrowIfNull(values);
         ArgumentNullException.ThrowIfNull(scales);
         var y = UsesDirectKernel(x, values) ? DirectLinear(x, values, scales) : WidenedLinear(x, values, scales); // (..., out)
-        return bias is null ? y : bias.dtype == y.dtype ? y.add_(bias, Residual.One) : y + bias.to(x.dtype);
+        return bias is null ? y : bias.dtype == y.dtype ? y.add_(bias, RootedScalars.One) : y + bias.to(x.dtype);
     }
 
     /// <summary>
